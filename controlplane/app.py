@@ -1,0 +1,83 @@
+"""Assembles a running control plane from a config: store, pipeline, scheduler, web.
+
+Capabilities beyond checks (incidents, backups, DR, …) plug in as *components*: a
+module listed in ``COMPONENTS`` exposing ``create(runtime) -> Component | None``. The
+runtime starts them after the pipeline exists and stops them in reverse order.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from controlplane.config import ControlPlaneConfig
+from controlplane.metrics import Metrics
+from controlplane.pipeline import Pipeline
+from controlplane.probes.base import ProbeContext
+from controlplane.scheduler import CheckScheduler
+from controlplane.store import Store
+
+log = logging.getLogger(__name__)
+
+# One line per pluggable capability; each module has create(runtime) -> Component | None.
+COMPONENTS: list[str] = []
+
+
+class Component(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class Runtime:
+    config: ControlPlaneConfig
+    store: Store
+    metrics: Metrics
+    pipeline: Pipeline
+    context: ProbeContext
+    scheduler: CheckScheduler
+    components: list[Component] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def component(self, name: str) -> Component | None:
+        return next((c for c in self.components if c.name == name), None)
+
+    def start(self) -> None:
+        for c in self.components:
+            log.info("component starting name=%s", c.name)
+            c.start()
+        self.scheduler.start()
+
+    def stop(self, grace_period: float | None = None) -> bool:
+        grace = self.config.scheduler.grace_period if grace_period is None else grace_period
+        finished = self.scheduler.shutdown(grace)
+        for c in reversed(self.components):
+            try:
+                c.stop()
+            except Exception:
+                log.exception("component stop failed name=%s", c.name)
+        self.store.close()
+        return finished
+
+
+def build_runtime(config: ControlPlaneConfig, metrics: Metrics | None = None) -> Runtime:
+    from controlplane.telemetry import setup_telemetry
+
+    tracer = setup_telemetry(config.telemetry)
+    store = Store(config.store.dsn)
+    metrics = metrics or Metrics()
+    pipeline = Pipeline(store, metrics, tracer)
+    context = ProbeContext(environments=dict(config.environments))
+    scheduler = CheckScheduler(config.checks, pipeline.process, context,
+                               config.scheduler.max_concurrency, config.scheduler.jitter)
+    runtime = Runtime(config, store, metrics, pipeline, context, scheduler)
+    for name in COMPONENTS:
+        component = importlib.import_module(name).create(runtime)
+        if component is not None:
+            runtime.components.append(component)
+    return runtime

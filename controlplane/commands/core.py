@@ -1,0 +1,119 @@
+"""`validate`, `run` and `check list|run`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+from controlplane.cli import EXIT_ERROR, EXIT_FAILING, EXIT_OK, err
+from controlplane.config import ConfigError, ControlPlaneConfig, load_config
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("validate", help="validate the configuration and exit")
+    _config_arg(p)
+    p.set_defaults(handler=cmd_validate)
+
+    p = sub.add_parser("run", help="run the scheduler and the web server")
+    _config_arg(p)
+    p.set_defaults(handler=cmd_run)
+
+    check = sub.add_parser("check", help="list or run configured checks")
+    csub = check.add_subparsers(dest="check_command", metavar="ACTION", required=True)
+    p = csub.add_parser("list", help="list configured checks")
+    _config_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_check_list)
+    p = csub.add_parser("run", help="run one check now and print its result")
+    _config_arg(p)
+    p.add_argument("id", help="check id (see `controlplane check list`)")
+    p.add_argument("--json", action="store_true", help="print the Result as JSON")
+    p.set_defaults(handler=cmd_check_run)
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE",
+                   help="main config file (default: $CONTROLPLANE_CONFIG or ./controlplane.yaml)")
+
+
+def load_or_report(path: str | None) -> ControlPlaneConfig | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    cfg = load_or_report(args.config)
+    if cfg is None:
+        return EXIT_FAILING
+    print(f"{cfg.source}: valid ({len(cfg.checks)} checks, "
+          f"{len(cfg.environments)} environments)")
+    return EXIT_OK
+
+
+def cmd_check_list(args: argparse.Namespace) -> int:
+    cfg = load_or_report(args.config)
+    if cfg is None:
+        return EXIT_ERROR
+    rows = [{"id": c.id, "kind": c.kind, "env": c.env, "interval_s": c.interval,
+             "enabled": c.enabled} for c in cfg.checks]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    width = max((len(c.id) for c in cfg.checks), default=2)
+    print(f"{'ID':<{width}}  {'KIND':<14} {'ENV':<11} INTERVAL")
+    for r in rows:
+        print(f"{r['id']:<{width}}  {r['kind']:<14} {r['env']:<11} {r['interval_s']:g}s"
+              + ("" if r["enabled"] else "  (disabled)"))
+    return EXIT_OK
+
+
+def cmd_check_run(args: argparse.Namespace) -> int:
+    cfg = load_or_report(args.config)
+    if cfg is None:
+        return EXIT_ERROR
+    try:
+        check = cfg.check(args.id)
+    except KeyError:
+        err(f"no check with id {args.id!r}; `controlplane check list` shows the ids")
+        return EXIT_ERROR
+    from controlplane.probes.base import ProbeContext
+    from controlplane.scheduler import CheckRunner
+
+    runner = CheckRunner(check, ProbeContext(environments=dict(cfg.environments)))
+    try:
+        result = runner.run()
+    finally:
+        runner.close()
+    from controlplane.commands.probe import print_result
+
+    print_result(result, args.json)
+    return result.status.exit_code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = load_or_report(args.config)
+    if cfg is None:
+        err("refusing to start: the configuration is invalid (see above)")
+        return EXIT_ERROR
+    from controlplane.server import serve
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal received signum=%d; shutting down", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return serve(cfg, stop)

@@ -1,0 +1,228 @@
+"""Configuration models and the loader: every object validates and fills its defaults here.
+
+``controlplane.yaml`` holds environments, store, web, scheduler, telemetry and defaults;
+checks live in ``checks/*.yaml`` (globs relative to the main file). An invalid config
+raises :class:`ConfigError` listing every problem as ``FILE:LINE: field.path: message``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from controlplane.durations import Duration
+from controlplane.probes import probe_class, valid_kinds
+from controlplane.probes.base import CheckConfig
+from controlplane.yamlsource import ConfigError, Located, Path_, Problem, load_located
+
+__all__ = ["ConfigError", "ControlPlaneConfig", "load_config"]
+
+DEFAULT_CONFIG_FILE = "controlplane.yaml"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EnvironmentConfig(_Model):
+    """One deployment environment of the platform and its public hostnames by role."""
+
+    label: str = ""
+    hosts: dict[str, str] = Field(default_factory=dict)
+    public_ip: str | None = None
+
+    def host(self, role: str) -> str:
+        try:
+            return self.hosts[role]
+        except KeyError:
+            raise KeyError(f"environment has no host for role {role!r}") from None
+
+
+class StoreConfig(_Model):
+    dsn: str = "sqlite:///controlplane.db"
+    raw_retention: Duration = 14 * 86400.0
+    aggregate_retention: Duration = 400 * 86400.0
+
+
+class WebConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    admin_token: SecretStr | None = None
+    public_url: str = ""
+
+
+class SchedulerConfig(_Model):
+    max_concurrency: int = Field(default=64, ge=1)
+    jitter: float = Field(default=0.1, ge=0, le=1)
+    grace_period: Duration = 30.0
+
+
+class TelemetryConfig(_Model):
+    service_name: str = "controlplane"
+    otlp_endpoint: str | None = None
+    sentry_dsn: SecretStr | None = None
+
+
+class CheckDefaults(_Model):
+    interval: Duration = 60.0
+    timeout: Duration = 10.0
+    failure_threshold: int = Field(default=2, ge=1)
+    success_threshold: int = Field(default=1, ge=1)
+
+
+class ControlPlaneConfig(_Model):
+    environments: dict[str, EnvironmentConfig] = Field(default_factory=dict)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    defaults: CheckDefaults = Field(default_factory=CheckDefaults)
+    check_files: list[str] = Field(default_factory=lambda: ["checks/*.yaml"])
+    checks: list[CheckConfig] = Field(default_factory=list)
+    source: str = ""
+
+    @field_validator("environments")
+    @classmethod
+    def _some_environment(cls, v: dict[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
+        if not v:
+            raise ValueError("you must define at least one environment")
+        return v
+
+    def check(self, check_id: str) -> CheckConfig:
+        for c in self.checks:
+            if c.id == check_id:
+                return c
+        raise KeyError(check_id)
+
+
+def load_config(path: str | None = None) -> ControlPlaneConfig:
+    """Load and validate the main file and its check files; raise ConfigError on any problem."""
+    path = path or os.environ.get("CONTROLPLANE_CONFIG") or DEFAULT_CONFIG_FILE
+    main = load_located(path)
+    data = main.data if main.data is not None else {}
+    if not isinstance(data, dict):
+        raise ConfigError([main.problem((), "the top level must be a mapping of sections")])
+    problems: list[Problem] = []
+    inline_checks = data.pop("checks", None) or []
+    cfg = _validate_main(main, data, problems)
+    base = os.path.dirname(os.path.abspath(path))
+    sources: list[tuple[Located, Path_, Any]] = []
+    if not isinstance(inline_checks, list):
+        problems.append(main.problem(("checks",), "must be a list of checks"))
+    else:
+        sources += [(main, ("checks", i), c) for i, c in enumerate(inline_checks)]
+    patterns = cfg.check_files if cfg else data.get("check_files", ["checks/*.yaml"])
+    for file in _expand(base, patterns):
+        sources += _check_entries(file, problems)
+    defaults = cfg.defaults if cfg else CheckDefaults()
+    envs = set(cfg.environments) if cfg else set()
+    checks = _validate_checks(sources, defaults, envs, problems)
+    if problems:
+        raise ConfigError(problems)
+    assert cfg is not None
+    cfg.checks = checks
+    cfg.source = os.path.abspath(path)
+    return cfg
+
+
+def _validate_main(
+    main: Located, data: dict[str, Any], problems: list[Problem]
+) -> ControlPlaneConfig | None:
+    try:
+        return ControlPlaneConfig.model_validate(data)
+    except ValidationError as exc:
+        problems += _problems(main, (), exc)
+        return None
+
+
+def _expand(base: str, patterns: list[str]) -> list[str]:
+    files: list[str] = []
+    for pattern in patterns:
+        full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
+        files += sorted(glob.glob(full))
+    return files
+
+
+def _check_entries(file: str, problems: list[Problem]) -> list[tuple[Located, Path_, Any]]:
+    try:
+        doc = load_located(file)
+    except ConfigError as exc:
+        problems += exc.problems
+        return []
+    data = doc.data
+    if data is None:
+        return []
+    if isinstance(data, dict) and isinstance(data.get("checks"), list):
+        return [(doc, ("checks", i), c) for i, c in enumerate(data["checks"])]
+    problems.append(doc.problem((), "a check file must hold `checks:` with a list of checks"))
+    return []
+
+
+def _validate_checks(
+    sources: list[tuple[Located, Path_, Any]],
+    defaults: CheckDefaults,
+    envs: set[str],
+    problems: list[Problem],
+) -> list[CheckConfig]:
+    checks: list[CheckConfig] = []
+    seen: dict[str, tuple[Located, Path_]] = {}
+    for doc, path, raw in sources:
+        check = _validate_check(doc, path, raw, defaults, problems)
+        if check is None:
+            continue
+        if check.env and envs and check.env not in envs:
+            problems.append(doc.problem(("env",), f"unknown environment {check.env!r}; "
+                                        f"use one of: {', '.join(sorted(envs))}", path))
+        if check.id in seen:
+            other_doc, other_path = seen[check.id]
+            first = f"{other_doc.file}:{other_doc.line_of(other_path)}"
+            problems.append(doc.problem(("id",), f"duplicate check id {check.id!r}, also "
+                                        f"defined at {first}; ids must be unique", path))
+            continue
+        seen[check.id] = (doc, path)
+        checks.append(check)
+    return checks
+
+
+def _validate_check(
+    doc: Located, path: Path_, raw: Any, defaults: CheckDefaults, problems: list[Problem]
+) -> CheckConfig | None:
+    if not isinstance(raw, dict):
+        problems.append(doc.problem((), "each check must be a mapping with id and kind", path))
+        return None
+    kind = raw.get("kind")
+    if kind is None:
+        problems.append(doc.problem((), "you must specify kind; valid kinds are: "
+                                    + ", ".join(valid_kinds()), path))
+        return None
+    if kind not in valid_kinds():
+        problems.append(doc.problem(("kind",), f"unknown check kind {kind!r}; valid kinds are: "
+                                    + ", ".join(valid_kinds()), path))
+        return None
+    merged = {**defaults.model_dump(), **raw}
+    try:
+        return probe_class(kind).config_model.model_validate(merged)
+    except ValidationError as exc:
+        problems += _problems(doc, path, exc)
+        return None
+
+
+def _problems(doc: Located, prefix: Path_, exc: ValidationError) -> list[Problem]:
+    out: list[Problem] = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        out.append(doc.problem(loc, _message(err), prefix))
+    return out
+
+
+def _message(err: Any) -> str:
+    kind = err["type"]
+    if kind == "missing":
+        return "is required; add it"
+    if kind == "extra_forbidden":
+        return "unknown field; check its spelling or remove it"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")

@@ -1,0 +1,31 @@
+"""Logging set-up: key=value lines on stderr, secrets redacted."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+_SECRET = re.compile(
+    r"(?i)((?:token|password|passwd|secret|api[_-]?key|authorization|sig|signature)"
+    r"[\"']?\s*[:=]\s*[\"']?(?:bearer\s+)?)([^\s\"'&,;]+)")
+_DSN_PASSWORD = re.compile(r"(://[^:/@\s]+:)([^@\s]+)(@)")
+
+
+def redact(text: str) -> str:
+    """Hide values that look like credentials (tokens, passwords, DSN passwords)."""
+    text = _DSN_PASSWORD.sub(r"\1***\3", text)
+    return _SECRET.sub(r"\1***", text)
+
+
+class RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def setup_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter(
+        "ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

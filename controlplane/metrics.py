@@ -1,0 +1,81 @@
+"""Every Prometheus metric the control plane exports, defined once (DESIGN.md §4).
+
+One :class:`Metrics` per process (tests make their own), each with its own registry so
+parallel instances never collide.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from controlplane.results import Result, Status
+
+P = "controlplane_"
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        # checks
+        self.check_up = Gauge(P + "check_up", "1 if the latest run was ok or degraded",
+                              ["check", "kind", "env"], registry=r)
+        self.check_status = Gauge(P + "check_status", "Latest run status, one-hot",
+                                  ["check", "kind", "env", "status"], registry=r)
+        self.check_duration = Histogram(P + "check_duration_seconds", "Run duration",
+                                        ["check", "kind"], buckets=DURATION_BUCKETS, registry=r)
+        self.check_runs = Counter(P + "check_runs", "Runs by outcome", ["check", "status"],
+                                  registry=r)
+        self.tls_not_after = Gauge(P + "tls_not_after_seconds",
+                                   "Earliest not_after of the certificates presented (unix time)",
+                                   ["check"], registry=r)
+        # kafka
+        self.kafka_lag = Gauge(P + "kafka_consumergroup_lag", "Consumer lag in messages",
+                               ["group", "topic", "partition"], registry=r)
+        self.kafka_lag_seconds = Gauge(P + "kafka_consumergroup_lag_seconds",
+                                       "Estimated consumer lag in seconds",
+                                       ["group", "topic", "partition"], registry=r)
+        self.kafka_group_status = Gauge(
+            P + "kafka_consumergroup_status",
+            "Group status: 0 OK, 1 WARN, 2 STALL, 3 STOP, 4 REWIND, 5 ERROR", ["group"],
+            registry=r)
+        self.kafka_urp = Gauge(P + "kafka_under_replicated_partitions",
+                               "Partitions whose ISR is smaller than their replica set",
+                               ["cluster"], registry=r)
+        # backups and DR
+        self.backup_last_success = Gauge(P + "backup_last_success_timestamp_seconds",
+                                         "Completion time of the newest complete backup",
+                                         ["component"], registry=r)
+        self.backup_duration = Gauge(P + "backup_duration_seconds", "Duration of the last backup",
+                                     ["component"], registry=r)
+        self.backup_size = Gauge(P + "backup_size_bytes", "Size of the last backup",
+                                 ["component"], registry=r)
+        self.dr_rpo = Gauge(P + "dr_rpo_seconds", "Current RPO (age of newest verified backup)",
+                            ["component"], registry=r)
+        self.dr_rpo_target = Gauge(P + "dr_rpo_target_seconds", "RPO target", ["component"],
+                                   registry=r)
+        self.dr_rto = Gauge(P + "dr_rto_seconds", "Measured RTO (latest drill duration)",
+                            ["component"], registry=r)
+        self.dr_rto_target = Gauge(P + "dr_rto_target_seconds", "RTO target", ["component"],
+                                   registry=r)
+        # incidents and notifications
+        self.incidents_open = Gauge(P + "incidents_open", "Open incidents", ["severity"],
+                                    registry=r)
+        self.notifications_pending = Gauge(P + "notifications_pending",
+                                           "Notifications stored but not yet delivered",
+                                           ["channel"], registry=r)
+        self.notifications_failed = Counter(P + "notifications_failed",
+                                            "Notifications given up after a permanent error",
+                                            ["channel"], registry=r)
+
+    def observe_result(self, r: Result) -> None:
+        self.check_up.labels(r.check, r.kind, r.env).set(
+            1 if r.status in (Status.OK, Status.DEGRADED) else 0)
+        for s in Status:
+            self.check_status.labels(r.check, r.kind, r.env, s.value).set(
+                1 if s == r.status else 0)
+        self.check_duration.labels(r.check, r.kind).observe(r.duration_s)
+        self.check_runs.labels(r.check, r.status.value).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

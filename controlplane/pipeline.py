@@ -1,0 +1,100 @@
+"""The result pipeline: store -> metrics -> state evaluation -> trace span -> listeners.
+
+Every producer of Results (probes, backup jobs, DR evaluation) feeds :meth:`Pipeline.process`,
+so a backup failure travels the same road to incidents as a failing TLS check.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC
+from typing import Any
+
+from opentelemetry import trace
+
+from controlplane.evaluator import Counters, State, Transition, evaluate
+from controlplane.metrics import Metrics
+from controlplane.probes import KINDS, probe_class
+from controlplane.probes.base import CheckConfig
+from controlplane.results import Result
+from controlplane.store import Store
+from controlplane.store.results import CheckStateRow, add_results
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[Transition], None]
+ResultListener = Callable[[Result, CheckConfig], None]
+
+
+class Pipeline:
+    def __init__(self, store: Store, metrics: Metrics | None = None,
+                 tracer: trace.Tracer | None = None) -> None:
+        self.store = store
+        self.metrics = metrics or Metrics()
+        self.tracer = tracer or trace.get_tracer("controlplane")
+        self._transition_listeners: list[Listener] = []
+        self._result_listeners: list[ResultListener] = []
+        self._lock = threading.Lock()
+
+    def on_transition(self, listener: Listener) -> None:
+        """Call ``listener`` for every state change (incidents subscribe here)."""
+        self._transition_listeners.append(listener)
+
+    def on_result(self, listener: ResultListener) -> None:
+        """Call ``listener`` for every stored result, transition or not."""
+        self._result_listeners.append(listener)
+
+    def process(self, result: Result, check: CheckConfig) -> Transition | None:
+        transition = self._store_and_evaluate(result, check)
+        self._export(result)
+        self._span(result)
+        for rl in self._result_listeners:
+            _safely(rl, result, check)
+        if transition is not None:
+            log.info("state change check=%s env=%s old=%s new=%s message=%r", check.id,
+                     check.env, transition.old.value, transition.new.value, result.message)
+            for tl in self._transition_listeners:
+                _safely(tl, transition)
+        return transition
+
+    def _store_and_evaluate(self, result: Result, check: CheckConfig) -> Transition | None:
+        # The per-process lock keeps read-modify-write of one state row atomic on SQLite;
+        # the scheduler never runs one check twice at once, so contention is low.
+        with self._lock, self.store.session() as s:
+            add_results(s, [result])
+            row = s.get(CheckStateRow, check.id)
+            if row is None:
+                row = CheckStateRow(check_id=check.id, state=State.UNKNOWN.value, ok_streak=0,
+                                    degraded_streak=0, bad_streak=0, fail_streak=0)
+                s.add(row)
+            counters = Counters(State(row.state), row.ok_streak, row.degraded_streak,
+                                row.bad_streak, row.fail_streak, row.since)
+            transition = evaluate(counters, check, result)
+            row.state = counters.state.value
+            row.ok_streak, row.degraded_streak = counters.ok_streak, counters.degraded_streak
+            row.bad_streak, row.fail_streak = counters.bad_streak, counters.fail_streak
+            row.since = counters.since
+            row.last_status, row.last_message = result.status.value, result.message
+            row.last_run_at = result.started_at
+            return transition
+
+    def _export(self, result: Result) -> None:
+        self.metrics.observe_result(result)
+        if result.kind in KINDS:
+            probe_class(result.kind).export_metrics(result, self.metrics)
+
+    def _span(self, result: Result) -> None:
+        start_ns = int(result.started_at.astimezone(UTC).timestamp() * 1e9)
+        span = self.tracer.start_span(f"check {result.check}", start_time=start_ns, attributes={
+            "check": result.check, "kind": result.kind, "env": result.env,
+            "status": result.status.value})
+        span.end(end_time=start_ns + int(result.duration_s * 1e9))
+
+
+def _safely(fn: Callable[..., None], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("pipeline listener failed listener=%s", getattr(fn, "__qualname__", fn))

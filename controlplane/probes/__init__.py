@@ -1,0 +1,31 @@
+"""Registry of check kinds: one line per kind, imported lazily.
+
+Lazy so that `controlplane validate` does not pay for (or need) every client library.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+from typing import Any
+
+from controlplane.probes.base import Probe
+
+KINDS: dict[str, str] = {
+    "http": "controlplane.probes.http:HttpProbe",
+    "tls": "controlplane.probes.tls:TlsProbe",
+    "dns": "controlplane.probes.dns:DnsProbe",
+    "tcp": "controlplane.probes.tcp:TcpProbe",
+}
+
+
+@cache
+def probe_class(kind: str) -> type[Probe[Any]]:
+    """The Probe class for a kind; KeyError if the kind is unknown."""
+    module_name, _, attr = KINDS[kind].partition(":")
+    cls: type[Probe[Any]] = getattr(importlib.import_module(module_name), attr)
+    return cls
+
+
+def valid_kinds() -> list[str]:
+    return sorted(KINDS)

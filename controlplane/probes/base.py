@@ -1,0 +1,131 @@
+"""The probe contract: every check kind is one module with one Probe subclass.
+
+A probe gets its validated config once and is asked to ``check()`` on every run.
+It returns an :class:`Outcome`; :meth:`Probe.execute` turns that into a
+:class:`~controlplane.results.Result`, times it, and records a crash as ``error``
+so a broken probe never takes the scheduler down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from controlplane.durations import Duration
+from controlplane.results import Result, Status, Step, utcnow
+
+if TYPE_CHECKING:
+    from controlplane.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+Severity = Literal["critical", "major", "minor"]
+
+
+class CheckConfig(BaseModel):
+    """Fields every check has; each kind subclasses it with its own fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=120)
+    kind: str
+    env: str = ""
+    name: str = ""
+    description: str = ""
+    enabled: bool = True
+    interval: Duration = 60.0
+    timeout: Duration = 10.0
+    failure_threshold: int = Field(default=2, ge=1)
+    success_threshold: int = Field(default=1, ge=1)
+    severity: Severity = "major"
+    notify_on_degraded: bool = False
+    labels: dict[str, str] = Field(default_factory=dict)
+    runbook: str | None = None
+
+
+ConfigT = TypeVar("ConfigT", bound=CheckConfig)
+
+
+@dataclass
+class Outcome:
+    """What a probe found; the base class adds identity and timing."""
+
+    status: Status
+    message: str
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    steps: list[Step] = field(default_factory=list)
+
+
+@dataclass
+class ProbeContext:
+    """What the running control plane lends to probes (environments, shared services)."""
+
+    environments: dict[str, Any] = field(default_factory=dict)
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+class ProbeError(Exception):
+    """The probe could not judge the target (bad input, crashed dependency): status error."""
+
+
+class Probe(ABC, Generic[ConfigT]):
+    kind: ClassVar[str]
+    config_model: ClassVar[type[CheckConfig]]
+
+    def __init__(self, config: ConfigT, context: ProbeContext | None = None) -> None:
+        self.config = config
+        self.context = context or ProbeContext()
+
+    @abstractmethod
+    def check(self) -> Outcome:
+        """Probe the target once, within ``self.config.timeout`` seconds."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most probes hold nothing
+        """Release clients held across runs."""
+
+    def execute(self) -> Result:
+        started = utcnow()
+        t0 = time.monotonic()
+        try:
+            outcome = self.check()
+        except ProbeError as exc:
+            outcome = Outcome(Status.ERROR, str(exc))
+        except Exception as exc:
+            log.exception("probe crashed check=%s kind=%s", self.config.id, self.kind)
+            outcome = Outcome(Status.ERROR, f"probe crashed: {type(exc).__name__}: {exc}")
+        return Result(
+            check=self.config.id,
+            kind=self.kind,
+            env=self.config.env,
+            status=outcome.status,
+            started_at=started,
+            duration_s=round(time.monotonic() - t0, 6),
+            message=outcome.message,
+            metrics=outcome.metrics,
+            details=outcome.details,
+            steps=outcome.steps,
+        )
+
+    @classmethod
+    def export_metrics(cls, result: Result, metrics: Metrics) -> None:
+        """Set this kind's own metrics (beyond the check_* family) from a result."""
+
+    # -- ad-hoc use from `controlplane probe KIND TARGET ...` -------------------------------
+
+    cli_name: ClassVar[str | None] = None
+    """Name under `controlplane probe`; None means the kind is not offered ad hoc."""
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add this kind's flags to its `controlplane probe` sub-command."""
+
+    @classmethod
+    def config_from_args(cls, args: argparse.Namespace) -> CheckConfig:
+        raise NotImplementedError(f"{cls.kind} cannot be run ad hoc")

@@ -1,0 +1,150 @@
+"""APScheduler wiring: each check on its own interval with jitter, one run at a time.
+
+Guarantees: never two runs of one check at once (a hung run blocks the next run of that
+check only, recorded as ``error``); bounded concurrency (the executor's pool); a hard
+timeout per run (the probe runs in its own thread, which we stop waiting for); a probe that
+raises or hangs becomes an ``error`` Result and the scheduler goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from controlplane.probes import probe_class
+from controlplane.probes.base import CheckConfig, Probe, ProbeContext
+from controlplane.results import Result, Status, utcnow
+
+log = logging.getLogger(__name__)
+
+HARD_TIMEOUT_MARGIN_S = 1.0
+"""How long past its own timeout a probe may run before we record it as hung."""
+
+ResultSink = Callable[[Result, CheckConfig], Any]
+
+
+class CheckRunner:
+    """Runs one check's probe with a hard timeout and refuses to overlap runs."""
+
+    def __init__(self, check: CheckConfig, context: ProbeContext) -> None:
+        self.check = check
+        self.probe: Probe[Any] = probe_class(check.kind)(check, context)
+        self._busy: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def run(self) -> Result:
+        started = utcnow()
+        with self._lock:
+            if self._busy is not None and self._busy.is_alive():
+                return self._error(started, 0.0, "previous run still running (hung probe); "
+                                   "this run was skipped")
+            box: list[Result] = []
+            worker = threading.Thread(target=lambda: box.append(self.probe.execute()),
+                                      name=f"probe-{self.check.id}", daemon=True)
+            self._busy = worker
+            worker.start()
+        t0 = time.monotonic()
+        worker.join(self.check.timeout + HARD_TIMEOUT_MARGIN_S)
+        if box:
+            return box[0]
+        log.warning("probe hung check=%s timeout_s=%s", self.check.id, self.check.timeout)
+        return self._error(started, time.monotonic() - t0,
+                           f"timed out after {self.check.timeout:g}s (probe did not return)")
+
+    def _error(self, started: datetime, duration: float, message: str) -> Result:
+        return Result(check=self.check.id, kind=self.check.kind, env=self.check.env,
+                      status=Status.ERROR, started_at=started, duration_s=round(duration, 6),
+                      message=message)
+
+    def close(self) -> None:
+        try:
+            self.probe.close()
+        except Exception:
+            log.warning("probe close failed check=%s", self.check.id, exc_info=True)
+
+
+class CheckScheduler:
+    def __init__(self, checks: list[CheckConfig], sink: ResultSink, context: ProbeContext,
+                 max_concurrency: int = 64, jitter: float = 0.1) -> None:
+        self.sink = sink
+        self.jitter = jitter
+        self.runners = {c.id: CheckRunner(c, context) for c in checks if c.enabled}
+        self._scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_concurrency)}, timezone=UTC)
+        self._scheduler.add_listener(self._on_submit, EVENT_JOB_SUBMITTED)
+        self._scheduled: dict[str, datetime] = {}
+        self._in_flight = 0
+        self._idle = threading.Condition()
+        self.start_delays: list[float] = []  # seconds; read by the benchmark
+        self.on_start_delay: Callable[[float], None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return bool(self._scheduler.running)
+
+    def start(self) -> None:
+        now = datetime.now(UTC)
+        for check_id, runner in self.runners.items():
+            interval = runner.check.interval
+            # Spread first runs over one interval so N checks do not all fire at t=0.
+            first = now + timedelta(seconds=random.uniform(0, min(interval, 5.0)))
+            self._scheduler.add_job(
+                self._run_job, IntervalTrigger(seconds=interval, start_date=first,
+                                               jitter=self.jitter * interval or None),
+                args=[check_id], id=check_id, max_instances=1, coalesce=True,
+                misfire_grace_time=max(1, int(interval)), next_run_time=first)
+        self._scheduler.start()
+        log.info("scheduler started checks=%d", len(self.runners))
+
+    def _on_submit(self, event: JobSubmissionEvent) -> None:
+        self._scheduled[event.job_id] = event.scheduled_run_times[-1]
+
+    def _run_job(self, check_id: str) -> None:
+        scheduled = self._scheduled.pop(check_id, None)
+        if scheduled is not None:
+            delay = (datetime.now(UTC) - scheduled).total_seconds()
+            self.start_delays.append(delay)
+            if self.on_start_delay:
+                self.on_start_delay(delay)
+        with self._idle:
+            self._in_flight += 1
+        try:
+            self.run_now(check_id)
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def run_now(self, check_id: str) -> Result:
+        """Run one check immediately (also used by the CLI and the API) and feed the sink."""
+        runner = self.runners[check_id]
+        result = runner.run()
+        try:
+            self.sink(result, runner.check)
+        except Exception:
+            log.exception("result sink failed check=%s", check_id)
+        return result
+
+    def shutdown(self, grace_period: float) -> bool:
+        """Stop scheduling; wait up to ``grace_period`` for in-flight runs. True if all done."""
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        deadline = time.monotonic() + grace_period
+        with self._idle:
+            while self._in_flight and time.monotonic() < deadline:
+                self._idle.wait(timeout=max(0.0, deadline - time.monotonic()))
+            finished = self._in_flight == 0
+        for runner in self.runners.values():
+            runner.close()
+        log.info("scheduler stopped in_flight_left=%d", self._in_flight)
+        return finished

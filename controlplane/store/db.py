@@ -1,0 +1,75 @@
+"""Engine, sessions and the declarative base every table module shares."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import JSON, Engine, create_engine, event, text
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+log = logging.getLogger(__name__)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def _import_table_modules() -> None:
+    # Every module that declares tables must be imported before create_all.
+    from controlplane.store import results  # noqa: F401
+
+
+class Store:
+    """One database: create tables on open, hand out short transactions."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.engine = _engine(dsn)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        _import_table_modules()
+        Base.metadata.create_all(self.engine)
+        log.info("store opened dialect=%s", self.engine.dialect.name)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed on success, rolled back on error."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            log.warning("store ping failed", exc_info=True)
+            return False
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _engine(dsn: str) -> Engine:
+    if dsn.startswith("postgresql://"):
+        dsn = "postgresql+psycopg://" + dsn.removeprefix("postgresql://")
+    if not dsn.startswith("sqlite"):
+        return create_engine(dsn, pool_pre_ping=True, pool_size=10)
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+    if dsn in ("sqlite://", "sqlite:///:memory:"):
+        kwargs["poolclass"] = StaticPool
+    engine = create_engine(dsn, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        # WAL lets the web server read while the scheduler writes.
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    return engine

@@ -1,0 +1,141 @@
+"""Check results, hourly aggregates and the evaluated state of each check."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import DateTime, Float, Index, Integer, String, Text, delete, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from controlplane.results import Result, Status, Step
+from controlplane.store.db import Base
+
+
+class ResultRow(Base):
+    __tablename__ = "results"
+    __table_args__ = (Index("ix_results_check_started", "check_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    check_id: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[str] = mapped_column(String(40))
+    env: Mapped[str] = mapped_column(String(40), default="")
+    status: Mapped[str] = mapped_column(String(10))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    duration_s: Mapped[float] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(Text, default="")
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    steps: Mapped[list[Any]] = mapped_column(default=list)
+
+    @classmethod
+    def from_result(cls, r: Result) -> ResultRow:
+        data = r.to_json_dict()
+        return cls(check_id=r.check, kind=r.kind, env=r.env, status=r.status.value,
+                   started_at=r.started_at, duration_s=r.duration_s, message=r.message,
+                   metrics=data["metrics"], details=data["details"], steps=data["steps"])
+
+    def to_result(self) -> Result:
+        started = self.started_at
+        if started.tzinfo is None:  # SQLite drops the zone; we only ever store UTC
+            started = started.replace(tzinfo=UTC)
+        return Result(check=self.check_id, kind=self.kind, env=self.env,
+                      status=Status(self.status), started_at=started,
+                      duration_s=self.duration_s, message=self.message,
+                      metrics=self.metrics, details=self.details,
+                      steps=[Step.model_validate(s) for s in self.steps])
+
+
+class HourlyAggregate(Base):
+    """Per check and hour: run counts by status and latency sums, kept longer than raw rows."""
+
+    __tablename__ = "results_hourly"
+
+    check_id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    runs: Mapped[int] = mapped_column(Integer, default=0)
+    ok: Mapped[int] = mapped_column(Integer, default=0)
+    degraded: Mapped[int] = mapped_column(Integer, default=0)
+    failing: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[int] = mapped_column(Integer, default=0)
+    duration_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    duration_max: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class CheckStateRow(Base):
+    """The evaluated (damped) state of a check, surviving restarts."""
+
+    __tablename__ = "check_state"
+
+    check_id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    state: Mapped[str] = mapped_column(String(10), default="unknown")
+    ok_streak: Mapped[int] = mapped_column(Integer, default=0)
+    degraded_streak: Mapped[int] = mapped_column(Integer, default=0)
+    bad_streak: Mapped[int] = mapped_column(Integer, default=0)
+    fail_streak: Mapped[int] = mapped_column(Integer, default=0)
+    since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_status: Mapped[str] = mapped_column(String(10), default="")
+    last_message: Mapped[str] = mapped_column(Text, default="")
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+def _hour(ts: datetime) -> datetime:
+    return ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def add_results(session: Session, results: list[Result]) -> None:
+    """Insert raw rows and fold them into the hourly aggregates."""
+    session.add_all([ResultRow.from_result(r) for r in results])
+    buckets: dict[tuple[str, datetime], list[Result]] = {}
+    for r in results:
+        buckets.setdefault((r.check, _hour(r.started_at)), []).append(r)
+    for (check_id, hour), group in buckets.items():
+        agg = session.get(HourlyAggregate, (check_id, hour))
+        if agg is None:
+            agg = HourlyAggregate(check_id=check_id, hour=hour, runs=0, ok=0, degraded=0,
+                                  failing=0, error=0, duration_sum=0.0, duration_max=0.0)
+            session.add(agg)
+        for r in group:
+            agg.runs += 1
+            setattr(agg, r.status.value, getattr(agg, r.status.value) + 1)
+            agg.duration_sum += r.duration_s
+            agg.duration_max = max(agg.duration_max, r.duration_s)
+
+
+def history(session: Session, check_id: str, since: datetime | None = None,
+            limit: int = 500) -> list[Result]:
+    """Newest first."""
+    q = select(ResultRow).where(ResultRow.check_id == check_id)
+    if since is not None:
+        q = q.where(ResultRow.started_at >= since)
+    rows = session.scalars(q.order_by(ResultRow.started_at.desc()).limit(limit))
+    return [r.to_result() for r in rows]
+
+
+def latest(session: Session, check_id: str) -> Result | None:
+    found = history(session, check_id, limit=1)
+    return found[0] if found else None
+
+
+def uptime(session: Session, check_id: str, window: timedelta,
+           now: datetime | None = None) -> float | None:
+    """Share of runs in ``window`` that were ok or degraded, from hourly aggregates."""
+    now = now or datetime.now(UTC)
+    q = select(func.sum(HourlyAggregate.runs), func.sum(HourlyAggregate.ok),
+               func.sum(HourlyAggregate.degraded)).where(
+        HourlyAggregate.check_id == check_id, HourlyAggregate.hour >= _hour(now - window))
+    runs, ok, degraded = session.execute(q).one()
+    if not runs:
+        return None
+    return float((ok or 0) + (degraded or 0)) / float(runs)
+
+
+def prune(session: Session, raw_retention_s: float, aggregate_retention_s: float,
+          now: datetime | None = None) -> tuple[int, int]:
+    """Delete raw rows and aggregates past retention; returns (raw, aggregates) deleted."""
+    now = now or datetime.now(UTC)
+    raw = session.execute(delete(ResultRow).where(
+        ResultRow.started_at < now - timedelta(seconds=raw_retention_s)))
+    agg = session.execute(delete(HourlyAggregate).where(
+        HourlyAggregate.hour < now - timedelta(seconds=aggregate_retention_s)))
+    return int(getattr(raw, "rowcount", 0) or 0), int(getattr(agg, "rowcount", 0) or 0)

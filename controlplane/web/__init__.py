@@ -1,0 +1,31 @@
+"""Flask app factory. Each area is a blueprint module listed in BLUEPRINTS exposing ``bp``."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from flask import Flask, current_app
+
+if TYPE_CHECKING:
+    from controlplane.app import Runtime
+
+# One line per blueprint module; each exposes `bp` (a flask.Blueprint).
+BLUEPRINTS = [
+    "controlplane.web.ops",
+    "controlplane.web.checks",
+]
+
+
+def create_app(runtime: Runtime) -> Flask:
+    app = Flask(__name__)
+    app.config["runtime"] = runtime
+    for name in BLUEPRINTS:
+        app.register_blueprint(importlib.import_module(name).bp)
+    return app
+
+
+def runtime() -> Runtime:
+    """The Runtime of the app handling the current request."""
+    rt: Runtime = current_app.config["runtime"]
+    return rt

@@ -1,0 +1,129 @@
+"""YAML loading that remembers where every value came from (file and line).
+
+Config errors must point at ``FILE:LINE``; PyYAML's composed node tree carries marks,
+so we construct plain Python values ourselves and keep a map from path to line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+Path_ = tuple[str | int, ...]
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{self.file}:{self.line}: {where}{self.message}"
+
+
+class ConfigError(Exception):
+    """One or more problems in the configuration; ``str()`` lists them one per line."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(set(problems), key=lambda p: (p.file, p.line, p.path))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass
+class Located:
+    """A parsed YAML document and the line of each of its values."""
+
+    file: str
+    data: Any
+    lines: dict[Path_, int] = field(default_factory=dict)
+
+    def line_of(self, path: Path_) -> int:
+        """Line of the deepest known prefix of ``path`` (a missing field -> its parent)."""
+        for end in range(len(path), -1, -1):
+            line = self.lines.get(tuple(path[:end]))
+            if line is not None:
+                return line
+        return 1
+
+    def problem(self, path: Path_, message: str, prefix: Path_ = ()) -> Problem:
+        full = tuple(prefix) + tuple(path)
+        return Problem(self.file, self.line_of(full), dotted(full), message)
+
+
+def dotted(path: Path_) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def load_located(file: str, text: str | None = None) -> Located:
+    """Parse ``file``; YAML syntax errors and unset ${VARS} become ConfigError."""
+    if text is None:
+        try:
+            with open(file, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise ConfigError([Problem(file, 1, "", f"cannot read file: {exc.strerror}")]) from exc
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([Problem(file, line, "", f"invalid YAML: {reason}")]) from exc
+    finally:
+        loader.dispose()
+    located = Located(file, None)
+    problems: list[Problem] = []
+    if node is not None:
+        located.data = _build(node, (), located, problems, loader)
+    if problems:
+        raise ConfigError(problems)
+    return located
+
+
+def _build(
+    node: yaml.Node, path: Path_, loc: Located, problems: list[Problem], loader: yaml.SafeLoader
+) -> Any:
+    loc.lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = str(loader.construct_object(key_node))
+            if key in out:
+                problems.append(
+                    Problem(loc.file, key_node.start_mark.line + 1, dotted((*path, key)),
+                            "duplicate key; remove one of them")
+                )
+            out[key] = _build(value_node, (*path, key), loc, problems, loader)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(n, (*path, i), loc, problems, loader) for i, n in enumerate(node.value)]
+    value = loader.construct_object(node)
+    if isinstance(value, str) and "${" in value:
+        value = _interpolate(value, path, loc, problems)
+    return value
+
+
+def _interpolate(value: str, path: Path_, loc: Located, problems: list[Problem]) -> str:
+    def sub(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        problems.append(
+            loc.problem(path, f"environment variable {name} is not set; export it or "
+                              f"write ${{{name}:-default}}")
+        )
+        return ""
+
+    return _VAR.sub(sub, value)

@@ -1,0 +1,7 @@
+"""Shared fixtures. Fixtures that start real servers live in tests/services/ as plugins."""
+
+from __future__ import annotations
+
+pytest_plugins: list[str] = [
+    "tests.services.common",
+]
