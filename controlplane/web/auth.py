@@ -18,7 +18,7 @@ def require_admin(fn: F) -> F:
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         token = runtime().config.web.admin_token
-        if token is None:
+        if token is None or not token.get_secret_value():
             return jsonify(error="admin API disabled: set web.admin_token in the config"), 403
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
