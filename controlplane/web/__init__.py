@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
+from controlplane.results import iso, utcnow
+
 if TYPE_CHECKING:
     from controlplane.app import Runtime
 
@@ -20,6 +22,7 @@ BLUEPRINTS = [
 def create_app(runtime: Runtime) -> Flask:
     app = Flask(__name__)
     app.config["runtime"] = runtime
+    app.jinja_env.globals["now_iso"] = lambda: iso(utcnow())
     for name in BLUEPRINTS:
         app.register_blueprint(importlib.import_module(name).bp)
     return app

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify
 
 from controlplane.web import runtime
 
-bp = Blueprint("ops", __name__)
+bp = Blueprint("ops", __name__, static_folder="static", static_url_path="/static")
 
 
 @bp.get("/metrics")
