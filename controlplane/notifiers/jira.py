@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -61,7 +62,8 @@ class JiraNotifier(Notifier):
                 self._comment(key, self._resolve_text(n.payload))
                 self._transition(key, self.cfg.resolve_transition)
             else:
-                self._comment(key, n.payload.get("text") or n.payload["message"])
+                text = n.payload.get("text") or n.payload["message"]
+                self._comment(key, re.sub(r"^:[a-z_]+:\s*", "", text))
             return {"jira_key": key}
         except JIRAError as exc:
             self._client = None if exc.status_code in (None, 401) else self._client

@@ -9,7 +9,6 @@ sending and recording it), we look the key up with ``conversations.history`` /
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
 from slack_sdk import WebClient
@@ -36,16 +35,7 @@ class SlackNotifier(Notifier):
                                 timeout=int(cfg.timeout))
 
     def route(self, severity: str, env: str, labels: dict[str, Any]) -> str:
-        """The channel the first matching route names, else the default channel."""
-        for r in self.cfg.routes:
-            m = r.match
-            if m.severity and severity not in m.severity:
-                continue
-            if m.env and env not in m.env:
-                continue
-            if all(str(labels.get(k)) == v for k, v in m.labels.items()):
-                return r.channel
-        return self.cfg.channel
+        return route(self.cfg, severity, env, labels)
 
     def notify(self, n: Notification) -> dict[str, str]:
         try:
@@ -159,6 +149,19 @@ class SlackNotifier(Notifier):
                 f"{p['message']}")
 
 
+def route(cfg: SlackConfig, severity: str, env: str, labels: dict[str, Any]) -> str:
+    """The channel the first matching route names, else the default channel."""
+    for r in cfg.routes:
+        m = r.match
+        if m.severity and severity not in m.severity:
+            continue
+        if m.env and env not in m.env:
+            continue
+        if all(str(labels.get(k)) == v for k, v in m.labels.items()):
+            return r.channel
+    return cfg.channel
+
+
 def _with_key(messages: list[dict[str, Any]], key: str) -> str | None:
     for m in messages:
         meta = m.get("metadata") or {}
@@ -190,7 +193,3 @@ def _retry_after(headers: Any) -> float:
         return max(1.0, float(raw)) if raw is not None else 30.0
     except ValueError:
         return 30.0
-
-
-def fmt_time(ts: datetime) -> str:
-    return ts.strftime("%Y-%m-%d %H:%M UTC")
