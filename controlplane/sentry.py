@@ -9,6 +9,7 @@ credential-looking text is redacted with the same rules as our logs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -65,10 +66,8 @@ def scrub_event(event: Any, _hint: Any) -> Any:
 def _log_text(event: dict[str, Any]) -> str:
     entry = event.get("logentry") or {}
     text = str(entry.get("formatted") or "")
-    try:
+    with contextlib.suppress(TypeError, ValueError):
         text += " " + str(entry.get("message") or "") % tuple(entry.get("params") or ())
-    except (TypeError, ValueError):
-        pass
     return text
 
 

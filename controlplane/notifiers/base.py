@@ -59,7 +59,7 @@ class Notifier(ABC):
 
 def duration_text(seconds: float) -> str:
     """``3h 02m`` style, for humans reading a thread."""
-    s = int(round(seconds))
+    s = round(seconds)
     d, rem = divmod(s, 86400)
     h, rem = divmod(rem, 3600)
     m, sec = divmod(rem, 60)

@@ -123,7 +123,7 @@ class JiraFake:
                               "buildNumber": 9120000, "serverTitle": "Jira (sandbox)"})
 
     def _create(self, req: Request) -> Response:
-        f = dict((req.form().get("fields") or {}))
+        f = dict(req.form().get("fields") or {})
         errors: dict[str, str] = {}
         project = (f.get("project") or {}).get("key")
         if project not in self.projects:
