@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from controlplane.evaluator import State, Transition
 from controlplane.incidents import silences
-from controlplane.incidents.config import IncidentsConfig, NotifiersConfig
+from controlplane.incidents.config import SEVERITY_RANK, IncidentsConfig, NotifiersConfig
 from controlplane.incidents.model import (
     ACKNOWLEDGED,
     ACTIVE_STATES,
@@ -209,15 +209,15 @@ class IncidentService:
         inc.last_notified_at, inc.last_notified_message = now, inc.message
 
     def _channels(self, inc: IncidentRow, action: str) -> list[str]:
-        out: list[str] = []
-        slack, jira = self.notifiers.slack, self.notifiers.jira
-        if slack is not None and slack.enabled:
-            out.append("slack")
-        if jira is not None and jira.enabled and action != "reminder":
-            from controlplane.incidents.config import SEVERITY_RANK
-
-            if SEVERITY_RANK[inc.severity] >= SEVERITY_RANK[jira.min_severity]:
-                out.append("jira")
+        out = []
+        for channel in self._channels_configured():
+            if channel == "jira":
+                jira = self.notifiers.jira
+                assert jira is not None
+                if action == "reminder" or \
+                        SEVERITY_RANK[inc.severity] < SEVERITY_RANK[jira.min_severity]:
+                    continue  # reminders are for on-call; Jira gets what auditors need
+            out.append(channel)
         return out
 
     def _route(self, inc: IncidentRow) -> str:
@@ -258,5 +258,13 @@ class IncidentService:
         with self.store.session() as s:
             rows = dict(s.execute(select(IncidentRow.severity, func.count()).where(
                 IncidentRow.state.in_(ACTIVE_STATES)).group_by(IncidentRow.severity)).all())
+            pending = dict(s.execute(select(OutboxRow.channel, func.count()).where(
+                OutboxRow.state == PENDING).group_by(OutboxRow.channel)).all())
         for sev in ("critical", "major", "minor"):
             self.metrics.incidents_open.labels(sev).set(rows.get(sev, 0))
+        for channel in self._channels_configured():
+            self.metrics.notifications_pending.labels(channel).set(pending.get(channel, 0))
+
+    def _channels_configured(self) -> list[str]:
+        return [name for name, c in (("slack", self.notifiers.slack),
+                                     ("jira", self.notifiers.jira)) if c and c.enabled]

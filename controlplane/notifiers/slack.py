@@ -9,6 +9,7 @@ sending and recording it), we look the key up with ``conversations.history`` /
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from slack_sdk import WebClient
@@ -178,6 +179,8 @@ def _classify(exc: SlackApiError) -> TransportError:
         after = _retry_after(exc.response.headers)
         return TransportError(f"slack rate limited (429), retry after {after:g}s",
                               retry_after=after)
+    if not re.fullmatch(r"[a-z_]+", error):
+        error = ""  # not a Slack error code (an HTML or text error page)
     if status >= 500 or error in TRANSIENT_ERRORS:
         return TransportError(f"slack unavailable: HTTP {status} {error}".rstrip())
     return TransportError(f"slack rejected the request: {error or f'HTTP {status}'}",

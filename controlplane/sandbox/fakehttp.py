@@ -54,8 +54,10 @@ Handler = Callable[[Request], Response]
 class FakeServer:
     """Serves ``handle`` on a loopback port until :meth:`stop`; faults are checked first."""
 
-    def __init__(self, handle: Handler) -> None:
+    def __init__(self, handle: Handler,
+                 record: Callable[[Request, Response], None] | None = None) -> None:
         self._handle = handle
+        self._record = record
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -91,6 +93,8 @@ class FakeServer:
                               {k.lower(): v for k, v in self.headers.items()},
                               self.rfile.read(length) if length else b"")
                 resp = server._fault_for(parts.path) or server._handle(req)
+                if server._record is not None:
+                    server._record(req, resp)
                 body = b"" if resp.body is None else (
                     resp.body if isinstance(resp.body, bytes) else json.dumps(resp.body).encode())
                 self.send_response(resp.status)

@@ -48,7 +48,7 @@ class JiraFake:
         self.issues: dict[str, Issue] = {}
         self.calls: list[tuple[str, str, int]] = []  # (HTTP method, path, status)
         self._lock = threading.Lock()
-        self.server = FakeServer(self._handle)
+        self.server = FakeServer(self._dispatch, self._record)
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         return self.server.start(host, port)
@@ -78,11 +78,9 @@ class JiraFake:
 
     # -- the API --------------------------------------------------------------------------------
 
-    def _handle(self, req: Request) -> Response:
-        resp = self._dispatch(req)
+    def _record(self, req: Request, resp: Response) -> None:
         with self._lock:
             self.calls.append((req.method, req.path, resp.status))
-        return resp
 
     def _dispatch(self, req: Request) -> Response:
         if not self._authorised(req.headers.get("authorization", "")):

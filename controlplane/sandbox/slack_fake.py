@@ -52,7 +52,7 @@ class SlackFake:
         self._messages: list[Message] = []
         self._lock = threading.Lock()
         self._last_ts = 0.0
-        self.server = FakeServer(self._handle)
+        self.server = FakeServer(self._handle, self._record)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -108,12 +108,12 @@ class SlackFake:
 
     # -- the API --------------------------------------------------------------------------
 
-    def _handle(self, req: Request) -> Response:
-        method = req.path.removeprefix("/api/")
-        resp = self._dispatch(method, req)
+    def _record(self, req: Request, resp: Response) -> None:
         with self._lock:
-            self.calls.append((method, resp.status))
-        return resp
+            self.calls.append((req.path.removeprefix("/api/"), resp.status))
+
+    def _handle(self, req: Request) -> Response:
+        return self._dispatch(req.path.removeprefix("/api/"), req)
 
     def _dispatch(self, method: str, req: Request) -> Response:
         handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
