@@ -72,8 +72,8 @@ def window_at(row: SilenceRow, now: datetime) -> tuple[datetime, datetime] | Non
         start = parse_cron(row.cron).get_next_fire_time(None, now - length)
         if start is None or start > now:
             return None
-        end = start + length
-        return start, min(end, row.ends_at) if row.ends_at else end
+        end = min(start + length, row.ends_at) if row.ends_at else start + length
+        return (start, end) if now < end else None
     start = row.starts_at or row.created_at
     end = row.ends_at or start + timedelta(seconds=row.duration_s or 0)
     return (start, end) if now < end else None
