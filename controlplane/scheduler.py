@@ -106,6 +106,11 @@ class CheckScheduler:
         self._scheduler.start()
         log.info("scheduler started checks=%d", len(self.runners))
 
+    def add_maintenance(self, job_id: str, fn: Callable[[], Any], interval_s: float) -> None:
+        """A housekeeping job (retention, aggregation) on the same scheduler."""
+        self._scheduler.add_job(fn, IntervalTrigger(seconds=interval_s), id=job_id,
+                                max_instances=1, coalesce=True, replace_existing=True)
+
     def _on_submit(self, event: JobSubmissionEvent) -> None:
         self._scheduled[event.job_id] = event.scheduled_run_times[-1]
 
