@@ -75,9 +75,10 @@ class CheckRunner:
 
 class CheckScheduler:
     def __init__(self, checks: list[CheckConfig], sink: ResultSink, context: ProbeContext,
-                 max_concurrency: int = 64, jitter: float = 0.1) -> None:
+                 max_concurrency: int = 64, jitter: float = 0.1, spread_s: float = 5.0) -> None:
         self.sink = sink
         self.jitter = jitter
+        self.spread_s = spread_s
         self.runners = {c.id: CheckRunner(c, context) for c in checks if c.enabled}
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_concurrency)}, timezone=UTC)
@@ -97,7 +98,7 @@ class CheckScheduler:
         for check_id, runner in self.runners.items():
             interval = runner.check.interval
             # Spread first runs over one interval so N checks do not all fire at t=0.
-            first = now + timedelta(seconds=random.uniform(0, min(interval, 5.0)))
+            first = now + timedelta(seconds=random.uniform(0, min(interval, self.spread_s)))
             self._scheduler.add_job(
                 self._run_job, IntervalTrigger(seconds=interval, start_date=first,
                                                jitter=self.jitter * interval or None),

@@ -8,11 +8,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from controlplane.probes.base import CheckConfig, ProbeContext
+from controlplane.probes.base import CheckConfig, Outcome, ProbeContext
 from controlplane.results import Result, Status
 from controlplane.scheduler import CheckRunner, CheckScheduler
 from tests import fakeprobes
@@ -39,7 +40,8 @@ class Sink:
 
 
 def sched(sink: Sink, *checks: ScriptedConfig, max_concurrency: int = 8) -> CheckScheduler:
-    return CheckScheduler(list(checks), sink, ProbeContext(), max_concurrency, jitter=0)
+    return CheckScheduler(list(checks), sink, ProbeContext(), max_concurrency, jitter=0,
+                          spread_s=0)
 
 
 def test_probe_that_raises_is_recorded_as_error_and_scheduler_goes_on() -> None:
@@ -74,48 +76,55 @@ def test_hung_probe_times_out_as_error_and_blocks_only_its_own_next_run() -> Non
     assert runner.run().status == Status.OK
 
 
+class Peak:
+    """Wraps probes to record how many run at the same moment."""
+
+    def __init__(self) -> None:
+        self.active = self.peak = 0
+        self.lock = threading.Lock()
+
+    def wrap(self, s: CheckScheduler) -> None:
+        for runner in s.runners.values():
+            real = runner.probe.check
+
+            def counting(real: Callable[[], Outcome] = real) -> Outcome:
+                with self.lock:
+                    self.active += 1
+                    self.peak = max(self.peak, self.active)
+                try:
+                    return real()
+                finally:
+                    with self.lock:
+                        self.active -= 1
+
+            runner.probe.check = counting  # type: ignore[method-assign]
+
+
 def test_overrunning_check_never_runs_twice_at_once() -> None:
-    active = 0
-    peak = 0
-    lock = threading.Lock()
-    sink = Sink()
+    sink, peak = Sink(), Peak()
     s = sched(sink, ScriptedConfig(id="slow", kind="scripted", interval=0.1, sleep_s=0.35,
                                    timeout=5))
-    real = s.runners["slow"].probe.check
-
-    def counting() -> object:
-        nonlocal active, peak
-        with lock:
-            active += 1
-            peak = max(peak, active)
-        try:
-            return real()
-        finally:
-            with lock:
-                active -= 1
-
-    s.runners["slow"].probe.check = counting  # type: ignore[method-assign]
+    peak.wrap(s)
     s.start()
     try:
         sink.wait_for(4)
     finally:
         s.shutdown(5)
-    assert peak == 1
+    assert peak.peak == 1
 
 
 def test_concurrency_is_bounded_by_the_pool() -> None:
-    sink = Sink()
+    sink, peak = Sink(), Peak()
     checks = [ScriptedConfig(id=f"c{i}", kind="scripted", interval=30, sleep_s=0.3, timeout=5)
               for i in range(6)]
     s = sched(sink, *checks, max_concurrency=2)
+    peak.wrap(s)
     s.start()
-    t0 = time.monotonic()
     try:
         sink.wait_for(6)
     finally:
         s.shutdown(5)
-    # 6 runs of 0.3 s through 2 workers cannot finish in under 3 rounds.
-    assert time.monotonic() - t0 >= 0.9
+    assert peak.peak == 2
 
 
 LAUNCHER = """
