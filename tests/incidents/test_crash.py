@@ -138,8 +138,9 @@ def test_sigkill_mid_incident_never_loses_or_duplicates_a_notification(
         assert list(jira_fake.issues) == ["OPS-1"]
         assert jira_fake.count("POST", "/rest/api/2/issue", 201) == 1
         [root] = slack_fake.messages()
-        assert root.text.startswith("[FAILING] tls-bic-sky-prod (production, critical): "
-                                    "certificate CN=bic-sky.halo360.ai expired")
+        assert root.text == ("[FAILING] tls-bic-sky-prod (production, critical): certificate "
+                             "verify failed: certificate has expired (depth 0: "
+                             "CN=bic-sky.halo360.ai)")
         cp.stop()
 
         # 5. Recovery, killed after the resolve reached Slack but before it was recorded.
