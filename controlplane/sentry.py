@@ -38,7 +38,7 @@ def init_sentry(dsn: str | None, environment: str | None = None) -> bool:
         return False
     sentry_sdk.init(
         dsn=dsn, environment=environment or os.environ.get("SENTRY_ENVIRONMENT"),
-        send_default_pii=False, before_send=scrub_event, max_breadcrumbs=50,
+        before_send=scrub_event, max_breadcrumbs=50,
         integrations=[LoggingIntegration(level=logging.INFO, event_level=logging.ERROR)])
     log.info("sentry enabled")
     return True
