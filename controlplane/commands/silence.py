@@ -16,6 +16,7 @@ from sqlalchemy import select
 from controlplane.cli import EXIT_ERROR, EXIT_OK, err
 from controlplane.commands.core import load_or_report
 from controlplane.durations import parse_duration
+from controlplane.store import Store
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,12 +57,10 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
                    help="main config file (default: $CONTROLPLANE_CONFIG or ./controlplane.yaml)")
 
 
-def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _store(args: argparse.Namespace) -> Store | None:
     cfg = load_or_report(args.config)
     if cfg is None:
         return None
-    from controlplane.store import Store
-
     return Store(cfg.store.dsn)
 
 

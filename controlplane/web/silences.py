@@ -12,6 +12,8 @@ or ``"duration": "2h"`` instead of ``ends_at``, or ``"cron": "0 2 * * sun"`` wit
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Blueprint, Response, jsonify, render_template, request
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -96,6 +98,6 @@ def page() -> str:
                            admin=runtime().config.web.admin_token is not None)
 
 
-def _future(row: SilenceRow, now: object) -> bool:
+def _future(row: SilenceRow, now: datetime) -> bool:
     # Recurring windows always come back; one-offs only if they have not ended yet.
-    return bool(row.cron) or (row.ends_at is not None and row.ends_at > now)  # type: ignore[operator]
+    return bool(row.cron) or (row.ends_at is not None and row.ends_at > now)
