@@ -54,51 +54,68 @@ class OutboxWorker:
         self.blocked_until: dict[str, datetime] = {}
         self._on_idle = on_idle
         self._idle_every = idle_every
-        self._wake = threading.Event()
+        self._wakes = {channel: threading.Event() for channel in notifiers}
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
-    # -- thread ---------------------------------------------------------------------------------
+    # -- threads: one per channel, so a slow Jira never delays Slack ---------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="outbox", daemon=True)
-        self._thread.start()
+        for channel in self.notifiers:
+            t = threading.Thread(target=self._loop, args=(channel,), name=f"outbox-{channel}",
+                                 daemon=True)
+            t.start()
+            self._threads.append(t)
+        if self._on_idle is not None:
+            t = threading.Thread(target=self._ticker, name="incidents-tick", daemon=True)
+            t.start()
+            self._threads.append(t)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self.wake()
+        for t in self._threads:
+            t.join(timeout)
 
     def wake(self) -> None:
-        self._wake.set()
+        for event in self._wakes.values():
+            event.set()
 
-    def _loop(self) -> None:
-        last_idle = 0.0
+    def _loop(self, channel: str) -> None:
+        wake = self._wakes[channel]
         while not self._stop.is_set():
-            self._wake.clear()
+            wake.clear()
             try:
-                self.run_once()
-                now = self.clock().timestamp()
-                if self._on_idle is not None and now - last_idle >= self._idle_every:
-                    last_idle = now
-                    self._on_idle()
+                self.run_channel(channel)
+                self.refresh_metrics()
             except Exception:
-                log.exception("outbox pass failed; retrying after the poll interval")
-            self._wake.wait(self.cfg.poll_interval)
+                log.exception("outbox pass failed channel=%s; retrying after the poll "
+                              "interval", channel)
+            wake.wait(self.cfg.poll_interval)
+
+    def _ticker(self) -> None:
+        assert self._on_idle is not None
+        while not self._stop.wait(self._idle_every):
+            try:
+                self._on_idle()
+            except Exception:
+                log.exception("incident tick failed; retrying on the next tick")
 
     # -- one pass -------------------------------------------------------------------------------
 
     def run_once(self) -> int:
         """Try every due head-of-queue entry once; returns how many were attempted."""
-        attempted = 0
-        for channel, notifier in self.notifiers.items():
-            for entry_id in self._due(channel):
-                if self._blocked(channel):
-                    break
-                self._deliver(entry_id, notifier)
-                attempted += 1
+        attempted = sum(self.run_channel(channel) for channel in self.notifiers)
         self.refresh_metrics()
+        return attempted
+
+    def run_channel(self, channel: str) -> int:
+        attempted = 0
+        for entry_id in self._due(channel):
+            if self._blocked(channel):
+                break
+            self._deliver(entry_id, self.notifiers[channel])
+            attempted += 1
         return attempted
 
     def _blocked(self, channel: str) -> bool:
