@@ -125,7 +125,8 @@ def write_results(rows: list[dict[str, Any]]) -> None:
                "`python -m bench.incidents.run --write`. Detection-to-Slack latency: from "
                f"the result that crosses the failure threshold ({THRESHOLD} runs) entering "
                "the pipeline to the Slack fake accepting the root message; real pipeline, "
-               "SQLite store, durable outbox worker thread, Slack and Jira both configured, "
+               "SQLite store, durable outbox (one worker thread per channel), Slack and Jira "
+               "both configured, "
                "contract fakes on loopback in the same process. Target: <= 2 s.\n\n"
                + head + lines)
     replace_section("incidents", section)
