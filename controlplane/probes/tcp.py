@@ -112,6 +112,7 @@ class TcpProbe(Probe[TcpCheckConfig]):
 
     @classmethod
     def config_from_args(cls, args: argparse.Namespace) -> CheckConfig:
+        split_target(args.target)  # a plain message on bad input, before pydantic's
         return TcpCheckConfig(id=adhoc_id("tcp", args.target), target=args.target, tls=args.tls,
                               servername=args.servername, ca_file=args.ca_file,
                               timeout=args.timeout)

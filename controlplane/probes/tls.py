@@ -178,6 +178,8 @@ def handshake(host: str, port: int, servername: str | None, deadline: float) -> 
                            cipher=conn.get_cipher_name() or "", chain=list(chain))
     except SSL.Error as exc:
         raise Unreachable(f"TLS handshake with {host}:{port} failed: {_ssl_reason(exc)}") from None
+    except TimeoutError:
+        raise  # the caller knows the configured timeout and says so
     except OSError as exc:
         raise Unreachable(f"TLS handshake with {host}:{port} failed: "
                           f"{exc.strerror or exc}") from None
@@ -334,6 +336,7 @@ class TlsProbe(Probe[TlsCheckConfig]):
 
     @classmethod
     def config_from_args(cls, args: argparse.Namespace) -> CheckConfig:
+        split_target(args.target)  # a plain message on bad input, before pydantic's
         return TlsCheckConfig(
             id=adhoc_id("tls", args.target), target=args.target, servername=args.servername,
             ca_file=args.ca_file, warn_days=args.warn_days, crit_days=args.crit_days,

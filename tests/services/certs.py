@@ -72,11 +72,11 @@ class CertFactory:
         self._n = 0
 
     def ca(self, name: str, issuer: Issued | None = None, *, not_before: datetime | None = None,
-           not_after: datetime | None = None) -> Issued:
+           not_after: datetime | None = None, organization: str = "Controlplane Tests") -> Issued:
         """A root CA (issuer None) or an intermediate CA signed by ``issuer``."""
         key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
-                             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Controlplane Tests")])
+        subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+                             x509.NameAttribute(NameOID.COMMON_NAME, name)])
         # CAs outlive leaves by default so the leaf is the earliest expiry unless a test says so
         not_after = not_after or days(1825 if issuer else 3650)
         builder = self._base(subject, issuer, key, not_before, not_after)
@@ -110,10 +110,12 @@ class CertFactory:
                leaf_not_before: datetime | None = None, leaf_not_after: datetime | None = None,
                intermediate_not_after: datetime | None = None,
                include_intermediate: bool = True, root_name: str = "Test Root CA",
-               intermediate_name: str = "Test Intermediate CA") -> ServerFiles:
+               intermediate_name: str = "Test Intermediate CA",
+               intermediate_org: str = "Controlplane Tests") -> ServerFiles:
         """Root -> intermediate -> leaf, written out; the served chain is leaf + intermediate."""
         root = self.ca(root_name)
-        inter = self.ca(intermediate_name, root, not_after=intermediate_not_after)
+        inter = self.ca(intermediate_name, root, not_after=intermediate_not_after,
+                        organization=intermediate_org)
         leaf = self.leaf(names or ["service.test"], inter, not_before=leaf_not_before,
                          not_after=leaf_not_after)
         served = [leaf, inter] if include_intermediate else [leaf]
