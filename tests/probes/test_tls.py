@@ -193,6 +193,21 @@ def test_intermediate_inside_the_warning_window_degrades(
         f"({date(files.intermediate.not_after)}), within the warning threshold of 21 days")
 
 
+def test_extra_expired_certificate_presented_fails_on_earliest_expiry(
+        certs: CertFactory, tls_server: StartServer) -> None:
+    files = certs.server()
+    assert files.intermediate is not None
+    old = certs.ca("Old Cross-signed CA", not_before=days(-400), not_after=days(-2))
+    files.cert_file = certs.write("chain", files.leaf, files.intermediate, old)
+    result, _, _ = probe_server(tls_server, files)
+    assert result.status == Status.FAILING
+    assert result.metrics["earliest_not_after"] == old.not_after
+    assert result.metrics["not_after"] == files.leaf.not_after
+    assert result.message == ("certificate CN=Old Cross-signed CA,O=Controlplane Tests expired "
+                              f"2.0 days ago ({date(old.not_after)})")
+    assert [s.name for s in result.steps if s.status != Status.OK] == ["expiry"]
+
+
 @pytest.mark.parametrize(("server_max", "negotiated"), [("1.1", "1.1"), ("1.0", "1.0")])
 def test_server_allowing_only_tls_1_0_or_1_1_fails_min_version(
         certs: CertFactory, tls_server: StartServer, server_max: str, negotiated: str) -> None:
@@ -437,3 +452,19 @@ def test_cli_exits_2_on_a_bad_target() -> None:
     assert proc.stderr.strip() == (
         "controlplane: target 'no-port-here' must be HOST:PORT, e.g. example.com:443 "
         "or [2001:db8::1]:443")
+
+
+# -- the shipped checks ---------------------------------------------------------------------
+
+def test_shipped_tls_checks_cover_every_public_host_of_every_environment() -> None:
+    from controlplane.config import load_config
+    from tests.services.common import ROOT
+
+    cfg = load_config(str(ROOT / "controlplane.yaml"))
+    tls = {c.target: c for c in cfg.checks if isinstance(c, TlsCheckConfig)}
+    hosts = {f"{host}:443": env for env, e in cfg.environments.items()
+             for host in e.hosts.values()}
+    assert {t: c.env for t, c in tls.items()} == {
+        **hosts, "kafka-prod-new.techhalo.ai:9094": "production"}
+    assert {c.expected_issuer for t, c in tls.items() if t.endswith(":443")} == {"Let's Encrypt"}
+    assert tls["bic-sky.halo360.ai:443"].id == "tls-bic-sky-production"
