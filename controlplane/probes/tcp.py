@@ -81,7 +81,7 @@ class TcpProbe(Probe[TcpCheckConfig]):
         try:
             hs = handshake(c.host, c.port, name, deadline)
         except Unreachable as exc:
-            return _failed("handshake", str(exc))
+            return _failed(exc.stage, str(exc))
         except TimeoutError:
             return _failed("handshake", f"{c.target}: no TLS handshake within {c.timeout:g}s")
         metrics: dict[str, float | None] = {"connect_s": round(hs.connect_s, 6),

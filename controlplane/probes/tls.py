@@ -130,6 +130,10 @@ class TlsCheckConfig(CheckConfig):
 class Unreachable(Exception):
     """The target could not be reached or spoke no TLS: status failing, not error."""
 
+    def __init__(self, message: str, stage: str = "handshake") -> None:
+        super().__init__(message)
+        self.stage = stage  # the step that failed: connect or handshake
+
 
 @dataclass
 class Handshake:
@@ -146,12 +150,12 @@ def connect(host: str, port: int, deadline: float) -> tuple[socket.socket, float
     try:
         sock = socket.create_connection((host, port), timeout=_left(deadline))
     except socket.gaierror as exc:
-        raise Unreachable(f"cannot resolve {host}: {exc.strerror}") from None
+        raise Unreachable(f"cannot resolve {host}: {exc.strerror}", "connect") from None
     except TimeoutError:
-        raise Unreachable(f"cannot connect to {host}:{port}: timed out") from None
+        raise Unreachable(f"cannot connect to {host}:{port}: timed out", "connect") from None
     except OSError as exc:
         reason = (exc.strerror or str(exc)).lower()
-        raise Unreachable(f"cannot connect to {host}:{port}: {reason}") from None
+        raise Unreachable(f"cannot connect to {host}:{port}: {reason}", "connect") from None
     return sock, time.monotonic() - t0
 
 
@@ -307,7 +311,7 @@ class TlsProbe(Probe[TlsCheckConfig]):
             hs = handshake(c.host, c.port, c.expected_name, deadline)
         except Unreachable as exc:
             return Outcome(Status.FAILING, str(exc), steps=[Step(
-                name="handshake", status=Status.FAILING, message=str(exc))])
+                name=exc.stage, status=Status.FAILING, message=str(exc))])
         except TimeoutError:
             msg = f"{c.target}: no TLS handshake within {c.timeout:g}s"
             return Outcome(Status.FAILING, msg, steps=[Step(
@@ -326,9 +330,12 @@ class TlsProbe(Probe[TlsCheckConfig]):
         parser.add_argument("--servername", help="SNI name and the name the certificate "
                             "must carry (default: HOST)")
         parser.add_argument("--ca-file", help="PEM bundle of trusted CAs (default: system)")
-        parser.add_argument("--warn-days", type=float, default=21.0)
-        parser.add_argument("--crit-days", type=float, default=7.0)
-        parser.add_argument("--min-version", default="1.2", choices=["1.0", "1.1", "1.2", "1.3"])
+        parser.add_argument("--warn-days", type=float, default=21.0,
+                            help="degraded at or under this many days left (default 21)")
+        parser.add_argument("--crit-days", type=float, default=7.0,
+                            help="failing at or under this many days left (default 7)")
+        parser.add_argument("--min-version", default="1.2", choices=["1.0", "1.1", "1.2", "1.3"],
+                            help="lowest acceptable negotiated TLS version (default 1.2)")
         parser.add_argument("--expected-issuer", help="substring the leaf issuer must contain")
         parser.add_argument("--no-verify-hostname", action="store_true",
                             help="do not match the name against the certificate")

@@ -256,6 +256,7 @@ def test_unreachable_port_fails_with_a_clear_message() -> None:
     assert result.status == Status.FAILING
     assert result.message == f"cannot connect to 127.0.0.1:{port}: connection refused"
     assert result.metrics == {}
+    assert [(s.name, s.status) for s in result.steps] == [("connect", Status.FAILING)]
 
 
 @pytest.fixture
@@ -328,6 +329,23 @@ def test_export_metrics_sets_the_earliest_not_after(
     assert files.intermediate is not None
     assert metrics.registry.get_sample_value(
         "controlplane_tls_not_after_seconds", {"check": "tls-test"}) == files.intermediate.not_after
+
+
+def test_pipeline_exports_the_tls_not_after_gauge_in_prometheus_text(
+        certs: CertFactory, tls_server: StartServer) -> None:
+    from controlplane.pipeline import Pipeline
+    from controlplane.store import Store
+
+    files = certs.server(intermediate_not_after=days(30))
+    srv = tls_server(files.cert_file, files.key_file)
+    config = TlsCheckConfig(id="tls-pipeline", env="staging", target=srv.target,
+                            servername=NAME, ca_file=str(files.ca_file))
+    pipeline = Pipeline(Store("sqlite://"), Metrics())
+    pipeline.process(TlsProbe(config).execute(), config)
+    assert files.intermediate is not None
+    text = pipeline.metrics.render().decode()
+    assert (f'controlplane_tls_not_after_seconds{{check="tls-pipeline"}} '
+            f"{float(files.intermediate.not_after):.9e}") in text
 
 
 # -- hostname rules and configuration -------------------------------------------------------
