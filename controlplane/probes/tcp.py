@@ -21,6 +21,7 @@ from controlplane.probes.tls import (
     hostname_problem,
     load_trust,
     split_target,
+    usage_problem,
     verify_chain,
 )
 from controlplane.results import Status, Step
@@ -93,7 +94,7 @@ class TcpProbe(Probe[TcpCheckConfig]):
                  Step(name="handshake", status=Status.OK,
                       duration_s=metrics["handshake_s"] or 0.0,
                       message=f"{hs.version} {hs.cipher}")]
-        problem = verify_chain(hs.chain, store) or (
+        problem = verify_chain(hs.chain, store) or usage_problem(hs.chain[0]) or (
             hostname_problem(hs.chain[0], name) if c.verify_hostname else None)
         if problem:
             steps.append(Step(name="verify", status=Status.FAILING, message=problem))

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from OpenSSL import SSL, crypto
 from pydantic import Field, field_validator, model_validator
 
@@ -263,6 +264,27 @@ def verify_chain(chain: list[x509.Certificate], store: crypto.X509Store) -> str 
     return None
 
 
+_EKU_NAMES = {ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
+              ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning",
+              ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
+              ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping",
+              ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning"}
+
+
+def usage_problem(leaf: x509.Certificate) -> str | None:
+    """None unless the leaf's extended key usage excludes TLS servers (as Go rejects it)."""
+    try:
+        usages = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return None  # no restriction
+    allowed = {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+    if allowed & set(usages):
+        return None
+    names = ", ".join(_EKU_NAMES.get(u, u.dotted_string) for u in usages)
+    return f"certificate {leaf.subject.rfc4514_string()} is not for TLS servers " \
+           f"(extended key usage: {names})"
+
+
 def sans(cert: x509.Certificate) -> list[str]:
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -361,7 +383,7 @@ def judge(c: TlsCheckConfig, hs: Handshake, store: crypto.X509Store) -> Outcome:
     steps = [Step(name="handshake", status=Status.OK, duration_s=round(hs.handshake_s, 6),
                   message=f"{hs.version} {hs.cipher}")]
     checks: list[tuple[str, Status, str | None]] = [
-        ("verify chain", Status.FAILING, verify_chain(hs.chain, store)),
+        ("verify chain", Status.FAILING, verify_chain(hs.chain, store) or usage_problem(leaf)),
         ("hostname", Status.FAILING,
          hostname_problem(leaf, c.expected_name) if c.verify_hostname else None),
         ("min version", Status.FAILING, _version_problem(hs.version, c.min_version)),

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from controlplane.probes.tls import TlsCheckConfig, TlsProbe
 from controlplane.results import Status
@@ -68,6 +69,8 @@ def make_cases(certs: CertFactory) -> dict[str, Case]:
         "tls_1_2_only": Case(valid, Status.OK, valid.leaf, server={"max_version": "1.2"}),
         "unreachable": Case(valid, Status.FAILING, None, server={"none": ""}),
         "extra_expired_cert": Case(stale, Status.FAILING, old, peer_up=True),
+        "client_auth_only": Case(certs.server(usages=[ExtendedKeyUsageOID.CLIENT_AUTH]),
+                                 Status.FAILING, None),
     }
 
 
@@ -103,7 +106,8 @@ def world(tmp_path_factory: pytest.TempPathFactory
 
 CASES = ["valid", "expired", "not_yet_valid", "wrong_host", "self_signed",
          "missing_intermediate", "intermediate_expires_first", "inside_warning_window",
-         "tls_1_1_only", "tls_1_2_only", "unreachable", "extra_expired_cert"]
+         "tls_1_1_only", "tls_1_2_only", "unreachable", "extra_expired_cert",
+         "client_auth_only"]
 
 
 @pytest.mark.parametrize("name", CASES)

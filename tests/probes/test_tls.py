@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from pydantic import ValidationError
 
 from controlplane.metrics import Metrics
@@ -118,6 +119,14 @@ def test_wrong_hostname_passes_when_hostname_verification_is_off(
     files = certs.server(["other.test"])
     result, _, _ = probe_server(tls_server, files, verify_hostname=False)
     assert result.status == Status.OK
+
+
+def test_leaf_only_for_client_auth_fails(certs: CertFactory, tls_server: StartServer) -> None:
+    files = certs.server(usages=[ExtendedKeyUsageOID.CLIENT_AUTH])
+    result, _, _ = probe_server(tls_server, files)
+    assert result.status == Status.FAILING
+    assert result.message == (
+        f"certificate CN={NAME} is not for TLS servers (extended key usage: clientAuth)")
 
 
 def test_self_signed_cert_fails_as_untrusted(certs: CertFactory, tls_server: StartServer) -> None:
@@ -333,6 +342,8 @@ def test_export_metrics_sets_the_earliest_not_after(
 
 def test_pipeline_exports_the_tls_not_after_gauge_in_prometheus_text(
         certs: CertFactory, tls_server: StartServer) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
     from controlplane.pipeline import Pipeline
     from controlplane.store import Store
 
@@ -343,9 +354,11 @@ def test_pipeline_exports_the_tls_not_after_gauge_in_prometheus_text(
     pipeline = Pipeline(Store("sqlite://"), Metrics())
     pipeline.process(TlsProbe(config).execute(), config)
     assert files.intermediate is not None
-    text = pipeline.metrics.render().decode()
-    assert (f'controlplane_tls_not_after_seconds{{check="tls-pipeline"}} '
-            f"{float(files.intermediate.not_after):.9e}") in text
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(pipeline.metrics.render().decode())
+               for s in f.samples}
+    key = ("controlplane_tls_not_after_seconds", (("check", "tls-pipeline"),))
+    assert samples[key] == files.intermediate.not_after
 
 
 # -- hostname rules and configuration -------------------------------------------------------

@@ -91,7 +91,8 @@ class CertFactory:
 
     def leaf(self, names: list[str], issuer: Issued | None = None, *,
              not_before: datetime | None = None, not_after: datetime | None = None,
-             common_name: str | None = None) -> Issued:
+             common_name: str | None = None,
+             usages: list[x509.ObjectIdentifier] | None = None) -> Issued:
         """A server certificate for ``names`` (DNS names or IPs); self-signed if no issuer."""
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
@@ -100,7 +101,7 @@ class CertFactory:
         builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None),
                                         critical=True)
         builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            x509.ExtendedKeyUsage(usages or [ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         if names:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False)
@@ -111,13 +112,14 @@ class CertFactory:
                intermediate_not_after: datetime | None = None,
                include_intermediate: bool = True, root_name: str = "Test Root CA",
                intermediate_name: str = "Test Intermediate CA",
-               intermediate_org: str = "Controlplane Tests") -> ServerFiles:
+               intermediate_org: str = "Controlplane Tests",
+               usages: list[x509.ObjectIdentifier] | None = None) -> ServerFiles:
         """Root -> intermediate -> leaf, written out; the served chain is leaf + intermediate."""
         root = self.ca(root_name)
         inter = self.ca(intermediate_name, root, not_after=intermediate_not_after,
                         organization=intermediate_org)
         leaf = self.leaf(names or ["service.test"], inter, not_before=leaf_not_before,
-                         not_after=leaf_not_after)
+                         not_after=leaf_not_after, usages=usages)
         served = [leaf, inter] if include_intermediate else [leaf]
         return ServerFiles(cert_file=self.write("chain", *served), key_file=self.write_key(leaf),
                            ca_file=self.write("ca", root), root=root, intermediate=inter,
