@@ -16,6 +16,7 @@ from controlplane.probes.base import CheckConfig, Outcome, Probe
 from controlplane.probes.tls import (
     Unreachable,
     adhoc_id,
+    ascii_name,
     connect,
     handshake,
     hostname_problem,
@@ -42,6 +43,11 @@ class TcpCheckConfig(CheckConfig):
     def _target(cls, v: str) -> str:
         split_target(v)
         return v.strip()
+
+    @field_validator("servername")
+    @classmethod
+    def _servername(cls, v: str | None) -> str | None:
+        return None if v is None else ascii_name(v)
 
     @property
     def host(self) -> str:

@@ -56,10 +56,24 @@ def split_target(value: str) -> tuple[str, int]:
     if not sep or not host or not port_text.isdigit() or (":" in host and not _is_ip(host)):
         raise ValueError(f"target {value!r} must be HOST:PORT, e.g. example.com:443 "
                          "or [2001:db8::1]:443")
+    try:
+        ascii_name(host)
+    except ValueError as exc:
+        raise ValueError(f"target {value!r}: {exc}") from None
     port = int(port_text)
     if not 0 < port < 65536:
         raise ValueError(f"target {value!r}: port must be between 1 and 65535")
     return host, port
+
+
+def ascii_name(name: str) -> str:
+    """A host name in the ASCII (IDNA) form certificates and SNI carry; ValueError if invalid."""
+    if _is_ip(name):
+        return name
+    try:
+        return name.strip().rstrip(".").encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise ValueError(f"{name!r} is not a valid host name") from None
 
 
 def _is_ip(text: str) -> bool:
@@ -97,6 +111,11 @@ class TlsCheckConfig(CheckConfig):
     def _target(cls, v: str) -> str:
         split_target(v)
         return v.strip()
+
+    @field_validator("servername")
+    @classmethod
+    def _servername(cls, v: str | None) -> str | None:
+        return None if v is None else ascii_name(v)
 
     @field_validator("min_version", mode="before")
     @classmethod
@@ -171,7 +190,7 @@ def handshake(host: str, port: int, servername: str | None, deadline: float) -> 
     ctx.set_verify(SSL.VERIFY_NONE)
     conn = SSL.Connection(ctx, sock)
     if servername and not _is_ip(servername):  # RFC 6066: SNI carries names only
-        conn.set_tlsext_host_name(servername.encode("idna"))
+        conn.set_tlsext_host_name(ascii_name(servername).encode("ascii"))
     conn.set_connect_state()
     sock.setblocking(False)
     t0 = time.monotonic()
@@ -300,7 +319,7 @@ def hostname_problem(cert: x509.Certificate, name: str) -> str | None:
     if _is_ip(name):
         ok = ipaddress.ip_address(name) in {ipaddress.ip_address(n) for n in names if _is_ip(n)}
     else:
-        want = name.lower().rstrip(".")
+        want = ascii_name(name)
         ok = any(_dns_match(p.lower().rstrip("."), want) for p in names if not _is_ip(p))
     if ok:
         return None

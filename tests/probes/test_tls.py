@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from pydantic import ValidationError
 
 from controlplane.metrics import Metrics
-from controlplane.probes.tls import TlsCheckConfig, TlsProbe, hostname_problem
+from controlplane.probes.tls import TlsCheckConfig, TlsProbe
 from controlplane.results import Result, Status
 from tests.services.certs import CertFactory, ServerFiles, days
 from tests.services.common import free_port, run_cli
@@ -361,67 +360,6 @@ def test_pipeline_exports_the_tls_not_after_gauge_in_prometheus_text(
     assert samples[key] == files.intermediate.not_after
 
 
-# -- hostname rules and configuration -------------------------------------------------------
-
-@pytest.mark.parametrize(("names", "host", "ok"), [
-    (["*.service.test"], "api.service.test", True),
-    (["*.service.test"], "a.b.service.test", False),
-    (["*.service.test"], "service.test", False),
-    (["Service.Test"], "service.test.", True),
-    (["127.0.0.1"], "127.0.0.1", True),
-    (["127.0.0.2"], "127.0.0.1", False),
-    (["127.0.0.1"], "localhost", False),
-])
-def test_hostname_matching_follows_rfc_6125(certs: CertFactory, names: list[str], host: str,
-                                             ok: bool) -> None:
-    leaf = certs.leaf(names).cert
-    assert (hostname_problem(leaf, host) is None) == ok
-
-
-def test_certificate_without_subject_alt_names_matches_no_host(certs: CertFactory) -> None:
-    leaf = certs.leaf([], common_name=NAME).cert
-    assert hostname_problem(leaf, NAME) == (
-        f"certificate is not valid for {NAME}; its names are: none (no subjectAltName)")
-
-
-def test_ip_target_without_servername_is_matched_against_ip_sans(
-        certs: CertFactory, tls_server: StartServer) -> None:
-    files = certs.server(["127.0.0.1"])
-    srv = tls_server(files.cert_file, files.key_file)
-    config = TlsCheckConfig(id="t", target=srv.target, ca_file=str(files.ca_file))
-    assert TlsProbe(config).execute().status == Status.OK
-
-
-@pytest.mark.parametrize(("target", "message"), [
-    ("example.com", "target 'example.com' must be HOST:PORT, e.g. example.com:443 or "
-                    "[2001:db8::1]:443"),
-    ("example.com:http", "target 'example.com:http' must be HOST:PORT, e.g. example.com:443 or "
-                         "[2001:db8::1]:443"),
-    ("example.com:70000", "target 'example.com:70000': port must be between 1 and 65535"),
-])
-def test_bad_target_is_rejected(target: str, message: str) -> None:
-    with pytest.raises(ValidationError) as info:
-        TlsCheckConfig(id="t", target=target)
-    assert info.value.errors()[0]["msg"] == f"Value error, {message}"
-
-
-def test_ipv6_target_in_brackets_is_accepted() -> None:
-    config = TlsCheckConfig(id="t", target="[::1]:443")
-    assert (config.host, config.port) == ("::1", 443)
-
-
-def test_min_version_written_as_a_yaml_number_is_read_as_text() -> None:
-    config = TlsCheckConfig.model_validate({"id": "t", "target": "h:1", "min_version": 1.3})
-    assert config.min_version == "1.3"
-
-
-def test_crit_days_above_warn_days_is_rejected() -> None:
-    with pytest.raises(ValidationError) as info:
-        TlsCheckConfig(id="t", target="h:1", warn_days=5, crit_days=10)
-    assert info.value.errors()[0]["msg"] == (
-        "Value error, crit_days (10) must not exceed warn_days (5)")
-
-
 # -- the CLI --------------------------------------------------------------------------------
 
 def cli(target: str, files: ServerFiles, *extra: str) -> tuple[int, dict[str, Any]]:
@@ -483,19 +421,3 @@ def test_cli_exits_2_on_a_bad_target() -> None:
     assert proc.stderr.strip() == (
         "controlplane: target 'no-port-here' must be HOST:PORT, e.g. example.com:443 "
         "or [2001:db8::1]:443")
-
-
-# -- the shipped checks ---------------------------------------------------------------------
-
-def test_shipped_tls_checks_cover_every_public_host_of_every_environment() -> None:
-    from controlplane.config import load_config
-    from tests.services.common import ROOT
-
-    cfg = load_config(str(ROOT / "controlplane.yaml"))
-    tls = {c.target: c for c in cfg.checks if isinstance(c, TlsCheckConfig)}
-    hosts = {f"{host}:443": env for env, e in cfg.environments.items()
-             for host in e.hosts.values()}
-    assert {t: c.env for t, c in tls.items()} == {
-        **hosts, "kafka-prod-new.techhalo.ai:9094": "production"}
-    assert {c.expected_issuer for t, c in tls.items() if t.endswith(":443")} == {"Let's Encrypt"}
-    assert tls["bic-sky.halo360.ai:443"].id == "tls-bic-sky-production"
