@@ -35,7 +35,7 @@ RCODES = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED")
 
 class DnsCheckConfig(CheckConfig):
     kind: Literal["dns"] = "dns"
-    name: str = Field(min_length=1)  # type: ignore[assignment]  # the queried name
+    name: str = Field(min_length=1)  # the queried name (not a display name here)
     type: RecordType = "A"
     expect: list[str] = Field(default_factory=list)
     allow_extra: bool = True
@@ -183,13 +183,25 @@ class DnsProbe(Probe[DnsCheckConfig]):
 
 
 def _answers(response: dns.message.Message, rtype: str) -> list[str]:
-    """Values of the requested type in the answer section (a CNAME chain is followed)."""
+    """Values of the requested type in the answer section (a CNAME chain is followed).
+
+    Sorted, because servers rotate record order and a message should not change with it.
+    """
     wanted = dns.rdatatype.from_text(rtype)
     values: list[str] = []
     for rrset in response.answer:
         if rrset.rdtype == wanted:
             values += [rd.to_text() for rd in rrset]
-    return values
+    return sorted(values, key=lambda v: _sort_key(v, rtype))
+
+
+def _sort_key(value: str, rtype: str) -> tuple[int, Any]:
+    if rtype in ("A", "AAAA"):
+        try:
+            return 0, ipaddress.ip_address(value)
+        except ValueError:
+            pass
+    return 1, value
 
 
 def _normal(value: str, rtype: str) -> str:

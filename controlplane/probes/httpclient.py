@@ -18,7 +18,6 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -184,7 +183,7 @@ def _send_and_read(sock: socket.socket, request: Request, parts: SplitResult,
     try:
         sock.settimeout(deadline.left("sending the request"))
         sock.sendall(_request_bytes(request, parts))
-        reader = _TimedSocket(sock, deadline, lambda: first or first.append(time.monotonic()))
+        reader = _TimedSocket(sock, deadline, first)
         resp = http.client.HTTPResponse(reader, method=request.method)  # type: ignore[arg-type]
         resp.begin()
         timings.first_byte_s = (first[0] if first else time.monotonic()) - t0
@@ -201,13 +200,13 @@ def _send_and_read(sock: socket.socket, request: Request, parts: SplitResult,
             timings.transfer_s = time.monotonic() - first[0]
     headers = {k.lower(): v for k, v in resp.getheaders()}
     tls_version = sock.version() if isinstance(sock, ssl.SSLSocket) else None
-    peer = "%s:%s" % sock.getpeername()[:2]
+    address, port = sock.getpeername()[:2]
+    peer = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
     return Response(resp.status, resp.reason, headers, body, truncated, peer, tls_version)
 
 
 def _read_body(resp: http.client.HTTPResponse) -> tuple[bytes, bool]:
-    if resp.method == "HEAD" or resp.status in (204, 304) or 100 <= resp.status < 200:
-        return b"", False
+    # HTTPResponse itself knows that HEAD, 204 and 304 carry no body.
     body = resp.read(MAX_BODY_BYTES + 1)
     return body[:MAX_BODY_BYTES], len(body) > MAX_BODY_BYTES
 
@@ -235,11 +234,10 @@ def _request_bytes(request: Request, parts: SplitResult) -> bytes:
 class _TimedSocket:
     """What HTTPResponse reads from: notes the first byte and re-arms the deadline per read."""
 
-    def __init__(self, sock: socket.socket, deadline: Deadline,
-                 on_data: Callable[[], object]) -> None:
+    def __init__(self, sock: socket.socket, deadline: Deadline, first: list[float]) -> None:
         self._sock = sock
         self._deadline = deadline
-        self._on_data = on_data
+        self.first = first  # gets the monotonic time of the first byte received
 
     def makefile(self, mode: str) -> io.BufferedReader:
         return io.BufferedReader(_TimedRaw(self))
@@ -259,8 +257,8 @@ class _TimedRaw(io.RawIOBase):
             raise TimeoutError
         owner._sock.settimeout(remaining)
         n = owner._sock.recv_into(buffer)
-        if n:
-            owner._on_data()
+        if n and not owner.first:
+            owner.first.append(time.monotonic())
         return n
 
 

@@ -32,7 +32,8 @@ def compile_path(path: str) -> list[Step]:
     text = path.strip()
     if not text.startswith("$"):
         text = "$" + text if text.startswith("[") else "$." + text
-    rest, pos, steps = text[1:], 0, []
+    rest, pos = text[1:], 0
+    steps: list[Step] = []
     while pos < len(rest):
         m = _TOKEN.match(rest, pos)
         if m is None:

@@ -31,6 +31,8 @@ class ScriptedDnsServer:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port: int = self.sock.getsockname()[1]
+        self.sock.settimeout(0.05)  # lets the loop notice stop() promptly
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
     @property
@@ -50,13 +52,16 @@ class ScriptedDnsServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self.sock.close()
+        self._stopping.set()
         self._thread.join(10)
+        self.sock.close()
 
     def _serve(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 wire, client = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
             except OSError:
                 return
             reply = self._reply(wire)

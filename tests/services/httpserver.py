@@ -59,7 +59,8 @@ class ScriptedServer:
             self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.scheme = "https" if tls else "http"
         self.port = self.httpd.server_address[1]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
+                                        daemon=True)
 
     def url(self, path: str = "/") -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}{path}"
@@ -138,7 +139,7 @@ class SilentServer:
         while True:
             try:
                 conn, _ = self.sock.accept()
-            except OSError:
+            except OSError:  # shutdown() in stop() wakes accept() with an error
                 return
             self.held.append(conn)
 
@@ -146,6 +147,7 @@ class SilentServer:
         self._thread.start()
 
     def stop(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
         for conn in self.held:
             conn.close()
