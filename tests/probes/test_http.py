@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -240,6 +241,15 @@ def test_hanging_server_fails_with_a_timeout(http_server: ScriptedServer) -> Non
     assert r.duration_s < 30
 
 
+def test_body_slower_than_the_timeout_fails_reading_the_body(
+        http_server: ScriptedServer) -> None:
+    r = probe(http_server.route("/drip", 200, "late body", body_delay=30), timeout=1)
+    assert r.status is Status.FAILING
+    assert r.message == "timed out after 1s reading the body"
+    assert r.metrics["first_byte_s"] is not None
+    assert r.duration_s < 30
+
+
 def test_server_silent_during_the_tls_handshake_fails_with_a_timeout(
         silent_server: SilentServer) -> None:
     r = probe(f"https://127.0.0.1:{silent_server.port}/", timeout=1)
@@ -287,7 +297,7 @@ def test_https_without_verification_accepts_an_untrusted_certificate(
     assert r.status is Status.OK
 
 
-def test_missing_ca_file_is_an_error(https_server: ScriptedServer, tmp_path: Any) -> None:
+def test_missing_ca_file_is_an_error(https_server: ScriptedServer, tmp_path: Path) -> None:
     r = probe(https_server.route("/", 200), ca_file=str(tmp_path / "nope.pem"))
     assert r.status is Status.ERROR
     assert r.message == f"ca_file {tmp_path / 'nope.pem'} does not exist; give a PEM bundle path"
@@ -341,6 +351,23 @@ def test_cli_method_and_timeout_flags_apply(http_server: ScriptedServer) -> None
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["message"] == "timed out after 1s waiting for first byte"
     assert http_server.seen[0].method == "HEAD"
+
+
+def test_configured_check_runs_through_check_run(http_server: ScriptedServer,
+                                                tmp_path: Path) -> None:
+    url = http_server.json_route("/health", {"status": "degraded"})
+    (tmp_path / "checks").mkdir()
+    (tmp_path / "controlplane.yaml").write_text(
+        "environments:\n  dev: {hosts: {voice360: 127.0.0.1}}\n")
+    (tmp_path / "checks" / "http.yaml").write_text(
+        "checks:\n  - id: http-local\n    kind: http\n    env: dev\n"
+        f"    url: {url}\n    json: {{$.status: ok}}\n    timeout: 5s\n")
+    proc = run_cli("check", "run", "http-local", "--json", "--config",
+                   str(tmp_path / "controlplane.yaml"))
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert (doc["check"], doc["env"], doc["status"], doc["message"]) == (
+        "http-local", "dev", "failing", '$.status is "degraded", expected "ok"')
 
 
 def test_cli_bad_url_exits_2_with_the_reason() -> None:

@@ -36,6 +36,7 @@ class Route:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     hang: bool = False
+    body_delay: float = 0.0
 
 
 @dataclass
@@ -67,10 +68,14 @@ class ScriptedServer:
 
     def route(self, path: str, status: int = 200, body: str | bytes = b"",
               headers: dict[str, str] | None = None, delay: float = 0.0,
-              hang: bool = False) -> str:
-        """Script ``path``; returns its URL."""
+              hang: bool = False, body_delay: float = 0.0) -> str:
+        """Script ``path``; returns its URL.
+
+        ``delay``: wait before the status line; ``hang``: never answer; ``body_delay``:
+        send the headers at once and the body that much later.
+        """
         data = body.encode() if isinstance(body, str) else body
-        self.routes[path] = Route(status, data, dict(headers or {}), delay, hang)
+        self.routes[path] = Route(status, data, dict(headers or {}), delay, hang, body_delay)
         return self.url(path)
 
     def json_route(self, path: str, doc: Any, status: int = 200) -> str:
@@ -115,6 +120,10 @@ def _handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(route.body)))
             self.send_header("Connection", "close")
             self.end_headers()
+            if route.body_delay:
+                self.wfile.flush()
+                if server.stopping.wait(route.body_delay):
+                    return
             if self.command != "HEAD":
                 self.wfile.write(route.body)
             self.close_connection = True
