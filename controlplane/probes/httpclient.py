@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import ipaddress
 import socket
 import ssl
 import threading
@@ -110,6 +111,11 @@ def _resolve(host: str, port: int, deadline: Deadline,
     """getaddrinfo in a helper thread: the C call has no timeout of its own."""
     phase = f"resolving {host}"
     t0 = time.monotonic()
+    if _is_ip(host):  # nothing to look up, no thread needed
+        numeric = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                     flags=socket.AI_NUMERICHOST)
+        timings.dns_s = time.monotonic() - t0
+        return numeric
     box: dict[str, Any] = {}
 
     def lookup() -> None:
@@ -260,6 +266,14 @@ class _TimedRaw(io.RawIOBase):
         if n and not owner.first:
             owner.first.append(time.monotonic())
         return n
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _os_reason(exc: BaseException | None) -> str:
