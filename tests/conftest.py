@@ -6,4 +6,6 @@ pytest_plugins: list[str] = [
     "tests.services.common",
     "tests.services.certs",
     "tests.services.tlsserver",
+    "tests.services.httpserver",
+    "tests.services.dnsserver",
 ]
