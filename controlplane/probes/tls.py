@@ -357,7 +357,11 @@ class TlsProbe(Probe[TlsCheckConfig]):
             msg = f"{c.target}: no TLS handshake within {c.timeout:g}s"
             return Outcome(Status.FAILING, msg, steps=[Step(
                 name="handshake", status=Status.FAILING, message=msg)])
-        return judge(c, hs, store)
+        outcome = judge(c, hs, store)
+        log.debug("tls judged check=%s target=%s status=%s version=%s earliest_not_after=%s",
+                  c.id, c.target, outcome.status.value, hs.version,
+                  outcome.metrics.get("earliest_not_after"))
+        return outcome
 
     @classmethod
     def export_metrics(cls, result: Result, metrics: Metrics) -> None:
