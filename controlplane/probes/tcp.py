@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from controlplane.probes.base import CheckConfig, Outcome, Probe
-from controlplane.probes.tls import (
+from controlplane.probes.tlsconn import (
     Unreachable,
     adhoc_id,
     ascii_name,

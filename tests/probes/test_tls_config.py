@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from controlplane.config import load_config
-from controlplane.probes.tls import TlsCheckConfig, TlsProbe, hostname_problem
+from controlplane.probes.tls import TlsCheckConfig, TlsProbe
+from controlplane.probes.tlsconn import hostname_problem
 from controlplane.results import Status
 from tests.services.certs import CertFactory
 from tests.services.common import ROOT, run_cli
