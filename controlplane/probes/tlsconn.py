@@ -26,7 +26,6 @@ from OpenSSL import SSL, crypto
 
 from controlplane.probes.base import ProbeError
 
-
 # -- targets and names -----------------------------------------------------------------------
 
 def split_target(value: str) -> tuple[str, int]:
