@@ -26,7 +26,7 @@ from tests.services.common import ROOT, free_port
 
 
 @pytest.fixture
-def tls_server(tmp_path: Path) -> Iterator[TlsServer]:
+def swappable_tls(tmp_path: Path) -> Iterator[TlsServer]:
     server = TlsServer(tmp_path)
     server.use_leaf(days_left=-2)
     server.start()
@@ -106,9 +106,9 @@ def _outbox(db: Path) -> list[tuple[str, str, str, int]]:
 
 
 def test_sigkill_mid_incident_never_loses_or_duplicates_a_notification(
-        tmp_path: Path, tls_server: TlsServer, slack_fake: SlackFake,
+        tmp_path: Path, swappable_tls: TlsServer, slack_fake: SlackFake,
         jira_fake: JiraFake) -> None:
-    cp = ControlPlane(_config(tmp_path, tls_server, slack_fake, jira_fake), tmp_path / "cp.log")
+    cp = ControlPlane(_config(tmp_path, swappable_tls, slack_fake, jira_fake), tmp_path / "cp.log")
     db = tmp_path / "cp.db"
     try:
         # Slack and Jira are delivered by separate threads; Jira answers 503 until step 3 so
@@ -150,7 +150,7 @@ def test_sigkill_mid_incident_never_loses_or_duplicates_a_notification(
         cp.stop()
 
         # 5. Recovery, killed after the resolve reached Slack but before it was recorded.
-        tls_server.use_leaf(days_left=80)
+        swappable_tls.use_leaf(days_left=80)
         cp.start(crash_at="after_send:slack:resolve")
         cp.wait_killed()
         # 6. Restarted: the root is updated again (harmless), the reply is not repeated.
