@@ -188,3 +188,26 @@ def test_slack_webhook_rejects_a_replayed_body_with_another_signature(
     status, _ = click_button(served + "/webhooks/slack/interactive", SIGNING, 1, "x",
                              timestamp=ts, signature=sign(SIGNING, b"other body", ts))
     assert status == 401
+
+
+@pytest.mark.browser
+def test_dashboard_acknowledge_button_asks_for_the_token_and_acknowledges(
+        rt: Runtime, served: str, client: FlaskClient) -> None:
+    from playwright.sync_api import sync_playwright
+
+    _fail(rt)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                     args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.on("dialog", lambda dialog: dialog.accept(TOKEN))
+            page.goto(served + "/incidents")
+            page.click('button.ack[data-id="1"]')
+            page.wait_for_selector("text=by dashboard", timeout=60_000)
+        finally:
+            browser.close()
+    inc = client.get("/api/v1/incidents/1").get_json()
+    assert (inc["state"], inc["acknowledged_by"]) == ("acknowledged", "dashboard")
+    assert {"kind": "acknowledged", "message": "acknowledged by dashboard via dashboard"} in [
+        {k: e[k] for k in ("kind", "message")} for e in inc["timeline"]]
