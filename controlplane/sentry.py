@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 _SECRET_KEY = re.compile(r"(?i)token|password|passwd|secret|authorization|api[_-]?key|cookie|"
                          r"dsn|signature|credential|private")
+_HTTP_AUTH = re.compile(r"(?i)\b(basic|bearer)\s+[A-Za-z0-9+/=._~-]{6,}")
 _CHECK = re.compile(r"\bcheck=([a-z0-9][a-z0-9._-]*)")
 FILTERED = "[Filtered]"
 
@@ -81,7 +82,7 @@ def _scrub(value: Any, key: str = "") -> Any:
     if isinstance(value, tuple):
         return tuple(_scrub(v) for v in value)
     if isinstance(value, str):
-        return redact(value)
+        return redact(_HTTP_AUTH.sub(r"\1 ***", value))
     return value
 
 

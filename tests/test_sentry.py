@@ -130,9 +130,10 @@ def test_a_crashing_notifier_is_captured_with_the_check_tag_and_secrets_scrubbed
 def test_error_logs_are_scrubbed_before_they_leave(sentry: SentryEndpoint) -> None:
     logging.getLogger("controlplane.test").error(
         "backup upload failed check=backup-postgres url=postgresql://app:hunter2@db/app "
-        "password=hunter2")
+        "password=hunter2 headers={'Authorization': 'Basic Y3A6aHVudGVyMg=='}")
     _flush()
     [event] = sentry.events
     assert event["tags"]["check"] == "backup-postgres"
     raw = b"".join(sentry.raw)
     assert b"hunter2" not in raw
+    assert b"Y3A6aHVudGVyMg" not in raw
