@@ -116,7 +116,6 @@ def build(cfg: ControlPlaneConfig, clock: FakeClock | None = None) -> Harness:
     metrics = Metrics()
     pipeline = Pipeline(store, metrics)
     component = IncidentsComponent(cfg, store, metrics, clock)
-    # The jira fake stamps resolutions with the same fake time the control plane sees.
     pipeline.on_transition(component.service.on_transition)
     pipeline.on_result(component.service.on_result)
     return Harness(cfg, store, metrics, pipeline, component, clock)

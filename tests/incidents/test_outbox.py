@@ -78,7 +78,6 @@ def test_jira_5xx_is_retried_until_it_recovers(harness: Harness, jira_fake: Jira
 
 def test_jira_unreachable_is_retried(tmp_path: Path, slack_fake: SlackFake,
                                      jira_fake: JiraFake) -> None:
-    url = jira_fake.url
     jira_fake.stop()  # connection refused from now on
     h = build(make_config(None, jira_fake, tmp_path / "cp.db"), FakeClock())
     try:
@@ -87,7 +86,6 @@ def test_jira_unreachable_is_retried(tmp_path: Path, slack_fake: SlackFake,
         [entry] = h.outbox()
         assert (entry.state, entry.attempts) == ("pending", 1)
         assert entry.last_error == "jira unreachable: ConnectionError"
-        assert url.startswith("http://127.0.0.1:")
     finally:
         h.close()
 
