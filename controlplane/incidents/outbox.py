@@ -33,6 +33,7 @@ from controlplane.incidents.model import (
     OutboxRow,
 )
 from controlplane.incidents.service import Clock, system_clock
+from controlplane.logs import redact
 from controlplane.metrics import Metrics
 from controlplane.notifiers.base import Notification, Notifier, TransportError
 from controlplane.store import Store
@@ -153,13 +154,13 @@ class OutboxWorker:
         try:
             refs = notifier.notify(n)
         except TransportError as exc:
-            self._failed(entry_id, exc)
+            self._failed(entry_id, _scrubbed(exc, notifier))
             return
         except Exception as exc:
             log.exception("notifier crashed channel=%s entry=%s check=%s", notifier.channel,
                           entry_id, n.payload.get("check"))
-            self._failed(entry_id, TransportError(f"notifier crashed: {type(exc).__name__}: "
-                                                  f"{exc}"))
+            self._failed(entry_id, _scrubbed(TransportError(
+                f"notifier crashed: {type(exc).__name__}: {exc}"), notifier))
             return
         _crash_point("after_send", notifier.channel, n.action)
         self._sent(entry_id, refs)
@@ -223,6 +224,15 @@ class OutboxWorker:
     def close(self) -> None:
         for n in self.notifiers.values():
             n.close()
+
+
+def _scrubbed(exc: TransportError, notifier: Notifier) -> TransportError:
+    """The error as it may be stored and shown on /incidents: no credentials in it."""
+    text = exc.message
+    for secret in notifier.secrets():
+        if secret:
+            text = text.replace(secret, "***")
+    return TransportError(redact(text), exc.permanent, exc.retry_after)
 
 
 def _crash_point(point: str, channel: str, action: str) -> None:
