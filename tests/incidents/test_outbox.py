@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from controlplane.incidents.config import OutboxConfig
+from controlplane.incidents.outbox import OutboxWorker
+from controlplane.notifiers.base import Notification, Notifier, TransportError
 from controlplane.results import Status
 from controlplane.sandbox.jira_fake import JiraFake
 from controlplane.sandbox.slack_fake import SlackFake
@@ -150,3 +153,28 @@ def test_a_slow_incident_does_not_hold_up_another(harness: Harness,
         "[FAILING] b (production, critical)"]
     _run_for(harness, 10)
     assert len(slack_fake.messages(roots_only=True)) == 2
+
+
+class _EchoingNotifier(Notifier):
+    """A service whose error text echoes the credential it was sent (some proxies do)."""
+
+    channel = "slack"
+
+    def secrets(self) -> list[str]:
+        return ["xoxb-bare-credential-123"]
+
+    def notify(self, n: Notification) -> dict[str, str]:
+        raise TransportError("slack rejected the request: bad token xoxb-bare-credential-123",
+                             permanent=True)
+
+
+def test_stored_errors_never_contain_the_notifier_credentials(harness: Harness) -> None:
+    harness.feed(tls_check(), Status.FAILING, "expired", runs=2)
+    worker = OutboxWorker(harness.store, {"slack": _EchoingNotifier()}, OutboxConfig(),
+                          harness.metrics, harness.clock)
+    worker.run_once()
+    slack = [e for e in harness.outbox() if e.channel == "slack"]
+    assert [(e.state, e.last_error) for e in slack] == [
+        ("failed", "slack rejected the request: bad token ***")]
+    assert ("notify_failed", "slack open failed for good: slack rejected the request: bad "
+            "token ***") in harness.timeline(1)
