@@ -3,7 +3,8 @@
 Speaks ``serverInfo``, ``field``, create/get issue, ``search`` with a small JQL subset
 (``field = value`` / ``!=`` joined by AND over project, labels, status, statusCategory;
 ``ORDER BY created``), comments and transitions (Open -> Done -> Reopened). Errors look
-like Jira's: 400 ``{"errorMessages": [], "errors": {field: message}}``, 401, 404, 503.
+like Jira's: 400 ``{"errorMessages": [], "errors": {field: message}}``, 401, 404, 503;
+:meth:`JiraFake.drop_response` handles a request and then loses the answer.
 Point ``jira.JIRA(server=fake.url)`` at it. ``url, stop = start(host, port)`` for the demo.
 """
 
@@ -65,6 +66,11 @@ class JiraFake:
     def down(self, status: int = 503, path: str = "", count: int | None = None) -> None:
         self.server.add_fault(path, Response(status, {"errorMessages": [
             "Service Unavailable"], "errors": {}}), count)
+
+    def drop_response(self, path: str, count: int | None = 1) -> None:
+        """Handle the next ``count`` requests to ``path``, then close the connection
+        unanswered (the issue IS created; the caller cannot know)."""
+        self.server.add_fault(path, None, count)
 
     def heal(self) -> None:
         self.server.clear_faults()

@@ -119,6 +119,8 @@ def test_invalid_slack_token_is_a_permanent_error(tmp_path: Path, slack_fake: Sl
         [entry] = h.outbox()
         assert (entry.state, entry.last_error) == (
             "failed", "slack rejected the request: invalid_auth")
+        assert 'controlplane_notifications_failed_total{channel="slack"} 1.0' in \
+            h.metrics.render().decode()
     finally:
         h.close()
 
@@ -178,3 +180,26 @@ def test_stored_errors_never_contain_the_notifier_credentials(harness: Harness) 
         ("failed", "slack rejected the request: bad token ***")]
     assert ("notify_failed", "slack open failed for good: slack rejected the request: bad "
             "token ***") in harness.timeline(1)
+
+
+def test_a_lost_answer_after_jira_created_the_issue_does_not_create_a_second(
+        tmp_path: Path, jira_fake: JiraFake) -> None:
+    clock = FakeClock()
+    h = build(make_config(None, jira_fake, tmp_path / "cp.db"), clock)
+    try:
+        jira_fake.drop_response("/rest/api/2/issue")
+        h.feed(tls_check(), Status.FAILING, "expired", runs=2)
+        h.deliver(passes=1)
+        assert list(jira_fake.issues) == ["OPS-1"]
+        [entry] = h.outbox()
+        assert (entry.state, entry.attempts, entry.last_error) == (
+            "pending", 1, "jira unreachable: ConnectionError")
+        clock.advance(10)
+        h.deliver()
+        assert list(jira_fake.issues) == ["OPS-1"]
+        assert jira_fake.count("POST", "/rest/api/2/issue") == 1
+        [entry] = h.outbox()
+        assert (entry.state, entry.attempts) == ("sent", 2)
+        assert h.incidents()[0].jira_key == "OPS-1"
+    finally:
+        h.close()
