@@ -1,7 +1,8 @@
 """The durable outbox worker: delivers stored notifications, in order, at least once.
 
-Per incident and channel only the oldest pending entry is eligible, so updates go out in
-the order they were written. Transient errors back off exponentially (or for Slack's
+Per dedup key (check/env) and channel only the oldest pending entry is eligible, so
+updates go out in the order they were written, also across the incidents of a flapping
+check. Transient errors back off exponentially (or for Slack's
 ``Retry-After``, which also pauses the whole channel); permanent errors mark the entry
 ``failed`` with the reason on the incident timeline and count in
 ``controlplane_notifications_failed``. An entry is marked ``sent`` only after the
@@ -128,12 +129,16 @@ class OutboxWorker:
             return []
         now = self.clock()
         with self.store.session() as s:
-            rows = s.execute(select(OutboxRow.id, OutboxRow.incident_id, OutboxRow.next_attempt_at)
+            rows = s.execute(select(OutboxRow.id, IncidentRow.dedup_key, OutboxRow.next_attempt_at)
+                             .join(IncidentRow, IncidentRow.id == OutboxRow.incident_id)
                              .where(OutboxRow.channel == channel, OutboxRow.state == PENDING)
                              .order_by(OutboxRow.id)).all()
-        heads: dict[int, tuple[int, datetime]] = {}
-        for entry_id, incident_id, due in rows:
-            heads.setdefault(incident_id, (entry_id, due))
+        # One queue per dedup key, not per incident: after fail, recover, fail again during
+        # an outage, the second incident's open must not overtake the first one's resolve
+        # (Jira would see the ticket reused, then closed while the check is failing).
+        heads: dict[str, tuple[int, datetime]] = {}
+        for entry_id, key, due in rows:
+            heads.setdefault(key, (entry_id, due))
         return sorted(e for e, due in heads.values() if due <= now)
 
     def _deliver(self, entry_id: int, notifier: Notifier) -> None:

@@ -203,3 +203,25 @@ def test_a_lost_answer_after_jira_created_the_issue_does_not_create_a_second(
         assert h.incidents()[0].jira_key == "OPS-1"
     finally:
         h.close()
+
+
+def test_a_flap_during_a_jira_outage_reaches_jira_in_order(
+        harness: Harness, jira_fake: JiraFake) -> None:
+    # fail, recover, fail again while Jira is down: two incidents, one dedup key. Jira must
+    # see open, resolve, reopen in that order, not the second open before the first resolve.
+    jira_fake.down(503)
+    check = tls_check()
+    harness.feed(check, Status.FAILING, "expired", runs=2)
+    harness.feed(check, Status.OK, "renewed")
+    harness.feed(check, Status.FAILING, "expired again", runs=2)
+    _run_for(harness, 60, step=10)
+    assert jira_fake.issues == {}
+    jira_fake.heal()
+    _run_for(harness, 300, step=10)
+    issue = jira_fake.issue("OPS-1")
+    assert list(jira_fake.issues) == ["OPS-1"]
+    assert (issue.status, issue.transitions) == ("Reopened", ["Done", "Reopen"])
+    assert [c["body"] for c in issue.comments] == [
+        "Resolved after 1s: renewed", "Failing again: expired again"]
+    assert [(i.state, i.jira_key) for i in harness.incidents()] == [
+        ("resolved", "OPS-1"), ("open", "OPS-1")]
