@@ -143,3 +143,21 @@ def test_a_reopen_interrupted_between_its_steps_finishes_on_retry_without_repeat
     assert [(e.action, e.state, e.attempts) for e in h.outbox()] == [
         ("open", "sent", 1), ("resolve", "sent", 1), ("open", "sent", 2)]
     h.close()
+
+
+def test_on_jira_cloud_the_enhanced_search_finds_the_ticket_again(tmp_path: Path) -> None:
+    # Jira Cloud removed /search; the jira package switches to /search/jql there.
+    cloud = JiraFake(deployment="Cloud")
+    cloud.start()
+    try:
+        for db in ("first.db", "second.db"):  # the second control plane starts from nothing
+            h = build(make_config(None, cloud, tmp_path / db))
+            h.feed(tls_check(), Status.FAILING, "expired", runs=2)
+            h.deliver()
+            assert h.incidents()[0].jira_key == "OPS-1"
+            h.close()
+        assert list(cloud.issues) == ["OPS-1"]
+        assert cloud.count("GET", "/rest/api/2/search/jql", 200) == 2
+        assert cloud.count("GET", "/rest/api/2/search", 410) == 0
+    finally:
+        cloud.stop()
