@@ -194,7 +194,10 @@ def _classify(exc: SlackApiError) -> TransportError:
         error = ""  # not a Slack error code (an HTML or text error page)
     if status >= 500 or error in TRANSIENT_ERRORS:
         return TransportError(f"slack unavailable: HTTP {status} {error}".rstrip())
-    return TransportError(f"slack rejected the request: {error or f'HTTP {status}'}",
+    hint = ""
+    if error == "missing_scope" and isinstance(exc.response.data, dict):
+        hint = f" (add the {exc.response.data.get('needed', '?')} scope to the Slack app)"
+    return TransportError(f"slack rejected the request: {error or f'HTTP {status}'}{hint}",
                           permanent=True)
 
 

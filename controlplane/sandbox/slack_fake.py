@@ -78,10 +78,11 @@ class SlackFake:
     # -- fault injection ------------------------------------------------------------------
 
     def fail(self, error: str, method: str = "", count: int | None = 1,
-             status: int = 200) -> None:
-        """Answer the next ``count`` calls of ``method`` with ``ok: false, error``."""
-        self.server.add_fault(f"/api/{method}", Response(status, {"ok": False,
-                                                                 "error": error}), count)
+             status: int = 200, **extra: str) -> None:
+        """Answer the next ``count`` calls of ``method`` with ``ok: false, error`` (plus
+        ``extra`` fields, e.g. ``needed="channels:history"`` for ``missing_scope``)."""
+        self.server.add_fault(f"/api/{method}", Response(status, {"ok": False, "error": error,
+                                                                 **extra}), count)
 
     def rate_limit(self, retry_after: int, method: str = "", count: int | None = 1) -> None:
         self.server.add_fault(f"/api/{method}", Response(

@@ -114,3 +114,16 @@ def test_the_earlier_root_is_found_beyond_the_first_page_of_history(
     assert again == first
     assert slack_fake.count("conversations.history") == 2
     assert slack_fake.count("chat.postMessage") == 251
+
+
+def test_a_missing_history_scope_for_the_lookup_says_which_scope_to_add(
+        slack_fake: SlackFake) -> None:
+    n = SlackNotifier(SlackConfig(token=slack_fake.token, base_url=slack_fake.api_url,
+                                  channel="C0ONCALL"))
+    slack_fake.fail("missing_scope", method="conversations.history", needed="channels:history")
+    with pytest.raises(TransportError) as info:
+        n.notify(Notification(1, 1, "open", dict(PAYLOAD), "k", 1, datetime.now(UTC)))
+    assert (info.value.permanent, info.value.message) == (
+        True, "slack rejected the request: missing_scope (add the channels:history scope to "
+              "the Slack app)")
+    assert slack_fake.messages() == []
