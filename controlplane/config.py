@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from controlplane.backups.config import BackupsConfig, BlobConfig, DrConfig
 from controlplane.durations import Duration
 from controlplane.probes import probe_class, valid_kinds
 from controlplane.probes.base import CheckConfig
@@ -83,6 +84,9 @@ class ControlPlaneConfig(_Model):
     check_files: list[str] = Field(default_factory=lambda: ["checks/*.yaml"])
     checks: list[CheckConfig] = Field(default_factory=list)
     source: str = ""
+    blob: BlobConfig = Field(default_factory=BlobConfig)
+    backups: BackupsConfig = Field(default_factory=BackupsConfig)
+    dr: DrConfig = Field(default_factory=DrConfig)
 
     @field_validator("environments")
     @classmethod

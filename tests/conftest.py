@@ -4,4 +4,6 @@ from __future__ import annotations
 
 pytest_plugins: list[str] = [
     "tests.services.common",
+    "tests.services.postgres",
+    "tests.services.azurite",
 ]
