@@ -22,7 +22,9 @@ from controlplane.store import Store
 log = logging.getLogger(__name__)
 
 # One line per pluggable capability; each module has create(runtime) -> Component | None.
-COMPONENTS: list[str] = []
+COMPONENTS: list[str] = [
+    "controlplane.dr.component",
+]
 
 
 class Component(Protocol):

@@ -8,6 +8,7 @@ the local backend writes ``NAME.partial`` and renames it on commit.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import logging
 import os
@@ -175,10 +176,8 @@ class _LocalWriter(BlobWriter):
         if self._f is not None:
             self._f.close()
             self._f = None
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.remove(self.partial)
-        except FileNotFoundError:
-            pass
 
 
 # -- Azure Blob -----------------------------------------------------------------------------

@@ -40,14 +40,14 @@ def split_dsn(dsn: str) -> tuple[str, str | None]:
     except psycopg.ProgrammingError as exc:
         raise PgError(f"invalid Postgres DSN: {str(exc).splitlines()[0]}") from None
     password = params.pop("password", None)
-    return make_conninfo(**{k: v for k, v in params.items() if v is not None}), (
+    return make_conninfo("", **{k: v for k, v in params.items() if v is not None}), (
         str(password) if password is not None else None)
 
 
 def with_dbname(dsn: str, dbname: str) -> str:
     params = conninfo_to_dict(dsn)
     params["dbname"] = dbname
-    return make_conninfo(**{k: v for k, v in params.items() if v is not None})
+    return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
 def dbname_of(dsn: str) -> str:

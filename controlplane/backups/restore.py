@@ -4,6 +4,7 @@ restore (decrypt straight into pg_restore's stdin). Both stream; neither stages 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -103,10 +104,8 @@ def restore(blob: BlobStore, manifest: dict[str, Any], identities: list[Any], ta
         if reader.error is not None:
             raise RestoreFailed(str(reader.error)) from None
         raise RestoreFailed(f"{name}: {exc}") from None
-    try:
+    with contextlib.suppress(BrokenPipeError):
         proc.stdin.close()
-    except BrokenPipeError:
-        pass
     rc = proc.wait()
     if rc != 0:
         raise RestoreFailed(f"pg_restore failed (exit {rc}): {proc.failure()}")

@@ -20,8 +20,8 @@ class Base(DeclarativeBase):
 
 def _import_table_modules() -> None:
     # Every module that declares tables must be imported before create_all.
-    from controlplane.store import results  # noqa: F401
     from controlplane.backups import catalog  # noqa: F401
+    from controlplane.store import results  # noqa: F401
 
 
 class Store:
