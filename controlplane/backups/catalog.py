@@ -25,6 +25,8 @@ from controlplane.store import Store
 from controlplane.store.db import Base
 
 RUNNING, COMPLETE, FAILED, PRUNED = "running", "complete", "failed", "pruned"
+CORRUPT = "corrupt"
+"""A complete backup later found not to match its manifest; never offered for restore."""
 PASSED = "passed"
 
 
@@ -212,6 +214,12 @@ def mark_failed_if_running(s: Session, backup_id: str, step: str, error: str) ->
     s.execute(update(BackupRow).where(BackupRow.id == backup_id,
                                       BackupRow.status == RUNNING).values(
         status=FAILED, failed_step=step, error=error, finished_at=utcnow()))
+
+
+def mark_corrupt(s: Session, backup_id: str, error: str) -> None:
+    s.execute(update(BackupRow).where(BackupRow.id == backup_id,
+                                      BackupRow.status == COMPLETE).values(
+        status=CORRUPT, failed_step="verify", error=error))
 
 
 def days_ago(days: float) -> datetime:

@@ -18,7 +18,15 @@ log = logging.getLogger(__name__)
 
 
 class VerificationFailed(Exception):
-    """The blob does not match its manifest or does not decrypt; nothing was restored."""
+    """The blob does not match its manifest or does not decrypt; nothing was restored.
+
+    ``corrupt`` is true when the backup itself is bad (modified, truncated, undecryptable
+    with the right key), false when the cause lies elsewhere (wrong key, storage down).
+    """
+
+    def __init__(self, message: str, corrupt: bool = False) -> None:
+        super().__init__(message)
+        self.corrupt = corrupt
 
 
 class RestoreFailed(Exception):
@@ -52,7 +60,8 @@ def verify(blob: BlobStore, manifest: dict[str, Any], identities: list[Any],
     report = VerifyReport(reader.sha.hexdigest(), reader.count, sink.count)
     _compare(name, manifest, report, crypto_error)
     if crypto_error is not None:
-        raise VerificationFailed(f"{name}: {crypto_error}")
+        raise VerificationFailed(f"{name}: {crypto_error}",
+                                 corrupt="wrong key" not in str(crypto_error))
     return report
 
 
@@ -72,14 +81,14 @@ def _compare(name: str, manifest: dict[str, Any], got: VerifyReport,
     if got.encrypted_bytes != want_size:
         how = "truncated" if got.encrypted_bytes < want_size else "longer than recorded"
         raise VerificationFailed(f"{name} is {how}: {got.encrypted_bytes} bytes, the manifest "
-                                 f"says {want_size}; this backup cannot be trusted")
+                                 f"says {want_size}; this backup cannot be trusted", True)
     if got.sha256 != manifest["sha256"]:
         raise VerificationFailed(f"{name} was modified: sha256 {got.sha256[:16]}… differs "
                                  f"from the manifest's {str(manifest['sha256'])[:16]}…; this "
-                                 "backup cannot be trusted (tampered or corrupted)")
+                                 "backup cannot be trusted (tampered or corrupted)", True)
     if crypto_error is None and got.plain_bytes != int(manifest["plain_bytes"]):
         raise VerificationFailed(f"{name} decrypts to {got.plain_bytes} bytes, the manifest "
-                                 f"says {manifest['plain_bytes']}")
+                                 f"says {manifest['plain_bytes']}", True)
 
 
 def restore(blob: BlobStore, manifest: dict[str, Any], identities: list[Any], target_dsn: str,

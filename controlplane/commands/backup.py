@@ -175,6 +175,11 @@ def cmd_backup_verify(args: argparse.Namespace) -> int:
             report = verify(ops.blob, manifest, ids, progress)
         except VerificationFailed as exc:
             _done(progress)
+            if exc.corrupt:
+                from controlplane.backups import catalog
+
+                with ops.store.session() as s:
+                    catalog.mark_corrupt(s, args.backup_id, str(exc))
             print(f"FAILING  {args.backup_id}  {exc}")
             return EXIT_FAILING
         _done(progress)

@@ -101,6 +101,9 @@ class Drill:
                 identities = load_identities(self.cfg.identity_file)
                 report = verify(self.blob, manifest, identities, self.progress)
             except (CryptoError, VerificationFailed) as exc:
+                if isinstance(exc, VerificationFailed) and exc.corrupt:
+                    with self.store.session() as s:
+                        catalog.mark_corrupt(s, self.backup_id, str(exc))
                 raise StepFailed(f"{exc}; nothing was restored") from None
             st.message = f"sha256 ok, {report.plain_bytes} bytes decrypted"
         return manifest, identities

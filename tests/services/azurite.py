@@ -57,9 +57,14 @@ class Azurite:
                 time.sleep(0.2)
 
     def stop(self) -> None:
+        """Stop like an outage would: SIGTERM (Azurite saves its metadata), then kill."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(30)
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
         self.proc = None
 
 
