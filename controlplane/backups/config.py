@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -15,13 +15,33 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_DOW = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+
+
+def cron_trigger(expr: str) -> Any:
+    """An APScheduler CronTrigger (UTC) for a standard 5-field crontab line.
+
+    APScheduler 3 numbers weekdays from Monday = 0; crontab from Sunday = 0 (and 7), so
+    numeric weekdays are translated to names first.
+    """
+    import re
+
+    from apscheduler.triggers.cron import CronTrigger
+
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"wrong number of fields; got {len(fields)}, expected 5")
+    head, sep, step = fields[4].partition("/")
+    head = re.sub(r"\d+", lambda m: _DOW[int(m.group()) % 7], head)
+    fields[4] = head + sep + step
+    return CronTrigger.from_crontab(" ".join(fields), timezone="UTC")
+
+
 def _valid_cron(value: str | None) -> str | None:
     if value is None:
         return None
-    from apscheduler.triggers.cron import CronTrigger
-
     try:
-        CronTrigger.from_crontab(value)
+        cron_trigger(value)
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a cron expression (5 fields, e.g. '0 2 * * *'): "
                          f"{exc}") from None

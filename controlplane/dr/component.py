@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from controlplane.backups.blob import BlobStore, open_blob_store
-from controlplane.backups.config import BackupsConfig, DrConfig
+from controlplane.backups.config import BackupsConfig, DrConfig, cron_trigger
 from controlplane.backups.service import BackupJob
 from controlplane.dr.drill import Drill
 from controlplane.dr.probes import DrProbe, backup_check, dr_check, drill_check
@@ -80,13 +79,13 @@ class BackupsComponent:
     def start(self) -> None:
         for name, comp in self.ops.backups.components.items():
             if comp.schedule:
-                self._scheduler.add_job(self.ops.run_backup, CronTrigger.from_crontab(
-                    comp.schedule, timezone="UTC"), args=[name], id=f"backup-{name}",
-                    max_instances=1, coalesce=True, misfire_grace_time=3600)
+                self._scheduler.add_job(self.ops.run_backup, cron_trigger(comp.schedule),
+                                        args=[name], id=f"backup-{name}", max_instances=1,
+                                        coalesce=True, misfire_grace_time=3600)
             if comp.drill.schedule:
-                self._scheduler.add_job(self.ops.run_drill, CronTrigger.from_crontab(
-                    comp.drill.schedule, timezone="UTC"), args=[name], id=f"drill-{name}",
-                    max_instances=1, coalesce=True, misfire_grace_time=3600)
+                self._scheduler.add_job(self.ops.run_drill, cron_trigger(comp.drill.schedule),
+                                        args=[name], id=f"drill-{name}", max_instances=1,
+                                        coalesce=True, misfire_grace_time=3600)
         self._scheduler.add_job(self.ops.evaluate_dr, IntervalTrigger(
             seconds=self.ops.dr.evaluate_interval), id="dr-evaluate", max_instances=1,
             coalesce=True)
@@ -99,6 +98,10 @@ class BackupsComponent:
             self.ops.evaluate_dr()
         except Exception:
             log.exception("DR evaluation failed")
+
+    def jobs(self) -> list[tuple[str, str]]:
+        """(job id, trigger) of every scheduled job, for `/readyz`-style inspection."""
+        return sorted((j.id, str(j.trigger)) for j in self._scheduler.get_jobs())
 
     def stop(self) -> None:
         if self._scheduler.running:
