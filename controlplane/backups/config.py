@@ -89,7 +89,6 @@ class DrillConfig(_Model):
     tablespace: str | None = None
     """Tablespace for scratch databases (e.g. on a dedicated volume)."""
     assertions: list[SqlAssertion] = Field(default_factory=list)
-    timeout: Duration = 4 * 3600.0
 
     _cron = field_validator("schedule")(_valid_cron)
 
@@ -107,6 +106,7 @@ class BackupComponentConfig(_Model):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     drill: DrillConfig = Field(default_factory=DrillConfig)
     timeout: Duration = 6 * 3600.0
+    """pg_dump is stopped (and the backup fails) after this long."""
     severity: Literal["critical", "major", "minor"] = "critical"
 
     _cron = field_validator("schedule")(_valid_cron)

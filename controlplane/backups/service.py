@@ -143,6 +143,17 @@ class BackupJob:
         except postgres.PgError as exc:
             raise StepFailed(str(exc)) from None
         snap.count_in_background()
+        # A dump that outlives the timeout (e.g. stuck behind a lock) is killed and fails.
+        timer = threading.Timer(self.cfg.timeout, dump.kill)
+        timer.daemon = True
+        timer.start()
+        try:
+            return self._pipe(dump, snap, recipients, timer)
+        finally:
+            timer.cancel()
+
+    def _pipe(self, dump: postgres.PgProcess, snap: postgres.Snapshot,
+              recipients: list[object], timer: threading.Timer) -> dict[str, object]:
         reader = CountingReader(dump.stdout, "dump", self.progress)
         try:
             writer: BlobWriter = self.blob.writer(self.blob_name)
@@ -157,6 +168,9 @@ class BackupJob:
                 cause = out.error if out.error is not None else exc
                 raise StepFailed(f"upload failed: {cause}") from None
             rc = dump.wait()
+            if rc != 0 and timer.finished.is_set() and not timer.is_alive():
+                raise StepFailed(f"pg_dump did not finish within {self.cfg.timeout:g}s "
+                                 "(backups.components timeout) and was stopped")
             if rc != 0:
                 raise StepFailed(f"pg_dump failed (exit {rc}): {dump.failure()}")
             try:

@@ -48,7 +48,8 @@ class Drill:
         self.progress = progress
         self.started = utcnow()
         self.rec = StepRecorder()
-        self.scratch = f"cp_drill_{name.replace('-', '_')}_{self.started:%Y%m%d%H%M%S}"
+        stamp = f"{self.started:%Y%m%d%H%M%S}"
+        self.scratch = f"cp_drill_{name.replace('-', '_')}_{stamp}"
         self.backup_id = ""
         self.restore_s: float | None = None
         with store.session() as s:
@@ -57,6 +58,8 @@ class Drill:
             s.add(row)
             s.flush()
             self.drill_id = row.id
+            # The id keeps two drills in one second apart.
+            self.scratch = row.scratch_db = f"{self.scratch}_{row.id}"
 
     def run(self) -> DrillOutcome:
         t0 = time.monotonic()

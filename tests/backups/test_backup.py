@@ -131,11 +131,14 @@ def test_cli_backup_run_list_verify_restore_and_drill(
         make_env: MakeEnv, source_dsn: str, azurite: Azurite, pg_server: PgServer) -> None:
     env = make_env(source_dsn, azurite)
     cfg = env.config_file()
-    run = run_cli("backup", "run", "app", "--config", cfg, timeout=300)
+    run = run_cli("--log-level", "DEBUG", "backup", "run", "app", "--config", cfg,
+                  timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("OK  backup-app  backup app-production-")
     assert "dump " in run.stderr and "/s" in run.stderr  # progress: bytes and rate
+    assert "backup complete component=app" in run.stderr  # logs are on, and hold no secret
     assert PASSWORD not in run.stdout + run.stderr
+    assert str(env.key.identity) not in run.stdout + run.stderr
     with env.store.session() as s:
         backup_id = catalog.backups(s, "app")[0].id
     listed = run_cli("backup", "list", "--config", cfg)
@@ -158,8 +161,11 @@ def test_cli_backup_run_list_verify_restore_and_drill(
     assert forced.returncode == 0, forced.stdout + forced.stderr
     with psycopg.connect(target) as conn:
         assert conn.execute("SELECT count(*) FROM calls").fetchone() == (ROWS_T,)
-    drill = run_cli("drill", "run", "app", "--config", cfg, timeout=300)
+    drill = run_cli("--log-level", "DEBUG", "drill", "run", "app", "--config", cfg,
+                    timeout=300)
     assert drill.returncode == 0, drill.stdout + drill.stderr
+    assert PASSWORD not in drill.stdout + drill.stderr
+    assert str(env.key.identity) not in drill.stdout + drill.stderr
     assert drill.stdout.startswith("OK  drill-app  drill of app passed")
 
 

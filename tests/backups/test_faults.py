@@ -270,3 +270,19 @@ def test_dead_backup_holder_is_taken_over_and_its_run_marked_interrupted(
         assert (dead.status, dead.failed_step) == ("failed", "interrupted")
         assert dead.error.startswith("interrupted: no heartbeat from gone:1:app-production-dead")
         assert s.get(catalog.BackupLockRow, "app") is None
+
+
+def test_backup_stuck_past_its_timeout_is_stopped_and_fails(
+        make_env: MakeEnv, source_dsn: str, azurite: Azurite) -> None:
+    env = make_env(source_dsn, azurite)
+    env.backups.components["app"].timeout = 2.0
+    with psycopg.connect(source_dsn) as blocker:
+        blocker.execute("LOCK TABLE calls IN ACCESS EXCLUSIVE MODE")
+        result = env.ops.run_backup("app")
+        blocker.rollback()
+    assert result.status == Status.FAILING
+    assert result.message == ("backup of app failed at dump+upload: pg_dump did not finish "
+                              "within 2s (backups.components timeout) and was stopped")
+    assert env.blob.list() == []
+    _assert_no_complete_backup(env)
+    assert env.incident_for("backup-app").result is result
