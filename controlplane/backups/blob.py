@@ -12,6 +12,8 @@ import contextlib
 import io
 import logging
 import os
+import queue
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,20 +78,20 @@ class ChunkReader(io.RawIOBase):
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
-        self._buf = b""
+        self._buf = memoryview(b"")
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: Any) -> int:
-        while not self._buf:
+        while not len(self._buf):
             try:
-                self._buf = next(self._chunks)
+                self._buf = memoryview(next(self._chunks))
             except StopIteration:
                 return 0
         n = min(len(b), len(self._buf))
         b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
+        self._buf = self._buf[n:]  # a view: no copy of the rest of the chunk
         return n
 
 
@@ -189,8 +191,10 @@ class AzureBlobStore(BlobStore):
 
         # Short backoff: a dead endpoint should fail a backup in seconds, not minutes.
         retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2)
+        # Downloads come in block-sized ranges (the SDK's first range is 32 MiB by default).
         kwargs: dict[str, Any] = {"retry_policy": retry, "connection_timeout": 10,
-                                  "read_timeout": 60}
+                                  "read_timeout": 60, "max_single_get_size": cfg.block_size,
+                                  "max_chunk_get_size": cfg.block_size}
         if cfg.connection_string is not None:
             service = BlobServiceClient.from_connection_string(
                 cfg.connection_string.get_secret_value(), **kwargs)
@@ -277,17 +281,56 @@ def _azure_message(what: str, exc: Exception) -> str:
 
 
 class _AzureWriter(BlobWriter):
+    """Stages blocks from a background thread so uploading overlaps dumping.
+
+    At most ``_IN_FLIGHT`` blocks wait in the queue, which bounds memory; the first upload
+    error is re-raised to the producer on its next write or at commit.
+    """
+
+    _IN_FLIGHT = 2
+
     def __init__(self, client: Any, block_size: int) -> None:
         self.client = client
         self.block_size = block_size
         self._buf = bytearray()
         self._blocks: list[Any] = []
+        self._queued = 0
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=self._IN_FLIGHT)
+        self._error: BlobError | None = None
+        self._thread = threading.Thread(target=self._uploader, name="blob-upload", daemon=True)
+        self._thread.start()
 
     def write(self, data: bytes) -> None:
+        self._raise_error()
         self._buf += data
         while len(self._buf) >= self.block_size:
-            self._stage(bytes(self._buf[: self.block_size]))
+            self._put(bytes(self._buf[: self.block_size]))
+            self._queued += 1
             del self._buf[: self.block_size]
+
+    def _put(self, block: bytes | None) -> None:
+        while True:
+            self._raise_error()
+            try:
+                self._queue.put(block, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _uploader(self) -> None:
+        while True:
+            block = self._queue.get()
+            if block is None:
+                return
+            if self._error is None:
+                try:
+                    self._stage(block)
+                except BlobError as exc:
+                    self._error = exc
 
     def _stage(self, data: bytes) -> None:
         from azure.storage.blob import BlobBlock
@@ -301,10 +344,17 @@ class _AzureWriter(BlobWriter):
                                            f"(block {len(self._blocks)})", exc)) from None
         self._blocks.append(BlobBlock(block_id=block_id))
 
+    def _drain(self) -> None:
+        self._put(None)
+        self._thread.join()
+
     def commit(self) -> None:
-        if self._buf or not self._blocks:
-            self._stage(bytes(self._buf))
+        if self._buf or not self._queued:
+            self._put(bytes(self._buf))
+            self._queued += 1
             self._buf.clear()
+        self._drain()
+        self._raise_error()
         try:
             self.client.commit_block_list(self._blocks)
         except Exception as exc:
@@ -313,7 +363,15 @@ class _AzureWriter(BlobWriter):
     def abort(self) -> None:
         # Staged but uncommitted blocks are invisible and expire on their own (7 days).
         self._buf.clear()
-        self._blocks.clear()
+        if self._thread.is_alive():
+            if self._error is None:
+                self._error = BlobError("upload aborted")
+            with contextlib.suppress(queue.Empty):  # drop what was never sent
+                while True:
+                    self._queue.get_nowait()
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(None)
+            self._thread.join(60)
 
 
 def open_blob_store(cfg: BlobConfig) -> BlobStore:
