@@ -180,7 +180,7 @@ class BackupJob:
             try:
                 writer.commit()
             except BlobError as exc:
-                raise StepFailed(str(exc)) from None
+                raise StepFailed(f"upload failed: {exc}") from None
         except BaseException:
             dump.kill()
             writer.abort()
