@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -65,7 +66,7 @@ from controlplane.store import Store
 backups = BackupsConfig.model_validate(json.loads({backups!r}))
 blob = open_blob_store(BlobConfig.model_validate(json.loads({blob!r})))
 store = Store({store!r})
-out = {{}}
+out = {{"baseline_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}
 if {what!r} == "backup":
     t0 = time.monotonic(); r = BackupJob("bench", backups, store, blob).run().result
     out.update(seconds=time.monotonic() - t0, status=r.status.value, message=r.message,
@@ -90,6 +91,7 @@ def worker(what: str, backups: str, blob: str, store: str) -> dict[str, object]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     from pyrage import x25519
 
@@ -107,25 +109,31 @@ def main() -> int:
         blob = json.dumps({"backend": "azure", "connection_string": az.connection_string,
                            "container": "bench"})
         store = f"sqlite:///{tmp / 'cp.db'}"
-        plain_s = plain_dump(dsn)
-        print(f"plain pg_dump {plain_s:.1f}s", file=sys.stderr)
-        b = worker("backup", backups, blob, store)
-        print(f"backup {b}", file=sys.stderr)
+        # Alternate plain and full runs so load changes on the shared machine hit both.
+        plains, fulls, runs = [], [], []
+        for i in range(args.repeats):
+            plains.append(plain_dump(dsn))
+            b = worker("backup", backups, blob, store)
+            runs.append(b)
+            fulls.append(float(str(b["seconds"])))
+            print(f"run {i + 1}: plain {plains[-1]:.1f}s, backup {b}", file=sys.stderr)
+        b = max(runs, key=lambda r: float(str(r["peak_rss_mb"])))
         d = worker("drill", backups, blob, store)
         print(f"drill {d}", file=sys.stderr)
     finally:
         pg.destroy()
         az.stop()
-    backup_s = float(str(b["seconds"]))
-    section = render(args.size_mb, db_bytes, plain_s, b, d, backup_s)
+    section = render(args.size_mb, db_bytes, plains, fulls, b, d)
     write_section(ROOT / "bench" / "RESULTS.md", section)
     print(section)
     return 0
 
 
-def render(size_mb: int, db_bytes: int, plain_s: float, b: dict[str, object],
-           d: dict[str, object], backup_s: float) -> str:
-    ratio = plain_s / backup_s
+def render(size_mb: int, db_bytes: int, plains: list[float], fulls: list[float],
+           b: dict[str, object], d: dict[str, object]) -> str:
+    ratios = [p / f for p, f in zip(plains, fulls, strict=True)]
+    ratio = statistics.median(ratios)
+    plain_s, backup_s = statistics.median(plains), statistics.median(fulls)
     cpu = platform.processor() or platform.machine()
     with open("/proc/cpuinfo") as f:
         model = re.search(r"model name\s*:\s*(.+)", f.read())
@@ -143,17 +151,29 @@ def render(size_mb: int, db_bytes: int, plain_s: float, b: dict[str, object],
         "| measure | value |",
         "|---|---|",
         f"| database size (pg_database_size) | {db_bytes / mib:.0f} MiB |",
-        f"| plain `pg_dump --format=custom --no-sync -f /dev/null` | {plain_s:.1f} s |",
-        f"| backup end to end (snapshot, dump, age, block upload, manifest) | {backup_s:.1f} s |",
-        f"| throughput ratio (plain time / backup time; target >= 0.85) | {ratio:.2f} |",
+        f"| plain `pg_dump --format=custom --no-sync -f /dev/null` (median of {len(plains)}) "
+        f"| {plain_s:.1f} s |",
+        f"| backup end to end (snapshot, dump, age, block upload, manifest; median) "
+        f"| {backup_s:.1f} s |",
+        f"| throughput ratio, median (plain time / backup time; target >= 0.85) | {ratio:.2f} |",
+        f"| ratio of each run (plain and backup alternated) | "
+        f"{', '.join(f'{r:.2f}' for r in ratios)} |",
         f"| encrypted backup size | {size / mib:.0f} MiB |",
-        f"| peak RSS of the backup process (target <= 150 MB) | "
+        f"| peak RSS of the backup process, worst run (target <= 150 MB) | "
         f"{float(str(b['peak_rss_mb'])):.0f} MB |",
         f"| drill total (verify pass + restore + row counts + drop) | "
         f"{float(str(d['seconds'])):.1f} s |",
         f"| drill restore step (download, decrypt, pg_restore) | "
         f"{float(str(d['restore'])):.1f} s |",
         f"| peak RSS of the drill process | {float(str(d['peak_rss_mb'])):.0f} MB |",
+        f"| RSS of the same process after imports, before any work | "
+        f"{float(str(b['baseline_rss_mb'])):.0f} MB |",
+        "",
+        "The generated table (`events`, text rows that compress about 3:1) is "
+        "dumped with pg_dump's default compression. Row counts for the manifest run in the "
+        "same snapshot, concurrently with the dump, and are included in the backup time. "
+        f"Targets: ratio {'met' if ratio >= 0.85 else 'NOT met'}, peak RSS "
+        f"{'met' if float(str(b['peak_rss_mb'])) <= 150 else 'NOT met'}.",
         "",
     ])
 
