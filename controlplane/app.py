@@ -26,6 +26,8 @@ RETENTION_EVERY_S = 3600.0
 
 # One line per pluggable capability; each module has create(runtime) -> Component | None.
 COMPONENTS: list[str] = [
+    "controlplane.sentry",
+    "controlplane.incidents.component",
     "controlplane.dr.component",
 ]
 
