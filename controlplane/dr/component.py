@@ -121,4 +121,9 @@ def ops_for(runtime: Runtime) -> BackupOps:
 
 
 def create(runtime: Runtime) -> BackupsComponent | None:
+    """None until backups or DR components are configured: an install without them should
+    not raise "never measured" results every few minutes (the /dr page still shows them)."""
+    cfg = runtime.config
+    if not cfg.backups.components and not cfg.dr.components:
+        return None
     return BackupsComponent(ops_for(runtime))
