@@ -108,6 +108,7 @@ class BackupComponentConfig(_Model):
     timeout: Duration = 6 * 3600.0
     """pg_dump is stopped (and the backup fails) after this long."""
     severity: Literal["critical", "major", "minor"] = "critical"
+    """Severity of incidents from failed backups and drills of this component."""
 
     _cron = field_validator("schedule")(_valid_cron)
 

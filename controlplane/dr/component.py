@@ -44,7 +44,8 @@ class BackupOps:
     def run_backup(self, name: str, progress: object = None) -> Result:
         job = BackupJob(name, self.backups, self.store, self.blob, progress)  # type: ignore[arg-type]
         result = job.run().result
-        self.pipeline.process(result, backup_check(name, self.backups.components[name].env))
+        comp = self.backups.components[name]
+        self.pipeline.process(result, backup_check(name, comp.env, comp.severity))
         self.evaluate_dr()
         return result
 
@@ -52,7 +53,8 @@ class BackupOps:
         drill = Drill(name, self.backups, self.store, self.blob, progress,  # type: ignore[arg-type]
                       on_demand=on_demand)
         result = drill.run().result
-        self.pipeline.process(result, drill_check(name, self.backups.components[name].env))
+        comp = self.backups.components[name]
+        self.pipeline.process(result, drill_check(name, comp.env, comp.severity))
         self.evaluate_dr()
         return result
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field
 
 from controlplane.backups import catalog
-from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError
+from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError, Severity
 from controlplane.results import Result, Status
 
 if TYPE_CHECKING:
@@ -139,14 +139,14 @@ class DrProbe(Probe[DrCheckConfig]):
                 gauge.labels(component).set(float(value))
 
 
-def backup_check(component: str, env: str) -> BackupCheckConfig:
+def backup_check(component: str, env: str, severity: Severity = "critical") -> BackupCheckConfig:
     return BackupCheckConfig(id=f"backup-{component}", component=component, env=env,
-                             name=f"Backup of {component}")
+                             name=f"Backup of {component}", severity=severity)
 
 
-def drill_check(component: str, env: str) -> DrillCheckConfig:
+def drill_check(component: str, env: str, severity: Severity = "critical") -> DrillCheckConfig:
     return DrillCheckConfig(id=f"drill-{component}", component=component, env=env,
-                            name=f"Restore drill of {component}")
+                            name=f"Restore drill of {component}", severity=severity)
 
 
 def dr_check(component: str) -> DrCheckConfig:
