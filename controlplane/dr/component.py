@@ -79,6 +79,13 @@ class BackupsComponent:
         self._stopping = threading.Event()
 
     def start(self) -> None:
+        for name, target in self.ops.dr.targets().items():
+            source = target.backup_component
+            if source and source not in self.ops.backups.components:
+                log.warning("DR component %s is measured from backups component %r, which is "
+                            "not configured; set dr.components.%s.backup_component to one of: "
+                            "%s", name, source, name,
+                            ", ".join(sorted(self.ops.backups.components)) or "(none)")
         for name, comp in self.ops.backups.components.items():
             if comp.schedule:
                 self._scheduler.add_job(self.ops.run_backup, cron_trigger(comp.schedule),
