@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -123,6 +124,7 @@ def main() -> int:
     finally:
         pg.destroy()
         az.stop()
+        shutil.rmtree(az.workdir, ignore_errors=True)
     section = render(args.size_mb, db_bytes, plains, fulls, b, d)
     write_section(ROOT / "bench" / "RESULTS.md", section)
     print(section)
