@@ -9,4 +9,5 @@ pytest_plugins: list[str] = [
     "tests.services.httpserver",
     "tests.services.dnsserver",
     "tests.services.saas_fakes",
+    "tests.services.pg_store",
 ]
