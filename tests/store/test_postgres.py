@@ -183,3 +183,23 @@ def test_state_survives_a_restart_on_postgres(tmp_path: Path, dsn: str) -> None:
     finally:
         second.stop(0)
     assert [(t.old, t.new) for t in seen] == [(State.OK, State.FAILING)]
+
+
+def test_results_still_reach_metrics_while_postgres_is_down(tmp_path: Path,
+                                                            own_store_pg: StorePg) -> None:
+    fakeprobes.SCRIPTS["tls-x"] = deque([Status.OK, Status.FAILING])
+    rt = runtime(tmp_path, own_store_pg.dsn())
+    labels = {"check": "tls-x", "kind": "scripted", "env": "production"}
+    try:
+        rt.scheduler.run_now("tls-x")
+        own_store_pg.stop()
+        assert rt.scheduler.run_now("tls-x").status == Status.FAILING
+        sample = rt.metrics.registry.get_sample_value
+        assert sample("controlplane_check_up", labels) == 0
+        assert sample("controlplane_check_runs_total", {"check": "tls-x",
+                                                        "status": "failing"}) == 1
+        own_store_pg.start()
+        with rt.store.session() as s:  # the outage's run was not stored; the first was
+            assert [r.status for r in history(s, "tls-x")] == [Status.OK]
+    finally:
+        rt.stop(0)
