@@ -170,3 +170,43 @@ checks:
     assert "controlplane: stopped" in out
     rows = sqlite3.connect(db).execute("SELECT check_id, status FROM results").fetchall()
     assert rows == [("slow", "ok")]
+
+
+def test_sigterm_exits_0_when_the_grace_period_runs_out(tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+    db = tmp_path / "cp.db"
+    (tmp_path / "controlplane.yaml").write_text(f"""
+environments: {{production: {{}}}}
+store: {{dsn: "sqlite:///{db}"}}
+web: {{port: {free_port()}}}
+scheduler: {{grace_period: 1s}}
+check_files: []
+checks:
+  - id: stuck
+    kind: scripted
+    env: production
+    interval: 60s
+    timeout: 20m
+    sleep_s: 600
+    marker: "{marker}"
+""")
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, "run", "--config",
+                             str(tmp_path / "controlplane.yaml")], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), proc.stderr.read() if proc.poll() is not None else "no start"
+        proc.send_signal(signal.SIGTERM)
+        # The run would take 10 minutes: exiting at all within this wait proves we did not.
+        out, errs = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, errs
+    assert "controlplane: stopped" in out
+    assert "grace period over with runs still in flight; exiting anyway" in errs
+    rows = sqlite3.connect(db).execute("SELECT check_id, status, message FROM results"
+                                       ).fetchall()
+    assert rows == [("stuck", "error", "abandoned at shutdown: still running when the grace "
+                     "period ended")]
