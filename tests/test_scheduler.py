@@ -210,3 +210,21 @@ checks:
                                        ).fetchall()
     assert rows == [("stuck", "error", "abandoned at shutdown: still running when the grace "
                      "period ended")]
+
+
+def test_each_check_runs_on_its_own_interval_with_jitter_in_proportion() -> None:
+    sink = Sink()
+    s = CheckScheduler([ScriptedConfig(id="fast", kind="scripted", interval=10),
+                        ScriptedConfig(id="slow", kind="scripted", interval=300),
+                        ScriptedConfig(id="off", kind="scripted", enabled=False)],
+                       sink, ProbeContext(), max_concurrency=4, jitter=0.1, spread_s=0)
+    s.start()
+    try:
+        triggers = {job.id: job.trigger for job in s._scheduler.get_jobs()}
+        jobs = {job.id: job for job in s._scheduler.get_jobs()}
+    finally:
+        s.shutdown(5)
+    assert set(triggers) == {"fast", "slow"}  # a disabled check is not scheduled
+    assert (triggers["fast"].interval_length, triggers["fast"].jitter) == (10, 1.0)
+    assert (triggers["slow"].interval_length, triggers["slow"].jitter) == (300, 30.0)
+    assert all(job.max_instances == 1 and job.coalesce for job in jobs.values())
