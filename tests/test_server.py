@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.services.common import ROOT, free_port
+from tests.services.common import ROOT, free_port, run_cli
 from tests.services.httpserver import ScriptedServer
 from tests.services.pg_store import StorePg
 
@@ -126,3 +126,30 @@ def test_run_serves_checks_from_a_postgres_store_and_keeps_state_across_restarts
     finally:
         code, _, err = second.stop()
     assert code == 0, err
+
+
+def test_run_refuses_to_start_when_postgres_is_unreachable(tmp_path: Path) -> None:
+    closed = free_port()
+    path = tmp_path / "controlplane.yaml"
+    path.write_text("environments: {dev: {}}\ncheck_files: []\n"
+                    f"store: {{dsn: 'postgresql://cp:pg-secret-pw@127.0.0.1:{closed}/cp'}}\n")
+    proc = run_cli("run", "--config", str(path), timeout=60)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr == (
+        f"controlplane: refusing to start: cannot open the store "
+        f"postgresql+psycopg://cp:***@127.0.0.1:{closed}/cp: connection failed: connection to "
+        f'server at "127.0.0.1", port {closed} failed: Connection refused; check store.dsn '
+        "and that the database is up\n")
+    assert "pg-secret-pw" not in proc.stderr
+
+
+def test_run_refuses_to_start_when_the_sqlite_file_cannot_be_opened(tmp_path: Path) -> None:
+    db = tmp_path / "no-such-dir" / "cp.db"
+    path = tmp_path / "controlplane.yaml"
+    path.write_text(f"environments: {{dev: {{}}}}\ncheck_files: []\nstore: {{dsn: 'sqlite:///{db}'}}\n")
+    proc = run_cli("run", "--config", str(path), timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr == (f"controlplane: refusing to start: cannot open the store "
+                           f"sqlite:///{db}: unable to open database file; check store.dsn "
+                           "and that the database is up\n")
