@@ -228,3 +228,26 @@ def test_each_check_runs_on_its_own_interval_with_jitter_in_proportion() -> None
     assert (triggers["fast"].interval_length, triggers["fast"].jitter) == (10, 1.0)
     assert (triggers["slow"].interval_length, triggers["slow"].jitter) == (300, 30.0)
     assert all(job.max_instances == 1 and job.coalesce for job in jobs.values())
+
+
+def test_hung_probe_is_recorded_as_error_and_other_checks_go_on() -> None:
+    sink = Sink()
+    s = sched(sink, ScriptedConfig(id="hang", kind="scripted", interval=0.2, timeout=0.2,
+                                   hang=True),
+              ScriptedConfig(id="fine", kind="scripted", interval=0.2))
+    s.start()
+    try:
+        with sink.cond:
+            assert sink.cond.wait_for(lambda: sum(r.check == "fine" for r in sink.results) >= 5
+                                      and any(r.check == "hang" for r in sink.results), 60)
+            results = list(sink.results)
+    finally:
+        fakeprobes.RELEASE.set()
+        s.shutdown(5)
+    hung = [r for r in results if r.check == "hang"]
+    assert {r.status for r in hung} == {Status.ERROR}
+    assert hung[0].message == "timed out after 0.2s (probe did not return)"
+    assert {r.message for r in hung[1:]} <= {
+        "timed out after 0.2s (probe did not return)",
+        "previous run still running (hung probe); this run was skipped"}
+    assert {r.status for r in results if r.check == "fine"} == {Status.OK}
