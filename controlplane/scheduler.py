@@ -31,7 +31,7 @@ HARD_TIMEOUT_MARGIN_S = 1.0
 """How long past its own timeout a probe may run before we record it as hung."""
 
 ABANDON_WAIT_S = 10.0
-"""After the grace period, how long abandoned runs get to record themselves."""
+"""After the grace period, how long the released pool threads get to return."""
 
 ResultSink = Callable[[Result, CheckConfig], Any]
 
@@ -45,7 +45,7 @@ class CheckRunner:
         self._busy: threading.Thread | None = None
         self._lock = threading.Lock()
         self._done = threading.Event()  # set when the current run returns, or on abandon()
-        self._abandoned = False
+        self.abandoned = False
 
     def run(self) -> Result:
         started = utcnow()
@@ -70,7 +70,7 @@ class CheckRunner:
         done.wait(self.check.timeout + HARD_TIMEOUT_MARGIN_S)
         if box:
             return box[0]
-        if self._abandoned:
+        if self.abandoned:
             return self._error(started, time.monotonic() - t0,
                                "abandoned at shutdown: still running when the grace period "
                                "ended")
@@ -86,7 +86,7 @@ class CheckRunner:
     def abandon(self) -> None:
         """Stop waiting for the current run (shutdown after the grace period): the pool
         thread returns at once, so the process can exit; the probe's own thread is a daemon."""
-        self._abandoned = True
+        self.abandoned = True
         self._done.set()
 
     def close(self) -> None:
@@ -158,6 +158,12 @@ class CheckScheduler:
         """Run one check immediately (also used by the CLI and the API) and feed the sink."""
         runner = self.runners[check_id]
         result = runner.run()
+        if runner.abandoned:
+            # Cut off by our own shutdown, not judged: storing it as an error could flip the
+            # check's state and page someone for a deploy.
+            log.warning("run abandoned at shutdown check=%s message=%r", check_id,
+                        result.message)
+            return result
         try:
             self.sink(result, runner.check)
         except Exception:
@@ -174,8 +180,7 @@ class CheckScheduler:
                 self._idle.wait(timeout=max(0.0, deadline - time.monotonic()))
             finished = self._in_flight == 0
             if not finished:
-                # Pool threads are joined at interpreter exit: release them, and let each
-                # record its run as abandoned before the store closes.
+                # Pool threads are joined at interpreter exit: release them so we can exit.
                 for runner in self.runners.values():
                     runner.abandon()
                 self._idle.wait_for(lambda: self._in_flight == 0, ABANDON_WAIT_S)
