@@ -9,5 +9,6 @@ pytest_plugins: list[str] = [
     "tests.services.httpserver",
     "tests.services.dnsserver",
     "tests.services.saas_fakes",
-    "tests.services.pg_store",
+    "tests.services.postgres",
+    "tests.services.azurite",
 ]

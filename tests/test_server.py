@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import requests
 
 from tests.services.common import ROOT, free_port, run_cli
 from tests.services.httpserver import ScriptedServer
-from tests.services.pg_store import StorePg
+from tests.services.postgres import PgServer
 
 pytestmark = pytest.mark.postgres
 
@@ -82,8 +83,8 @@ scheduler: {{grace_period: 10s}}
 
 
 def test_run_serves_checks_from_a_postgres_store_and_keeps_state_across_restarts(
-        tmp_path: Path, store_pg: StorePg, listener: int, http_server: ScriptedServer) -> None:
-    dsn = store_pg.new_database()
+        tmp_path: Path, pg_server: PgServer, listener: int, http_server: ScriptedServer) -> None:
+    dsn = pg_server.createdb(f"store_{uuid.uuid4().hex[:12]}")
     port = free_port()
     config = write_config(tmp_path, listener, free_port(), http_server.route("/", 200, "up"),
                           port)

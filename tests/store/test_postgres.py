@@ -6,6 +6,7 @@ The same behaviour the SQLite tests (tests/test_pipeline.py) prove, on the HA ba
 
 from __future__ import annotations
 
+import uuid
 from collections import deque
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,7 +32,7 @@ from controlplane.store.results import (
     uptime,
 )
 from tests import fakeprobes
-from tests.services.pg_store import StorePg
+from tests.services.postgres import PgServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("scripted_kind")]
 
@@ -40,8 +41,8 @@ T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def dsn(store_pg: StorePg) -> str:
-    return store_pg.new_database()
+def dsn(pg_server: PgServer) -> str:
+    return pg_server.createdb(f"store_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture
@@ -186,19 +187,19 @@ def test_state_survives_a_restart_on_postgres(tmp_path: Path, dsn: str) -> None:
 
 
 def test_results_still_reach_metrics_while_postgres_is_down(tmp_path: Path,
-                                                            own_store_pg: StorePg) -> None:
+                                                            own_pg_server: PgServer) -> None:
     fakeprobes.SCRIPTS["tls-x"] = deque([Status.OK, Status.FAILING])
-    rt = runtime(tmp_path, own_store_pg.dsn())
+    rt = runtime(tmp_path, own_pg_server.dsn())
     labels = {"check": "tls-x", "kind": "scripted", "env": "production"}
     try:
         rt.scheduler.run_now("tls-x")
-        own_store_pg.stop()
+        own_pg_server.stop()
         assert rt.scheduler.run_now("tls-x").status == Status.FAILING
         sample = rt.metrics.registry.get_sample_value
         assert sample("controlplane_check_up", labels) == 0
         assert sample("controlplane_check_runs_total", {"check": "tls-x",
                                                         "status": "failing"}) == 1
-        own_store_pg.start()
+        own_pg_server.start()
         with rt.store.session() as s:  # the outage's run was not stored; the first was
             assert [r.status for r in history(s, "tls-x")] == [Status.OK]
     finally:

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from controlplane.app import Runtime, build_runtime
 from controlplane.config import load_config
 from controlplane.web import create_app
-from tests.services.pg_store import StorePg
+from tests.services.postgres import PgServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("scripted_kind")]
 
@@ -25,9 +25,9 @@ checks:
 
 
 @pytest.fixture
-def rt(tmp_path: Path, own_store_pg: StorePg) -> Iterator[Runtime]:
+def rt(tmp_path: Path, own_pg_server: PgServer) -> Iterator[Runtime]:
     path = tmp_path / "controlplane.yaml"
-    path.write_text(CONFIG % {"dsn": own_store_pg.dsn()})
+    path.write_text(CONFIG % {"dsn": own_pg_server.dsn()})
     runtime = build_runtime(load_config(str(path)))
     runtime.scheduler.start()
     yield runtime
@@ -35,19 +35,19 @@ def rt(tmp_path: Path, own_store_pg: StorePg) -> Iterator[Runtime]:
 
 
 def test_readyz_is_503_while_postgres_is_down_and_200_when_it_is_back(
-        rt: Runtime, own_store_pg: StorePg) -> None:
+        rt: Runtime, own_pg_server: PgServer) -> None:
     client: FlaskClient = create_app(rt).test_client()
     ready = client.get("/readyz")
     assert (ready.status_code, ready.get_json()) == (
         200, {"status": "ok", "store": True, "scheduler": True})
 
-    own_store_pg.stop()
+    own_pg_server.stop()
     down = client.get("/readyz")
     assert (down.status_code, down.get_json()) == (
         503, {"status": "unavailable", "store": False, "scheduler": True})
     assert client.get("/healthz").status_code == 200  # the process itself is alive
 
-    own_store_pg.start()
+    own_pg_server.start()
     again = client.get("/readyz")
     assert (again.status_code, again.get_json()) == (
         200, {"status": "ok", "store": True, "scheduler": True})
