@@ -195,9 +195,13 @@ def backups(s: Session, component: str | None = None, status: str | None = None,
     return list(s.scalars(q.order_by(BackupRow.started_at.desc()).limit(limit)))
 
 
-def latest_complete(s: Session, component: str) -> BackupRow | None:
-    found = backups(s, component, COMPLETE, limit=1)
-    return found[0] if found else None
+def latest_complete(s: Session, component: str, verified: bool = False) -> BackupRow | None:
+    """Newest complete backup (with ``verified``: newest one a drill has restored)."""
+    q = select(BackupRow).where(BackupRow.component == component,
+                                BackupRow.status == COMPLETE)
+    if verified:
+        q = q.where(BackupRow.verified_at.is_not(None))
+    return s.scalars(q.order_by(BackupRow.started_at.desc()).limit(1)).first()
 
 
 def drills(s: Session, component: str | None = None, limit: int = 200,
