@@ -133,6 +133,8 @@ class BackupLock:
         self.backup_id = backup_id
         self.stale_after = stale_after
         self.holder = f"{holder_id()}:{backup_id}"
+        self.took_over: str | None = None
+        """Id of the dead holder's backup when acquire() took its lock over."""
 
     def acquire(self) -> None:
         now = utcnow()
@@ -165,6 +167,7 @@ class BackupLock:
                 BackupRow.id == old_backup, BackupRow.status == RUNNING).values(
                 status=FAILED, failed_step="interrupted", finished_at=now,
                 error=f"interrupted: no heartbeat from {old_holder} for {age:.0f}s"))
+            self.took_over = old_backup
 
     def heartbeat(self) -> None:
         with self.store.session() as s:

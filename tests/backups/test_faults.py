@@ -257,13 +257,22 @@ def test_dead_backup_holder_is_taken_over_and_its_run_marked_interrupted(
 
     env = make_env(source_dsn, azurite)
     long_ago = utcnow() - timedelta(hours=1)
+    # The dead run got as far as committing its dump, not its manifest.
+    dead_blob = "app/production/app-production-dead.dump.age"
+    env.blob.put_bytes(dead_blob, b"age-encryption.org/v1\n...")
     with env.store.session() as s:
         s.add(catalog.BackupRow(id="app-production-dead", component="app", env="production",
-                                status="running", started_at=long_ago))
+                                status="running", started_at=long_ago, blob_name=dead_blob,
+                                manifest_name=dead_blob.replace(".dump.age",
+                                                                ".manifest.json")))
         s.add(catalog.BackupLockRow(component="app", holder="gone:1:app-production-dead",
                                     backup_id="app-production-dead", acquired_at=long_ago,
                                     heartbeat_at=long_ago))
-    assert env.ops.run_backup("app").status == Status.OK
+    result = env.ops.run_backup("app")
+    assert result.status == Status.OK
+    # Only the new backup's blobs remain: the dead run's committed dump was removed.
+    assert sorted(b.name for b in env.blob.list()) == [
+        result.details["blob"], result.details["blob"].replace(".dump.age", ".manifest.json")]
     with env.store.session() as s:
         dead = s.get(catalog.BackupRow, "app-production-dead")
         assert dead is not None
