@@ -126,6 +126,11 @@ def test_wrong_age_key_fails_the_drill_at_verify_and_restores_nothing(
     target = pg_server.createdb(f"wk_{uuid.uuid4().hex[:8]}")
     cli = run_cli("restore", "postgres", backup_id, "--into", target, "--config", cfg)
     assert cli.returncode == 1 and "(wrong key)" in cli.stdout
+    ver = run_cli("backup", "verify", backup_id, "--config", cfg, "--quiet")
+    assert (ver.returncode, ver.stdout.strip()) == (1, (
+        f"FAILING  {backup_id}  app/production/{backup_id}.dump.age: age decryption failed: "
+        "the identity file does not match any recipient of this backup (wrong key)"))
+    assert [r["status"] for r in _rows(env)] == ["complete"]
     with psycopg.connect(target) as conn:
         assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
                             ).fetchone() == (0,)
@@ -160,6 +165,35 @@ def test_tampered_or_truncated_blob_fails_the_drill_and_marks_the_backup_corrupt
     assert (row["id"], row["status"]) == (backup_id, "corrupt")
     with env.store.session() as s:
         assert catalog.latest_complete(s, "app") is None
+
+
+def test_backup_verify_cli_finds_a_flipped_byte_and_the_backup_is_never_offered_again(
+        make_env: MakeEnv, source_dsn: str, azurite: Azurite, pg_server: PgServer) -> None:
+    env = make_env(source_dsn, azurite)
+    backup = env.ops.run_backup("app")
+    backup_id, name = backup.details["backup_id"], backup.details["blob"]
+    data = bytearray(env.blob.get_bytes(name))
+    data[len(data) // 3] ^= 0x80
+    env.blob.put_bytes(name, bytes(data))
+    cfg = env.config_file()
+    ver = run_cli("backup", "verify", backup_id, "--config", cfg)
+    assert ver.returncode == 1
+    assert ver.stdout.startswith(f"FAILING  {backup_id}  {name} was modified: sha256 ")
+    assert ver.stdout.rstrip().endswith("this backup cannot be trusted (tampered or corrupted)")
+    assert "verify " in ver.stderr and "/s" in ver.stderr  # progress while downloading
+    (row,) = _rows(env)
+    assert (row["status"], row["failed_step"]) == ("corrupt", "verify")
+    again = run_cli("backup", "verify", backup_id, "--config", cfg)
+    assert (again.returncode, again.stderr.strip()) == (2, (
+        f"controlplane: backup '{backup_id}' is corrupt, not complete; `controlplane backup "
+        "list` shows complete backups"))
+    target = pg_server.createdb(f"cor_{uuid.uuid4().hex[:8]}")
+    rest = run_cli("restore", "postgres", backup_id, "--into", target, "--config", cfg)
+    assert rest.returncode == 2 and "is corrupt, not complete" in rest.stderr
+    unknown = run_cli("backup", "verify", "app-production-nope", "--config", cfg)
+    assert (unknown.returncode, unknown.stderr.strip()) == (2, (
+        "controlplane: backup 'app-production-nope' is unknown, not complete; "
+        "`controlplane backup list` shows complete backups"))
 
 
 def _mount_tmpfs(size: str) -> str:
