@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -209,11 +210,17 @@ def test_cli_backup_run_list_verify_restore_and_drill(
         make_env: MakeEnv, source_dsn: str, azurite: Azurite, pg_server: PgServer) -> None:
     env = make_env(source_dsn, azurite)
     cfg = env.config_file()
+    for action in ("backup", "drill"):
+        unknown = run_cli(action, "run", "nope", "--config", cfg)
+        assert (unknown.returncode, unknown.stderr.strip()) == (
+            2, "controlplane: no backup component 'nope'; configured: app")
     run = run_cli("--log-level", "DEBUG", "backup", "run", "app", "--config", cfg,
                   timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("OK  backup-app  backup app-production-")
-    assert "dump " in run.stderr and "/s" in run.stderr  # progress: bytes and rate
+    # progress: phase, bytes so far and rate, e.g. "dump          1.2 MiB  3.4 MiB/s"
+    assert re.search(r"^\r?dump +\d+(\.\d)? (B|KiB|MiB) +\d+(\.\d)? (B|KiB|MiB|GiB)/s",
+                     run.stderr.replace("\r", "\n"), re.M), run.stderr
     assert "backup complete component=app" in run.stderr  # logs are on, and hold no secret
     assert PASSWORD not in run.stdout + run.stderr
     assert str(env.key.identity) not in run.stdout + run.stderr

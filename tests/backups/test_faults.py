@@ -17,6 +17,7 @@ import pytest
 from pyrage import x25519
 
 from controlplane.backups import catalog
+from controlplane.incidents.model import IncidentRow
 from controlplane.results import Status
 from tests.backups.conftest import Env, MakeEnv, check_state, fill_source
 from tests.services.azurite import Azurite
@@ -280,7 +281,13 @@ def test_overlapping_backup_of_one_component_is_refused_across_processes(
 
     with env.store.session() as s:
         statuses = [r.status for r in history(s, "backup-app")]
+        incidents = s.query(IncidentRow).filter_by(check_id="backup-app").all()
     assert sorted(statuses) == [Status.FAILING, Status.OK]
+    # The refused run (its own process, with incidents wired) opened an incident like any
+    # failure; the completed run then moved the check back to ok.
+    assert [i.kind for i in incidents] == ["backup"]
+    assert incidents[0].message.startswith("backup of app failed at lock: backup ")
+    assert check_state(env.store, "backup-app") == "ok"
 
 
 def test_dead_backup_holder_is_taken_over_and_its_run_marked_interrupted(
