@@ -16,7 +16,7 @@ import pytest
 from controlplane.backups import catalog
 from controlplane.results import Status, iso
 from tests.backups.conftest import ROWS_T, ROWS_U, MakeEnv, check_state, fill_source
-from tests.services.azurite import Azurite
+from tests.services.azurite import KEY, Azurite
 from tests.services.common import run_cli
 from tests.services.postgres import PASSWORD, PgServer
 
@@ -144,7 +144,7 @@ def test_restore_by_hand_with_curl_age_cli_and_pg_restore(
 
     from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
-    from tests.services.azurite import ACCOUNT, KEY
+    from tests.services.azurite import ACCOUNT
 
     env = make_env(source_dsn, azurite)
     backup_id = env.ops.run_backup("app").details["backup_id"]
@@ -224,6 +224,7 @@ def test_cli_backup_run_list_verify_restore_and_drill(
     assert "backup complete component=app" in run.stderr  # logs are on, and hold no secret
     assert PASSWORD not in run.stdout + run.stderr
     assert str(env.key.identity) not in run.stdout + run.stderr
+    assert KEY not in run.stdout + run.stderr  # the storage account key, even at DEBUG
     with env.store.session() as s:
         backup_id = catalog.backups(s, "app")[0].id
     listed = run_cli("backup", "list", "--config", cfg)
