@@ -216,6 +216,8 @@ class PgProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        # Let the stderr reader finish, so failure() sees the child's last words.
+        self._reader.join(5)
 
 
 def start_dump(dsn: str, snapshot_id: str) -> PgProcess:
