@@ -83,6 +83,8 @@ class RetentionConfig(_Model):
     keep_last: int = Field(default=7, ge=1)
     daily_days: int = Field(default=14, ge=0)
     weekly_weeks: int = Field(default=8, ge=0)
+    prune_after_backup: bool = True
+    """Apply these rules after each complete backup (else only `controlplane backup prune`)."""
 
 
 class SqlAssertion(_Model):
