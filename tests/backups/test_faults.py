@@ -18,7 +18,7 @@ from pyrage import x25519
 
 from controlplane.backups import catalog
 from controlplane.incidents.model import IncidentRow
-from controlplane.results import Status
+from controlplane.results import Status, utcnow
 from tests.backups.conftest import Env, MakeEnv, check_state, fill_source
 from tests.services.azurite import Azurite
 from tests.services.common import run_cli
@@ -320,6 +320,53 @@ def test_dead_backup_holder_is_taken_over_and_its_run_marked_interrupted(
         assert (dead.status, dead.failed_step) == ("failed", "interrupted")
         assert dead.error.startswith("interrupted: no heartbeat from gone:1:app-production-dead")
         assert s.get(catalog.BackupLockRow, "app") is None
+
+
+def test_control_plane_killed_mid_backup_leaves_no_backup_and_the_next_run_takes_over(
+        make_env: MakeEnv, source_dsn: str, azurite: Azurite) -> None:
+    import signal
+    import sys
+
+    from tests.services.common import ROOT
+
+    env = make_env(source_dsn, azurite)
+    cfg = env.config_file()
+    with psycopg.connect(source_dsn) as blocker, psycopg.connect(source_dsn,
+                                                                 autocommit=True) as watch:
+        blocker.execute("LOCK TABLE calls IN ACCESS EXCLUSIVE MODE")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "controlplane", "backup", "run", "app", "--config", cfg,
+             "--quiet"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while watch.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+                            " 'pg_dump' AND wait_event_type = 'Lock'").fetchone() != (1,):
+            assert time.monotonic() < deadline and proc.poll() is None, "pg_dump never started"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)  # mid-backup: no cleanup code runs
+        proc.wait(60)
+        blocker.rollback()  # the orphaned pg_dump now writes to a dead pipe and exits
+    (dead,) = _rows(env)
+    assert dead["status"] == "running"  # never complete
+    with env.store.session() as s:
+        assert catalog.latest_complete(s, "app") is None
+    assert env.blob.list() == []
+    env.backups.lock_stale_after = 1.0
+    while True:  # until the dead holder's heartbeat is older than lock_stale_after
+        with env.store.session() as s:
+            lock = s.get(catalog.BackupLockRow, "app")
+            assert lock is not None
+            if (utcnow() - catalog.aware(lock.heartbeat_at)).total_seconds() > 1.5:
+                break
+        time.sleep(0.2)
+    result = env.ops.run_backup("app")
+    assert result.status == Status.OK, result.message
+    rows = {r["id"]: r for r in _rows(env)}
+    assert (rows[dead["id"]]["status"], rows[dead["id"]]["failed_step"]) == (
+        "failed", "interrupted")
+    assert rows[dead["id"]]["error"].startswith("interrupted: no heartbeat from ")
+    assert {b.name for b in env.blob.list()} == {
+        result.details["blob"], result.details["blob"].replace(".dump.age", ".manifest.json")}
 
 
 def test_backup_stuck_past_its_timeout_is_stopped_and_fails(
