@@ -120,7 +120,8 @@ def test_manifest_row_counts_come_from_the_snapshot_pg_dump_reads(
         deadline = time.monotonic() + 120
         # pg_dump waits on our lock: its snapshot (and the counts') is already taken.
         while watch.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name ="
-                            " 'pg_dump' AND wait_event_type = 'Lock'").fetchone() != (1,):
+                            " 'pg_dump' AND wait_event_type = 'Lock' AND datname = "
+                            "current_database()").fetchone() != (1,):
             assert time.monotonic() < deadline, "pg_dump never waited on the lock"
             time.sleep(0.1)
         blocker.execute("INSERT INTO calls SELECT g, 'late', '' FROM generate_series("

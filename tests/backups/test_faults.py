@@ -340,12 +340,17 @@ def test_control_plane_killed_mid_backup_leaves_no_backup_and_the_next_run_takes
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
         while watch.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name ="
-                            " 'pg_dump' AND wait_event_type = 'Lock'").fetchone() != (1,):
+                            " 'pg_dump' AND wait_event_type = 'Lock' AND datname = "
+                            "current_database()").fetchone() != (1,):
             assert time.monotonic() < deadline and proc.poll() is None, "pg_dump never started"
             time.sleep(0.1)
         proc.send_signal(signal.SIGKILL)  # mid-backup: no cleanup code runs
         proc.wait(60)
         blocker.rollback()  # the orphaned pg_dump now writes to a dead pipe and exits
+        while watch.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+                            " 'pg_dump' AND datname = current_database()").fetchone() != (0,):
+            assert time.monotonic() < deadline, "the orphaned pg_dump did not exit"
+            time.sleep(0.1)
     (dead,) = _rows(env)
     assert dead["status"] == "running"  # never complete
     with env.store.session() as s:
