@@ -16,6 +16,9 @@ KINDS: dict[str, str] = {
     "tls": "controlplane.probes.tls:TlsProbe",
     "dns": "controlplane.probes.dns:DnsProbe",
     "tcp": "controlplane.probes.tcp:TcpProbe",
+    "kafka_lag": "controlplane.probes.kafka_lag:KafkaLagProbe",
+    "kafka_cluster": "controlplane.probes.kafka_cluster:KafkaClusterProbe",
+    "kafka_canary": "controlplane.probes.kafka_canary:KafkaCanaryProbe",
 }
 
 

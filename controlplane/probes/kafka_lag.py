@@ -1,0 +1,330 @@
+"""kafka_lag: consumer-group lag in messages and seconds, judged with Burrow's rules.
+
+Per partition: committed offset, log-end offset, lag = end - committed (None where the
+group never committed, as Kafka's tool prints "-"), estimated time lag (see
+controlplane/kafka/timelag.py) and a Burrow status over the last ``window`` runs (see
+controlplane/kafka/status.py). The probe instance keeps the offset tables and windows
+across runs; the scheduler keeps one instance per check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+from pydantic import Field, field_validator
+
+from controlplane.durations import Duration, parse_duration
+from controlplane.kafka.client import (
+    Deadline,
+    KafkaCheckConfig,
+    KafkaUnavailable,
+    client_config,
+    describe,
+    tls_arguments,
+    tls_values,
+    unreachable_message,
+    wait,
+)
+from controlplane.kafka.offsets import Snapshot, collect, select_groups
+from controlplane.kafka.status import GroupStatus, Sample, StatusWindows
+from controlplane.kafka.timelag import TimeLagTables
+from controlplane.metrics import Metrics
+from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError
+from controlplane.results import Result, Status, Step
+
+log = logging.getLogger(__name__)
+
+STATUS_TO_CHECK = {GroupStatus.OK: Status.OK, GroupStatus.WARN: Status.DEGRADED}
+
+
+class KafkaLagConfig(KafkaCheckConfig):
+    kind: str = "kafka_lag"
+    groups: list[str] = Field(default_factory=list, description="exact group names")
+    group_patterns: list[str] = Field(default_factory=list,
+                                      description="regexes a group name must fully match")
+    topics: list[str] = Field(default_factory=list, description="only these topics")
+    topic_patterns: list[str] = Field(default_factory=list)
+    window: int = Field(default=10, ge=2, le=1000, description="runs in Burrow's window")
+    allowed_lag: int = Field(default=0, ge=0, description="lag still counted as caught up")
+    lag_warn: int | None = Field(default=None, ge=0)
+    lag_crit: int | None = Field(default=None, ge=0)
+    lag_seconds_warn: Duration | None = None
+    lag_seconds_crit: Duration | None = None
+    time_table_size: int = Field(default=60, ge=2, le=10000)
+
+    @field_validator("group_patterns", "topic_patterns")
+    @classmethod
+    def _regexes(cls, v: list[str]) -> list[str]:
+        for p in v:
+            try:
+                re.compile(p)
+            except re.error as exc:
+                raise ValueError(f"{p!r} is not a valid regular expression: {exc}") from None
+        return v
+
+
+@dataclass
+class Row:
+    group: str
+    topic: str
+    partition: int
+    committed: int | None
+    end_offset: int | None
+    lag: int | None
+    lag_seconds: float | None
+    status: GroupStatus
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"group": self.group, "topic": self.topic, "partition": self.partition,
+                "committed": self.committed, "end_offset": self.end_offset, "lag": self.lag,
+                "lag_seconds": self.lag_seconds, "status": self.status.name}
+
+
+class KafkaLagProbe(Probe[KafkaLagConfig]):
+    kind: ClassVar[str] = "kafka_lag"
+    config_model: ClassVar[type[CheckConfig]] = KafkaLagConfig
+    cli_name: ClassVar[str | None] = "kafka-lag"
+    _exported: ClassVar[dict[str, set[tuple[str, ...]]]] = {}
+    _export_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, config: KafkaLagConfig, context: Any = None) -> None:
+        super().__init__(config, context)
+        self._admin: AdminClient | None = None
+        self.tables = TimeLagTables(config.time_table_size)
+        self.windows = StatusWindows(config.window)
+        self._topic_rx = [re.compile(p) for p in config.topic_patterns]
+
+    def admin(self) -> AdminClient:
+        if self._admin is None:
+            try:
+                self._admin = AdminClient(client_config(self.config, self.config.timeout))
+            except KafkaException as exc:
+                raise ProbeError(f"invalid Kafka client settings: {describe(exc)}") from exc
+        return self._admin
+
+    def close(self) -> None:
+        self._admin = None  # librdkafka closes the handle when the last reference goes
+
+    def topic_ok(self, topic: str) -> bool:
+        if not self.config.topics and not self._topic_rx:
+            return True
+        return topic in self.config.topics or any(rx.fullmatch(topic) for rx in self._topic_rx)
+
+    def check(self) -> Outcome:
+        cfg = self.config
+        deadline = Deadline(cfg.timeout)
+        admin = self.admin()
+        steps: list[Step] = []
+        try:
+            t0 = time.monotonic()
+            wait(admin.describe_cluster(request_timeout=deadline.left()), deadline,
+                 "connecting")
+            known = self._known_topics(admin, deadline) if cfg.topics else None
+            groups = select_groups(admin, cfg.groups, cfg.group_patterns, deadline)
+            snap = collect(admin, groups, self.topic_ok, deadline, known)
+            steps.append(Step(name="fetch offsets", status=Status.OK,
+                              duration_s=round(time.monotonic() - t0, 6),
+                              message=f"{len(groups)} groups"))
+        except KafkaUnavailable as exc:
+            return Outcome(Status.FAILING, unreachable_message(cfg.bootstrap, str(exc)),
+                           steps=steps)
+        finally:
+            admin.poll(0)  # hand librdkafka's queued log lines to logging
+        missing_topics = sorted(set(cfg.topics) - known) if known is not None else []
+        rows = self._evaluate(snap)
+        return self._outcome(snap, rows, missing_topics, steps)
+
+    def _known_topics(self, admin: AdminClient, deadline: Deadline) -> set[str]:
+        try:
+            md = admin.list_topics(timeout=deadline.left())
+        except KafkaException as exc:
+            raise KafkaUnavailable(f"reading cluster metadata: {describe(exc)}") from exc
+        return {name for name, t in md.topics.items() if t.error is None}
+
+    def _evaluate(self, snap: Snapshot) -> list[Row]:
+        now = time.time()
+        for (topic, partition), end_offset in snap.end_offsets.items():
+            self.tables.add(topic, partition, end_offset, now)
+        rows: list[Row] = []
+        for name, go in snap.groups.items():
+            for (topic, partition), committed in sorted(go.committed.items()):
+                end = snap.end_offsets.get((topic, partition))
+                lag = end - committed if end is not None and committed is not None else None
+                if committed is not None and end is not None:
+                    self.windows.add(name, topic, partition, Sample(now, committed, end))
+                status = self.windows.evaluate(name, topic, partition, go.members > 0,
+                                               self.config.allowed_lag)
+                rows.append(Row(name, topic, partition, committed, end, lag,
+                                self.tables.lag_seconds(topic, partition, committed, now),
+                                status))
+        self.tables.forget_except(set(snap.end_offsets))
+        self.windows.forget_except({(r.group, r.topic, r.partition) for r in rows})
+        return rows
+
+    def _outcome(self, snap: Snapshot, rows: list[Row], missing_topics: list[str],
+                 steps: list[Step]) -> Outcome:
+        cfg = self.config
+        problems: list[tuple[Status, str]] = []
+        for topic in missing_topics:
+            problems.append((Status.FAILING, f"topic {topic} does not exist (deleted?)"))
+        groups = _group_summaries(snap, rows)
+        for name, go in snap.groups.items():
+            summary = groups[name]
+            if go.error:
+                summary["status"] = GroupStatus.ERROR.name
+                problems.append((Status.FAILING, f"group {name}: {go.error}"))
+            elif go.state == "DEAD" and not go.committed:
+                summary["status"] = GroupStatus.ERROR.name
+                problems.append((Status.FAILING, f"group {name} does not exist (deleted?)"))
+        problems += _status_problems(rows)
+        problems += self._threshold_problems(rows)
+        for (topic, partition), reason in sorted(snap.end_errors.items()):
+            problems.append((Status.FAILING,
+                             f"cannot read the log-end offset of {topic}[{partition}]: {reason}"))
+        if cfg.groups == [] and cfg.group_patterns and not snap.groups:
+            problems.append((Status.FAILING, "no consumer group matches "
+                             + ", ".join(cfg.group_patterns)))
+        lags = [r.lag for r in rows if r.lag is not None]
+        secs = [r.lag_seconds for r in rows if r.lag_seconds is not None]
+        metrics: dict[str, float | None] = {
+            "groups": float(len(snap.groups)), "partitions": float(len(rows)),
+            "total_lag": float(sum(lags)), "max_lag": float(max(lags, default=0)),
+            "max_lag_seconds": max(secs) if secs else None,
+        }
+        status = max((s for s, _ in problems), key=lambda s: s.rank, default=Status.OK)
+        message = "; ".join(m for _, m in problems) if problems else _ok_message(rows, metrics)
+        details = {"partitions": [r.as_dict() for r in rows], "groups": groups,
+                   "missing_topics": missing_topics}
+        return Outcome(status, message, metrics=metrics, details=details, steps=steps)
+
+    def _threshold_problems(self, rows: list[Row]) -> list[tuple[Status, str]]:
+        cfg = self.config
+        out: list[tuple[Status, str]] = []
+        checks: list[tuple[str, float | None, float | None, str]] = [
+            ("lag", cfg.lag_crit, cfg.lag_warn, ""),
+            ("lag_seconds", cfg.lag_seconds_crit, cfg.lag_seconds_warn, "s")]
+        for attr, crit, warn, unit in checks:
+            for limit, status in ((crit, Status.FAILING), (warn, Status.DEGRADED)):
+                if limit is None:
+                    continue
+                over = [r for r in rows if (getattr(r, attr) or 0) > limit]
+                if over:
+                    worst_row = max(over, key=lambda r: getattr(r, attr))
+                    label = "lag" if attr == "lag" else "time lag"
+                    out.append((status, f"group {worst_row.group} {label} "
+                                f"{getattr(worst_row, attr):g}{unit} > {limit:g}{unit} on "
+                                + _partitions_text(over)))
+                    break
+        return out
+
+    @classmethod
+    def export_metrics(cls, result: Result, metrics: Metrics) -> None:
+        rows = result.details.get("partitions") or []
+        groups = result.details.get("groups") or {}
+        seen: set[tuple[str, ...]] = set()
+        for r in rows:
+            labels = (str(r["group"]), str(r["topic"]), str(r["partition"]))
+            seen.add(("p", *labels))
+            if r.get("lag") is not None:
+                metrics.kafka_lag.labels(*labels).set(r["lag"])
+            else:
+                _remove(metrics.kafka_lag, labels)
+            if r.get("lag_seconds") is not None:
+                metrics.kafka_lag_seconds.labels(*labels).set(r["lag_seconds"])
+            else:
+                _remove(metrics.kafka_lag_seconds, labels)
+        for name, g in groups.items():
+            seen.add(("g", name))
+            metrics.kafka_group_status.labels(name).set(GroupStatus[g["status"]].value)
+        with cls._export_lock:
+            stale = cls._exported.get(result.check, set()) - seen
+            cls._exported[result.check] = seen
+        for key in stale:
+            if key[0] == "p":
+                _remove(metrics.kafka_lag, key[1:])
+                _remove(metrics.kafka_lag_seconds, key[1:])
+            else:
+                _remove(metrics.kafka_group_status, key[1:])
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--bootstrap", required=True, help="host:port[,host:port...]")
+        parser.add_argument("--group", action="append", default=[], metavar="G",
+                            help="consumer group (repeatable); default: all groups")
+        parser.add_argument("--group-regex", action="append", default=[], metavar="RE")
+        parser.add_argument("--topic", action="append", default=[], metavar="T")
+        parser.add_argument("--lag-warn", type=int)
+        parser.add_argument("--lag-crit", type=int)
+        parser.add_argument("--timeout", default="10s", help="e.g. 10s")
+        tls_arguments(parser)
+
+    @classmethod
+    def config_from_args(cls, args: argparse.Namespace) -> CheckConfig:
+        return KafkaLagConfig(
+            id="kafka-lag", bootstrap=args.bootstrap, groups=args.group,
+            group_patterns=args.group_regex, topics=args.topic, lag_warn=args.lag_warn,
+            lag_crit=args.lag_crit, timeout=parse_duration(args.timeout),
+            **tls_values(args))
+
+
+def _remove(gauge: Any, labels: tuple[str, ...]) -> None:
+    with contextlib.suppress(KeyError):
+        gauge.remove(*labels)
+
+
+def _partitions_text(rows: list[Row]) -> str:
+    """'t1[0,2], t2[1]' naming topics and partitions."""
+    by_topic: dict[str, list[int]] = {}
+    for r in rows:
+        by_topic.setdefault(r.topic, []).append(r.partition)
+    return ", ".join(f"{t}[{','.join(map(str, sorted(ps)))}]" for t, ps in sorted(by_topic.items()))
+
+
+def _status_problems(rows: list[Row]) -> list[tuple[Status, str]]:
+    bad: dict[tuple[str, GroupStatus], list[Row]] = {}
+    for r in rows:
+        if r.status is not GroupStatus.OK:
+            bad.setdefault((r.group, r.status), []).append(r)
+    out = []
+    for (group, st), rs in sorted(bad.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
+        out.append((STATUS_TO_CHECK.get(st, Status.FAILING),
+                    f"group {group} {st.name} on {_partitions_text(rs)}"))
+    return out
+
+
+def _group_summaries(snap: Snapshot, rows: list[Row]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, go in snap.groups.items():
+        mine = [r for r in rows if r.group == name]
+        topics: dict[str, dict[str, Any]] = {}
+        for r in mine:
+            t = topics.setdefault(r.topic, {"partitions": 0, "lag_sum": 0, "lag_max": 0})
+            t["partitions"] += 1
+            t["lag_sum"] += r.lag or 0
+            t["lag_max"] = max(t["lag_max"], r.lag or 0)
+        secs = [r.lag_seconds for r in mine if r.lag_seconds is not None]
+        out[name] = {
+            "state": go.state, "members": go.members, "partitions": len(mine),
+            "status": max((r.status for r in mine), default=GroupStatus.OK).name,
+            "lag_sum": sum(r.lag or 0 for r in mine),
+            "lag_max": max((r.lag or 0 for r in mine), default=0),
+            "lag_seconds_max": max(secs) if secs else None, "topics": topics,
+        }
+    return out
+
+
+def _ok_message(rows: list[Row], metrics: dict[str, float | None]) -> str:
+    text = (f"{metrics['groups']:.0f} groups, {len(rows)} partitions, total lag "
+            f"{metrics['total_lag']:.0f}, max lag {metrics['max_lag']:.0f}")
+    if metrics["max_lag_seconds"] is not None:
+        text += f", max time lag {metrics['max_lag_seconds']:g}s"
+    return text
