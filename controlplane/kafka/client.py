@@ -57,6 +57,10 @@ class KafkaUnavailable(Exception):
     """The cluster could not be reached or did not answer in time."""
 
 
+class KafkaProblem(Exception):
+    """The cluster answered, and the answer is a failure (the message says which)."""
+
+
 class Deadline:
     def __init__(self, seconds: float) -> None:
         self.end = time.monotonic() + seconds
