@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from controlplane.probes.base import CheckConfig
 
@@ -42,14 +42,20 @@ class KafkaCheckConfig(CheckConfig):
     sasl_password_env: str | None = Field(
         default=None, description="name of the environment variable holding the password")
 
+    @field_validator("bootstrap")
+    @classmethod
+    def _host_ports(cls, v: str) -> str:
+        for part in v.split(","):
+            host, _, port = part.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"bootstrap entry {part.strip()!r} must be host:port, "
+                                 "e.g. kafka.kafka.svc:9092")
+        return v
+
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaCheckConfig:
         if self.sasl_mechanism and not (self.sasl_username and self.sasl_password_env):
             raise ValueError("sasl_mechanism needs sasl_username and sasl_password_env")
-        for part in self.bootstrap.split(","):
-            host, _, port = part.strip().rpartition(":")
-            if not host or not port.isdigit():
-                raise ValueError(f"bootstrap entry {part.strip()!r} must be host:port")
         return self
 
 
