@@ -10,9 +10,10 @@ passed the group's committed offset off that table:
   and newest samples (the table's average production rate);
 * fewer than two samples with distinct offsets: unknown (None).
 
-Lag in seconds = time of the newest sample - the estimated time the log end reached the
-committed offset. Samples whose offset equals the previous one keep the earlier time (the
-time the log end first reached that offset), so idle periods do not distort the estimate.
+Lag in seconds = now (the time of this run's sample, the newest) - the estimated time the
+log end reached the committed offset. Samples whose offset equals the previous one keep
+the earlier time (the time the log end first reached that offset), so idle periods do not
+distort the estimate.
 """
 
 from __future__ import annotations

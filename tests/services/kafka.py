@@ -30,8 +30,7 @@ from tests.services.common import ROOT, free_port
 POM = ROOT / "scripts" / "kafka" / "pom.xml"
 SETUP = ROOT / "scripts" / "setup.d" / "30-kafka.sh"
 START_TIMEOUT_S = 180.0
-JVM_FLAGS = ["-Xms64m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-             "-Djava.awt.headless=true"]
+JVM_FLAGS = ["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true"]
 _CLUSTERS: list[KafkaCluster] = []
 
 
@@ -54,8 +53,9 @@ def kafka_libs() -> Path:
     return libs
 
 
-def java_cmd(main_class: str, *args: str, log_config: Path | None = None) -> list[str]:
-    cmd = ["java", *JVM_FLAGS, "-cp", str(kafka_libs() / "*")]
+def java_cmd(main_class: str, *args: str, log_config: Path | None = None,
+             heap: str = "256m") -> list[str]:
+    cmd = ["java", "-Xms64m", f"-Xmx{heap}", *JVM_FLAGS, "-cp", str(kafka_libs() / "*")]
     if log_config is not None:
         cmd.append(f"-Dlog4j.configuration=file:{log_config}")
     return [*cmd, main_class, *args]
@@ -110,6 +110,8 @@ class KafkaCluster:
 
     base: Path
     size: int
+    heap: str = "256m"
+    extra_properties: dict[str, object] = field(default_factory=dict)
     nodes: list[KafkaNode] = field(default_factory=list)
     cluster_id: str = field(
         default_factory=lambda: base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22])
@@ -166,6 +168,7 @@ class KafkaCluster:
             "background.threads": 2,
             "num.recovery.threads.per.data.dir": 1,
             "log.cleaner.enable": "false",
+            **self.extra_properties,
         }
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
@@ -173,8 +176,9 @@ class KafkaCluster:
         out = (node.dir / "stdout.log").open("ab")
         node.proc = subprocess.Popen(
             java_cmd("kafka.Kafka", str(node.dir / "server.properties"),
-                     log_config=node.dir / "log4j.properties"),
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                     log_config=node.dir / "log4j.properties", heap=self.heap),
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent)
         out.close()
 
     def start(self) -> None:
@@ -316,6 +320,14 @@ class KafkaCluster:
         if proc.returncode != 0:
             raise RuntimeError(f"ConsumerGroupCommand failed: {proc.stderr}")
         return proc.stdout
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL the broker if the test process dies, so no JVM outlives a crash."""
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
