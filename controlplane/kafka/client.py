@@ -85,7 +85,24 @@ class Deadline:
         return time.monotonic() >= self.end
 
 
-def client_config(cfg: KafkaCheckConfig, timeout: float) -> dict[str, Any]:
+class ErrorTrap:
+    """Keeps the last error librdkafka reported (delivered by the clients' poll()), so a
+    timeout can say why: "Connection refused", "certificate verify failed", ..."""
+
+    def __init__(self) -> None:
+        self.last: str | None = None
+
+    def __call__(self, err: Any) -> None:
+        self.last = err.str() if hasattr(err, "str") else str(err)
+        log.debug("kafka client error error=%r", self.last)
+
+    def take(self) -> str | None:
+        last, self.last = self.last, None
+        return last
+
+
+def client_config(cfg: KafkaCheckConfig, timeout: float,
+                  trap: ErrorTrap | None = None) -> dict[str, Any]:
     """librdkafka settings for one of our clients; never logs the password."""
     conf: dict[str, Any] = {
         "bootstrap.servers": cfg.bootstrap,
@@ -95,6 +112,8 @@ def client_config(cfg: KafkaCheckConfig, timeout: float) -> dict[str, Any]:
         "reconnect.backoff.max.ms": 2000,
         "logger": rdkafka_log,
     }
+    if trap is not None:
+        conf["error_cb"] = trap
     protocol = ("SASL_" if cfg.sasl_mechanism else "") + ("SSL" if cfg.tls else "PLAINTEXT")
     conf["security.protocol"] = protocol
     if cfg.tls:
@@ -133,8 +152,9 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def unreachable_message(bootstrap: str, reason: str) -> str:
-    return (f"cannot reach Kafka at {bootstrap}: {reason}; check the address and port, "
+def unreachable_message(bootstrap: str, reason: str, client_error: str | None = None) -> str:
+    why = f"{reason} (client: {client_error})" if client_error else reason
+    return (f"cannot reach Kafka at {bootstrap}: {why}; check the address and port, "
             "the TLS settings and that the brokers are running")
 
 

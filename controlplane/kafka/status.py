@@ -19,8 +19,6 @@ A group's status is its worst partition's.
 
 from __future__ import annotations
 
-import itertools
-from collections import deque
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -36,7 +34,7 @@ class GroupStatus(IntEnum):
     ERROR = 5
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Sample:
     at: float
     committed: int
@@ -47,30 +45,62 @@ class Sample:
         return self.end_offset - self.committed
 
 
-@dataclass
 class PartitionWindow:
-    size: int
-    samples: deque[Sample] = field(default_factory=deque)
+    """The last ``size`` samples of one group-partition, kept as running counters.
+
+    Only what the rules need is kept, updated in O(1) per sample (a check may watch
+    10,000 partitions): the length of the trailing run of equal committed offsets, of
+    strictly growing lag, and how many samples ago the committed offset last went back.
+    """
+
+    __slots__ = (
+        "count",
+        "growth_run",
+        "last_committed",
+        "last_lag",
+        "same_run",
+        "since_rewind",
+        "size",
+    )
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.count = 0
+        self.last_committed = 0
+        self.last_lag = 0
+        self.same_run = 0
+        self.growth_run = 0
+        self.since_rewind: int | None = None
 
     def add(self, sample: Sample) -> None:
-        self.samples.append(sample)
-        while len(self.samples) > self.size:
-            self.samples.popleft()
+        self.add_values(sample.committed, sample.end_offset - sample.committed)
+
+    def add_values(self, committed: int, lag: int) -> None:
+        if self.count:
+            if committed < self.last_committed:
+                self.since_rewind = 0
+            elif self.since_rewind is not None:
+                self.since_rewind += 1
+            self.same_run = self.same_run + 1 if committed == self.last_committed else 1
+            self.growth_run = self.growth_run + 1 if lag > self.last_lag else 1
+        else:
+            self.same_run = self.growth_run = 1
+        self.count += 1
+        self.last_committed, self.last_lag = committed, lag
 
     @property
     def full(self) -> bool:
-        return len(self.samples) >= self.size
+        return self.count >= self.size
 
     def evaluate(self, has_members: bool, allowed_lag: int = 0) -> GroupStatus:
-        s = list(self.samples)
-        if any(b.committed < a.committed for a, b in itertools.pairwise(s)):
+        # A step back is in the window while its lower sample is not the window's oldest.
+        if self.since_rewind is not None and self.since_rewind <= self.size - 2:
             return GroupStatus.REWIND
-        if len(s) < 2 or not self.full:
+        if self.count < 2 or not self.full:
             return GroupStatus.OK
-        behind = s[-1].lag > allowed_lag
-        if behind and s[0].committed == s[-1].committed:
+        if self.last_lag > allowed_lag and self.same_run >= self.size:
             return GroupStatus.STALL if has_members else GroupStatus.STOP
-        if all(b.lag > a.lag for a, b in itertools.pairwise(s)):
+        if self.growth_run >= self.size:
             return GroupStatus.WARN
         return GroupStatus.OK
 
@@ -83,11 +113,16 @@ class StatusWindows:
     windows: dict[tuple[str, str, int], PartitionWindow] = field(default_factory=dict)
 
     def add(self, group: str, topic: str, partition: int, sample: Sample) -> None:
+        self.add_values(group, topic, partition, sample.committed, sample.end_offset)
+
+    def add_values(self, group: str, topic: str, partition: int, committed: int,
+                   end_offset: int) -> PartitionWindow:
         key = (group, topic, partition)
         w = self.windows.get(key)
         if w is None:
             w = self.windows[key] = PartitionWindow(self.size)
-        w.add(sample)
+        w.add_values(committed, end_offset - committed)
+        return w
 
     def evaluate(self, group: str, topic: str, partition: int, has_members: bool,
                  allowed_lag: int = 0) -> GroupStatus:

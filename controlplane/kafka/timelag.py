@@ -19,48 +19,52 @@ distort the estimate.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import deque
 from dataclasses import dataclass, field
 
 
-@dataclass
 class OffsetTable:
     """Samples (offset, unix time) with strictly increasing offsets, newest last."""
 
-    capacity: int = 60
-    points: deque[tuple[int, float]] = field(default_factory=deque)
+    __slots__ = ("capacity", "offsets", "times")
+
+    def __init__(self, capacity: int = 60) -> None:
+        self.capacity = capacity
+        self.offsets: list[int] = []
+        self.times: list[float] = []
+
+    @property
+    def points(self) -> list[tuple[int, float]]:
+        return list(zip(self.offsets, self.times, strict=True))
 
     def add(self, offset: int, at: float) -> None:
-        if self.points and offset <= self.points[-1][0]:
-            if offset < self.points[-1][0]:
+        if self.offsets and offset <= self.offsets[-1]:
+            if offset < self.offsets[-1]:
                 # The log end went backwards (topic re-created, truncated): start over.
-                self.points.clear()
-                self.points.append((offset, at))
+                self.offsets, self.times = [offset], [at]
             return
-        self.points.append((offset, at))
-        while len(self.points) > self.capacity:
-            self.points.popleft()
+        self.offsets.append(offset)
+        self.times.append(at)
+        if len(self.offsets) > self.capacity:
+            del self.offsets[0], self.times[0]
 
     def lag_seconds(self, committed: int | None, now: float) -> float | None:
         """Estimated seconds the group is behind, or None when the table cannot tell."""
-        if committed is None or not self.points:
+        if committed is None or not self.offsets:
             return None
-        newest_offset, _ = self.points[-1]
-        if committed >= newest_offset:
+        if committed >= self.offsets[-1]:
             return 0.0
-        if len(self.points) < 2:
+        if len(self.offsets) < 2:
             return None
         produced_at = self._time_of(committed)
         return max(0.0, round(now - produced_at, 3))
 
     def _time_of(self, offset: int) -> float:
-        pts = self.points
-        offsets = [o for o, _ in pts]
-        i = bisect_left(offsets, offset)
+        offs, times = self.offsets, self.times
+        i = bisect_left(offs, offset)
         if i == 0:
-            (o1, t1), (o2, t2) = pts[0], pts[-1]  # extrapolate below the oldest sample
+            o1, t1, o2, t2 = offs[0], times[0], offs[-1], times[-1]  # extrapolate
         else:
-            (o1, t1), (o2, t2) = pts[i - 1], pts[i]
+            o1, t1, o2, t2 = offs[i - 1], times[i - 1], offs[i], times[i]
             if o2 == offset:
                 return t2
         return t1 + (offset - o1) * (t2 - t1) / (o2 - o1)

@@ -24,6 +24,7 @@ from pydantic import Field, model_validator
 from controlplane.durations import Duration
 from controlplane.kafka.client import (
     Deadline,
+    ErrorTrap,
     KafkaCheckConfig,
     KafkaProblem,
     KafkaUnavailable,
@@ -63,10 +64,11 @@ class KafkaCanaryProbe(Probe[KafkaCanaryConfig]):
     def __init__(self, config: KafkaCanaryConfig, context: Any = None) -> None:
         super().__init__(config, context)
         self._clients: tuple[AdminClient, Producer, Consumer] | None = None
+        self.trap = ErrorTrap()
 
     def clients(self) -> tuple[AdminClient, Producer, Consumer]:
         if self._clients is None:
-            base = client_config(self.config, self.config.timeout)
+            base = client_config(self.config, self.config.timeout, self.trap)
             try:
                 admin = AdminClient(base)
                 producer = Producer({**base, "acks": "all", "linger.ms": 0,
@@ -90,6 +92,9 @@ class KafkaCanaryProbe(Probe[KafkaCanaryConfig]):
         cfg = self.config
         deadline = Deadline(cfg.timeout)
         admin, producer, consumer = self.clients()
+        admin.poll(0)
+        producer.poll(0)
+        self.trap.take()  # errors from before this run are not this run's answer
         steps: list[Step] = []
         try:
             t0 = time.monotonic()
@@ -99,8 +104,10 @@ class KafkaCanaryProbe(Probe[KafkaCanaryConfig]):
                               duration_s=round(time.monotonic() - t0, 6),
                               message=f"{cfg.topic}: {len(leaders)} partitions"))
         except KafkaUnavailable as exc:
-            return Outcome(Status.FAILING, unreachable_message(cfg.bootstrap, str(exc)),
-                           steps=steps)
+            admin.poll(0)
+            producer.poll(0)
+            return Outcome(Status.FAILING, unreachable_message(
+                cfg.bootstrap, str(exc), self.trap.take()), steps=steps)
         except KafkaProblem as exc:
             return Outcome(Status.FAILING, str(exc), steps=steps)
         finally:

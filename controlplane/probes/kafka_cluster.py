@@ -34,6 +34,7 @@ from controlplane.kafka.client import (
     PLATFORM_DLQS,
     PLATFORM_TOPICS,
     Deadline,
+    ErrorTrap,
     KafkaCheckConfig,
     KafkaUnavailable,
     client_config,
@@ -92,16 +93,22 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
     def __init__(self, config: KafkaClusterConfig, context: Any = None) -> None:
         super().__init__(config, context)
         self._admin: AdminClient | None = None
+        self.trap = ErrorTrap()
         self.seen_brokers: dict[int, str] = {}
         self.dlq_offsets: dict[str, int] = {}
 
     def admin(self) -> AdminClient:
         if self._admin is None:
             try:
-                self._admin = AdminClient(client_config(self.config, self.config.timeout))
+                self._admin = AdminClient(client_config(self.config, self.config.timeout,
+                                                        self.trap))
             except KafkaException as exc:
                 raise ProbeError(f"invalid Kafka client settings: {describe(exc)}") from exc
         return self._admin
+
+    def _client_error(self, admin: AdminClient) -> str | None:
+        admin.poll(0)
+        return self.trap.take()
 
     def close(self) -> None:
         self._admin = None
@@ -110,6 +117,8 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
         cfg = self.config
         deadline = Deadline(cfg.timeout)
         admin = self.admin()
+        admin.poll(0)
+        self.trap.take()  # errors from before this run are not this run's answer
         findings: list[Finding] = []
         t0 = time.monotonic()
         try:
@@ -124,7 +133,8 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
             policy_details = self._policy(admin, md, deadline, findings)
             dlq = self._dlq_growth(admin, md, deadline, findings)
         except KafkaUnavailable as exc:
-            return Outcome(Status.FAILING, unreachable_message(cfg.bootstrap, str(exc)))
+            return Outcome(Status.FAILING, unreachable_message(
+                cfg.bootstrap, str(exc), self._client_error(admin)))
         finally:
             admin.poll(0)
         step = Step(name="inspect cluster", status=Status.OK,

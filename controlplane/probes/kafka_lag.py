@@ -25,6 +25,7 @@ from pydantic import Field, field_validator
 from controlplane.durations import Duration, parse_duration
 from controlplane.kafka.client import (
     Deadline,
+    ErrorTrap,
     KafkaCheckConfig,
     KafkaUnavailable,
     client_config,
@@ -35,7 +36,7 @@ from controlplane.kafka.client import (
     wait,
 )
 from controlplane.kafka.offsets import Snapshot, collect, select_groups
-from controlplane.kafka.status import GroupStatus, Sample, StatusWindows
+from controlplane.kafka.status import GroupStatus, StatusWindows
 from controlplane.kafka.timelag import TimeLagTables
 from controlplane.metrics import Metrics
 from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError
@@ -100,6 +101,7 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
     def __init__(self, config: KafkaLagConfig, context: Any = None) -> None:
         super().__init__(config, context)
         self._admin: AdminClient | None = None
+        self.trap = ErrorTrap()
         self.tables = TimeLagTables(config.time_table_size)
         self.windows = StatusWindows(config.window)
         self._topic_rx = [re.compile(p) for p in config.topic_patterns]
@@ -107,10 +109,15 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
     def admin(self) -> AdminClient:
         if self._admin is None:
             try:
-                self._admin = AdminClient(client_config(self.config, self.config.timeout))
+                self._admin = AdminClient(client_config(self.config, self.config.timeout,
+                                                        self.trap))
             except KafkaException as exc:
                 raise ProbeError(f"invalid Kafka client settings: {describe(exc)}") from exc
         return self._admin
+
+    def _client_error(self, admin: AdminClient) -> str | None:
+        admin.poll(0)
+        return self.trap.take()
 
     def close(self) -> None:
         self._admin = None  # librdkafka closes the handle when the last reference goes
@@ -124,6 +131,8 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
         cfg = self.config
         deadline = Deadline(cfg.timeout)
         admin = self.admin()
+        admin.poll(0)
+        self.trap.take()  # errors from before this run are not this run's answer
         steps: list[Step] = []
         try:
             t0 = time.monotonic()
@@ -136,8 +145,8 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
                               duration_s=round(time.monotonic() - t0, 6),
                               message=f"{len(groups)} groups"))
         except KafkaUnavailable as exc:
-            return Outcome(Status.FAILING, unreachable_message(cfg.bootstrap, str(exc)),
-                           steps=steps)
+            return Outcome(Status.FAILING, unreachable_message(
+                cfg.bootstrap, str(exc), self._client_error(admin)), steps=steps)
         finally:
             admin.poll(0)  # hand librdkafka's queued log lines to logging
         missing_topics = sorted(set(cfg.topics) - known) if known is not None else []
@@ -153,22 +162,29 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
 
     def _evaluate(self, snap: Snapshot) -> list[Row]:
         now = time.time()
+        tables, windows, allowed = self.tables, self.windows, self.config.allowed_lag
         for (topic, partition), end_offset in snap.end_offsets.items():
-            self.tables.add(topic, partition, end_offset, now)
+            tables.add(topic, partition, end_offset, now)
         rows: list[Row] = []
         for name, go in snap.groups.items():
+            has_members = go.members > 0
             for (topic, partition), committed in sorted(go.committed.items()):
                 end = snap.end_offsets.get((topic, partition))
-                lag = end - committed if end is not None and committed is not None else None
                 if committed is not None and end is not None:
-                    self.windows.add(name, topic, partition, Sample(now, committed, end))
-                status = self.windows.evaluate(name, topic, partition, go.members > 0,
-                                               self.config.allowed_lag)
+                    lag: int | None = end - committed
+                    w = windows.add_values(name, topic, partition, committed, end)
+                    status = w.evaluate(has_members, allowed)
+                else:
+                    lag = None
+                    status = windows.evaluate(name, topic, partition, has_members, allowed)
                 rows.append(Row(name, topic, partition, committed, end, lag,
-                                self.tables.lag_seconds(topic, partition, committed, now),
-                                status))
-        self.tables.forget_except(set(snap.end_offsets))
-        self.windows.forget_except({(r.group, r.topic, r.partition) for r in rows})
+                                tables.lag_seconds(topic, partition, committed, now), status))
+        # Forget partitions no longer watched; every current one was just touched, so a
+        # surplus in size is the only sign there is anything to forget.
+        if len(tables.tables) > len(snap.end_offsets):
+            tables.forget_except(set(snap.end_offsets))
+        if len(windows.windows) > len(rows):
+            windows.forget_except({(r.group, r.topic, r.partition) for r in rows})
         return rows
 
     def _outcome(self, snap: Snapshot, rows: list[Row], missing_topics: list[str],

@@ -242,3 +242,20 @@ def test_cli_prints_one_row_per_partition_as_json(scenario: Scenario) -> None:
         "group", "topic", "partition", "committed", "end_offset", "lag"}
     assert rows_of(out["details"]) == {k: v for k, v in EXPECTED.items()
                                        if k[0] in ("agree-partial", "agree-multi")}
+
+
+def test_per_partition_fallback_reads_the_same_end_offsets(scenario: Scenario) -> None:
+    from confluent_kafka import TopicPartition as TP
+    from confluent_kafka.admin._listoffsets import OffsetSpec
+
+    from controlplane.kafka.client import Deadline
+    from controlplane.kafka.offsets import _gather, _list_latest
+
+    admin = scenario.cluster.admin()
+    tps = [("agree.orders", 0), ("agree.orders", 1), ("agree.payments", 0)]
+    fast = _list_latest(admin, tps, Deadline(30)).result(30)
+    slow = _gather(admin.list_offsets({TP(t, p): OffsetSpec.latest() for t, p in tps},
+                                      request_timeout=30)).result(30)
+    assert {(k.topic, k.partition): v.offset for k, v in fast.items()} == {
+        (k.topic, k.partition): v.offset for k, v in slow.items()} == {
+        ("agree.orders", 0): 10, ("agree.orders", 1): 20, ("agree.payments", 0): 7}

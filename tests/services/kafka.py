@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from tests.services.certs import CertFactory, ServerFiles
 from tests.services.common import ROOT, free_port
 
 POM = ROOT / "scripts" / "kafka" / "pom.xml"
@@ -84,6 +85,7 @@ class KafkaNode:
     port: int
     controller_port: int
     dir: Path
+    tls_port: int | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -111,6 +113,8 @@ class KafkaCluster:
     base: Path
     size: int
     heap: str = "256m"
+    tls: ServerFiles | None = None
+    """When set, every node also listens with TLS (PEM keystore) on ``tls_port``."""
     extra_properties: dict[str, object] = field(default_factory=dict)
     nodes: list[KafkaNode] = field(default_factory=list)
     cluster_id: str = field(
@@ -120,8 +124,13 @@ class KafkaCluster:
     def bootstrap(self) -> str:
         return ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
 
+    @property
+    def tls_bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{n.tls_port}" for n in self.nodes)
+
     def setup(self) -> None:
-        self.nodes = [KafkaNode(i + 1, free_port(), free_port(), self.base / f"node{i + 1}")
+        self.nodes = [KafkaNode(i + 1, free_port(), free_port(), self.base / f"node{i + 1}",
+                                tls_port=free_port() if self.tls else None)
                       for i in range(self.size)]
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
         for node in self.nodes:
@@ -139,14 +148,25 @@ class KafkaCluster:
 
     def _properties(self, node: KafkaNode, voters: str) -> str:
         rf = min(3, self.size)
+        listeners = [f"PLAINTEXT://127.0.0.1:{node.port}"]
+        tls: dict[str, object] = {}
+        if self.tls is not None:
+            listeners.append(f"SSL://127.0.0.1:{node.tls_port}")
+            keystore = node.dir / "keystore.pem"  # key first, then the served chain
+            keystore.write_bytes(self.tls.key_file.read_bytes()
+                                 + self.tls.cert_file.read_bytes())
+            tls = {"ssl.keystore.type": "PEM", "ssl.keystore.location": keystore,
+                   "ssl.client.auth": "none"}
         props = {
             "process.roles": "broker,controller",
             "node.id": node.node_id,
             "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},"
-                         f"CONTROLLER://127.0.0.1:{node.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listeners": ",".join([*listeners,
+                                   f"CONTROLLER://127.0.0.1:{node.controller_port}"]),
+            "advertised.listeners": ",".join(listeners),
+            "listener.security.protocol.map":
+                "PLAINTEXT:PLAINTEXT,SSL:SSL,CONTROLLER:PLAINTEXT",
+            **tls,
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": node.dir / "data",
@@ -341,10 +361,11 @@ def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.5)
         time.sleep(interval)
 
 
-def _cluster(tmp_path_factory: pytest.TempPathFactory, size: int, name: str
-             ) -> Iterator[KafkaCluster]:
+def _cluster(tmp_path_factory: pytest.TempPathFactory, size: int, name: str,
+             tls: bool = False) -> Iterator[KafkaCluster]:
     base = tmp_path_factory.mktemp(name)
-    cluster = KafkaCluster(base, size)
+    files = CertFactory(base / "certs").server(["127.0.0.1", "localhost"]) if tls else None
+    cluster = KafkaCluster(base, size, tls=files)
     _CLUSTERS.append(cluster)
     try:
         cluster.setup()
@@ -358,8 +379,8 @@ def _cluster(tmp_path_factory: pytest.TempPathFactory, size: int, name: str
 
 @pytest.fixture(scope="session")
 def kafka1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
-    """A 1-node KRaft cluster for the whole session."""
-    yield from _cluster(tmp_path_factory, 1, "kafka1")
+    """A 1-node KRaft cluster for the whole session, plaintext and TLS listeners."""
+    yield from _cluster(tmp_path_factory, 1, "kafka1", tls=True)
 
 
 @pytest.fixture(scope="session")
