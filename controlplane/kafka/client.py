@@ -85,6 +85,14 @@ class Deadline:
         return time.monotonic() >= self.end
 
 
+class _QuietLog:
+    """librdkafka's log lines at DEBUG: a broker that is down makes it log every reconnect
+    at ERROR, and the check's result already says so once, with the reason."""
+
+    def log(self, level: int, msg: str, *args: Any) -> None:
+        rdkafka_log.debug(msg, *args)
+
+
 class ErrorTrap:
     """Keeps the last error librdkafka reported (delivered by the clients' poll()), so a
     timeout can say why: "Connection refused", "certificate verify failed", ..."""
@@ -110,7 +118,9 @@ def client_config(cfg: KafkaCheckConfig, timeout: float,
         "socket.timeout.ms": max(1000, int(timeout * 1000)),
         "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000)),
         "reconnect.backoff.max.ms": 2000,
-        "logger": rdkafka_log,
+        "logger": _QuietLog(),
+        "log.connection.close": False,
+        "allow.auto.create.topics": False,  # a check must never create what it looks at
     }
     if trap is not None:
         conf["error_cb"] = trap

@@ -9,8 +9,8 @@ Findings, each with the status it gives the check:
   ``min.insync.replicas`` is below the policy, any new DLQ message since the last run:
   degraded — a risk to fix, not an outage.
 
-In KRaft mode clients cannot reach the quorum controllers, so the "controller" reported
-by DescribeCluster is a live broker chosen by the cluster; "no active controller" means
+In KRaft mode clients cannot reach the quorum controllers, so the "controller" in the
+metadata is a live broker chosen by the cluster; "no active controller" means
 the cluster could not name one at all.
 """
 
@@ -42,7 +42,6 @@ from controlplane.kafka.client import (
     tls_arguments,
     tls_values,
     unreachable_message,
-    wait,
 )
 from controlplane.metrics import Metrics
 from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError
@@ -122,13 +121,14 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
         findings: list[Finding] = []
         t0 = time.monotonic()
         try:
-            cluster = wait(admin.describe_cluster(request_timeout=deadline.left()), deadline,
-                           "describing the cluster")
+            # Metadata, not DescribeCluster: librdkafka sends DescribeCluster to the broker
+            # it last knew as controller and waits for it, even when that broker is the one
+            # that just died; Metadata goes to any broker that answers.
             try:
                 md = admin.list_topics(timeout=deadline.left())
             except KafkaException as exc:
                 raise KafkaUnavailable(f"reading metadata: {describe(exc)}") from exc
-            findings += self._brokers(cluster)
+            findings += self._brokers(md)
             partitions = _partition_findings(md, findings)
             policy_details = self._policy(admin, md, deadline, findings)
             dlq = self._dlq_growth(admin, md, deadline, findings)
@@ -140,7 +140,7 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
         step = Step(name="inspect cluster", status=Status.OK,
                     duration_s=round(time.monotonic() - t0, 6))
         status = max((f.status for f in findings), key=lambda s: s.rank, default=Status.OK)
-        brokers = sorted(n.id for n in cluster.nodes)
+        brokers = sorted(md.brokers)
         metrics: dict[str, float | None] = {
             "brokers": float(len(brokers)),
             "expected_brokers": float(cfg.expect_brokers) if cfg.expect_brokers else None,
@@ -149,20 +149,20 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
             "offline_partitions": float(len(partitions["offline"])),
             "dlq_new_messages": float(sum(d["new"] or 0 for d in dlq.values())),
         }
-        controller = cluster.controller.id if cluster.controller is not None else None
+        controller = md.controller_id if md.controller_id >= 0 else None
         message = "; ".join(f.message for f in findings) if findings else (
             f"{len(brokers)} brokers, {len(md.topics)} topics, {partitions['total']} "
             "partitions, none under-replicated or offline")
-        details = {"cluster": cfg.cluster or cfg.id, "cluster_id": cluster.cluster_id,
+        details = {"cluster": cfg.cluster or cfg.id, "cluster_id": md.cluster_id,
                    "brokers": brokers, "controller": controller,
                    "findings": [f.as_dict() for f in findings], **partitions,
                    "topics": policy_details, "dlq": dlq}
         return Outcome(status, message, metrics=metrics, details=details, steps=[step])
 
-    def _brokers(self, cluster: Any) -> list[Finding]:
+    def _brokers(self, md: Any) -> list[Finding]:
         cfg = self.config
         out: list[Finding] = []
-        online = {n.id: f"{n.host}:{n.port}" for n in cluster.nodes}
+        online = {b.id: f"{b.host}:{b.port}" for b in md.brokers.values()}
         self.seen_brokers.update(online)
         if cfg.expect_brokers and len(online) < cfg.expect_brokers:
             gone = sorted(set(self.seen_brokers) - set(online))
@@ -175,7 +175,7 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
             out.append(Finding(Status(cfg.single_broker_status), "single_broker",
                                f"single broker, no replication: losing broker {only} "
                                "loses every partition"))
-        if cluster.controller is None or cluster.controller.id < 0:
+        if md.controller_id is None or md.controller_id < 0:
             out.append(Finding(Status.FAILING, "no_controller", "no active controller"))
         return out
 

@@ -33,7 +33,6 @@ from controlplane.kafka.client import (
     tls_arguments,
     tls_values,
     unreachable_message,
-    wait,
 )
 from controlplane.kafka.offsets import Snapshot, collect, select_groups
 from controlplane.kafka.status import GroupStatus, StatusWindows
@@ -136,8 +135,7 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
         steps: list[Step] = []
         try:
             t0 = time.monotonic()
-            wait(admin.describe_cluster(request_timeout=deadline.left()), deadline,
-                 "connecting")
+            self._ping(admin, deadline)
             known = self._known_topics(admin, deadline) if cfg.topics else None
             groups = select_groups(admin, cfg.groups, cfg.group_patterns, deadline)
             snap = collect(admin, groups, self.topic_ok, deadline, known)
@@ -152,6 +150,14 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
         missing_topics = sorted(set(cfg.topics) - known) if known is not None else []
         rows = self._evaluate(snap)
         return self._outcome(snap, rows, missing_topics, steps)
+
+    def _ping(self, admin: AdminClient, deadline: Deadline) -> None:
+        """A one-topic Metadata request (any live broker answers): a down cluster fails
+        here once, with the reason, instead of once per group."""
+        try:
+            admin.list_topics(topic="__consumer_offsets", timeout=deadline.left())
+        except KafkaException as exc:
+            raise KafkaUnavailable(f"connecting: {describe(exc)}") from exc
 
     def _known_topics(self, admin: AdminClient, deadline: Deadline) -> set[str]:
         try:

@@ -137,9 +137,10 @@ class KafkaCluster:
             node.dir.mkdir(parents=True, exist_ok=True)
             (node.dir / "server.properties").write_text(self._properties(node, voters))
             (node.dir / "log4j.properties").write_text(LOG4J.format(path=node.log_file))
+            # "=" form: a base64 id may start with "-", which would read as an option.
             proc = subprocess.run(
-                java_cmd("kafka.tools.StorageTool", "format", "-t", self.cluster_id, "-c",
-                         str(node.dir / "server.properties"),
+                java_cmd("kafka.tools.StorageTool", "format", f"--cluster-id={self.cluster_id}",
+                         "-c", str(node.dir / "server.properties"),
                          log_config=node.dir / "log4j.properties"),
                 capture_output=True, text=True, timeout=START_TIMEOUT_S)
             if proc.returncode != 0:
