@@ -226,6 +226,7 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
         status = max((s for s, _ in problems), key=lambda s: s.rank, default=Status.OK)
         message = "; ".join(m for _, m in problems) if problems else _ok_message(rows, metrics)
         details = {"partitions": [r.as_dict() for r in rows], "groups": groups,
+                   "topics": _topic_summaries(rows),
                    "missing_topics": missing_topics}
         return Outcome(status, message, metrics=metrics, details=details, steps=steps)
 
@@ -283,10 +284,12 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
         parser.add_argument("--bootstrap", required=True, help="host:port[,host:port...]")
         parser.add_argument("--group", action="append", default=[], metavar="G",
                             help="consumer group (repeatable); default: all groups")
-        parser.add_argument("--group-regex", action="append", default=[], metavar="RE")
-        parser.add_argument("--topic", action="append", default=[], metavar="T")
-        parser.add_argument("--lag-warn", type=int)
-        parser.add_argument("--lag-crit", type=int)
+        parser.add_argument("--group-regex", action="append", default=[], metavar="RE",
+                            help="groups whose name fully matches RE (repeatable)")
+        parser.add_argument("--topic", action="append", default=[], metavar="T",
+                            help="only partitions of topic T (repeatable)")
+        parser.add_argument("--lag-warn", type=int, metavar="N", help="degraded above N")
+        parser.add_argument("--lag-crit", type=int, metavar="N", help="failing above N")
         parser.add_argument("--timeout", default="10s", help="e.g. 10s")
         tls_arguments(parser)
 
@@ -345,6 +348,19 @@ def _group_summaries(snap: Snapshot, rows: list[Row]) -> dict[str, dict[str, Any
             "lag_max": max((r.lag or 0 for r in mine), default=0),
             "lag_seconds_max": max(secs) if secs else None, "topics": topics,
         }
+    return out
+
+
+def _topic_summaries(rows: list[Row]) -> dict[str, dict[str, Any]]:
+    """Per topic across groups: how many groups read it, their summed and largest lag."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        t = out.setdefault(r.topic, {"groups": set(), "lag_sum": 0, "lag_max": 0})
+        t["groups"].add(r.group)
+        t["lag_sum"] += r.lag or 0
+        t["lag_max"] = max(t["lag_max"], r.lag or 0)
+    for t in out.values():
+        t["groups"] = len(t["groups"])
     return out
 
 

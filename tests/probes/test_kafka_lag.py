@@ -142,6 +142,9 @@ def test_lag_sums_and_maxima_per_group_and_topic(scenario: Scenario) -> None:
         "agree.payments": {"partitions": 2, "lag_sum": 5, "lag_max": 5}}
     assert (g["agree-partial"]["state"], g["agree-partial"]["members"]) == ("STABLE", 1)
     assert (g["agree-empty"]["state"], g["agree-empty"]["partitions"]) == ("EMPTY", 0)
+    assert result.details["topics"] == {
+        "agree.orders": {"groups": 2, "lag_sum": 11, "lag_max": 6},
+        "agree.payments": {"groups": 2, "lag_sum": 9, "lag_max": 5}}
     assert result.metrics["total_lag"] == 20 and result.metrics["max_lag"] == 6
     assert result.message == "4 groups, 8 partitions, total lag 20, max lag 6, max time lag 0s"
 
