@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
-from controlplane.probes.base import CheckConfig
+from controlplane.probes.base import CheckConfig, ProbeError
 
 log = logging.getLogger(__name__)
 rdkafka_log = logging.getLogger("controlplane.kafka.rdkafka")
@@ -137,8 +137,8 @@ def client_config(cfg: KafkaCheckConfig, timeout: float,
     if cfg.sasl_mechanism:
         password = os.environ.get(cfg.sasl_password_env or "")
         if password is None:
-            raise KafkaUnavailable(f"environment variable {cfg.sasl_password_env} (the SASL "
-                                   "password) is not set; export it before starting")
+            raise ProbeError(f"environment variable {cfg.sasl_password_env} (the SASL "
+                             "password) is not set; export it before starting")
         conf.update({"sasl.mechanism": cfg.sasl_mechanism,
                      "sasl.username": cfg.sasl_username, "sasl.password": password})
     return conf

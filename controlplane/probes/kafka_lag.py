@@ -252,7 +252,10 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
 
     @classmethod
     def export_metrics(cls, result: Result, metrics: Metrics) -> None:
-        rows = result.details.get("partitions") or []
+        if "partitions" not in result.details:
+            cls._export_unreadable(result.check, metrics)
+            return
+        rows = result.details["partitions"]
         groups = result.details.get("groups") or {}
         seen: set[tuple[str, ...]] = set()
         for r in rows:
@@ -278,6 +281,20 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
                 _remove(metrics.kafka_lag_seconds, key[1:])
             else:
                 _remove(metrics.kafka_group_status, key[1:])
+
+    @classmethod
+    def _export_unreadable(cls, check: str, metrics: Metrics) -> None:
+        """The cluster could not be read: groups we knew go to ERROR, lag series go away
+        (an old number would look current)."""
+        with cls._export_lock:
+            known = cls._exported.get(check, set())
+            cls._exported[check] = {k for k in known if k[0] == "g"}
+        for key in known:
+            if key[0] == "g":
+                metrics.kafka_group_status.labels(*key[1:]).set(GroupStatus.ERROR.value)
+            else:
+                _remove(metrics.kafka_lag, key[1:])
+                _remove(metrics.kafka_lag_seconds, key[1:])
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:

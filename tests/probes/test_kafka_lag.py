@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, TopicPartition
 from controlplane.metrics import Metrics
 from controlplane.probes.kafka_lag import KafkaLagConfig, KafkaLagProbe
 from controlplane.results import Status
-from tests.services.common import run_cli
+from tests.services.common import free_port, run_cli
 from tests.services.kafka import KafkaCluster, wait_until
 
 
@@ -262,3 +262,28 @@ def test_per_partition_fallback_reads_the_same_end_offsets(scenario: Scenario) -
     assert {(k.topic, k.partition): v.offset for k, v in fast.items()} == {
         (k.topic, k.partition): v.offset for k, v in slow.items()} == {
         ("agree.orders", 0): 10, ("agree.orders", 1): 20, ("agree.payments", 0): 7}
+
+
+def test_unreadable_cluster_sets_known_groups_to_error_and_drops_lag_series(
+        scenario: Scenario) -> None:
+    m = Metrics()
+    cfg = {"id": "lag-metrics-down", "kind": "kafka_lag", "groups": ["agree-billing"]}
+    good = KafkaLagProbe(KafkaLagConfig(bootstrap=scenario.cluster.bootstrap, **cfg)).execute()
+    KafkaLagProbe.export_metrics(good, m)
+    down = KafkaLagProbe(KafkaLagConfig(bootstrap=f"127.0.0.1:{free_port()}", timeout=2,
+                                        **cfg)).execute()
+    assert down.status is Status.FAILING
+    KafkaLagProbe.export_metrics(down, m)
+    get = m.registry.get_sample_value
+    assert get("controlplane_kafka_consumergroup_status", {"group": "agree-billing"}) == 5
+    assert get("controlplane_kafka_consumergroup_lag",
+               {"group": "agree-billing", "topic": "agree.orders", "partition": "0"}) is None
+
+
+def test_missing_sasl_password_variable_is_an_error_naming_it() -> None:
+    result = KafkaLagProbe(KafkaLagConfig(
+        id="sasl", kind="kafka_lag", bootstrap="127.0.0.1:9", sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="monitor", sasl_password_env="CP_TEST_UNSET_KAFKA_PASSWORD")).execute()
+    assert result.status is Status.ERROR
+    assert result.message == ("environment variable CP_TEST_UNSET_KAFKA_PASSWORD (the SASL "
+                              "password) is not set; export it before starting")
