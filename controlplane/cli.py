@@ -16,6 +16,8 @@ from collections.abc import Sequence
 COMMAND_MODULES = [
     "controlplane.commands.core",
     "controlplane.commands.probe",
+    "controlplane.commands.silence",
+    "controlplane.commands.backup",
 ]
 
 EXIT_OK, EXIT_FAILING, EXIT_ERROR = 0, 1, 2

@@ -13,7 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from controlplane.backups.config import BackupsConfig, BlobConfig, DrConfig
 from controlplane.durations import Duration
+from controlplane.incidents.config import IncidentsConfig, NotifiersConfig, SilenceConfig
 from controlplane.probes import probe_class, valid_kinds
 from controlplane.probes.base import CheckConfig
 from controlplane.yamlsource import ConfigError, Located, Path_, Problem, load_located
@@ -83,6 +85,12 @@ class ControlPlaneConfig(_Model):
     check_files: list[str] = Field(default_factory=lambda: ["checks/*.yaml"])
     checks: list[CheckConfig] = Field(default_factory=list)
     source: str = ""
+    incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
+    notifiers: NotifiersConfig = Field(default_factory=NotifiersConfig)
+    silences: list[SilenceConfig] = Field(default_factory=list)
+    blob: BlobConfig = Field(default_factory=BlobConfig)
+    backups: BackupsConfig = Field(default_factory=BackupsConfig)
+    dr: DrConfig = Field(default_factory=DrConfig)
 
     @field_validator("environments")
     @classmethod

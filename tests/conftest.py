@@ -8,5 +8,8 @@ pytest_plugins: list[str] = [
     "tests.services.tlsserver",
     "tests.services.httpserver",
     "tests.services.dnsserver",
+    "tests.services.saas_fakes",
+    "tests.services.postgres",
+    "tests.services.azurite",
     "tests.services.kafka",
 ]

@@ -87,18 +87,10 @@ def cmd_check_run(args: argparse.Namespace) -> int:
     except KeyError:
         err(f"no check with id {args.id!r}; `controlplane check list` shows the ids")
         return EXIT_ERROR
+    from controlplane.commands.probe import run_and_print
     from controlplane.probes.base import ProbeContext
-    from controlplane.scheduler import CheckRunner
 
-    runner = CheckRunner(check, ProbeContext(environments=dict(cfg.environments)))
-    try:
-        result = runner.run()
-    finally:
-        runner.close()
-    from controlplane.commands.probe import print_result
-
-    print_result(result, args.json)
-    return result.status.exit_code
+    return run_and_print(check, ProbeContext(environments=dict(cfg.environments)), args.json)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -107,6 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         err("refusing to start: the configuration is invalid (see above)")
         return EXIT_ERROR
     from controlplane.server import serve
+    from controlplane.store.db import StoreUnavailable
 
     stop = threading.Event()
 
@@ -116,7 +109,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    serve(cfg, stop, on_ready=lambda url: print(
-        f"controlplane: serving on {url} ({len(cfg.checks)} checks)", flush=True))
+    try:
+        serve(cfg, stop, on_ready=lambda url: print(
+            f"controlplane: serving on {url} ({len(cfg.checks)} checks)", flush=True))
+    except StoreUnavailable as exc:
+        err(f"refusing to start: {exc}")
+        return EXIT_ERROR
     print("controlplane: stopped", flush=True)
     return EXIT_OK

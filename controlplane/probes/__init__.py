@@ -19,6 +19,9 @@ KINDS: dict[str, str] = {
     "kafka_lag": "controlplane.probes.kafka_lag:KafkaLagProbe",
     "kafka_cluster": "controlplane.probes.kafka_cluster:KafkaClusterProbe",
     "kafka_canary": "controlplane.probes.kafka_canary:KafkaCanaryProbe",
+    "backup": "controlplane.dr.probes:BackupProbe",
+    "drill": "controlplane.dr.probes:DrillProbe",
+    "dr": "controlplane.dr.probes:DrProbe",
 }
 
 

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 BLUEPRINTS = [
     "controlplane.web.ops",
     "controlplane.web.checks",
+    "controlplane.web.incidents",
+    "controlplane.web.silences",
+    "controlplane.web.slack_webhook",
+    "controlplane.web.dr",
 ]
 
 
