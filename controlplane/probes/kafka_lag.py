@@ -224,30 +224,34 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
             "max_lag_seconds": max(secs) if secs else None,
         }
         status = max((s for s, _ in problems), key=lambda s: s.rank, default=Status.OK)
-        message = "; ".join(m for _, m in problems) if problems else _ok_message(rows, metrics)
+        problems.sort(key=lambda p: -p[0].rank)  # stable: the worst first, in found order
+        message = _summary(problems) if problems else _ok_message(rows, metrics)
         details = {"partitions": [r.as_dict() for r in rows], "groups": groups,
-                   "topics": _topic_summaries(rows),
+                   "topics": _topic_summaries(rows), "problems": [m for _, m in problems],
                    "missing_topics": missing_topics}
         return Outcome(status, message, metrics=metrics, details=details, steps=steps)
 
     def _threshold_problems(self, rows: list[Row]) -> list[tuple[Status, str]]:
+        """Per group and measure, the worse limit crossed: 'group G lag 6 > 4 on t[0,2]'."""
         cfg = self.config
         out: list[tuple[Status, str]] = []
-        checks: list[tuple[str, float | None, float | None, str]] = [
-            ("lag", cfg.lag_crit, cfg.lag_warn, ""),
-            ("lag_seconds", cfg.lag_seconds_crit, cfg.lag_seconds_warn, "s")]
-        for attr, crit, warn, unit in checks:
-            for limit, status in ((crit, Status.FAILING), (warn, Status.DEGRADED)):
-                if limit is None:
-                    continue
-                over = [r for r in rows if (getattr(r, attr) or 0) > limit]
-                if over:
-                    worst_row = max(over, key=lambda r: getattr(r, attr))
-                    label = "lag" if attr == "lag" else "time lag"
-                    out.append((status, f"group {worst_row.group} {label} "
-                                f"{getattr(worst_row, attr):g}{unit} > {limit:g}{unit} on "
-                                + _partitions_text(over)))
-                    break
+        checks: list[tuple[str, str, float | None, float | None, str]] = [
+            ("lag", "lag", cfg.lag_crit, cfg.lag_warn, ""),
+            ("lag_seconds", "time lag", cfg.lag_seconds_crit, cfg.lag_seconds_warn, "s")]
+        by_group: dict[str, list[Row]] = {}
+        for r in rows:
+            by_group.setdefault(r.group, []).append(r)
+        for attr, label, crit, warn, unit in checks:
+            for group, mine in by_group.items():
+                for limit, status in ((crit, Status.FAILING), (warn, Status.DEGRADED)):
+                    if limit is None:
+                        continue
+                    over = [r for r in mine if (getattr(r, attr) or 0) > limit]
+                    if over:
+                        top = max(getattr(r, attr) for r in over)
+                        out.append((status, f"group {group} {label} {top:g}{unit} > "
+                                    f"{limit:g}{unit} on {_partitions_text(over)}"))
+                        break
         return out
 
     @classmethod
@@ -324,12 +328,26 @@ def _remove(gauge: Any, labels: tuple[str, ...]) -> None:
         gauge.remove(*labels)
 
 
+MAX_PROBLEMS_IN_MESSAGE = 5
+MAX_PARTITIONS_IN_MESSAGE = 20
+
+
+def _summary(problems: list[tuple[Status, str]]) -> str:
+    """One line: the first problems, and how many more are in details.problems."""
+    shown = "; ".join(m for _, m in problems[:MAX_PROBLEMS_IN_MESSAGE])
+    more = len(problems) - MAX_PROBLEMS_IN_MESSAGE
+    return shown + (f"; and {more} more (details.problems)" if more > 0 else "")
+
+
 def _partitions_text(rows: list[Row]) -> str:
-    """'t1[0,2], t2[1]' naming topics and partitions."""
+    """'t1[0,2], t2[1]' naming topics and partitions (the first 20, then a count)."""
+    keys = sorted({(r.topic, r.partition) for r in rows})
     by_topic: dict[str, list[int]] = {}
-    for r in rows:
-        by_topic.setdefault(r.topic, []).append(r.partition)
-    return ", ".join(f"{t}[{','.join(map(str, sorted(ps)))}]" for t, ps in sorted(by_topic.items()))
+    for topic, partition in keys[:MAX_PARTITIONS_IN_MESSAGE]:
+        by_topic.setdefault(topic, []).append(partition)
+    text = ", ".join(f"{t}[{','.join(map(str, ps))}]" for t, ps in by_topic.items())
+    more = len(keys) - MAX_PARTITIONS_IN_MESSAGE
+    return text + (f" and {more} more partitions" if more > 0 else "")
 
 
 def _status_problems(rows: list[Row]) -> list[tuple[Status, str]]:

@@ -211,8 +211,8 @@ def test_lag_over_critical_threshold_fails_naming_the_partitions(scenario: Scena
     result = probe(scenario.cluster.bootstrap, groups=["agree-billing", "agree-multi"],
                    lag_crit=4).execute()
     assert result.status is Status.FAILING
-    assert result.message == ("group agree-billing lag 6 > 4 on agree.orders[0,2], "
-                              "agree.payments[0]")
+    assert result.message == ("group agree-billing lag 6 > 4 on agree.orders[0,2]; "
+                              "group agree-multi lag 5 > 4 on agree.payments[0]")
 
 
 def test_topic_filter_keeps_only_named_topics(scenario: Scenario) -> None:
@@ -287,3 +287,24 @@ def test_missing_sasl_password_variable_is_an_error_naming_it() -> None:
     assert result.status is Status.ERROR
     assert result.message == ("environment variable CP_TEST_UNSET_KAFKA_PASSWORD (the SASL "
                               "password) is not set; export it before starting")
+
+
+def test_many_problems_give_a_short_message_and_all_of_them_in_details(
+        scenario: Scenario) -> None:
+    k = scenario.cluster
+    k.create_topic("many.t", 25)
+    k.produce("many.t", dict.fromkeys(range(25), 2))
+    names = [f"many-g{i}" for i in range(7)]
+    for name in names:
+        k.commit(name, {("many.t", p): 0 for p in range(25)})
+    result = probe(k.bootstrap, groups=names, lag_crit=1).execute()
+    assert result.status is Status.FAILING
+    assert result.message.startswith(
+        "group many-g0 lag 2 > 1 on many.t[" + ",".join(map(str, range(20)))
+        + "] and 5 more partitions; group many-g1 lag 2 > 1 on many.t[0,")
+    stopped = probe(k.bootstrap, groups=names, window=2)
+    stopped.execute()
+    result = stopped.execute()
+    assert len(result.details["problems"]) == 7
+    assert result.message.endswith("; and 2 more (details.problems)")
+    assert result.message.startswith("group many-g0 STOP on many.t[0,1,2,")
