@@ -6,12 +6,18 @@ cd "$(dirname "$0")/../.."
 CACHE="${CONTROLPLANE_CACHE:-$HOME/.cache/controlplane}"
 VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)"
 DEST="$CACHE/kafka/$VERSION/libs"
+# Java 17 runs the brokers and Kafka's tools; Maven collects the jars.
+missing=()
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
 if [ -f "$DEST/.complete" ]; then
   echo "kafka $VERSION jars present in $DEST"
   exit 0
 fi
-command -v java >/dev/null || { echo "java (17) is required: apt-get install openjdk-17-jre-headless" >&2; exit 1; }
-command -v mvn >/dev/null || { echo "maven is required: apt-get install maven" >&2; exit 1; }
 mkdir -p "$DEST"
 mvn -q -B -f scripts/kafka/pom.xml -Dmaven.repo.local="$CACHE/m2" \
   dependency:copy-dependencies -DoutputDirectory="$DEST" -DincludeScope=runtime
