@@ -20,6 +20,6 @@ if [ -f "$DEST/.complete" ]; then
 fi
 mkdir -p "$DEST"
 mvn -q -B -f scripts/kafka/pom.xml -Dmaven.repo.local="$CACHE/m2" \
-  dependency:copy-dependencies -DoutputDirectory="$DEST" -DincludeScope=runtime
+  -Dstyle.color=never dependency:copy-dependencies -DoutputDirectory="$DEST" -DincludeScope=runtime
 touch "$DEST/.complete"
 echo "kafka $VERSION jars in $DEST"

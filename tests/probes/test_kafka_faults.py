@@ -70,12 +70,14 @@ def test_killing_every_broker_while_checks_run_fails_them_and_the_scheduler_goes
                                            for r in latest(c)), 90, f"{check} ran")
         for node in kafka_disposable.nodes:
             kafka_disposable.stop_node(node, signal.SIGKILL)
+        down = f"cannot reach Kafka at {kafka_disposable.bootstrap}: "
         for check in ("f-lag", "f-cluster", "f-canary"):
-            failed = wait_until(lambda c=check: [r for r in latest(c)  # type: ignore[misc]
-                                                 if r.status is Status.FAILING], 60,
-                                f"{check} failing")
-            assert failed[0].message.startswith(
-                f"cannot reach Kafka at {kafka_disposable.bootstrap}: ")
+            # A run caught half-way may fail on its own terms first (a canary message not
+            # back, a group's offsets timing out); then every run says the cluster is down.
+            wait_until(lambda c=check: [r for r in latest(c)  # type: ignore[misc]
+                                        if r.status is Status.FAILING
+                                        and r.message.startswith(down)], 60,
+                       f"{check} failing with 'cannot reach Kafka'")
             seen = len(latest(check))
             wait_until(lambda c=check, n=seen: len(latest(c)) > n,  # type: ignore[misc]
                        60, f"{check} keeps running")
