@@ -112,7 +112,7 @@ class KafkaCanaryProbe(Probe[KafkaCanaryConfig]):
             return Outcome(Status.FAILING, str(exc), steps=steps)
         finally:
             admin.poll(0)
-        return self._round_trip(producer, consumer, leaders, steps)
+        return self._round_trip(producer, consumer, leaders, steps, deadline)
 
     def _ensure_topic(self, admin: AdminClient, deadline: Deadline) -> dict[int, int]:
         """Partition -> leader broker id of the canary topic, created if allowed."""
@@ -166,7 +166,7 @@ class KafkaCanaryProbe(Probe[KafkaCanaryConfig]):
         consumer.assign([TopicPartition(self.config.topic, p, o) for p, o in starts.items()])
 
     def _round_trip(self, producer: Producer, consumer: Consumer, leaders: dict[int, int],
-                    steps: list[Step]) -> Outcome:
+                    steps: list[Step], deadline: Deadline) -> Outcome:
         cfg = self.config
         sent: dict[str, tuple[int, float]] = {}
         acked: dict[str, float] = {}
@@ -189,7 +189,9 @@ class KafkaCanaryProbe(Probe[KafkaCanaryConfig]):
             except (BufferError, KafkaException) as exc:
                 failed[mid] = describe(exc)
         t0 = time.monotonic()
-        end = t0 + cfg.sla
+        # The SLA, unless the check's own timeout comes first (a slow prepare step).
+        end = min(t0 + cfg.sla, deadline.end)
+        cut_short = end < t0 + cfg.sla
         # Acks first (delivery callbacks fire inside poll/flush), then the read-back: the
         # consumer's fetcher runs meanwhile, so waiting here does not delay the messages.
         while time.monotonic() < end and len(acked) + len(failed) < len(sent):
@@ -203,11 +205,11 @@ class KafkaCanaryProbe(Probe[KafkaCanaryConfig]):
             if key in sent:
                 received[key] = time.monotonic()
         producer.poll(0)
-        return self._judge(leaders, sent, acked, failed, received, steps, t0)
+        return self._judge(leaders, sent, acked, failed, received, steps, t0, cut_short)
 
     def _judge(self, leaders: dict[int, int], sent: dict[str, tuple[int, float]],
                acked: dict[str, float], failed: dict[str, str], received: dict[str, float],
-               steps: list[Step], t0: float) -> Outcome:
+               steps: list[Step], t0: float, cut_short: bool) -> Outcome:
         cfg = self.config
         acks = [acked[m] - s for m, (_, s) in sent.items() if m in acked]
         trips = [received[m] - s for m, (_, s) in sent.items() if m in received]
@@ -217,7 +219,9 @@ class KafkaCanaryProbe(Probe[KafkaCanaryConfig]):
             if mid in failed:
                 problems.append(f"produce to {where} failed: {failed[mid]}")
             elif mid not in received:
-                problems.append(f"message to {where} not read back within {cfg.sla:g}s")
+                within = (f"before the check's timeout ({cfg.timeout:g}s, SLA {cfg.sla:g}s)"
+                          if cut_short else f"within {cfg.sla:g}s")
+                problems.append(f"message to {where} not read back {within}")
         metrics: dict[str, float | None] = {
             "produce_ack_s": round(max(acks), 6) if acks else None,
             "roundtrip_s": round(max(trips), 6) if trips else None,
