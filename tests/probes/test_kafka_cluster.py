@@ -74,6 +74,7 @@ def test_new_dlq_messages_degrade_and_many_fail(kafka1: KafkaCluster) -> None:
 
 def test_three_brokers_one_stopped_fails_then_recovers(kafka3: KafkaCluster) -> None:
     kafka3.create_topic("ha.calls", 3)
+    kafka3.create_topic("ha.solo", 1, assignment=[[3]])  # one replica, on the broker we stop
     p = probe(kafka3.bootstrap, [TopicPolicy(name="ha.calls")], expect_brokers=3)
     # Until every broker has the new topic's metadata the first runs may see it as unknown.
     healthy = wait_until(lambda: (r := p.execute()).status is Status.OK and r, 60,
@@ -89,6 +90,8 @@ def test_three_brokers_one_stopped_fails_then_recovers(kafka3: KafkaCluster) -> 
         time.sleep(5)
         result = p.execute()
     assert result.status is Status.FAILING
+    assert result.details["offline"] == ["ha.solo[0]"]
+    assert "1 offline partitions (no leader): ha.solo[0]" in result.message
     urp = [tp for tp in result.details["under_replicated"] if tp.startswith("ha.calls")]
     assert urp == ["ha.calls[0]", "ha.calls[1]", "ha.calls[2]"]
     assert "under-replicated partitions: " in result.message
@@ -108,6 +111,7 @@ def test_three_brokers_one_stopped_fails_then_recovers(kafka3: KafkaCluster) -> 
                       "the cluster check to return to ok", interval=2)
     assert back.message.startswith("3 brokers, ")
     assert back.metrics["under_replicated_partitions"] == 0
+    assert back.metrics["offline_partitions"] == 0
 
 
 def test_cli_reports_broker_count_as_json(kafka3: KafkaCluster) -> None:

@@ -277,15 +277,34 @@ class KafkaCluster:
         return AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
 
     def create_topic(self, name: str, partitions: int, replication: int | None = None,
-                     config: dict[str, str] | None = None) -> None:
+                     config: dict[str, str] | None = None,
+                     assignment: list[list[int]] | None = None) -> None:
+        """Create and wait until every partition has a leader; ``assignment`` pins replicas
+        (one list of broker ids per partition)."""
         from confluent_kafka.admin import NewTopic
 
-        rf = replication or min(3, self.size)
+        if assignment is not None:
+            new = NewTopic(name, num_partitions=len(assignment), replication_factor=-1,
+                           replica_assignment=assignment, config=config or {})
+        else:
+            new = NewTopic(name, partitions, replication or min(3, self.size),
+                           config=config or {})
         admin = self.admin()  # referenced until the future resolves, or it is destroyed
-        fut = admin.create_topics(
-            [NewTopic(name, partitions, rf, config=config or {})], request_timeout=60)
-        fut[name].result(90)
-        wait_until(lambda: self._topic_ready(name, partitions), 60, f"topic {name} ready")
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                admin.create_topics([new], request_timeout=30)[name].result(60)
+                break
+            except Exception as exc:
+                # A broker connection replaced under a request (3 nodes) is worth a retry;
+                # "already exists" means an earlier attempt got through.
+                if "TOPIC_ALREADY_EXISTS" in repr(exc):
+                    break
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        count = len(assignment) if assignment is not None else partitions
+        wait_until(lambda: self._topic_ready(name, count), 60, f"topic {name} ready")
 
     def _topic_ready(self, name: str, partitions: int) -> bool:
         md = self.admin().list_topics(topic=name, timeout=10)
