@@ -18,27 +18,23 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 from pydantic import Field, field_validator
 
 from controlplane.durations import Duration, parse_duration
 from controlplane.kafka.client import (
     Deadline,
-    ErrorTrap,
     KafkaCheckConfig,
     KafkaUnavailable,
-    client_config,
-    describe,
     tls_arguments,
     tls_values,
     unreachable_message,
 )
-from controlplane.kafka.offsets import Snapshot, collect, select_groups
+from controlplane.kafka.fetch import ClientDied, InProcessClient, IsolatedClient, Selection
+from controlplane.kafka.offsets import Snapshot
 from controlplane.kafka.status import GroupStatus, StatusWindows
 from controlplane.kafka.timelag import TimeLagTables
 from controlplane.metrics import Metrics
-from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError
+from controlplane.probes.base import CheckConfig, Outcome, Probe
 from controlplane.results import Result, Status, Step
 
 log = logging.getLogger(__name__)
@@ -61,6 +57,8 @@ class KafkaLagConfig(KafkaCheckConfig):
     lag_seconds_warn: Duration | None = None
     lag_seconds_crit: Duration | None = None
     time_table_size: int = Field(default=60, ge=2, le=10000)
+    isolate_client: bool = Field(
+        default=True, description="read offsets in a child process (see kafka/fetch.py)")
 
     @field_validator("group_patterns", "topic_patterns")
     @classmethod
@@ -99,72 +97,45 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
 
     def __init__(self, config: KafkaLagConfig, context: Any = None) -> None:
         super().__init__(config, context)
-        self._admin: AdminClient | None = None
-        self.trap = ErrorTrap()
+        self._client: IsolatedClient | InProcessClient | None = None
         self.tables = TimeLagTables(config.time_table_size)
         self.windows = StatusWindows(config.window)
-        self._topic_rx = [re.compile(p) for p in config.topic_patterns]
+        self.selection = Selection(config.groups, config.group_patterns, config.topics,
+                                   config.topic_patterns)
 
-    def admin(self) -> AdminClient:
-        if self._admin is None:
-            try:
-                self._admin = AdminClient(client_config(self.config, self.config.timeout,
-                                                        self.trap))
-            except KafkaException as exc:
-                raise ProbeError(f"invalid Kafka client settings: {describe(exc)}") from exc
-        return self._admin
-
-    def _client_error(self, admin: AdminClient) -> str | None:
-        admin.poll(0)
-        return self.trap.take()
+    def client(self) -> IsolatedClient | InProcessClient:
+        if self._client is None:
+            self._client = (IsolatedClient(self.config) if self.config.isolate_client
+                            else InProcessClient(self.config))
+        return self._client
 
     def close(self) -> None:
-        self._admin = None  # librdkafka closes the handle when the last reference goes
-
-    def topic_ok(self, topic: str) -> bool:
-        if not self.config.topics and not self._topic_rx:
-            return True
-        return topic in self.config.topics or any(rx.fullmatch(topic) for rx in self._topic_rx)
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def check(self) -> Outcome:
         cfg = self.config
         deadline = Deadline(cfg.timeout)
-        admin = self.admin()
-        admin.poll(0)
-        self.trap.take()  # errors from before this run are not this run's answer
-        steps: list[Step] = []
+        t0 = time.monotonic()
         try:
-            t0 = time.monotonic()
-            self._ping(admin, deadline)
-            known = self._known_topics(admin, deadline) if cfg.topics else None
-            groups = select_groups(admin, cfg.groups, cfg.group_patterns, deadline)
-            snap = collect(admin, groups, self.topic_ok, deadline, known)
-            steps.append(Step(name="fetch offsets", status=Status.OK,
-                              duration_s=round(time.monotonic() - t0, 6),
-                              message=f"{len(groups)} groups"))
+            fetched = self.client().fetch(self.selection, deadline.left())
         except KafkaUnavailable as exc:
             return Outcome(Status.FAILING, unreachable_message(
-                cfg.bootstrap, str(exc), self._client_error(admin)), steps=steps)
-        finally:
-            admin.poll(0)  # hand librdkafka's queued log lines to logging
+                cfg.bootstrap, str(exc), getattr(exc, "client_error", None)))
+        except ClientDied as exc:
+            return Outcome(Status.FAILING, (
+                f"the Kafka client process died ({exc}) while reading offsets from "
+                f"{cfg.bootstrap}; librdkafka aborts when a broker drops a coordinator "
+                "request mid-flight (confluentinc/librdkafka#4605); a new one starts on "
+                "the next run"))
+        snap, known = fetched.snapshot, fetched.known_topics
+        steps = [Step(name="fetch offsets", status=Status.OK,
+                      duration_s=round(time.monotonic() - t0, 6),
+                      message=f"{len(snap.groups)} groups")]
         missing_topics = sorted(set(cfg.topics) - known) if known is not None else []
         rows = self._evaluate(snap)
         return self._outcome(snap, rows, missing_topics, steps)
-
-    def _ping(self, admin: AdminClient, deadline: Deadline) -> None:
-        """A one-topic Metadata request (any live broker answers): a down cluster fails
-        here once, with the reason, instead of once per group."""
-        try:
-            admin.list_topics(topic="__consumer_offsets", timeout=deadline.left())
-        except KafkaException as exc:
-            raise KafkaUnavailable(f"connecting: {describe(exc)}") from exc
-
-    def _known_topics(self, admin: AdminClient, deadline: Deadline) -> set[str]:
-        try:
-            md = admin.list_topics(timeout=deadline.left())
-        except KafkaException as exc:
-            raise KafkaUnavailable(f"reading cluster metadata: {describe(exc)}") from exc
-        return {name for name, t in md.topics.items() if t.error is None}
 
     def _evaluate(self, snap: Snapshot) -> list[Row]:
         now = time.time()
