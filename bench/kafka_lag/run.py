@@ -61,6 +61,13 @@ def ours(bootstrap: str, runs: int) -> tuple[list[float], float, dict[Any, Any]]
 
     probe = KafkaLagProbe(KafkaLagConfig(id="bench", kind="kafka_lag", bootstrap=bootstrap,
                                          timeout=60))
+    try:
+        return _timed(probe, runs)
+    finally:
+        probe.close()
+
+
+def _timed(probe: Any, runs: int) -> tuple[list[float], float, dict[Any, Any]]:
     t0 = time.perf_counter()
     first = probe.execute()
     cold = time.perf_counter() - t0

@@ -138,7 +138,10 @@ def _child_main(conn: Connection, cfg_json: str, kind: str) -> None:
         return
     conn.send(("ready",))
     while True:
-        request = conn.recv()
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent went away without saying goodbye
         if request is None:
             return
         sel, timeout = request
