@@ -11,4 +11,5 @@ pytest_plugins: list[str] = [
     "tests.services.saas_fakes",
     "tests.services.postgres",
     "tests.services.azurite",
+    "tests.services.kafka",
 ]
