@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing as mp
+import os
 import re
 import signal
 from dataclasses import dataclass
@@ -124,9 +125,10 @@ def _context() -> ForkServerContext:
     return _CONTEXT
 
 
-def _child_main(conn: Connection, cfg_json: str, kind: str) -> None:
+def _child_main(conn: Connection, cfg_json: str, kind: str, env: dict[str, str]) -> None:
     """The child: one AdminClient, then answer (selection, timeout) requests until None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    os.environ.update(env)
     from controlplane.probes import probe_class
 
     cfg = probe_class(kind).config_model.model_validate_json(cfg_json)
@@ -170,8 +172,12 @@ class IsolatedClient:
     def _start(self) -> Connection:
         ctx = _context()
         parent, child = ctx.Pipe()
+        # The fork server's environment is the one it started with; the password variable
+        # is read from ours now (over the local pipe, never logged).
+        name = self.cfg.sasl_password_env
+        env = {name: os.environ[name]} if name and name in os.environ else {}
         proc = ctx.Process(target=_child_main, name=f"kafka-client-{self.cfg.id}",
-                           args=(child, self.cfg.model_dump_json(), self.cfg.kind),
+                           args=(child, self.cfg.model_dump_json(), self.cfg.kind, env),
                            daemon=True)
         proc.start()
         child.close()

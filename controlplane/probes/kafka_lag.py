@@ -137,8 +137,9 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
         rows = self._evaluate(snap)
         return self._outcome(snap, rows, missing_topics, steps)
 
-    def _evaluate(self, snap: Snapshot) -> list[Row]:
-        now = time.time()
+    def _evaluate(self, snap: Snapshot, now: float | None = None) -> list[Row]:
+        # ``now`` is this run's sample time (the tests pass their own clock).
+        now = time.time() if now is None else now
         tables, windows, allowed = self.tables, self.windows, self.config.allowed_lag
         for (topic, partition), end_offset in snap.end_offsets.items():
             tables.add(topic, partition, end_offset, now)

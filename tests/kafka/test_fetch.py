@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 
+from controlplane.kafka.fetch import IsolatedClient
 from controlplane.probes.kafka_lag import KafkaLagConfig, KafkaLagProbe
 from controlplane.results import Result, Status
 from tests.services.common import free_port
@@ -55,3 +56,30 @@ def test_client_process_dying_mid_run_fails_the_run_and_says_why() -> None:
     finally:
         worker.join(30)
         p.close()
+
+
+def test_scheduler_shutdown_stops_the_client_process() -> None:
+    from controlplane.probes.base import ProbeContext
+    from controlplane.scheduler import CheckScheduler
+
+    address = f"127.0.0.1:{free_port()}"
+    results: list[Result] = []
+    cfg = KafkaLagConfig(id="fetch-shutdown", kind="kafka_lag", bootstrap=address, timeout=2,
+                         interval=1)
+    sched = CheckScheduler([cfg], lambda r, c: results.append(r), ProbeContext(), jitter=0)
+    sched.start()
+    try:
+        wait_until(lambda: results, 60, "a first run")
+        probe = sched.runners["fetch-shutdown"].probe
+        assert isinstance(probe, KafkaLagProbe)
+        client = probe.client()
+        assert isinstance(client, IsolatedClient)
+        proc = client.proc
+        assert proc is not None and proc.is_alive()
+        pid = proc.pid
+    finally:
+        sched.shutdown(grace_period=10)
+    assert results[0].status is Status.FAILING
+    assert client.proc is None
+    # The fork server reaps its children: the pid is gone, not a zombie.
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}"), 30, "client process gone")

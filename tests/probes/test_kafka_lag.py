@@ -122,9 +122,12 @@ EXPECTED = {
 
 def test_rows_match_consumer_group_command_row_by_row(scenario: Scenario) -> None:
     result = probe(scenario.cluster.bootstrap, group_patterns=["agree-.*"]).execute()
-    tool = parse_tool(scenario.cluster.consumer_group_command("--describe", "--all-groups"),
-                      "agree-")
+    output = scenario.cluster.consumer_group_command("--describe", "--all-groups")
+    tool = parse_tool(output, "agree-")
     ours = rows_of(result.details)
+    # The empty group is in both answers, with no rows in either.
+    assert "Consumer group 'agree-empty' has no active members." in output
+    assert result.details["groups"]["agree-empty"]["partitions"] == 0
     assert sorted(ours) == sorted(tool)
     for key in sorted(tool):
         assert ours[key] == tool[key], key
