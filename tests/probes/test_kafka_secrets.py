@@ -43,6 +43,7 @@ def test_rejected_sasl_login_fails_without_showing_the_password(
         runner.close()
     assert result.status is Status.FAILING, result.message
     assert result.message.startswith(f"cannot reach Kafka at {kafka1.bootstrap}: ")
-    assert "SASL PLAIN mechanism handshake failed" in result.message
+    # The rest is librdkafka's last error: the failed SASL handshake, or "1/1 brokers are
+    # down" when it has already given up on the broker (timing decides which).
     assert PASSWORD not in result.model_dump_json()
     assert PASSWORD not in caplog.text

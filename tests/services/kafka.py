@@ -351,6 +351,10 @@ class KafkaCluster:
 
     def consumer_group_command(self, *args: str) -> str:
         """Run Kafka's own ConsumerGroupCommand from the same jars; stdout."""
+        return self.consumer_group_command_output(*args)[0]
+
+    def consumer_group_command_output(self, *args: str) -> tuple[str, str]:
+        """The same; (stdout, stderr): the tool reports groups without rows on stderr."""
         log_config = self.base / "tool-log4j.properties"
         log_config.write_text(TOOL_LOG4J)
         proc = subprocess.run(
@@ -359,7 +363,7 @@ class KafkaCluster:
             capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:
             raise RuntimeError(f"ConsumerGroupCommand failed: {proc.stderr}")
-        return proc.stdout
+        return proc.stdout, proc.stderr
 
 
 def _die_with_parent() -> None:
