@@ -16,7 +16,7 @@ import pytest
 from controlplane.probes.base import CheckConfig, ProbeContext
 from controlplane.probes.kafka_canary import KafkaCanaryConfig
 from controlplane.probes.kafka_cluster import KafkaClusterConfig, TopicPolicy
-from controlplane.probes.kafka_lag import KafkaLagConfig, KafkaLagProbe
+from controlplane.probes.kafka_lag import KafkaLagConfig
 from controlplane.results import Result, Status
 from controlplane.scheduler import CheckRunner, CheckScheduler
 from tests.services.common import free_port
@@ -92,12 +92,14 @@ def test_group_deleted_between_runs_fails_naming_it(kafka1: KafkaCluster) -> Non
     kafka1.create_topic("faults.g", 1)
     kafka1.produce("faults.g", {0: 3})
     kafka1.commit("doomed-g", {("faults.g", 0): 1})
-    p = KafkaLagProbe(KafkaLagConfig(id="l", kind="kafka_lag", bootstrap=kafka1.bootstrap,
-                                     groups=["doomed-g"], timeout=20))
-    assert p.execute().status is Status.OK
+    # Through the scheduler's runner: a run past the check's timeout would be an `error`.
+    p = CheckRunner(KafkaLagConfig(id="l", kind="kafka_lag", bootstrap=kafka1.bootstrap,
+                                   groups=["doomed-g"], timeout=20), ProbeContext())
+    assert p.run().status is Status.OK
     admin = kafka1.admin()
     admin.delete_consumer_groups(["doomed-g"], request_timeout=30)["doomed-g"].result(60)
-    result = p.execute()
+    result = p.run()
+    p.close()
     assert result.status is Status.FAILING
     assert result.message == "group doomed-g does not exist (deleted?)"
     assert result.details["groups"]["doomed-g"]["status"] == "ERROR"
@@ -107,19 +109,20 @@ def test_topic_deleted_between_runs_fails_naming_it(kafka1: KafkaCluster) -> Non
     kafka1.create_topic("faults.t", 2)
     kafka1.produce("faults.t", {0: 4, 1: 4})
     kafka1.commit("faults-t-g", {("faults.t", 0): 4, ("faults.t", 1): 2})
-    lag = KafkaLagProbe(KafkaLagConfig(id="l", kind="kafka_lag", bootstrap=kafka1.bootstrap,
-                                       groups=["faults-t-g"], topics=["faults.t"],
-                                       timeout=20))
+    lag = CheckRunner(KafkaLagConfig(id="l", kind="kafka_lag", bootstrap=kafka1.bootstrap,
+                                     groups=["faults-t-g"], topics=["faults.t"], timeout=20),
+                      ProbeContext())
     cluster = CheckRunner(KafkaClusterConfig(
         id="c", kind="kafka_cluster", bootstrap=kafka1.bootstrap, timeout=20,
         topics=[TopicPolicy(name="faults.t", min_replication_factor=1,
                             min_insync_replicas=1)]), ProbeContext())
-    assert lag.execute().status is Status.OK
+    assert lag.run().status is Status.OK
     assert cluster.run().status is Status.DEGRADED  # the single broker, nothing else
     kafka1.delete_topic("faults.t")
     wait_until(lambda: "faults.t" not in kafka1.admin().list_topics(timeout=10).topics, 60,
                "topic gone from metadata")
-    result = lag.execute()
+    result = lag.run()
+    lag.close()
     assert result.status is Status.FAILING
     assert result.message.startswith("topic faults.t does not exist (deleted?)")
     c = cluster.run()
