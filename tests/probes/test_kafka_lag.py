@@ -230,6 +230,17 @@ def test_topic_filter_keeps_only_named_topics(scenario: Scenario) -> None:
         ("agree-multi", "agree.payments", 1): (0, 0, 0)}
 
 
+def test_group_and_topic_regexes_must_match_the_whole_name(scenario: Scenario) -> None:
+    result = probe(scenario.cluster.bootstrap, group_patterns=["agree-(billing|multi)"],
+                   topic_patterns=[r"agree\.pay.*"]).execute()
+    assert sorted(result.details["groups"]) == ["agree-billing", "agree-multi"]
+    assert rows_of(result.details) == {
+        ("agree-multi", "agree.payments", 0): (2, 7, 5),
+        ("agree-multi", "agree.payments", 1): (0, 0, 0)}
+    assert probe(scenario.cluster.bootstrap, group_patterns=["agree"]).execute().message == (
+        "no consumer group matches agree")
+
+
 def test_metrics_are_exported_per_partition_and_group(scenario: Scenario) -> None:
     result = probe(scenario.cluster.bootstrap, groups=["agree-billing"]).execute()
     m = Metrics()

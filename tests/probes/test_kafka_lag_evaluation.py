@@ -132,3 +132,19 @@ def test_max_lag_thresholds_pick_the_worse_limit_per_group() -> None:
     # g: lags 12 and 7, over both limits: only the critical one is named; h: 7 and 3.
     assert result.status is Status.FAILING
     assert result.message == "group g lag 12 > 11 on t[0]; group h lag 7 > 5 on t[0]"
+
+
+def test_series_of_a_group_no_longer_watched_are_removed() -> None:
+    p = lag_probe()
+    m = Metrics()
+    get = m.registry.get_sample_value
+    KafkaLagProbe.export_metrics(run(p, snapshot(*RUNS[0]), 1000.0), m)
+    assert get("controlplane_kafka_consumergroup_lag",
+               {"group": "h", "topic": "u", "partition": "0"}) == 5
+    KafkaLagProbe.export_metrics(run(p, snapshot({"g": RUNS[1][0]["g"]}, RUNS[1][1]), 1010.0), m)
+    assert get("controlplane_kafka_consumergroup_lag",
+               {"group": "h", "topic": "u", "partition": "0"}) is None
+    assert get("controlplane_kafka_consumergroup_status", {"group": "h"}) is None
+    assert get("controlplane_kafka_consumergroup_status", {"group": "g"}) == 0
+    assert get("controlplane_kafka_consumergroup_lag",
+               {"group": "g", "topic": "t", "partition": "1"}) == 11
