@@ -74,9 +74,9 @@ def test_scheduler_shutdown_stops_the_client_process() -> None:
         assert isinstance(probe, KafkaLagProbe)
         client = probe.client()
         assert isinstance(client, IsolatedClient)
-        proc = client.proc
-        assert proc is not None and proc.is_alive()
-        pid = proc.pid
+        # A run that overstays replaces its child; wait for one that is alive.
+        pid = wait_until(lambda: client.proc is not None and client.proc.is_alive()
+                         and client.proc.pid, 60, "a live client process")
     finally:
         sched.shutdown(grace_period=10)
     assert results[0].status is Status.FAILING
