@@ -16,6 +16,8 @@ KINDS: dict[str, str] = {
     "tls": "controlplane.probes.tls:TlsProbe",
     "dns": "controlplane.probes.dns:DnsProbe",
     "tcp": "controlplane.probes.tcp:TcpProbe",
+    "idcard_sms": "controlplane.probes.idcard_sms:IdCardSmsProbe",
+    "config_drift": "controlplane.probes.config_drift:ConfigDriftProbe",
 }
 
 
