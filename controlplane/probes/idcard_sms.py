@@ -24,11 +24,19 @@ from typing import Any, Literal, Self
 from urllib.parse import urljoin, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from twilio.rest import Client
 
 from controlplane.durations import Duration
 from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError
 from controlplane.probes.sitefetch import Fetched, Fetcher, FetchError
-from controlplane.probes.sms_inbox import LINK, Sms, inbox_of, lookback, poll_twilio
+from controlplane.probes.sms_inbox import (
+    LINK,
+    Sms,
+    inbox_of,
+    lookback,
+    poll_twilio,
+    twilio_snapshot,
+)
 from controlplane.probes.twilio_api import DEFAULT_API_BASE, twilio_client
 from controlplane.results import Status, Step, StepFailed, StepRecorder, worst
 
@@ -160,6 +168,10 @@ class IdCardSmsProbe(Probe[IdCardSmsConfig]):
         body = json.dumps(_fill(cfg.request_body, {"client_id": cfg.client_id,
                                                    "phone": cfg.phone,
                                                    "client_name": cfg.client_name}))
+        # Texts already there (earlier runs, other senders) are not the answer to this request.
+        run.exclude = set(self._consumed) | (
+            inbox_of(self.context.services).snapshot(cfg.phone) if cfg.receive == "webhook"
+            else twilio_snapshot(self._twilio(), cfg.phone))
         headers = {"Authorization": f"Bearer {cfg.api_token.get_secret_value()}",
                    "Content-Type": "application/json", "Accept": "application/json"}
         try:
@@ -176,7 +188,7 @@ class IdCardSmsProbe(Probe[IdCardSmsConfig]):
         since = lookback(run.sent_at, cfg.clock_skew)
         deadline = time.monotonic() + min(cfg.sla.receive_sms,
                                           max(0.0, cfg.timeout - (time.monotonic() - t0) - 1))
-        exclude = set(self._consumed)
+        exclude = run.exclude
         waited = time.monotonic()
         sms: Sms | None
         if cfg.receive == "webhook":
@@ -184,11 +196,8 @@ class IdCardSmsProbe(Probe[IdCardSmsConfig]):
             seen = ("nothing valid came to /webhooks/twilio/sms; check the number's SmsUrl "
                     "points at this control plane")
         else:
-            client = twilio_client(cfg.twilio.account_sid, cfg.twilio.auth_token
-                                   .get_secret_value(), cfg.twilio.api_base,
-                                   cfg.twilio.ca_file or cfg.ca_file, 10.0)
-            sms, seen = poll_twilio(client, cfg.phone, since, deadline, cfg.poll_interval,
-                                    exclude)
+            sms, seen = poll_twilio(self._twilio(), cfg.phone, since, deadline,
+                                    cfg.poll_interval, exclude)
         if sms is None:
             raise StepFailed(f"no SMS delivered to {cfg.phone} within "
                              f"{cfg.sla.receive_sms:g}s ({seen})")
@@ -200,6 +209,11 @@ class IdCardSmsProbe(Probe[IdCardSmsConfig]):
         run.link = match.group(0).rstrip(".,;)")
         run.sms_latency = time.monotonic() - waited
         return f"SMS {sms.sid} {sms.status} after {run.sms_latency:.1f}s"
+
+    def _twilio(self) -> Client:
+        cfg = self.config
+        return twilio_client(cfg.twilio.account_sid, cfg.twilio.auth_token.get_secret_value(),
+                             cfg.twilio.api_base, cfg.twilio.ca_file or cfg.ca_file, 10.0)
 
     def _check_link_host(self, run: _Run) -> str:
         host = (urlsplit(run.link).hostname or "").lower()
@@ -313,6 +327,7 @@ class _Run:
         self.frontend, self.api_host = frontend, api_host
         self.link = ""
         self.sent_at = datetime.now(UTC)
+        self.exclude: set[str] = set()
         self.page: Fetched | None = None
         self.sms_latency: float | None = None
         self.cert_days_left: float | None = None

@@ -7,6 +7,7 @@ the web handler and the probe share it.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -48,6 +49,11 @@ class SmsInbox:
             self._items.append(sms)
             self._cond.notify_all()
 
+    def snapshot(self, to: str) -> set[str]:
+        with self._cond:
+            return {s.sid for s in self._items if s.to == to} | \
+                {_link(s.body) for s in self._items if s.to == to} - {""}
+
     def wait_for(self, to: str, since: datetime, deadline: float,
                  exclude: set[str]) -> Sms | None:
         """First SMS to ``to`` received at/after ``since`` not in ``exclude``; None at deadline."""
@@ -69,6 +75,31 @@ def inbox_of(services: dict[str, Any]) -> SmsInbox:
     return inbox
 
 
+def twilio_error(exc: Exception) -> str:
+    """One line from whatever the SDK raised (list pages raise a bare TwilioException)."""
+    if isinstance(exc, TwilioRestException):
+        return f"Twilio API answered {exc.status} (error {exc.code}): {exc.msg}"
+    response = exc.args[1] if len(exc.args) > 1 else None
+    status = getattr(response, "status_code", None)
+    if status is not None:
+        try:
+            body = json.loads(getattr(response, "text", ""))
+            return (f"Twilio API answered {status} (error {body.get('code')}): "
+                    f"{body.get('message')}")
+        except (ValueError, AttributeError):
+            return f"Twilio API answered {status}"
+    return f"cannot reach the Twilio API: {type(exc).__name__}: {exc}"
+
+
+def twilio_snapshot(client: Client, to: str) -> set[str]:
+    """SIDs and links of the texts to ``to`` Twilio already holds: none of them is ours."""
+    try:
+        rows = client.messages.list(to=to, limit=100, page_size=100)
+    except (TwilioException, OSError) as exc:
+        raise StepFailed(twilio_error(exc)) from None
+    return {str(m.sid) for m in rows} | {_link(m.body) for m in rows} - {""}
+
+
 def poll_twilio(client: Client, to: str, since: datetime, deadline: float, interval: float,
                 exclude: set[str]) -> tuple[Sms | None, str]:
     """Poll the Messages list for an SMS to ``to`` sent at/after ``since``.
@@ -81,11 +112,8 @@ def poll_twilio(client: Client, to: str, since: datetime, deadline: float, inter
         try:
             rows = client.messages.list(to=to, date_sent_after=since.replace(microsecond=0),
                                         page_size=50, limit=50)
-        except TwilioRestException as exc:
-            raise StepFailed(f"Twilio API answered {exc.status} (error {exc.code}): "
-                             f"{exc.msg}") from None
         except (TwilioException, OSError) as exc:
-            raise StepFailed(f"cannot reach the Twilio API: {exc}") from None
+            raise StepFailed(twilio_error(exc)) from None
         # ``exclude`` holds SIDs and links of SMS earlier runs used: Twilio keeps both the
         # outbound and the inbound record of one text, and runs can be seconds apart.
         fresh = [m for m in rows if m.sid not in exclude and _link(m.body) not in exclude

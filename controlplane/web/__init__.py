@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 BLUEPRINTS = [
     "controlplane.web.ops",
     "controlplane.web.checks",
+    "controlplane.web.twilio_webhook",
 ]
 
 

@@ -1,0 +1,58 @@
+"""The simulated platform as a fixture: one sandbox per test session, faults cleared per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controlplane.config import EnvironmentConfig
+from controlplane.probes.base import ProbeContext
+from controlplane.probes.idcard_sms import IdCardSmsConfig
+from controlplane.sandbox.platform import ENVIRONMENTS, env_by_name
+from controlplane.sandbox.runner import Sandbox
+
+
+@pytest.fixture(scope="session")
+def sandbox_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    sb = Sandbox(directory=str(tmp_path_factory.mktemp("sandbox"))).start()
+    yield sb
+    sb.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_platform: Sandbox) -> Iterator[Sandbox]:
+    sandbox_platform.faults.clear()
+    yield sandbox_platform
+    sandbox_platform.faults.clear()
+    assert sandbox_platform.twilio is not None
+    for env in ENVIRONMENTS:
+        sandbox_platform.twilio.set_sms_url(env.phone, None)
+
+
+def sandbox_context() -> ProbeContext:
+    return ProbeContext(environments={e.name: EnvironmentConfig(label=e.label, hosts=e.hosts)
+                                      for e in ENVIRONMENTS})
+
+
+def idcard_config(sb: Sandbox, env: str = "production", **overrides: Any) -> IdCardSmsConfig:
+    """An idcard_sms check against the sandbox; SLAs generous unless a test narrows them."""
+    assert sb.twilio is not None
+    e = env_by_name(env)
+    raw: dict[str, Any] = {
+        "id": f"idcard-{env}", "env": env, "timeout": 60,
+        "api_url": sb.env_url(e, "api", ""), "api_token": sb.halo_token, "phone": e.phone,
+        "twilio": {"account_sid": sb.twilio.account_sid, "auth_token": sb.twilio.auth_token,
+                   "api_base": sb.url("twilio")},
+        "ca_file": sb.ca_file, "nameserver": sb.nameserver, "poll_interval": 0.2,
+        "sla": {"receive_sms": 30, "open_link": 30, "check_appconfig": 30, "download_pdf": 30,
+                "request_link": 30, "check_link_host": 30, "total": 60},
+    }
+    raw.update(overrides)
+    return IdCardSmsConfig.model_validate(raw)
+
+
+def ca_path(sb: Sandbox) -> Path:
+    return Path(sb.ca_file)
