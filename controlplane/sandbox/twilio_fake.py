@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 from flask import Flask, Response, jsonify, request
@@ -255,7 +256,7 @@ class TwilioFake:
             rows.sort(key=lambda m: m.date_created, reverse=True)  # newest first, like Twilio
             chunk = [m.to_json() for m in rows[page * size:(page + 1) * size]]
         base = f"/2010-04-01/Accounts/{account}/Messages.json"
-        keep = "&".join(f"{k}={v}" for k, v in args.items() if k not in ("Page", "PageToken"))
+        keep = urlencode([(k, v) for k, v in args.items() if k not in ("Page", "PageToken")])
         has_next = (page + 1) * size < len(rows)
         return jsonify({
             "messages": chunk, "page": page, "page_size": size, "start": page * size,
@@ -316,6 +317,7 @@ def _date_filters(args: Any) -> list[Callable[[Message], bool]]:
         if not args.get(key):
             continue
         when, date_only = _parse_when(args[key])
+        date_only = date_only or op == "eq"  # DateSent= means "sent that day"
 
         def test(m: Message, when: datetime = when, date_only: bool = date_only,
                  op: str = op) -> bool:

@@ -56,3 +56,30 @@ def idcard_config(sb: Sandbox, env: str = "production", **overrides: Any) -> IdC
 
 def ca_path(sb: Sandbox) -> Path:
     return Path(sb.ca_file)
+
+
+def write_config(path: Path, checks: list[dict[str, Any]], dsn: str | None = None,
+                 extra: dict[str, Any] | None = None) -> Path:
+    """A controlplane.yaml with the sandbox's environments and ``checks`` inline."""
+    import yaml
+
+    doc: dict[str, Any] = {
+        "environments": {e.name: {"label": e.label, "public_ip": "127.0.0.1", "hosts": e.hosts}
+                         for e in ENVIRONMENTS},
+        "store": {"dsn": dsn or f"sqlite:///{path.parent / 'cp.db'}"},
+        "web": {"host": "127.0.0.1", "port": 0},
+        "check_files": [],
+        "checks": checks,
+        **(extra or {}),
+    }
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def idcard_check_dict(sb: Sandbox, env: str = "production", **overrides: Any) -> dict[str, Any]:
+    """The YAML form of :func:`idcard_config` (secrets as plain strings, as YAML holds them)."""
+    cfg = idcard_config(sb, env, **overrides)
+    data = cfg.model_dump(mode="json", exclude_defaults=False)
+    data["api_token"] = cfg.api_token.get_secret_value()
+    data["twilio"]["auth_token"] = cfg.twilio.auth_token.get_secret_value()
+    return data
