@@ -16,6 +16,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = [
     "controlplane.commands.core",
     "controlplane.commands.probe",
+    "controlplane.commands.sandbox",
 ]
 
 EXIT_OK, EXIT_FAILING, EXIT_ERROR = 0, 1, 2
