@@ -18,8 +18,11 @@ from controlplane.pipeline import Pipeline
 from controlplane.probes.base import ProbeContext
 from controlplane.scheduler import CheckScheduler
 from controlplane.store import Store
+from controlplane.store.results import prune
 
 log = logging.getLogger(__name__)
+
+RETENTION_EVERY_S = 3600.0
 
 # One line per pluggable capability; each module has create(runtime) -> Component | None.
 COMPONENTS: list[str] = []
@@ -48,10 +51,18 @@ class Runtime:
         return next((c for c in self.components if c.name == name), None)
 
     def start(self) -> None:
+        self.scheduler.add_maintenance("retention", self.prune, RETENTION_EVERY_S)
         for c in self.components:
             log.info("component starting name=%s", c.name)
             c.start()
         self.scheduler.start()
+
+    def prune(self) -> None:
+        """Drop raw results and aggregates past their retention."""
+        st = self.config.store
+        with self.store.session() as s:
+            raw, agg = prune(s, st.raw_retention, st.aggregate_retention)
+        log.info("retention pruned raw=%d aggregates=%d", raw, agg)
 
     def stop(self, grace_period: float | None = None) -> bool:
         grace = self.config.scheduler.grace_period if grace_period is None else grace_period

@@ -74,7 +74,7 @@ class CheckDefaults(_Model):
 
 
 class ControlPlaneConfig(_Model):
-    environments: dict[str, EnvironmentConfig] = Field(default_factory=dict)
+    environments: dict[str, EnvironmentConfig] = Field(default_factory=dict, validate_default=True)
     store: StoreConfig = Field(default_factory=StoreConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)

@@ -75,9 +75,10 @@ class CheckRunner:
 
 class CheckScheduler:
     def __init__(self, checks: list[CheckConfig], sink: ResultSink, context: ProbeContext,
-                 max_concurrency: int = 64, jitter: float = 0.1) -> None:
+                 max_concurrency: int = 64, jitter: float = 0.1, spread_s: float = 5.0) -> None:
         self.sink = sink
         self.jitter = jitter
+        self.spread_s = spread_s
         self.runners = {c.id: CheckRunner(c, context) for c in checks if c.enabled}
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_concurrency)}, timezone=UTC)
@@ -97,7 +98,7 @@ class CheckScheduler:
         for check_id, runner in self.runners.items():
             interval = runner.check.interval
             # Spread first runs over one interval so N checks do not all fire at t=0.
-            first = now + timedelta(seconds=random.uniform(0, min(interval, 5.0)))
+            first = now + timedelta(seconds=random.uniform(0, min(interval, self.spread_s)))
             self._scheduler.add_job(
                 self._run_job, IntervalTrigger(seconds=interval, start_date=first,
                                                jitter=self.jitter * interval or None),
@@ -105,6 +106,11 @@ class CheckScheduler:
                 misfire_grace_time=max(1, int(interval)), next_run_time=first)
         self._scheduler.start()
         log.info("scheduler started checks=%d", len(self.runners))
+
+    def add_maintenance(self, job_id: str, fn: Callable[[], Any], interval_s: float) -> None:
+        """A housekeeping job (retention, aggregation) on the same scheduler."""
+        self._scheduler.add_job(fn, IntervalTrigger(seconds=interval_s), id=job_id,
+                                max_instances=1, coalesce=True, replace_existing=True)
 
     def _on_submit(self, event: JobSubmissionEvent) -> None:
         self._scheduled[event.job_id] = event.scheduled_run_times[-1]

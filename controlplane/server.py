@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from werkzeug.serving import make_server
 
@@ -15,21 +16,23 @@ log = logging.getLogger(__name__)
 
 
 def serve(cfg: ControlPlaneConfig, stop: threading.Event,
-          ready: threading.Event | None = None) -> int:
-    """Run until ``stop`` is set; in-flight checks get the grace period; returns exit code 0."""
+          on_ready: Callable[[str], None] | None = None) -> bool:
+    """Serve until ``stop`` is set. In-flight checks get the grace period; returns True if
+    they all finished within it."""
     runtime = build_runtime(cfg)
     server = make_server(cfg.web.host, cfg.web.port, create_app(runtime), threaded=True)
     web = threading.Thread(target=server.serve_forever, name="web", daemon=True)
     runtime.start()
     web.start()
-    print(f"controlplane: serving on http://{cfg.web.host}:{server.server_port} "
-          f"({len(cfg.checks)} checks)", flush=True)
-    if ready is not None:
-        ready.set()
+    url = f"http://{cfg.web.host}:{server.server_port}"
+    log.info("serving url=%s checks=%d", url, len(cfg.checks))
+    if on_ready is not None:
+        on_ready(url)
     stop.wait()
+    log.info("stopping: web server first, then in-flight runs (grace %ss)",
+             cfg.scheduler.grace_period)
     server.shutdown()
     finished = runtime.stop()
     if not finished:
         log.warning("grace period over with runs still in flight; exiting anyway")
-    print("controlplane: stopped", flush=True)
-    return 0
+    return finished

@@ -4,5 +4,7 @@ from __future__ import annotations
 
 pytest_plugins: list[str] = [
     "tests.services.common",
+    "tests.services.httpserver",
+    "tests.services.dnsserver",
     "tests.services.sandbox",
 ]

@@ -116,4 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    return serve(cfg, stop)
+    serve(cfg, stop, on_ready=lambda url: print(
+        f"controlplane: serving on {url} ({len(cfg.checks)} checks)", flush=True))
+    print("controlplane: stopped", flush=True)
+    return EXIT_OK

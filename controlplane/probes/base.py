@@ -87,7 +87,7 @@ class Probe(ABC, Generic[ConfigT]):
     def check(self) -> Outcome:
         """Probe the target once, within ``self.config.timeout`` seconds."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook, most probes hold nothing
+    def close(self) -> None:
         """Release clients held across runs."""
 
     def execute(self) -> Result:

@@ -1,4 +1,4 @@
-"""Helpers for tests: free ports, running the CLI as a user would."""
+"""Helpers for tests: free ports, running the CLI as a user would, test probe kinds."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from controlplane.probes import KINDS, probe_class
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,3 +34,18 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
 @pytest.fixture
 def cli_env(tmp_path: Path) -> dict[str, str]:
     return {"CONTROLPLANE_CACHE": str(tmp_path / "cache")}
+
+
+@pytest.fixture
+def scripted_kind() -> Iterator[None]:
+    """Registers the `scripted` test probe kind (tests/fakeprobes.py) for one test."""
+    from tests import fakeprobes
+
+    KINDS["scripted"] = "tests.fakeprobes:ScriptedProbe"
+    probe_class.cache_clear()
+    fakeprobes.SCRIPTS.clear()
+    fakeprobes.RELEASE.clear()
+    yield
+    fakeprobes.RELEASE.set()
+    del KINDS["scripted"]
+    probe_class.cache_clear()

@@ -1,0 +1,123 @@
+"""Status page, check page and the checks API, served from a real runtime and store."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from controlplane.app import Runtime, build_runtime
+from controlplane.config import load_config
+from controlplane.results import Status
+from controlplane.web import create_app
+from tests import fakeprobes
+
+pytestmark = pytest.mark.usefixtures("scripted_kind")
+
+CONFIG = """
+environments:
+  production: {label: Production}
+  release: {label: Release}
+  staging: {label: Staging}
+  dev: {label: Dev}
+store: {dsn: "sqlite:///%(db)s"}
+web: {admin_token: s3cret-token}
+check_files: []
+checks:
+  - {id: tls-prod, kind: scripted, env: production, failure_threshold: 1}
+  - {id: http-dev, kind: scripted, env: dev}
+"""
+
+
+@pytest.fixture
+def rt(tmp_path: Path) -> Iterator[Runtime]:
+    path = tmp_path / "controlplane.yaml"
+    path.write_text(CONFIG % {"db": tmp_path / "cp.db"})
+    runtime = build_runtime(load_config(str(path)))
+    yield runtime
+    runtime.stop(0)
+
+
+@pytest.fixture
+def client(rt: Runtime) -> FlaskClient:
+    return create_app(rt).test_client()
+
+
+def test_status_page_groups_checks_by_environment(rt: Runtime, client: FlaskClient) -> None:
+    fakeprobes.SCRIPTS["tls-prod"] = deque([Status.FAILING])
+    rt.scheduler.run_now("tls-prod")
+    html = client.get("/").get_data(as_text=True)
+    for label in ("Production", "Release", "Staging", "Dev"):
+        assert f"<h2>{label} " in html
+    assert 'data-check="tls-prod" data-state="failing"' in html
+    assert "scripted failing" in html
+    assert 'data-check="http-dev" data-state="unknown"' in html
+
+
+def test_check_page_shows_history_and_chart(rt: Runtime, client: FlaskClient) -> None:
+    for _ in range(3):
+        rt.scheduler.run_now("tls-prod")
+    html = client.get("/checks/tls-prod").get_data(as_text=True)
+    assert html.count('<span class="badge s-ok">ok</span>') >= 3
+    assert '<svg class="chart"' in html and "<polyline" in html
+
+
+def test_unknown_check_is_404(client: FlaskClient) -> None:
+    assert client.get("/checks/nope").status_code == 404
+    assert client.get("/api/v1/checks/nope").status_code == 404
+
+
+def test_checks_api_lists_state_and_last_result(rt: Runtime, client: FlaskClient) -> None:
+    rt.scheduler.run_now("tls-prod")
+    body = client.get("/api/v1/checks").get_json()
+    by_id = {c["id"]: c for c in body["checks"]}
+    assert by_id["tls-prod"]["state"] == "ok"
+    assert by_id["tls-prod"]["uptime_24h"] == 1.0
+    last = by_id["tls-prod"]["last_result"]
+    assert set(last) == {"check", "kind", "env", "status", "started_at", "duration_s",
+                         "message", "metrics", "details", "steps"}
+    assert (last["check"], last["status"], last["metrics"]) == ("tls-prod", "ok",
+                                                                {"value": 1.0})
+    assert by_id["http-dev"]["last_result"] is None
+
+
+def test_results_api_filters_by_since(rt: Runtime, client: FlaskClient) -> None:
+    rt.scheduler.run_now("tls-prod")
+    assert len(client.get("/api/v1/checks/tls-prod/results?since=1h").get_json()
+               ["results"]) == 1
+    assert client.get("/api/v1/checks/tls-prod/results?since=2999-01-01T00:00:00Z"
+                      ).get_json()["results"] == []
+
+
+def test_results_api_rejects_a_bad_since(client: FlaskClient) -> None:
+    resp = client.get("/api/v1/checks/tls-prod/results?since=yesterday")
+    assert resp.status_code == 400
+    assert resp.get_json()["error"] == ("since='yesterday' is neither an ISO 8601 time "
+                                        "(2026-11-26T12:00:00Z) nor a look-back such as "
+                                        "1h or 7d")
+
+
+def test_run_now_needs_the_admin_token(client: FlaskClient) -> None:
+    assert client.post("/api/v1/checks/tls-prod/run").status_code == 401
+    resp = client.post("/api/v1/checks/tls-prod/run",
+                       headers={"Authorization": "Bearer s3cret-token"})
+    assert resp.status_code == 200 and resp.get_json()["status"] == "ok"
+
+
+def test_metrics_endpoint_exposes_check_metrics(rt: Runtime, client: FlaskClient) -> None:
+    rt.scheduler.run_now("tls-prod")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'controlplane_check_up{check="tls-prod",env="production",kind="scripted"} 1.0' \
+        in text
+
+
+def test_readyz_needs_store_and_running_scheduler(rt: Runtime, client: FlaskClient) -> None:
+    assert client.get("/healthz").status_code == 200
+    resp = client.get("/readyz")
+    assert resp.status_code == 503
+    assert resp.get_json() == {"status": "unavailable", "store": True, "scheduler": False}
+    rt.scheduler.start()
+    assert client.get("/readyz").status_code == 200
