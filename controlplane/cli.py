@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "controlplane.commands.core",
     "controlplane.commands.probe",
     "controlplane.commands.sandbox",
+    "controlplane.commands.demo",
 ]
 
 EXIT_OK, EXIT_FAILING, EXIT_ERROR = 0, 1, 2

@@ -1,1 +1,0 @@
-"""The simulated 360Voice platform and the SaaS contract fakes, for the demo and the tests."""

@@ -1,0 +1,150 @@
+"""`controlplane demo` underneath: the sandbox, the SaaS fakes, the demo config, the timeline.
+
+The timeline injects faults a newcomer can watch travel through the control plane:
+the r121 drift at 1 min, SMS dropped at 3 min, both healed at 5 and 6 min. ``speed``
+compresses it (speed 10 -> the r121 drift at 6 s), which the tests use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from controlplane.config import ControlPlaneConfig, load_config
+from controlplane.sandbox.runner import Sandbox, default_state_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Event:
+    at_s: float
+    action: str  # "set" or "clear"
+    fault: str
+    env: str
+    note: str
+
+
+TIMELINE: tuple[Event, ...] = (
+    Event(60, "set", "appconfig_staging", "production",
+          "production appconfig.json now points at staging (the 0.1.27-r121 bug); watch "
+          "config-drift-production and idcard-sms-production turn red"),
+    Event(180, "set", "sms_dropped", "production",
+          "Twilio now drops the ID-card SMS; idcard-sms-production fails at receive_sms"),
+    Event(300, "clear", "appconfig_staging", "production",
+          "appconfig.json fixed (image swapped); drift incident resolves"),
+    Event(360, "clear", "sms_dropped", "production",
+          "SMS flows again; the ID-card incident resolves"),
+)
+
+
+def demo_config_path() -> str:
+    return str(resources.files("controlplane").joinpath("defaults/demo.yaml"))
+
+
+class Demo:
+    """Everything `controlplane demo` starts; :meth:`stop` undoes it in reverse order."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080,
+                 say: Callable[[str], None] = print) -> None:
+        self.host, self.port, self.say = host, port, say
+        self.workdir = tempfile.mkdtemp(prefix="cp-demo-")
+        self.sandbox = Sandbox(directory=default_state_dir())
+        self.admin_token = secrets.token_urlsafe(16)
+        self.fakes: dict[str, tuple[str, Callable[[], None]]] = {}
+        self._stop = threading.Event()
+        self._timeline: threading.Thread | None = None
+
+    def start(self) -> ControlPlaneConfig:
+        """Start the sandbox and fakes; return the loaded demo config (ConfigError if bad)."""
+        self.sandbox.start()
+        self._start_fakes()
+        os.environ.update(self._variables())
+        return load_config(demo_config_path())
+
+    def _start_fakes(self) -> None:
+        """Slack and Jira fakes, when this build has them (they come with incidents)."""
+        for name in ("slack_fake", "jira_fake"):
+            try:
+                module: Any = importlib.import_module(f"controlplane.sandbox.{name}")
+            except ImportError:
+                continue
+            starter = getattr(module, "start", None)
+            if starter is None:
+                continue
+            url, stop = starter("127.0.0.1", 0)
+            self.fakes[name] = (str(url), stop)
+
+    def _variables(self) -> dict[str, str]:
+        sb = self.sandbox
+        assert sb.twilio is not None
+        env = {
+            "DEMO_STORE_DSN": f"sqlite:///{os.path.join(self.workdir, 'controlplane.db')}",
+            "DEMO_HOST": self.host, "DEMO_PORT": str(self.port),
+            "DEMO_ADMIN_TOKEN": self.admin_token,
+            "DEMO_HALO_PORT": str(sb.port("halo_task")), "DEMO_HALO_TOKEN": sb.halo_token,
+            "DEMO_BIC_PORT": str(sb.port("bic_agent")),
+            "DEMO_VOICE_PORT": str(sb.port("voice360")),
+            "DEMO_TWILIO_SID": sb.twilio.account_sid, "DEMO_TWILIO_TOKEN": sb.twilio.auth_token,
+            "DEMO_TWILIO_URL": sb.url("twilio"), "DEMO_CA_FILE": sb.ca_file,
+            "DEMO_NAMESERVER": sb.nameserver,
+        }
+        for name, (url, _) in self.fakes.items():
+            env[f"DEMO_{name.upper()}_URL"] = url
+        return env
+
+    def start_timeline(self, speed: float = 1.0) -> None:
+        self._timeline = threading.Thread(target=self._run_timeline, args=(speed,),
+                                          name="demo-timeline", daemon=True)
+        self._timeline.start()
+
+    def _run_timeline(self, speed: float) -> None:
+        elapsed = 0.0
+        for event in TIMELINE:
+            if self._stop.wait((event.at_s - elapsed) / speed):
+                return
+            elapsed = event.at_s
+            if event.action == "set":
+                self.sandbox.faults.set(event.fault, event.env)
+            else:
+                self.sandbox.faults.clear(event.fault, event.env)
+            minutes, seconds = divmod(int(event.at_s), 60)
+            self.say(f"demo: t+{minutes}:{seconds:02d} {event.action} {event.fault} in "
+                     f"{event.env}: {event.note}")
+        self.say("demo: timeline done; inject your own faults with "
+                 "`controlplane sandbox fault set NAME`")
+
+    def guide(self, url: str) -> list[str]:
+        return [
+            f"demo: status page     {url}/",
+            f"demo: incidents       {url}/incidents",
+            f"demo: one check       {url}/checks/idcard-sms-production",
+            f"demo: API             {url}/api/v1/checks   (admin token: {self.admin_token})",
+            f"demo: metrics         {url}/metrics",
+            f"demo: sandbox faults  controlplane sandbox fault list   "
+            f"(API {self.sandbox.url('control')}/faults)",
+            *[f"demo: {name.replace('_', ' ')}     {u}" for name, (u, _) in self.fakes.items()],
+            "demo: timeline        t+1:00 r121 drift, t+3:00 SMS dropped, t+5:00/6:00 healed",
+            "demo: Ctrl-C stops everything",
+        ]
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._timeline is not None:
+            self._timeline.join(timeout=5)
+        for name, (_, stop) in reversed(list(self.fakes.items())):
+            try:
+                stop()
+            except Exception:
+                log.exception("demo fake stop failed name=%s", name)
+        self.sandbox.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
