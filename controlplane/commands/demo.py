@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import threading
 from types import FrameType
 
@@ -21,9 +22,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_demo)
 
 
+def _port_busy(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be served, checked before anything starts; None if free."""
+    if port == 0:
+        return None
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.speed <= 0:
         err("--speed must be greater than 0")
+        return EXIT_ERROR
+    busy = _port_busy(args.host, args.port)
+    if busy:
+        err(f"cannot serve on {args.host}:{args.port}: {busy}; pass another --port")
         return EXIT_ERROR
     from controlplane.config import ConfigError
     from controlplane.sandbox.demo import Demo

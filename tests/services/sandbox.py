@@ -83,3 +83,66 @@ def idcard_check_dict(sb: Sandbox, env: str = "production", **overrides: Any) ->
     data["api_token"] = cfg.api_token.get_secret_value()
     data["twilio"]["auth_token"] = cfg.twilio.auth_token.get_secret_value()
     return data
+
+
+class DemoProcess:
+    """`controlplane demo` as a user runs it, in its own cache dir; stdout lines collected."""
+
+    def __init__(self, cache: Path, *args: str) -> None:
+        import os
+        import subprocess
+        import sys
+        import threading
+
+        from tests.services.common import ROOT
+
+        self.cache = cache
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "CONTROLPLANE_CACHE": str(cache)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "controlplane", "demo", "--port", "0", *args], cwd=ROOT,
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_line(self, prefix: str, timeout: float = 120.0) -> str:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if line.startswith(prefix):
+                    return line
+            if self.proc.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"no line starting {prefix!r}; output:\n" + "\n".join(self.lines))
+
+    @property
+    def url(self) -> str:
+        return self.wait_line("demo: control plane on ").split()[-1]
+
+    @property
+    def admin_token(self) -> str:
+        return self.wait_line("demo: API ").rstrip(")").split()[-1]
+
+    def stop(self) -> int:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(timeout=90)
+        self._reader.join(timeout=10)
+        return code
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[DemoProcess]:
+    proc = DemoProcess(tmp_path / "cache", "--no-timeline")
+    yield proc
+    proc.stop()

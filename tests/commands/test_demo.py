@@ -1,0 +1,91 @@
+"""`controlplane demo` end to end: every check kind, faults through the sandbox, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.services.common import run_cli
+from tests.services.sandbox import DemoProcess
+
+
+def checks(url: str) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = requests.get(f"{url}/api/v1/checks", timeout=30).json()[
+        "checks"]
+    return rows
+
+
+def run_check(demo: DemoProcess, check_id: str) -> dict[str, object]:
+    resp = requests.post(f"{demo.url}/api/v1/checks/{check_id}/run", timeout=90,
+                         headers={"Authorization": f"Bearer {demo.admin_token}"})
+    assert resp.status_code == 200, resp.text
+    result: dict[str, object] = resp.json()
+    return result
+
+
+def test_demo_watches_all_four_environments_with_every_local_kind(demo: DemoProcess) -> None:
+    rows = checks(demo.url)
+    assert len(rows) == 20
+    assert {r["env"] for r in rows} == {"production", "release", "staging", "dev"}
+    assert {r["kind"] for r in rows} == {"idcard_sms", "config_drift", "http", "dns"}
+
+
+def test_demo_checks_pass_on_a_healthy_platform(demo: DemoProcess) -> None:
+    for check_id in ("idcard-sms-production", "config-drift-dev", "http-halo-task-staging",
+                     "http-voice360-release", "dns-idcard-production"):
+        result = run_check(demo, check_id)
+        assert result["status"] == "ok", (check_id, result["message"])
+
+
+def test_fault_injected_with_the_cli_fails_the_drift_check(demo: DemoProcess) -> None:
+    demo.wait_line("demo: control plane on ")
+    r = run_cli("sandbox", "fault", "set", "appconfig_staging",
+                env={"CONTROLPLANE_CACHE": str(demo.cache)})
+    assert r.returncode == 0, r.stderr
+    result = run_check(demo, "config-drift-production")
+    assert result["status"] == "failing"
+    assert str(result["message"]).startswith("production appconfig.json points at staging: ")
+    assert run_check(demo, "config-drift-staging")["status"] == "ok"
+
+
+def test_ctrl_c_stops_everything_the_demo_started(demo: DemoProcess) -> None:
+    url = demo.url
+    state = json.loads((demo.cache / "sandbox" / "state.json").read_text())
+    assert demo.stop() == 0
+    assert demo.lines[-1] == "demo: stopped"
+    assert not (demo.cache / "sandbox" / "state.json").exists()
+    for target in (url, state["control_url"]):
+        with pytest.raises(requests.ConnectionError):
+            requests.get(target, timeout=5)
+
+
+def test_timeline_injects_the_r121_drift_and_sms_drop_then_heals(tmp_path: Path) -> None:
+    proc = DemoProcess(tmp_path / "cache", "--speed", "60")
+    try:
+        proc.wait_line("demo: timeline done")
+        control = json.loads((tmp_path / "cache" / "sandbox" / "state.json").read_text())[
+            "control_url"]
+        assert requests.get(f"{control}/faults", timeout=10).json()["faults"] == []
+    finally:
+        assert proc.stop() == 0
+    assert [line.split(" in production")[0] for line in proc.lines
+            if line.startswith("demo: t+")] == [
+        "demo: t+1:00 set appconfig_staging", "demo: t+3:00 set sms_dropped",
+        "demo: t+5:00 clear appconfig_staging", "demo: t+6:00 clear sms_dropped"]
+
+
+def test_demo_on_a_busy_port_says_so_and_cleans_up(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = run_cli("demo", "--port", str(port), "--no-timeline",
+                    env={"CONTROLPLANE_CACHE": str(tmp_path)})
+    assert r.returncode == 2
+    assert (f"controlplane: cannot serve on 127.0.0.1:{port}: Address already in use; pass "
+            "another --port") in r.stderr
+    assert not (tmp_path / "sandbox" / "state.json").exists()
