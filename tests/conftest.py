@@ -4,6 +4,8 @@ from __future__ import annotations
 
 pytest_plugins: list[str] = [
     "tests.services.common",
+    "tests.services.certs",
+    "tests.services.tlsserver",
     "tests.services.httpserver",
     "tests.services.dnsserver",
     "tests.services.sandbox",

@@ -66,5 +66,6 @@ def print_result(result: Result, as_json: bool) -> None:
 
 def _short(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: "
+                         f"{str(e['msg']).removeprefix('Value error, ')}" for e in exc.errors())
     return str(exc)

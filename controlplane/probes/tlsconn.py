@@ -1,0 +1,263 @@
+"""TLS plumbing shared by the `tls` and `tcp` kinds: targets, one handshake, chain checks.
+
+The handshake accepts any certificate and any version from TLS 1.0 up, so that a broken
+server is described in full; the chain the server presented is then verified separately
+(OpenSSL, against a CA file or the system store), the leaf's extended key usage checked,
+and the name matched against its subjectAltNames (never the CN, as browsers and Go do).
+
+pyOpenSSL does the handshake because Python 3.11's ssl module cannot return the chain the
+server presented, only the leaf.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import select
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from OpenSSL import SSL, crypto
+
+from controlplane.probes.base import ProbeError
+
+# -- targets and names -----------------------------------------------------------------------
+
+def split_target(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); ValueError saying how to write it."""
+    text = value.strip()
+    host, sep, port_text = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port_text.isdigit() or (":" in host and not is_ip(host)):
+        raise ValueError(f"target {value!r} must be HOST:PORT, e.g. example.com:443 "
+                         "or [2001:db8::1]:443")
+    try:
+        ascii_name(host)
+    except ValueError as exc:
+        raise ValueError(f"target {value!r}: {exc}") from None
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ValueError(f"target {value!r}: port must be between 1 and 65535")
+    return host, port
+
+
+def ascii_name(name: str) -> str:
+    """A host name in the ASCII (IDNA) form certificates and SNI carry; ValueError if invalid."""
+    if is_ip(name):
+        return name
+    try:
+        return name.strip().rstrip(".").encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise ValueError(f"{name!r} is not a valid host name") from None
+
+
+def is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def adhoc_id(kind: str, target: str) -> str:
+    """A valid check id for an ad-hoc probe of ``target``."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in target.lower())
+    return f"{kind}-{safe.strip('-.')}"[:120]
+
+
+# -- connection and handshake -------------------------------------------------------------
+
+class Unreachable(Exception):
+    """The target could not be reached or spoke no TLS: status failing, not error."""
+
+    def __init__(self, message: str, stage: str = "handshake") -> None:
+        super().__init__(message)
+        self.stage = stage  # the step that failed: connect or handshake
+
+
+@dataclass
+class Handshake:
+    connect_s: float
+    handshake_s: float
+    version: str
+    cipher: str
+    chain: list[x509.Certificate]
+
+
+def connect(host: str, port: int, deadline: float) -> tuple[socket.socket, float]:
+    """A connected TCP socket and the connect time; Unreachable with the reason."""
+    t0 = time.monotonic()
+    try:
+        sock = socket.create_connection((host, port), timeout=_left(deadline))
+    except socket.gaierror as exc:
+        raise Unreachable(f"cannot resolve {host}: {exc.strerror}", "connect") from None
+    except TimeoutError:
+        raise Unreachable(f"cannot connect to {host}:{port}: timed out", "connect") from None
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise Unreachable(f"cannot connect to {host}:{port}: {reason}", "connect") from None
+    return sock, time.monotonic() - t0
+
+
+def handshake(host: str, port: int, servername: str | None, deadline: float) -> Handshake:
+    """Connect and complete a TLS handshake without judging the certificate."""
+    sock, connect_s = connect(host, port, deadline)
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    # Accept every version and cipher so an old server is described, then judged by
+    # min_version, instead of failing with an opaque "no protocols available".
+    ctx.set_min_proto_version(SSL.TLS1_VERSION)
+    ctx.set_cipher_list(b"DEFAULT:@SECLEVEL=0")
+    ctx.set_verify(SSL.VERIFY_NONE)
+    conn = SSL.Connection(ctx, sock)
+    if servername and not is_ip(servername):  # RFC 6066: SNI carries names only
+        conn.set_tlsext_host_name(ascii_name(servername).encode("ascii"))
+    conn.set_connect_state()
+    sock.setblocking(False)
+    t0 = time.monotonic()
+    try:
+        _drive_handshake(conn, sock, deadline)
+        chain = conn.get_peer_cert_chain(as_cryptography=True) or []
+        result = Handshake(connect_s=connect_s, handshake_s=time.monotonic() - t0,
+                           version=conn.get_protocol_version_name(),
+                           cipher=conn.get_cipher_name() or "", chain=list(chain))
+    except SSL.Error as exc:
+        raise Unreachable(f"TLS handshake with {host}:{port} failed: {_ssl_reason(exc)}") from None
+    except TimeoutError:
+        raise  # the caller knows the configured timeout and says so
+    except OSError as exc:
+        raise Unreachable(f"TLS handshake with {host}:{port} failed: "
+                          f"{exc.strerror or exc}") from None
+    finally:
+        _close(conn, sock)
+    if not result.chain:
+        raise Unreachable(f"TLS handshake with {host}:{port}: the server sent no certificate")
+    return result
+
+
+def _drive_handshake(conn: SSL.Connection, sock: socket.socket, deadline: float) -> None:
+    while True:
+        try:
+            conn.do_handshake()
+            return
+        except SSL.WantReadError:
+            ready = select.select([sock], [], [], _left(deadline))[0]
+        except SSL.WantWriteError:
+            ready = select.select([], [sock], [], _left(deadline))[1]
+        if not ready:
+            raise TimeoutError("timed out during the TLS handshake")
+
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("timed out")
+    return left
+
+
+def _close(conn: SSL.Connection, sock: socket.socket) -> None:
+    # the server may already be gone; closing the socket is all that matters
+    with contextlib.suppress(SSL.Error, OSError):
+        conn.shutdown()
+    sock.close()
+
+
+def _ssl_reason(exc: SSL.Error) -> str:
+    if isinstance(exc, SSL.SysCallError):
+        return "connection closed by the server"
+    # pyOpenSSL errors carry [(lib, func, reason), ...]
+    parts = [str(e[-1]) for e in (exc.args[0] if exc.args and isinstance(exc.args[0], list)
+                                  else []) if isinstance(e, tuple)]
+    return "; ".join(parts) or str(exc)
+
+
+# -- judging the presented chain ------------------------------------------------------------
+
+def load_trust(ca_file: str | None) -> crypto.X509Store:
+    """The trust store; ProbeError (status error) when it cannot be read."""
+    store = crypto.X509Store()
+    if ca_file:
+        if not os.path.isfile(ca_file):
+            raise ProbeError(f"ca_file {ca_file} does not exist; give a PEM bundle of trusted CAs")
+        try:
+            store.load_locations(ca_file)
+        except crypto.Error:
+            raise ProbeError(f"ca_file {ca_file} holds no readable PEM certificate") from None
+        return store
+    # The OpenSSL linked into pyOpenSSL's wheel may look elsewhere; use the system's paths.
+    paths = ssl.get_default_verify_paths()
+    if not (paths.cafile or paths.capath):
+        raise ProbeError("no system CA bundle found; install ca-certificates or set ca_file")
+    store.load_locations(paths.cafile, paths.capath)
+    return store
+
+
+def verify_chain(chain: list[x509.Certificate], store: crypto.X509Store) -> str | None:
+    """None if the presented chain leads to a trusted root, else OpenSSL's reason."""
+    leaf, *rest = (crypto.X509.from_cryptography(c) for c in chain)
+    try:
+        crypto.X509StoreContext(store, leaf, rest).verify_certificate()
+    except crypto.X509StoreContextError as exc:
+        depth = exc.errors[1] if len(exc.errors) > 1 else "?"
+        subject = exc.certificate.to_cryptography().subject.rfc4514_string()
+        return f"certificate verify failed: {exc} (depth {depth}: {subject})"
+    return None
+
+
+_EKU_NAMES = {ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
+              ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning",
+              ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
+              ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping",
+              ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning"}
+
+
+def usage_problem(leaf: x509.Certificate) -> str | None:
+    """None unless the leaf's extended key usage excludes TLS servers (as Go rejects it)."""
+    try:
+        usages = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return None  # no restriction
+    allowed = {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+    if allowed & set(usages):
+        return None
+    names = ", ".join(_EKU_NAMES.get(u, u.dotted_string) for u in usages)
+    return f"certificate {leaf.subject.rfc4514_string()} is not for TLS servers " \
+           f"(extended key usage: {names})"
+
+
+def sans(cert: x509.Certificate) -> list[str]:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [*ext.get_values_for_type(x509.DNSName),
+            *(str(ip) for ip in ext.get_values_for_type(x509.IPAddress))]
+
+
+def hostname_problem(cert: x509.Certificate, name: str) -> str | None:
+    """None if ``name`` matches a subjectAltName of the leaf (RFC 6125, no CN fallback)."""
+    names = sans(cert)
+    if is_ip(name):
+        ok = ipaddress.ip_address(name) in {ipaddress.ip_address(n) for n in names if is_ip(n)}
+    else:
+        want = ascii_name(name)
+        ok = any(_dns_match(p.lower().rstrip("."), want) for p in names if not is_ip(p))
+    if ok:
+        return None
+    listed = ", ".join(names) if names else "none (no subjectAltName)"
+    return f"certificate is not valid for {name}; its names are: {listed}"
+
+
+def _dns_match(pattern: str, name: str) -> bool:
+    if pattern == name:
+        return True
+    # a wildcard stands for exactly one whole left-most label
+    if pattern.startswith("*.") and "*" not in pattern[2:]:
+        label, _, rest = name.partition(".")
+        return bool(label) and rest == pattern[2:]
+    return False
