@@ -95,7 +95,8 @@ class Demo:
             "DEMO_BIC_PORT": str(sb.port("bic_agent")),
             "DEMO_VOICE_PORT": str(sb.port("voice360")),
             "DEMO_TWILIO_SID": sb.twilio.account_sid, "DEMO_TWILIO_TOKEN": sb.twilio.auth_token,
-            "DEMO_TWILIO_URL": sb.url("twilio"), "DEMO_CA_FILE": sb.ca_file,
+            "DEMO_TWILIO_URL": sb.url("twilio"), "DEMO_TWILIO_PORT": str(sb.port("twilio")),
+            "DEMO_CA_FILE": sb.ca_file,
             "DEMO_NAMESERVER": sb.nameserver,
         }
         for name, (url, _) in self.fakes.items():

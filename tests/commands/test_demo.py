@@ -29,14 +29,16 @@ def run_check(demo: DemoProcess, check_id: str) -> dict[str, object]:
 
 def test_demo_watches_all_four_environments_with_every_local_kind(demo: DemoProcess) -> None:
     rows = checks(demo.url)
-    assert len(rows) == 20
-    assert {r["env"] for r in rows} == {"production", "release", "staging", "dev"}
-    assert {r["kind"] for r in rows} == {"idcard_sms", "config_drift", "http", "dns"}
+    assert len(rows) == 25
+    assert {r["env"] for r in rows} == {"production", "release", "staging", "dev", ""}
+    assert {r["kind"] for r in rows} == {"idcard_sms", "config_drift", "http", "dns", "tls",
+                                         "tcp"}
 
 
 def test_demo_checks_pass_on_a_healthy_platform(demo: DemoProcess) -> None:
     for check_id in ("idcard-sms-production", "config-drift-dev", "http-halo-task-staging",
-                     "http-voice360-release", "dns-idcard-production"):
+                     "http-voice360-release", "dns-idcard-production", "tls-idcard-dev",
+                     "tcp-twilio"):
         result = run_check(demo, check_id)
         assert result["status"] == "ok", (check_id, result["message"])
 
@@ -50,6 +52,17 @@ def test_fault_injected_with_the_cli_fails_the_drift_check(demo: DemoProcess) ->
     assert result["status"] == "failing"
     assert str(result["message"]).startswith("production appconfig.json points at staging: ")
     assert run_check(demo, "config-drift-staging")["status"] == "ok"
+
+
+def test_certificate_expiring_in_5_days_fails_the_tls_check(demo: DemoProcess) -> None:
+    demo.wait_line("demo: control plane on ")
+    r = run_cli("sandbox", "fault", "set", "cert_expiring", "--env", "release",
+                env={"CONTROLPLANE_CACHE": str(demo.cache)})
+    assert r.returncode == 0, r.stderr
+    result = run_check(demo, "tls-idcard-release")
+    # 5 days left is under the tls kind's default crit_days (7).
+    assert result["status"] == "failing", result["message"]
+    assert run_check(demo, "tls-idcard-production")["status"] == "ok"
 
 
 def test_ctrl_c_stops_everything_the_demo_started(demo: DemoProcess) -> None:
