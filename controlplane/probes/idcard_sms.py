@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Self
 from urllib.parse import urljoin, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from twilio.rest import Client
 
 from controlplane.durations import Duration
@@ -52,8 +52,10 @@ class _Model(BaseModel):
 
 
 class TwilioSettings(_Model):
-    account_sid: str = Field(pattern=r"^AC[0-9a-fA-F]{32}$")
-    auth_token: SecretStr
+    # Empty is allowed so a shipped config validates without secrets; a run then says
+    # which setting is missing.
+    account_sid: str = Field(default="", pattern=r"^(AC[0-9a-fA-F]{32})?$")
+    auth_token: SecretStr = SecretStr("")
     api_base: str = DEFAULT_API_BASE
     ca_file: str | None = None
 
@@ -77,7 +79,7 @@ class IdCardSmsConfig(CheckConfig):
         "clientId": "{client_id}", "phoneNumber": "{phone}", "fullName": "{client_name}"})
     client_id: str = "synthetic-monitor"
     client_name: str = "Ada Synthetic"
-    phone: str = Field(pattern=r"^\+[1-9]\d{6,14}$")
+    phone: str = ""
     receive: Literal["poll", "webhook"] = "poll"
     poll_interval: Duration = 2.0
     clock_skew: Duration = 5.0
@@ -92,6 +94,13 @@ class IdCardSmsConfig(CheckConfig):
     nameserver: str | None = Field(default=None, pattern=r"^[0-9a-fA-F.:\[\]]+$")
     cert_warn_days: float = Field(default=14.0, ge=0)
     sla: IdCardSla = Field(default_factory=IdCardSla)
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str) -> str:
+        if v and not re.fullmatch(r"\+[1-9]\d{6,14}", v):
+            raise ValueError(f"{v!r} is not an E.164 number; write it like +15550100001")
+        return v
 
     @model_validator(mode="after")
     def _timeout_covers_sla(self) -> Self:
@@ -119,6 +128,13 @@ class IdCardSmsProbe(Probe[IdCardSmsConfig]):
 
     def check(self) -> Outcome:
         cfg = self.config
+        missing = [name for name, value in (
+            ("api_token", cfg.api_token.get_secret_value()), ("phone", cfg.phone),
+            ("twilio.account_sid", cfg.twilio.account_sid),
+            ("twilio.auth_token", cfg.twilio.auth_token.get_secret_value())) if not value]
+        if missing:
+            raise ProbeError(f"not configured: {', '.join(missing)} empty; set the environment "
+                             "variables the check reads them from (see docs/idcard.md)")
         frontend, api_host = self._host("idcard_frontend", cfg.frontend_host), \
             self._host("halo_task_api", cfg.api_host)
         fetch = Fetcher(cfg.ca_file, cfg.nameserver, min(cfg.timeout, 30.0))
