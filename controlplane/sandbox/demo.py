@@ -47,8 +47,8 @@ TIMELINE: tuple[Event, ...] = (
 )
 
 
-def demo_config_path() -> str:
-    return str(resources.files("controlplane").joinpath("defaults/demo.yaml"))
+def demo_config_path(name: str = "demo.yaml") -> str:
+    return str(resources.files("controlplane").joinpath(f"defaults/{name}"))
 
 
 class Demo:
@@ -69,7 +69,19 @@ class Demo:
         self.sandbox.start()
         self._start_fakes()
         os.environ.update(self._variables())
-        return load_config(demo_config_path())
+        return load_config(self._config_file())
+
+    def _config_file(self) -> str:
+        """demo.yaml, plus the notifiers section when incidents and both fakes are here."""
+        base = demo_config_path()
+        if "notifiers" not in ControlPlaneConfig.model_fields or len(self.fakes) < 2:
+            return base
+        path = os.path.join(self.workdir, "demo.yaml")
+        with open(path, "w", encoding="utf-8") as out:
+            for name in ("demo.yaml", "demo-notifiers.yaml"):
+                with open(demo_config_path(name), encoding="utf-8") as part:
+                    out.write(part.read())
+        return path
 
     def _start_fakes(self) -> None:
         """Slack and Jira fakes, when this build has them (they come with incidents)."""
@@ -90,6 +102,7 @@ class Demo:
         env = {
             "DEMO_STORE_DSN": f"sqlite:///{os.path.join(self.workdir, 'controlplane.db')}",
             "DEMO_HOST": self.host, "DEMO_PORT": str(self.port),
+            "DEMO_URL": f"http://{self.host}:{self.port}" if self.port else "",
             "DEMO_ADMIN_TOKEN": self.admin_token,
             "DEMO_HALO_PORT": str(sb.port("halo_task")), "DEMO_HALO_TOKEN": sb.halo_token,
             "DEMO_BIC_PORT": str(sb.port("bic_agent")),
