@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from twilio.rest import Client
 
 from controlplane.durations import Duration
-from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError
+from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeContext, ProbeError
 from controlplane.probes.sitefetch import Fetched, Fetcher, FetchError
 from controlplane.probes.sms_inbox import (
     LINK,
@@ -120,7 +120,7 @@ class IdCardSmsProbe(Probe[IdCardSmsConfig]):
     kind = "idcard_sms"
     config_model = IdCardSmsConfig
 
-    def __init__(self, config: IdCardSmsConfig, context: Any = None) -> None:
+    def __init__(self, config: IdCardSmsConfig, context: ProbeContext | None = None) -> None:
         super().__init__(config, context)
         self._consumed: deque[str] = deque(maxlen=200)  # SIDs and links earlier runs used
 

@@ -102,3 +102,22 @@ def test_demo_on_a_busy_port_says_so_and_cleans_up(tmp_path: Path) -> None:
     assert (f"controlplane: cannot serve on 127.0.0.1:{port}: Address already in use; pass "
             "another --port") in r.stderr
     assert not (tmp_path / "sandbox" / "state.json").exists()
+
+
+def test_halo_task_500_fails_the_http_health_check(demo: DemoProcess) -> None:
+    demo.wait_line("demo: control plane on ")
+    r = run_cli("sandbox", "fault", "set", "halo_task_500", "--env", "staging",
+                env={"CONTROLPLANE_CACHE": str(demo.cache)})
+    assert r.returncode == 0, r.stderr
+    assert run_check(demo, "http-halo-task-staging")["status"] == "failing"
+    assert run_check(demo, "http-halo-task-production")["status"] == "ok"
+
+
+def test_dns_answering_the_wrong_ip_fails_the_dns_check(demo: DemoProcess) -> None:
+    demo.wait_line("demo: control plane on ")
+    r = run_cli("sandbox", "fault", "set", "dns_wrong_ip", "--env", "dev",
+                env={"CONTROLPLANE_CACHE": str(demo.cache)})
+    assert r.returncode == 0, r.stderr
+    result = run_check(demo, "dns-idcard-dev")
+    assert result["status"] == "failing"
+    assert "127.0.0.2" in str(result["message"])
