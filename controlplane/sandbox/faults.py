@@ -76,6 +76,9 @@ class FaultSwitch:
         merged = {**spec.params, **given}
         if name in HOST_FAULTS and not merged["host"]:
             merged["host"] = sandbox_env.frontend
+        if name in HOST_FAULTS and merged["host"].lower() not in sandbox_env.hosts.values():
+            raise FaultError(f"{name}: host {merged['host']!r} is not a {env} hostname; use one "
+                             f"of: {', '.join(sandbox_env.hosts.values())}")
         self._validate(name, merged)
         fault = ActiveFault(name, env, merged)
         with self._lock:

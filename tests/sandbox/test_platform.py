@@ -167,3 +167,22 @@ def test_clear_by_env_keeps_the_others() -> None:
     switch.set("sms_dropped", "staging")
     assert switch.clear("sms_dropped", "staging") == 1
     assert [(f.name, f.env) for f in switch.list()] == [("sms_dropped", "production")]
+
+
+def test_host_fault_for_a_host_outside_the_environment_is_refused() -> None:
+    with pytest.raises(FaultError) as info:
+        FaultSwitch().set("cert_expired", "dev", {"host": "bic-sky.halo360.ai"})
+    assert str(info.value) == ("cert_expired: host 'bic-sky.halo360.ai' is not a dev hostname; "
+                               "use one of: 360voice-dev.techhalo.ai, halovoice-dev.techhalo.ai,"
+                               " api-halo-task-dev.techhalo.ai, dev-sky.halo360.ai")
+
+
+def test_each_host_gets_its_own_certificate(sandbox: Sandbox) -> None:
+    ctx = ssl.create_default_context(cafile=sandbox.ca_file)
+    address = ("127.0.0.1", sandbox.port("bic_agent"))
+    for host in ("release-sky.halo360.ai", "halovoice-dev.techhalo.ai"):
+        with socket.create_connection(address, timeout=10) as raw, \
+                ctx.wrap_socket(raw, server_hostname=host) as tls:
+            cert = tls.getpeercert()
+        assert cert is not None
+        assert dict(x[0] for x in cert["subject"]) == {"commonName": host}
