@@ -25,7 +25,10 @@ log = logging.getLogger(__name__)
 RETENTION_EVERY_S = 3600.0
 
 # One line per pluggable capability; each module has create(runtime) -> Component | None.
-COMPONENTS: list[str] = []
+COMPONENTS: list[str] = [
+    "controlplane.sentry",
+    "controlplane.incidents.component",
+]
 
 
 class Component(Protocol):

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = [
     "controlplane.commands.core",
     "controlplane.commands.probe",
+    "controlplane.commands.silence",
     "controlplane.commands.sandbox",
     "controlplane.commands.demo",
 ]

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from controlplane.durations import Duration
+from controlplane.incidents.config import IncidentsConfig, NotifiersConfig, SilenceConfig
 from controlplane.probes import probe_class, valid_kinds
 from controlplane.probes.base import CheckConfig
 from controlplane.yamlsource import ConfigError, Located, Path_, Problem, load_located
@@ -83,6 +84,9 @@ class ControlPlaneConfig(_Model):
     check_files: list[str] = Field(default_factory=lambda: ["checks/*.yaml"])
     checks: list[CheckConfig] = Field(default_factory=list)
     source: str = ""
+    incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
+    notifiers: NotifiersConfig = Field(default_factory=NotifiersConfig)
+    silences: list[SilenceConfig] = Field(default_factory=list)
 
     @field_validator("environments")
     @classmethod

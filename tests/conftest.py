@@ -8,5 +8,6 @@ pytest_plugins: list[str] = [
     "tests.services.tlsserver",
     "tests.services.httpserver",
     "tests.services.dnsserver",
+    "tests.services.saas_fakes",
     "tests.services.sandbox",
 ]

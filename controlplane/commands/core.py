@@ -87,18 +87,10 @@ def cmd_check_run(args: argparse.Namespace) -> int:
     except KeyError:
         err(f"no check with id {args.id!r}; `controlplane check list` shows the ids")
         return EXIT_ERROR
+    from controlplane.commands.probe import run_and_print
     from controlplane.probes.base import ProbeContext
-    from controlplane.scheduler import CheckRunner
 
-    runner = CheckRunner(check, ProbeContext(environments=dict(cfg.environments)))
-    try:
-        result = runner.run()
-    finally:
-        runner.close()
-    from controlplane.commands.probe import print_result
-
-    print_result(result, args.json)
-    return result.status.exit_code
+    return run_and_print(check, ProbeContext(environments=dict(cfg.environments)), args.json)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -9,7 +9,9 @@ from pydantic import ValidationError
 
 from controlplane.cli import EXIT_ERROR, err
 from controlplane.probes import probe_class
+from controlplane.probes.base import CheckConfig, ProbeContext
 from controlplane.results import Result
+from controlplane.scheduler import CheckRunner
 
 # CLI name -> check kind. A kind is offered here when its Probe implements config_from_args.
 PROBE_COMMANDS: dict[str, str] = {
@@ -44,12 +46,17 @@ def cmd_probe(args: argparse.Namespace) -> int:
     except (ValidationError, ValueError) as exc:
         err(_short(exc))
         return EXIT_ERROR
-    probe = cls(config)
+    return run_and_print(config, ProbeContext(), kargs.json)
+
+
+def run_and_print(check: CheckConfig, context: ProbeContext, as_json: bool) -> int:
+    """Run one check once, with the scheduler's hard timeout; print it; return the exit code."""
+    runner = CheckRunner(check, context)
     try:
-        result = probe.execute()
+        result = runner.run()
     finally:
-        probe.close()
-    print_result(result, kargs.json)
+        runner.close()
+    print_result(result, as_json)
     return result.status.exit_code
 
 

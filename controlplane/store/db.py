@@ -20,6 +20,7 @@ class Base(DeclarativeBase):
 
 def _import_table_modules() -> None:
     # Every module that declares tables must be imported before create_all.
+    from controlplane.incidents import model  # noqa: F401
     from controlplane.store import results  # noqa: F401
 
 

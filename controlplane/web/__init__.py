@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 BLUEPRINTS = [
     "controlplane.web.ops",
     "controlplane.web.checks",
+    "controlplane.web.incidents",
+    "controlplane.web.silences",
+    "controlplane.web.slack_webhook",
     "controlplane.web.twilio_webhook",
 ]
 

@@ -1,0 +1,1 @@
+"""Incidents: one per (check, env), notified through a durable outbox (see docs/incidents.md)."""

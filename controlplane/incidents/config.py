@@ -1,0 +1,124 @@
+"""Config models for incidents, notifiers and static silences.
+
+They are fields of :class:`controlplane.config.ControlPlaneConfig` (``incidents``,
+``notifiers``, ``silences``), so a mistake in them stops start-up with FILE:LINE errors.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from controlplane.durations import Duration
+
+Severity = Literal["critical", "major", "minor"]
+SEVERITY_RANK: dict[str, int] = {"minor": 0, "major": 1, "critical": 2}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RouteMatch(_Model):
+    """Which incidents a route takes: every given label must match; severity in the list."""
+
+    labels: dict[str, str] = Field(default_factory=dict)
+    severity: list[Severity] = Field(default_factory=list)
+    env: list[str] = Field(default_factory=list)
+
+
+class SlackRoute(_Model):
+    match: RouteMatch = Field(default_factory=RouteMatch)
+    channel: str = Field(min_length=1)
+
+
+class SlackConfig(_Model):
+    enabled: bool = True
+    token: SecretStr
+    base_url: str = "https://slack.com/api/"
+    channel: str = Field(min_length=1, description="default channel when no route matches")
+    routes: list[SlackRoute] = Field(default_factory=list)
+    repeat_interval: Duration = 4 * 3600.0
+    signing_secret: SecretStr | None = None
+    timeout: Duration = 10.0
+
+    @field_validator("base_url")
+    @classmethod
+    def _slash(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://slack.com/api/")
+        return v if v.endswith("/") else v + "/"
+
+    @field_validator("repeat_interval")
+    @classmethod
+    def _repeat_positive(cls, v: float) -> float:
+        if v < 60:
+            raise ValueError("must be at least 60s; reminders more often are noise")
+        return v
+
+
+class JiraConfig(_Model):
+    enabled: bool = True
+    server: str
+    user: str = ""
+    token: SecretStr
+    project: str = Field(min_length=1, pattern=r"^[A-Z][A-Z0-9_]*$")
+    issue_type: str = "Incident"
+    min_severity: Severity = "major"
+    resolve_transition: str = "Done"
+    reopen_transition: str = "Reopen"
+    reopen_window: Duration = 24 * 3600.0
+    timeout: Duration = 15.0
+
+    @field_validator("server")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be the Jira base URL such as https://example.atlassian.net")
+        return v.rstrip("/")
+
+
+class NotifiersConfig(_Model):
+    slack: SlackConfig | None = None
+    jira: JiraConfig | None = None
+
+
+class OutboxConfig(_Model):
+    poll_interval: Duration = 1.0
+    backoff_initial: Duration = 2.0
+    backoff_max: Duration = 300.0
+    max_attempts: int = Field(default=0, ge=0, description="0 = retry transient errors forever")
+
+
+class IncidentsConfig(_Model):
+    enabled: bool = True
+    dashboard_url: str = Field(default="", description="public base URL of the dashboard")
+    tick_interval: Duration = 15.0
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+
+
+class SilenceMatchers(_Model):
+    check: str | None = None
+    env: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class SilenceConfig(_Model):
+    """A silence or maintenance window; one-off (starts/ends) or recurring (cron + duration)."""
+
+    matchers: SilenceMatchers
+    comment: str = Field(min_length=1)
+    author: str = "config"
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    cron: str | None = None
+    duration: Duration | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> SilenceConfig:
+        from controlplane.incidents.silences import validate_window
+
+        validate_window(self.starts_at, self.ends_at, self.cron, self.duration)
+        return self

@@ -1,0 +1,270 @@
+"""Incident life cycle: open on a bad transition, update, remind, acknowledge, resolve.
+
+Every change and the notifications it causes are written in ONE transaction (the
+incident row, its timeline event and the outbox entries), so a crash can never leave a
+change without its notification or a notification without its change. Delivery is the
+outbox worker's job (:mod:`controlplane.incidents.outbox`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from controlplane.evaluator import State, Transition
+from controlplane.incidents import silences
+from controlplane.incidents.config import SEVERITY_RANK, IncidentsConfig, NotifiersConfig
+from controlplane.incidents.model import (
+    ACKNOWLEDGED,
+    ACTIVE_STATES,
+    OPEN,
+    PENDING,
+    RESOLVED,
+    IncidentEventRow,
+    IncidentRow,
+    OutboxRow,
+)
+from controlplane.metrics import Metrics
+from controlplane.notifiers.jira import dedup_label
+from controlplane.probes.base import CheckConfig
+from controlplane.results import Result, Status, iso
+from controlplane.store import Store
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+_LEVEL = {Status.DEGRADED: "degraded", Status.FAILING: "failing", Status.ERROR: "failing"}
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def dedup_key(check_id: str, env: str) -> str:
+    return f"{check_id}/{env}"
+
+
+class IncidentService:
+    def __init__(self, store: Store, incidents: IncidentsConfig, notifiers: NotifiersConfig,
+                 metrics: Metrics | None = None, clock: Clock = system_clock,
+                 dashboard_url: str = "", wake: Callable[[], None] | None = None) -> None:
+        self.store = store
+        self.cfg = incidents
+        self.notifiers = notifiers
+        self.metrics = metrics
+        self.clock = clock
+        self.dashboard_url = (incidents.dashboard_url or dashboard_url).rstrip("/")
+        self._wake = wake or (lambda: None)
+        self._lock = threading.RLock()
+
+    # -- pipeline hooks ---------------------------------------------------------------------
+
+    def on_transition(self, t: Transition) -> None:
+        check, now = t.check, self.clock()
+        bad = t.new == State.FAILING or (t.new == State.DEGRADED and check.notify_on_degraded)
+        with self._lock, self.store.session() as s:
+            inc = self._active(s, check.id, check.env)
+            if inc is None and bad:
+                self._open(s, check, t, now)
+            elif inc is not None and bad:
+                verb = "escalated" if t.new == State.FAILING else "improved"
+                inc.status, inc.message = t.new.value, t.result.message
+                self._event(s, inc, verb, f"{verb} to {t.new.value}: {t.result.message}", now)
+                self._notify(s, inc, "update", now,
+                             text=f"{verb.capitalize()} to {t.new.value}: {t.result.message}")
+            elif inc is not None:
+                self._resolve(s, inc, t.result.message, now)
+        self._after_change()
+
+    def on_result(self, result: Result, check: CheckConfig) -> None:
+        """A changed message while the incident stays at its level becomes a thread update."""
+        level = _LEVEL.get(result.status)
+        if level is None:
+            return
+        with self._lock, self.store.session() as s:
+            inc = self._active(s, check.id, check.env)
+            if inc is None or inc.status != level or result.message == inc.message:
+                return
+            now = self.clock()
+            inc.message = result.message
+            self._event(s, inc, "updated", result.message, now)
+            self._notify(s, inc, "update", now, text=f"Update: {result.message}")
+        self._after_change()
+
+    # -- operator actions ---------------------------------------------------------------------
+
+    def acknowledge(self, incident_id: int, by: str, via: str) -> IncidentRow:
+        """Stop reminders; raises LookupError (unknown) or ValueError (already resolved)."""
+        now = self.clock()
+        with self._lock, self.store.session() as s:
+            inc = s.get(IncidentRow, incident_id)
+            if inc is None:
+                raise LookupError(f"no incident {incident_id}")
+            if inc.state == RESOLVED:
+                raise ValueError(f"incident {incident_id} is already resolved")
+            if inc.state == ACKNOWLEDGED:
+                return inc
+            inc.state, inc.acknowledged_at, inc.acknowledged_by = ACKNOWLEDGED, now, by
+            self._event(s, inc, "acknowledged", f"acknowledged by {by} via {via}", now)
+            self._notify(s, inc, "acknowledge", now, text=f":eyes: Acknowledged by {by}")
+        self._after_change()
+        return inc
+
+    # -- time-driven work ---------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Notify incidents whose silence ended; send reminders past repeat_interval."""
+        now = self.clock()
+        with self._lock, self.store.session() as s:
+            for inc in s.scalars(select(IncidentRow).where(IncidentRow.state.in_(ACTIVE_STATES))):
+                silence = self._silence(s, inc, now)
+                if not inc.notified:
+                    if silence is None:
+                        self._event(s, inc, "unsilenced", "silence over and still "
+                                    f"{inc.status}; notifying now", now)
+                        inc.silenced_by = None
+                        self._notify(s, inc, "open", now)
+                    continue
+                if inc.state == OPEN and silence is None and self._reminder_due(inc, now):
+                    self._event(s, inc, "reminder", f"still {inc.status}", now)
+                    self._notify(s, inc, "reminder", now, text=(
+                        f":alarm_clock: Still {inc.status} since {iso(inc.since)}, not "
+                        f"acknowledged: {inc.message}"))
+        self._after_change()
+
+    def _reminder_due(self, inc: IncidentRow, now: datetime) -> bool:
+        slack = self.notifiers.slack
+        if slack is None or not slack.enabled:
+            return False
+        last = inc.last_notified_at or inc.opened_at
+        return (now - last).total_seconds() >= slack.repeat_interval
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _active(self, s: Session, check_id: str, env: str) -> IncidentRow | None:
+        return s.scalars(select(IncidentRow).where(
+            IncidentRow.dedup_key == dedup_key(check_id, env),
+            IncidentRow.state.in_(ACTIVE_STATES)).order_by(IncidentRow.id.desc())).first()
+
+    def _open(self, s: Session, check: CheckConfig, t: Transition, now: datetime) -> None:
+        inc = IncidentRow(
+            dedup_key=dedup_key(check.id, check.env), check_id=check.id, env=check.env,
+            kind=check.kind, name=check.name, severity=check.severity,
+            labels=dict(check.labels), runbook=check.runbook, state=OPEN, status=t.new.value,
+            message=t.result.message, opened_at=now, since=t.since, notified=False,
+            last_notified_message="")
+        s.add(inc)
+        s.flush()
+        self._event(s, inc, "opened", f"{t.old.value} -> {t.new.value}: {t.result.message}",
+                    now)
+        silence = self._silence(s, inc, now)
+        if silence is not None:
+            inc.silenced_by = silence.id
+            self._event(s, inc, "silenced", f"not notified: silence #{silence.id} "
+                        f"({silence.comment}) by {silence.author}", now)
+            return
+        self._notify(s, inc, "open", now)
+        log.info("incident opened id=%s check=%s env=%s severity=%s", inc.id, check.id,
+                 check.env, check.severity)
+
+    def _resolve(self, s: Session, inc: IncidentRow, message: str, now: datetime) -> None:
+        inc.state, inc.resolved_at, inc.message = RESOLVED, now, message
+        self._event(s, inc, "resolved", f"recovered: {message}", now)
+        if inc.notified:
+            # Sent even during a silence: an open thread must not be left hanging.
+            self._notify(s, inc, "resolve", now, force=True)
+        log.info("incident resolved id=%s check=%s", inc.id, inc.check_id)
+
+    def _silence(self, s: Session, inc: IncidentRow, now: datetime) -> Any:
+        return silences.silenced_by(
+            s, silences.Target(inc.check_id, inc.env, inc.labels or {}), now)
+
+    def _event(self, s: Session, inc: IncidentRow, kind: str, message: str,
+               now: datetime) -> None:
+        s.add(IncidentEventRow(incident_id=inc.id, at=now, kind=kind, message=message))
+
+    def _notify(self, s: Session, inc: IncidentRow, action: str, now: datetime,
+                text: str | None = None, force: bool = False) -> None:
+        if action != "open" and not inc.notified:
+            return  # nothing was announced (silenced), so there is nothing to follow up
+        if action not in ("open", "resolve") and not force and self._silence(s, inc, now):
+            self._event(s, inc, "silenced", f"{action} not sent: silenced", now)
+            return
+        payload = self.payload(inc, now, text)
+        for channel in self._channels(inc, action):
+            if channel == "slack" and action == "open":
+                payload = {**payload, "channel": self._route(inc)}
+            s.add(OutboxRow(incident_id=inc.id, channel=channel, action=action, payload=payload,
+                            idempotency_key=uuid.uuid4().hex, state=PENDING, attempts=0,
+                            created_at=now, next_attempt_at=now, last_error="", response={}))
+        if action == "open":
+            inc.notified = True
+        inc.last_notified_at, inc.last_notified_message = now, inc.message
+
+    def _channels(self, inc: IncidentRow, action: str) -> list[str]:
+        out = []
+        for channel in self._channels_configured():
+            if channel == "jira":
+                jira = self.notifiers.jira
+                assert jira is not None
+                if action == "reminder" or \
+                        SEVERITY_RANK[inc.severity] < SEVERITY_RANK[jira.min_severity]:
+                    continue  # reminders are for on-call; Jira gets what auditors need
+            out.append(channel)
+        return out
+
+    def _route(self, inc: IncidentRow) -> str:
+        from controlplane.notifiers.slack import route
+
+        assert self.notifiers.slack is not None
+        return route(self.notifiers.slack, inc.severity, inc.env, inc.labels or {})
+
+    def payload(self, inc: IncidentRow, now: datetime, text: str | None = None) -> dict[str, Any]:
+        """A snapshot of the incident for one notification (rendered by each notifier)."""
+        end = inc.resolved_at or now
+        return {
+            "incident": inc.id, "check": inc.check_id, "env": inc.env, "kind": inc.kind,
+            "name": inc.name, "severity": inc.severity, "status": inc.status,
+            "state": inc.state, "message": inc.message, "since": iso(inc.since),
+            "labels": inc.labels or {}, "runbook": self.runbook_link(inc.runbook),
+            "dashboard": self.link(inc.id), "dedup_key": inc.dedup_key,
+            "dedup_label": dedup_label(inc.dedup_key), "text": text,
+            "acknowledged_by": inc.acknowledged_by,
+            "duration_s": round((end - inc.since).total_seconds(), 3),
+        }
+
+    def link(self, incident_id: int) -> str | None:
+        return f"{self.dashboard_url}/incidents/{incident_id}" if self.dashboard_url else None
+
+    def runbook_link(self, runbook: str | None) -> str | None:
+        if not runbook or runbook.startswith(("http://", "https://")):
+            return runbook
+        return f"{self.dashboard_url}/runbooks/{runbook}" if self.dashboard_url else runbook
+
+    def _after_change(self) -> None:
+        self.refresh_metrics()
+        self._wake()
+
+    def refresh_metrics(self) -> None:
+        if self.metrics is None:
+            return
+        with self.store.session() as s:
+            rows = dict(s.execute(select(IncidentRow.severity, func.count()).where(
+                IncidentRow.state.in_(ACTIVE_STATES)).group_by(IncidentRow.severity)).all())
+            pending = dict(s.execute(select(OutboxRow.channel, func.count()).where(
+                OutboxRow.state == PENDING).group_by(OutboxRow.channel)).all())
+        for sev in ("critical", "major", "minor"):
+            self.metrics.incidents_open.labels(sev).set(rows.get(sev, 0))
+        for channel in self._channels_configured():
+            self.metrics.notifications_pending.labels(channel).set(pending.get(channel, 0))
+
+    def _channels_configured(self) -> list[str]:
+        return [name for name, c in (("slack", self.notifiers.slack),
+                                     ("jira", self.notifiers.jira)) if c and c.enabled]

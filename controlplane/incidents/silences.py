@@ -1,0 +1,147 @@
+"""Silences and maintenance windows: matchers on check id, env and labels.
+
+A silence is one-off (``starts_at``..``ends_at``) or recurring (a 5-field ``cron`` that
+opens the window, plus ``duration``). Silences from the config file are re-synced on
+every start (``source = "config"``); the API and CLI add ``source = "api"`` ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from controlplane.incidents.model import SilenceRow
+
+
+def validate_window(starts_at: datetime | None, ends_at: datetime | None, cron: str | None,
+                    duration: float | None) -> None:
+    """Raise ValueError saying how to fix a silence whose time window makes no sense."""
+    for ts in (starts_at, ends_at):
+        if ts is not None and ts.tzinfo is None:
+            raise ValueError("times need a zone, e.g. 2026-11-26T22:00:00Z")
+    if cron is not None:
+        if not duration:
+            raise ValueError("a recurring silence (cron) needs a duration, e.g. duration: 2h")
+        parse_cron(cron)
+    elif ends_at is None and duration is None:
+        raise ValueError("a one-off silence needs ends_at or duration")
+    if starts_at and ends_at and ends_at <= starts_at:
+        raise ValueError("ends_at must be after starts_at")
+
+
+def parse_cron(expr: str) -> CronTrigger:
+    try:
+        return CronTrigger.from_crontab(expr, timezone=UTC)
+    except ValueError as exc:
+        raise ValueError(f"invalid cron {expr!r} ({exc}); use 5 fields like '0 2 * * sun'") \
+            from None
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a silence is matched against."""
+
+    check: str
+    env: str
+    labels: dict[str, Any]
+
+
+def matches(row: SilenceRow, target: Target) -> bool:
+    if row.check_id and row.check_id != target.check:
+        return False
+    if row.env and row.env != target.env:
+        return False
+    return all(str(target.labels.get(k)) == str(v) for k, v in (row.labels or {}).items())
+
+
+def window_at(row: SilenceRow, now: datetime) -> tuple[datetime, datetime] | None:
+    """The window of ``row`` that contains ``now``, or None when it is not active."""
+    if row.expired_at is not None and row.expired_at <= now:
+        return None
+    if row.starts_at is not None and now < row.starts_at:
+        return None
+    if row.ends_at is not None and now >= row.ends_at:
+        return None
+    if row.cron:
+        length = timedelta(seconds=row.duration_s or 0)
+        start = parse_cron(row.cron).get_next_fire_time(None, now - length)
+        if start is None or start > now:
+            return None
+        end = min(start + length, row.ends_at) if row.ends_at else start + length
+        return (start, end) if now < end else None
+    start = row.starts_at or row.created_at
+    end = row.ends_at or start + timedelta(seconds=row.duration_s or 0)
+    return (start, end) if now < end else None
+
+
+def active(session: Session, now: datetime) -> list[SilenceRow]:
+    rows = session.scalars(select(SilenceRow).where(SilenceRow.expired_at.is_(None))
+                           .order_by(SilenceRow.id))
+    return [r for r in rows if window_at(r, now) is not None]
+
+
+def silenced_by(session: Session, target: Target, now: datetime) -> SilenceRow | None:
+    return next((r for r in active(session, now) if matches(r, target)), None)
+
+
+def add(session: Session, *, check: str | None, env: str | None, labels: dict[str, str],
+        comment: str, author: str, now: datetime, starts_at: datetime | None = None,
+        ends_at: datetime | None = None, cron: str | None = None,
+        duration: float | None = None, source: str = "api") -> SilenceRow:
+    if not (check or env or labels):
+        raise ValueError("a silence needs at least one matcher (check, env or a label); "
+                         "silencing everything is not allowed")
+    if not comment.strip():
+        raise ValueError("a silence needs a comment saying why")
+    if not author.strip():
+        raise ValueError("a silence needs an author")
+    validate_window(starts_at, ends_at, cron, duration)
+    if cron is None and ends_at is None and duration is not None:
+        ends_at = (starts_at or now) + timedelta(seconds=duration)
+    row = SilenceRow(check_id=check or None, env=env or None, labels=dict(labels),
+                     starts_at=starts_at or (None if cron else now), ends_at=ends_at, cron=cron,
+                     duration_s=duration, comment=comment, author=author, created_at=now,
+                     source=source)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def expire(session: Session, silence_id: int, now: datetime) -> SilenceRow | None:
+    row = session.get(SilenceRow, silence_id)
+    if row is None:
+        return None
+    if row.expired_at is None:
+        row.expired_at = now
+    return row
+
+
+def sync_static(session: Session, silences: list[Any], now: datetime) -> None:
+    """Replace the config-defined silences with those of the current config."""
+    session.execute(delete(SilenceRow).where(SilenceRow.source == "config"))
+    for s in silences:
+        add(session, check=s.matchers.check, env=s.matchers.env, labels=s.matchers.labels,
+            comment=s.comment, author=s.author, now=now, starts_at=s.starts_at,
+            ends_at=s.ends_at, cron=s.cron, duration=s.duration, source="config")
+
+
+def to_json(row: SilenceRow, now: datetime) -> dict[str, Any]:
+    from controlplane.results import iso
+
+    window = window_at(row, now)
+    return {
+        "id": row.id, "matchers": {"check": row.check_id, "env": row.env,
+                                   "labels": row.labels or {}},
+        "starts_at": iso(row.starts_at) if row.starts_at else None,
+        "ends_at": iso(row.ends_at) if row.ends_at else None,
+        "cron": row.cron, "duration_s": row.duration_s, "comment": row.comment,
+        "author": row.author, "created_at": iso(row.created_at),
+        "expired_at": iso(row.expired_at) if row.expired_at else None, "source": row.source,
+        "active": window is not None,
+        "active_until": iso(window[1]) if window else None,
+    }

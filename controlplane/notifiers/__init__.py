@@ -1,0 +1,1 @@
+"""Notification channels: base.py holds the contract, one module per integration."""

@@ -1,0 +1,152 @@
+"""The durable outbox: retries, backoff, Retry-After, permanent errors, order, metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controlplane.results import Status
+from controlplane.sandbox.jira_fake import JiraFake
+from controlplane.sandbox.slack_fake import SlackFake
+from tests.incidents.harness import FakeClock, Harness, build, make_config, tls_check
+
+
+def _run_for(h: Harness, seconds: int, step: int = 1) -> None:
+    """Let fake time pass, giving the worker a pass every ``step`` seconds."""
+    for _ in range(0, seconds, step):
+        h.clock.advance(step)
+        h.worker.run_once()
+
+
+def test_every_notification_is_stored_before_it_is_sent(
+        harness: Harness, slack_fake: SlackFake) -> None:
+    harness.feed(tls_check(), Status.FAILING, "expired", runs=2)
+    assert slack_fake.messages() == []
+    assert [(e.channel, e.action, e.state) for e in harness.outbox()] == [
+        ("slack", "open", "pending"), ("jira", "open", "pending")]
+    text = harness.metrics.render().decode()
+    assert 'controlplane_notifications_pending{channel="slack"} 1.0' in text
+    harness.deliver()
+    assert [e.state for e in harness.outbox()] == ["sent", "sent"]
+    text = harness.metrics.render().decode()
+    assert 'controlplane_notifications_pending{channel="slack"} 0.0' in text
+
+
+def test_slack_down_for_minutes_then_rate_limited_delivers_everything_in_order(
+        harness: Harness, slack_fake: SlackFake) -> None:
+    check = tls_check()
+    slack_fake.down(503)
+    harness.feed(check, Status.FAILING, "expired 1 day ago", runs=2)
+    for day in range(2, 6):
+        harness.clock.advance(60)
+        harness.feed(check, Status.FAILING, f"expired {day} days ago")
+        _run_for(harness, 60, step=5)
+    assert slack_fake.messages() == []
+    failed_calls = [c for c in slack_fake.calls if c[1] == 503]
+    # Backoff, not hammering: 48 passes over four minutes make only a handful of attempts.
+    assert 5 <= len(failed_calls) < 15, failed_calls
+    slack_fake.heal()
+    slack_fake.rate_limit(retry_after=30, count=1)
+    harness.clock.advance(120)  # past any backoff
+    harness.worker.run_once()
+    # The entry was tried before, so the worker first looks for an earlier delivery.
+    assert [c for c in slack_fake.calls if c[1] == 429] == [("conversations.history", 429)]
+    calls_before = len(slack_fake.calls)
+    _run_for(harness, 29)
+    assert len(slack_fake.calls) == calls_before  # Retry-After honoured: nothing for 30 s
+    _run_for(harness, 120)
+    [root] = slack_fake.messages(roots_only=True)
+    assert root.text.endswith("expired 1 day ago")
+    assert [m.text for m in slack_fake.messages(thread_ts=root.ts)] == [
+        f"Update: expired {d} days ago" for d in range(2, 6)]
+    assert {e.state for e in harness.outbox()} == {"sent"}
+    [inc] = harness.incidents()
+    timeline = harness.timeline(inc.id)
+    assert ("notify_retry", "slack open delayed: slack unavailable: HTTP 503; retrying") \
+        in timeline
+
+
+def test_jira_5xx_is_retried_until_it_recovers(harness: Harness, jira_fake: JiraFake) -> None:
+    jira_fake.down(503)
+    harness.feed(tls_check(), Status.FAILING, "expired", runs=2)
+    _run_for(harness, 300, step=10)
+    assert jira_fake.issues == {}
+    jira_fake.heal()
+    _run_for(harness, 400, step=10)
+    assert list(jira_fake.issues) == ["OPS-1"]
+    assert harness.incidents()[0].jira_key == "OPS-1"
+
+
+def test_jira_unreachable_is_retried(tmp_path: Path, slack_fake: SlackFake,
+                                     jira_fake: JiraFake) -> None:
+    jira_fake.stop()  # connection refused from now on
+    h = build(make_config(None, jira_fake, tmp_path / "cp.db"), FakeClock())
+    try:
+        h.feed(tls_check(), Status.FAILING, "expired", runs=2)
+        h.deliver()
+        [entry] = h.outbox()
+        assert (entry.state, entry.attempts) == ("pending", 1)
+        assert entry.last_error == "jira unreachable: ConnectionError"
+    finally:
+        h.close()
+
+
+def test_permanent_slack_error_stops_retrying_is_recorded_and_counted(
+        harness: Harness, slack_fake: SlackFake) -> None:
+    slack_fake.fail("channel_not_found", method="chat.postMessage", count=None)
+    harness.feed(tls_check(), Status.FAILING, "expired", runs=2)
+    _run_for(harness, 600, step=10)
+    assert slack_fake.count("chat.postMessage") == 1
+    slack = [e for e in harness.outbox() if e.channel == "slack"]
+    assert [(e.state, e.attempts, e.last_error) for e in slack] == [
+        ("failed", 1, "slack rejected the request: channel_not_found")]
+    assert ("notify_failed", "slack open failed for good: slack rejected the request: "
+            "channel_not_found") in harness.timeline(1)
+    text = harness.metrics.render().decode()
+    assert 'controlplane_notifications_failed_total{channel="slack"} 1.0' in text
+
+
+def test_invalid_slack_token_is_a_permanent_error(tmp_path: Path, slack_fake: SlackFake) -> None:
+    cfg = make_config(slack_fake, None, tmp_path / "cp.db")
+    assert cfg.notifiers.slack is not None
+    cfg.notifiers.slack.token = type(cfg.notifiers.slack.token)("xoxb-wrong")
+    h = build(cfg)
+    try:
+        h.feed(tls_check(), Status.FAILING, "expired", runs=2)
+        h.deliver()
+        [entry] = h.outbox()
+        assert (entry.state, entry.last_error) == (
+            "failed", "slack rejected the request: invalid_auth")
+    finally:
+        h.close()
+
+
+def test_jira_field_error_is_permanent_and_names_the_field(
+        tmp_path: Path, jira_fake: JiraFake) -> None:
+    cfg = make_config(None, jira_fake, tmp_path / "cp.db")
+    assert cfg.notifiers.jira is not None
+    cfg.notifiers.jira.issue_type = "Epic"
+    h = build(cfg)
+    try:
+        h.feed(tls_check(), Status.FAILING, "expired", runs=2)
+        h.deliver()
+        [entry] = h.outbox()
+        assert (entry.state, entry.last_error) == (
+            "failed", "jira rejected the request: HTTP 400 issuetype: "
+                      "The issue type selected is invalid.")
+        assert "controlplane_notifications_failed_total{channel=\"jira\"} 1.0" in \
+            h.metrics.render().decode()
+    finally:
+        h.close()
+
+
+def test_a_slow_incident_does_not_hold_up_another(harness: Harness,
+                                                  slack_fake: SlackFake) -> None:
+    harness.feed(tls_check(id="a"), Status.FAILING, "a down", runs=2)
+    slack_fake.down(503, count=2)
+    harness.deliver(passes=1)  # a's open fails and backs off
+    harness.feed(tls_check(id="b"), Status.FAILING, "b down", runs=2)
+    harness.deliver(passes=1)
+    assert [m.text.split(":")[0] for m in slack_fake.messages()] == [
+        "[FAILING] b (production, critical)"]
+    _run_for(harness, 10)
+    assert len(slack_fake.messages(roots_only=True)) == 2

@@ -1,0 +1,117 @@
+"""Jira specifics: dedup label, search before create, reopen window, comments, transitions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controlplane.notifiers.jira import dedup_label
+from controlplane.results import Status
+from controlplane.sandbox.jira_fake import JiraFake
+from tests.incidents.harness import FakeClock, build, make_config, tls_check
+
+
+def test_dedup_label_is_a_stable_hash_of_the_key() -> None:
+    assert dedup_label("tls-bic-sky-prod/production") == "cp-" + __import__(
+        "hashlib").sha256(b"tls-bic-sky-prod/production").hexdigest()[:16]
+    assert dedup_label("a/production") != dedup_label("a/staging")
+
+
+def test_a_lost_local_store_never_creates_a_second_ticket(tmp_path: Path,
+                                                          jira_fake: JiraFake) -> None:
+    clock = FakeClock()
+    jira_fake.clock = clock
+    for db in ("first.db", "second.db"):  # the second control plane starts from nothing
+        h = build(make_config(None, jira_fake, tmp_path / db), clock)
+        h.feed(tls_check(), Status.FAILING, "expired", runs=2)
+        h.deliver()
+        assert h.incidents()[0].jira_key == "OPS-1"
+        h.close()
+    assert list(jira_fake.issues) == ["OPS-1"]
+    labels = jira_fake.issue("OPS-1").fields["labels"]
+    assert labels == ["controlplane", dedup_label("tls-bic-sky-prod/production")]
+
+
+def test_failing_again_within_the_reopen_window_reopens_the_same_ticket(
+        tmp_path: Path, jira_fake: JiraFake) -> None:
+    clock = FakeClock()
+    jira_fake.clock = clock
+    h = build(make_config(None, jira_fake, tmp_path / "cp.db"), clock)  # reopen_window 1h
+    check = tls_check()
+    h.feed(check, Status.FAILING, "expired", runs=2)
+    h.feed(check, Status.OK, "renewed")
+    h.deliver()
+    clock.advance(1800)
+    h.feed(check, Status.FAILING, "expired again", runs=2)
+    h.deliver()
+    issue = jira_fake.issue("OPS-1")
+    assert (issue.status, issue.transitions) == ("Reopened", ["Done", "Reopen"])
+    assert issue.comments[-1]["body"] == "Failing again: expired again"
+    assert [i.jira_key for i in h.incidents()] == ["OPS-1", "OPS-1"]
+    h.close()
+
+
+def test_failing_again_after_the_reopen_window_opens_a_new_ticket(
+        tmp_path: Path, jira_fake: JiraFake) -> None:
+    clock = FakeClock()
+    jira_fake.clock = clock
+    h = build(make_config(None, jira_fake, tmp_path / "cp.db"), clock)
+    check = tls_check()
+    h.feed(check, Status.FAILING, "expired", runs=2)
+    h.feed(check, Status.OK, "renewed")
+    h.deliver()
+    clock.advance(2 * 3600)
+    h.feed(check, Status.FAILING, "expired again", runs=2)
+    h.deliver()
+    assert list(jira_fake.issues) == ["OPS-1", "OPS-2"]
+    assert jira_fake.issue("OPS-1").status == "Done"
+    assert jira_fake.issue("OPS-2").status == "Open"
+    h.close()
+
+
+def test_a_comment_identical_to_the_last_one_is_skipped(tmp_path: Path,
+                                                         jira_fake: JiraFake) -> None:
+    h = build(make_config(None, jira_fake, tmp_path / "cp.db"))
+    check = tls_check(notify_on_degraded=True)
+    h.feed(check, Status.FAILING, "expired", runs=2)
+    h.feed(check, Status.FAILING, "expired 1 day ago")
+    h.deliver()
+    jira_fake.issue("OPS-1").comments.append(
+        {"id": "9", "body": "Update: expired 2 days ago", "author": {"name": "someone"}})
+    h.feed(check, Status.FAILING, "expired 2 days ago")
+    h.deliver()
+    assert [c["body"] for c in jira_fake.issue("OPS-1").comments] == [
+        "Update: expired 1 day ago", "Update: expired 2 days ago"]
+    assert [e.state for e in h.outbox()] == ["sent"] * 3
+    h.close()
+
+
+def test_a_missing_resolve_transition_is_a_permanent_error_naming_the_options(
+        tmp_path: Path, jira_fake: JiraFake) -> None:
+    cfg = make_config(None, jira_fake, tmp_path / "cp.db")
+    assert cfg.notifiers.jira is not None
+    cfg.notifiers.jira.resolve_transition = "Close"
+    h = build(cfg)
+    check = tls_check()
+    h.feed(check, Status.FAILING, "expired", runs=2)
+    h.feed(check, Status.OK, "renewed")
+    h.deliver()
+    resolve = h.outbox()[-1]
+    assert (resolve.action, resolve.state, resolve.last_error) == (
+        "resolve", "failed", "jira issue OPS-1 has no transition 'Close'; available: done; "
+        "fix notifiers.jira.resolve_transition/reopen_transition")
+    h.close()
+
+
+def test_wrong_jira_credentials_are_a_permanent_error(tmp_path: Path,
+                                                      jira_fake: JiraFake) -> None:
+    cfg = make_config(None, jira_fake, tmp_path / "cp.db")
+    assert cfg.notifiers.jira is not None
+    cfg.notifiers.jira.token = type(cfg.notifiers.jira.token)("wrong")
+    h = build(cfg)
+    h.feed(tls_check(), Status.FAILING, "expired", runs=2)
+    h.deliver()
+    [entry] = h.outbox()
+    assert entry.state == "failed"
+    assert entry.last_error.startswith("jira rejected the request: HTTP 401 You are not "
+                                       "authenticated.")
+    h.close()
