@@ -146,10 +146,23 @@ class Demo:
             f"demo: metrics         {url}/metrics",
             f"demo: sandbox faults  controlplane sandbox fault list   "
             f"(API {self.sandbox.url('control')}/faults)",
-            *[f"demo: {name.replace('_', ' ')}     {u}" for name, (u, _) in self.fakes.items()],
+            *self._fake_lines(),
             "demo: timeline        t+1:00 r121 drift, t+3:00 SMS dropped, t+5:00/6:00 healed",
             "demo: Ctrl-C stops everything",
         ]
+
+    def _fake_lines(self) -> list[str]:
+        lines = []
+        if "slack_fake" in self.fakes:
+            url = self.fakes["slack_fake"][0]
+            lines.append(f"demo: Slack (fake)    {url}   (curl -H 'Authorization: Bearer "
+                         f"xoxb-sandbox-token' '{url}/api/conversations.history?"
+                         "channel=C0ONCALL')")
+        if "jira_fake" in self.fakes:
+            url = self.fakes["jira_fake"][0]
+            lines.append(f"demo: Jira (fake)     {url}   (curl -u controlplane@example.com:"
+                         f"jira-sandbox-token '{url}/rest/api/2/search?jql=project=OPS')")
+        return lines
 
     def stop(self) -> None:
         self._stop.set()

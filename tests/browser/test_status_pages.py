@@ -85,3 +85,34 @@ def test_check_page_shows_history_and_a_chart(demo_site: DemoProcess,
     assert chart.locator("path, polyline").count() >= 1
     shot(pg, "check-page-idcard-sms-production")
     assert rec.offsite() == []
+
+
+def test_incident_opens_notifies_and_resolves_on_the_incidents_page(
+        demo_site: DemoProcess, page: tuple[Page, Recorder]) -> None:
+    pg, rec = page
+    pg.goto(demo_site.url + "/incidents")
+    expect(pg.locator("h1")).to_have_text("Incidents")
+    active = pg.locator('#active-incidents tr:has-text("http-halo-task-release")')
+    expect(active).to_have_count(0)
+    set_fault(demo_site, "halo_task_500", "release")
+    try:
+        # The page reloads itself every 15 s; the test never reloads it.
+        expect(active).to_have_count(1, timeout=150_000)
+        expect(active).to_contain_text("release")
+        shot(pg, "incidents-open")
+    finally:
+        clear_faults(demo_site)
+    deadline = time.monotonic() + 60
+    while True:  # notified once the Slack outbox worker delivered it
+        rows = requests.get(f"{demo_site.url}/api/v1/incidents", timeout=10).json()["incidents"]
+        mine = [i for i in rows if i["check"] == "http-halo-task-release"]
+        if mine and mine[0]["notified"]:
+            break
+        assert time.monotonic() < deadline, f"incident not notified: {mine}"
+        time.sleep(0.5)
+    assert mine[0]["slack"]["channel"] == "C0ONCALL"
+    resolved = pg.locator('#resolved-incidents tr:has-text("http-halo-task-release")')
+    expect(resolved).to_have_count(1, timeout=150_000)
+    expect(active).to_have_count(0)
+    shot(pg, "incidents-resolved")
+    assert rec.offsite() == []

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -20,11 +23,16 @@ def checks(url: str) -> list[dict[str, object]]:
 
 
 def run_check(demo: DemoProcess, check_id: str) -> dict[str, object]:
-    resp = requests.post(f"{demo.url}/api/v1/checks/{check_id}/run", timeout=90,
-                         headers={"Authorization": f"Bearer {demo.admin_token}"})
-    assert resp.status_code == 200, resp.text
-    result: dict[str, object] = resp.json()
-    return result
+    """Run a check now through the API; retried while the scheduler's own run is in flight."""
+    for _ in range(20):
+        resp = requests.post(f"{demo.url}/api/v1/checks/{check_id}/run", timeout=90,
+                             headers={"Authorization": f"Bearer {demo.admin_token}"})
+        assert resp.status_code == 200, resp.text
+        result: dict[str, object] = resp.json()
+        if not str(result["message"]).startswith("previous run still running"):
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"{check_id} was busy for 10s")
 
 
 def test_demo_watches_all_four_environments_with_every_local_kind(demo: DemoProcess) -> None:
@@ -121,3 +129,54 @@ def test_dns_answering_the_wrong_ip_fails_the_dns_check(demo: DemoProcess) -> No
     result = run_check(demo, "dns-idcard-dev")
     assert result["status"] == "failing"
     assert "127.0.0.2" in str(result["message"])
+
+
+def test_incident_opens_notifies_slack_and_jira_and_resolves(demo: DemoProcess) -> None:
+    slack = demo.wait_line("demo: Slack (fake)").split()[3]
+    jira = demo.wait_line("demo: Jira (fake)").split()[3]
+    r = run_cli("sandbox", "fault", "set", "pdf_broken", "--env", "staging",
+                env={"CONTROLPLANE_CACHE": str(demo.cache)})
+    assert r.returncode == 0, r.stderr
+    for _ in range(2):  # failure_threshold 2
+        result = run_check(demo, "idcard-sms-staging")
+        assert result["status"] == "failing", result["message"]
+    incident = wait_incident(demo, "idcard-sms-staging", lambda i: bool(i["notified"]))
+    assert incident["state"] == "open"
+    assert str(incident["message"]).startswith("download_pdf: the PDF (73 bytes) cannot be "
+                                               "opened")
+
+    def slack_has_it() -> bool:
+        history = requests.get(f"{slack}/api/conversations.history?channel=C0ONCALL",
+                               headers={"Authorization": "Bearer xoxb-sandbox-token"},
+                               timeout=10).json()
+        return any("idcard-sms-staging" in json.dumps(m) for m in history["messages"])
+
+    def jira_has_it() -> bool:
+        issues = requests.get(f"{jira}/rest/api/2/search?jql=project=OPS", timeout=10,
+                              auth=("controlplane@example.com", "jira-sandbox-token")).json()
+        return any("idcard-sms-staging" in json.dumps(i) for i in issues["issues"])
+
+    eventually(slack_has_it)  # each channel has its own outbox worker
+    eventually(jira_has_it)
+    run_cli("sandbox", "fault", "clear", "--all", env={"CONTROLPLANE_CACHE": str(demo.cache)})
+    assert run_check(demo, "idcard-sms-staging")["status"] == "ok"
+    wait_incident(demo, "idcard-sms-staging", lambda i: i["resolved_at"] is not None)
+
+
+def wait_incident(demo: DemoProcess, check_id: str, ready: Callable[[dict[str, Any]], bool],
+                  timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = requests.get(f"{demo.url}/api/v1/incidents", timeout=10).json()["incidents"]
+        mine = [i for i in rows if i["check"] == check_id]
+        if mine and ready(mine[0]):
+            return dict(mine[0])
+        time.sleep(0.5)
+    raise AssertionError(f"no incident for {check_id} reached the wanted state in {timeout}s")
+
+
+def eventually(cond: Callable[[], bool], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"{cond.__name__} still false after {timeout}s"
+        time.sleep(0.5)
