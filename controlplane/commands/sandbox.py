@@ -79,7 +79,9 @@ def print_info(info: dict[str, Any]) -> None:
     print(f"sandbox: bic-agent     https://bic-sky.halo360.ai:{ports['bic_agent']}/ "
           "(and every front-end host)")
     print(f"sandbox: halo-task API https://api-halo-task.techhalo.ai:{ports['halo_task']}/health")
-    print(f"sandbox: voice360      https://360voice.techhalo.ai:{ports['voice360']}/", flush=True)
+    print(f"sandbox: voice360      https://360voice.techhalo.ai:{ports['voice360']}/")
+    print(f"sandbox: tokens        {info['state_file']} (Twilio and halo-task tokens, mode 0600)",
+          flush=True)
 
 
 def control_url(explicit: str | None) -> str | None:

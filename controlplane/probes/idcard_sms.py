@@ -123,6 +123,7 @@ class IdCardSmsProbe(Probe[IdCardSmsConfig]):
     def __init__(self, config: IdCardSmsConfig, context: ProbeContext | None = None) -> None:
         super().__init__(config, context)
         self._consumed: deque[str] = deque(maxlen=200)  # SIDs and links earlier runs used
+        self._client: Client | None = None
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -227,9 +228,20 @@ class IdCardSmsProbe(Probe[IdCardSmsConfig]):
         return f"SMS {sms.sid} {sms.status} after {run.sms_latency:.1f}s"
 
     def _twilio(self) -> Client:
-        cfg = self.config
-        return twilio_client(cfg.twilio.account_sid, cfg.twilio.auth_token.get_secret_value(),
-                             cfg.twilio.api_base, cfg.twilio.ca_file or cfg.ca_file, 10.0)
+        """One SDK client (and its HTTP session) per probe, kept across runs."""
+        if self._client is None:
+            cfg = self.config
+            self._client = twilio_client(cfg.twilio.account_sid,
+                                         cfg.twilio.auth_token.get_secret_value(),
+                                         cfg.twilio.api_base, cfg.twilio.ca_file or cfg.ca_file,
+                                         10.0)
+        return self._client
+
+    def close(self) -> None:
+        session = getattr(self._client.http_client, "session", None) if self._client else None
+        if session is not None:
+            session.close()
+        self._client = None
 
     def _check_link_host(self, run: _Run) -> str:
         host = (urlsplit(run.link).hostname or "").lower()

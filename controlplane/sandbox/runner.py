@@ -178,6 +178,7 @@ class Sandbox:
         assert self.twilio is not None
         data: dict[str, Any] = {
             "control_url": self.url("control"), "ca_file": self.ca_file,
+            "state_file": os.path.join(self.directory, "state.json"),
             "nameserver": self.nameserver, "twilio_api_base": self.url("twilio"),
             "twilio_account_sid": self.twilio.account_sid,
             "ports": {p: s.port for p, s in self.servers.items()} | {"dns": self.dns_port},
