@@ -28,6 +28,7 @@ RETENTION_EVERY_S = 3600.0
 COMPONENTS: list[str] = [
     "controlplane.sentry",
     "controlplane.incidents.component",
+    "controlplane.dr.component",
 ]
 
 

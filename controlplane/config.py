@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from controlplane.backups.config import BackupsConfig, BlobConfig, DrConfig
 from controlplane.durations import Duration
 from controlplane.incidents.config import IncidentsConfig, NotifiersConfig, SilenceConfig
 from controlplane.probes import probe_class, valid_kinds
@@ -87,6 +88,9 @@ class ControlPlaneConfig(_Model):
     incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
     notifiers: NotifiersConfig = Field(default_factory=NotifiersConfig)
     silences: list[SilenceConfig] = Field(default_factory=list)
+    blob: BlobConfig = Field(default_factory=BlobConfig)
+    backups: BackupsConfig = Field(default_factory=BackupsConfig)
+    dr: DrConfig = Field(default_factory=DrConfig)
 
     @field_validator("environments")
     @classmethod

@@ -47,9 +47,12 @@ class Pipeline:
         self._result_listeners.append(listener)
 
     def process(self, result: Result, check: CheckConfig) -> Transition | None:
-        transition = self._store_and_evaluate(result, check)
-        self._export(result)
-        self._span(result)
+        try:
+            transition = self._store_and_evaluate(result, check)
+        finally:
+            # Metrics and the span need no store: a store outage must not freeze them.
+            self._export(result)
+            self._span(result)
         for rl in self._result_listeners:
             _safely(rl, result, check)
         if transition is not None:

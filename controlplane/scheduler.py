@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 HARD_TIMEOUT_MARGIN_S = 1.0
 """How long past its own timeout a probe may run before we record it as hung."""
 
+ABANDON_WAIT_S = 10.0
+"""After the grace period, how long the released pool threads get to return."""
+
 ResultSink = Callable[[Result, CheckConfig], Any]
 
 
@@ -41,6 +44,8 @@ class CheckRunner:
         self.probe: Probe[Any] = probe_class(check.kind)(check, context)
         self._busy: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._done = threading.Event()  # set when the current run returns, or on abandon()
+        self.abandoned = False
 
     def run(self) -> Result:
         started = utcnow()
@@ -49,14 +54,26 @@ class CheckRunner:
                 return self._error(started, 0.0, "previous run still running (hung probe); "
                                    "this run was skipped")
             box: list[Result] = []
-            worker = threading.Thread(target=lambda: box.append(self.probe.execute()),
-                                      name=f"probe-{self.check.id}", daemon=True)
+            done = self._done = threading.Event()
+
+            def execute() -> None:
+                try:
+                    box.append(self.probe.execute())
+                finally:
+                    done.set()
+
+            worker = threading.Thread(target=execute, name=f"probe-{self.check.id}",
+                                      daemon=True)
             self._busy = worker
             worker.start()
         t0 = time.monotonic()
-        worker.join(self.check.timeout + HARD_TIMEOUT_MARGIN_S)
+        done.wait(self.check.timeout + HARD_TIMEOUT_MARGIN_S)
         if box:
             return box[0]
+        if self.abandoned:
+            return self._error(started, time.monotonic() - t0,
+                               "abandoned at shutdown: still running when the grace period "
+                               "ended")
         log.warning("probe hung check=%s timeout_s=%s", self.check.id, self.check.timeout)
         return self._error(started, time.monotonic() - t0,
                            f"timed out after {self.check.timeout:g}s (probe did not return)")
@@ -65,6 +82,12 @@ class CheckRunner:
         return Result(check=self.check.id, kind=self.check.kind, env=self.check.env,
                       status=Status.ERROR, started_at=started, duration_s=round(duration, 6),
                       message=message)
+
+    def abandon(self) -> None:
+        """Stop waiting for the current run (shutdown after the grace period): the pool
+        thread returns at once, so the process can exit; the probe's own thread is a daemon."""
+        self.abandoned = True
+        self._done.set()
 
     def close(self) -> None:
         try:
@@ -135,6 +158,12 @@ class CheckScheduler:
         """Run one check immediately (also used by the CLI and the API) and feed the sink."""
         runner = self.runners[check_id]
         result = runner.run()
+        if runner.abandoned:
+            # Cut off by our own shutdown, not judged: storing it as an error could flip the
+            # check's state and page someone for a deploy.
+            log.warning("run abandoned at shutdown check=%s message=%r", check_id,
+                        result.message)
+            return result
         try:
             self.sink(result, runner.check)
         except Exception:
@@ -150,6 +179,11 @@ class CheckScheduler:
             while self._in_flight and time.monotonic() < deadline:
                 self._idle.wait(timeout=max(0.0, deadline - time.monotonic()))
             finished = self._in_flight == 0
+            if not finished:
+                # Pool threads are joined at interpreter exit: release them so we can exit.
+                for runner in self.runners.values():
+                    runner.abandon()
+                self._idle.wait_for(lambda: self._in_flight == 0, ABANDON_WAIT_S)
         for runner in self.runners.values():
             runner.close()
         log.info("scheduler stopped in_flight_left=%d", self._in_flight)

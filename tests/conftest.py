@@ -9,5 +9,7 @@ pytest_plugins: list[str] = [
     "tests.services.httpserver",
     "tests.services.dnsserver",
     "tests.services.saas_fakes",
+    "tests.services.postgres",
+    "tests.services.azurite",
     "tests.services.sandbox",
 ]

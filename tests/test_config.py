@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from controlplane.config import ConfigError, load_config
+from controlplane.probes import valid_kinds
 from tests.services.common import run_cli
 
 pytestmark = pytest.mark.usefixtures("scripted_kind")
@@ -55,10 +56,11 @@ def test_defaults_section_fills_check_fields(tmp_path: Path) -> None:
 
 def test_unknown_kind_lists_valid_kinds(tmp_path: Path) -> None:
     path = write(tmp_path, a="checks:\n  - id: one\n    kind: ftp\n")
-    (line,) = problems(path)
-    assert line.startswith(f"{tmp_path}/checks/a.yaml:3: checks.0.kind: unknown check kind "
-                           "'ftp'; valid kinds are: ")
-    assert "scripted" in line and "http" in line and "tls" in line
+    assert problems(path) == [
+        f"{tmp_path}/checks/a.yaml:3: checks.0.kind: unknown check kind 'ftp'; valid kinds "
+        f"are: {', '.join(valid_kinds())}"]
+    assert {"dns", "http", "scripted", "tcp", "tls"} <= set(valid_kinds())
+    assert valid_kinds() == sorted(valid_kinds())
 
 
 def test_missing_kind_is_an_instruction(tmp_path: Path) -> None:
@@ -164,7 +166,21 @@ def test_run_refuses_to_start_on_invalid_config(tmp_path: Path) -> None:
     path = write(tmp_path, a="checks:\n  - id: one\n    kind: ftp\n")
     proc = run_cli("run", "--config", str(path), timeout=60)
     assert proc.returncode == 2
-    assert "refusing to start: the configuration is invalid" in proc.stderr
+    assert proc.stdout == ""  # never got as far as serving
+    assert proc.stderr.splitlines() == [
+        f"{tmp_path}/checks/a.yaml:3: checks.0.kind: unknown check kind 'ftp'; valid kinds "
+        f"are: {', '.join(k for k in valid_kinds() if k != 'scripted')}",  # a test-only kind
+        "controlplane: refusing to start: the configuration is invalid (see above)"]
+
+
+def test_missing_environment_variable_in_a_check_file_is_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CP_TEST_UNSET_URL", raising=False)
+    path = write(tmp_path, a="checks:\n  - id: one\n    kind: scripted\n"
+                             "    description: ${CP_TEST_UNSET_URL}\n")
+    assert problems(path) == [
+        f"{tmp_path}/checks/a.yaml:4: checks.0.description: environment variable "
+        "CP_TEST_UNSET_URL is not set; export it or write ${CP_TEST_UNSET_URL:-default}"]
 
 
 def test_shipped_config_validates() -> None:

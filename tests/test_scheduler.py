@@ -170,3 +170,85 @@ checks:
     assert "controlplane: stopped" in out
     rows = sqlite3.connect(db).execute("SELECT check_id, status FROM results").fetchall()
     assert rows == [("slow", "ok")]
+
+
+def test_sigterm_exits_0_when_the_grace_period_runs_out(tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+    db = tmp_path / "cp.db"
+    (tmp_path / "controlplane.yaml").write_text(f"""
+environments: {{production: {{}}}}
+store: {{dsn: "sqlite:///{db}"}}
+web: {{port: {free_port()}}}
+scheduler: {{grace_period: 1s}}
+check_files: []
+checks:
+  - id: stuck
+    kind: scripted
+    env: production
+    interval: 60s
+    timeout: 20m
+    sleep_s: 600
+    marker: "{marker}"
+""")
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, "run", "--config",
+                             str(tmp_path / "controlplane.yaml")], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), proc.stderr.read() if proc.poll() is not None else "no start"
+        proc.send_signal(signal.SIGTERM)
+        # The run would take 10 minutes: exiting at all within this wait proves we did not.
+        out, errs = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, errs
+    assert "controlplane: stopped" in out
+    assert "grace period over with runs still in flight; exiting anyway" in errs
+    # Logged, not stored: an error made by our own shutdown must not flip the check's state.
+    assert ("run abandoned at shutdown check=stuck message='abandoned at shutdown: still "
+            "running when the grace period ended'") in errs
+    rows = sqlite3.connect(db).execute("SELECT check_id FROM results").fetchall()
+    assert rows == []
+
+
+def test_each_check_runs_on_its_own_interval_with_jitter_in_proportion() -> None:
+    sink = Sink()
+    s = CheckScheduler([ScriptedConfig(id="fast", kind="scripted", interval=10),
+                        ScriptedConfig(id="slow", kind="scripted", interval=300),
+                        ScriptedConfig(id="off", kind="scripted", enabled=False)],
+                       sink, ProbeContext(), max_concurrency=4, jitter=0.1, spread_s=0)
+    s.start()
+    try:
+        triggers = {job.id: job.trigger for job in s._scheduler.get_jobs()}
+        jobs = {job.id: job for job in s._scheduler.get_jobs()}
+    finally:
+        s.shutdown(5)
+    assert set(triggers) == {"fast", "slow"}  # a disabled check is not scheduled
+    assert (triggers["fast"].interval_length, triggers["fast"].jitter) == (10, 1.0)
+    assert (triggers["slow"].interval_length, triggers["slow"].jitter) == (300, 30.0)
+    assert all(job.max_instances == 1 and job.coalesce for job in jobs.values())
+
+
+def test_hung_probe_is_recorded_as_error_and_other_checks_go_on() -> None:
+    sink = Sink()
+    s = sched(sink, ScriptedConfig(id="hang", kind="scripted", interval=0.2, timeout=0.2,
+                                   hang=True),
+              ScriptedConfig(id="fine", kind="scripted", interval=0.2))
+    s.start()
+    try:
+        with sink.cond:
+            assert sink.cond.wait_for(lambda: sum(r.check == "fine" for r in sink.results) >= 5
+                                      and any(r.check == "hang" for r in sink.results), 60)
+            results = list(sink.results)
+    finally:
+        fakeprobes.RELEASE.set()
+        s.shutdown(5)
+    hung = [r for r in results if r.check == "hang"]
+    assert {r.status for r in hung} == {Status.ERROR}
+    assert hung[0].message == "timed out after 0.2s (probe did not return)"
+    assert {r.message for r in hung[1:]} <= {
+        "timed out after 0.2s (probe did not return)",
+        "previous run still running (hung probe); this run was skipped"}
+    assert {r.status for r in results if r.check == "fine"} == {Status.OK}

@@ -99,6 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         err("refusing to start: the configuration is invalid (see above)")
         return EXIT_ERROR
     from controlplane.server import serve
+    from controlplane.store.db import StoreUnavailable
 
     stop = threading.Event()
 
@@ -108,7 +109,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    serve(cfg, stop, on_ready=lambda url: print(
-        f"controlplane: serving on {url} ({len(cfg.checks)} checks)", flush=True))
+    try:
+        serve(cfg, stop, on_ready=lambda url: print(
+            f"controlplane: serving on {url} ({len(cfg.checks)} checks)", flush=True))
+    except StoreUnavailable as exc:
+        err(f"refusing to start: {exc}")
+        return EXIT_ERROR
     print("controlplane: stopped", flush=True)
     return EXIT_OK

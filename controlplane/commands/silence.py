@@ -1,7 +1,10 @@
-"""`controlplane silence add|list|expire`: silences and maintenance windows in the store.
+"""`controlplane silence add|list|expire`: silences and maintenance windows.
 
-Works on the configured store directly, so it needs no running server; a running
-control plane sees the change on its next notification decision.
+Two ways to reach them: ``--url`` (or ``$CONTROLPLANE_URL``) talks to a running control
+plane's ``/api/v1/silences`` with the admin token (``--token`` or
+``$CONTROLPLANE_ADMIN_TOKEN``), so an expired silence is acted on at once; without it the
+command works on the configured store directly and needs no running server (a running
+control plane then sees the change on its next tick).
 """
 
 from __future__ import annotations
@@ -9,7 +12,11 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 
@@ -55,6 +62,57 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE",
                    help="main config file (default: $CONTROLPLANE_CONFIG or ./controlplane.yaml)")
+    p.add_argument("--url", metavar="URL",
+                   help="a running control plane, e.g. http://127.0.0.1:8080 (default: "
+                        "$CONTROLPLANE_URL; without it the configured store is used)")
+    p.add_argument("--token", metavar="TOKEN",
+                   help="admin token for --url (default: $CONTROLPLANE_ADMIN_TOKEN)")
+
+
+def _url(args: argparse.Namespace) -> str | None:
+    url: str | None = args.url or os.environ.get("CONTROLPLANE_URL")
+    return url.rstrip("/") if url else None
+
+
+class _NotFound(ValueError):
+    pass
+
+
+def _api(args: argparse.Namespace, method: str, path: str,
+         body: dict[str, Any] | None = None) -> Any:
+    """One call to the running control plane; ValueError says what went wrong and what to do."""
+    base = _url(args)
+    token = args.token or os.environ.get("CONTROLPLANE_ADMIN_TOKEN")
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None
+    if body is not None:
+        data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+    req = urllib.request.Request(f"{base}{path}", data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise _http_error(exc, base) from None
+    except OSError as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ValueError(f"cannot reach {base}: {reason}; check --url or $CONTROLPLANE_URL") \
+            from None
+
+
+def _http_error(exc: urllib.error.HTTPError, base: str | None) -> ValueError:
+    if exc.code == 401:
+        return ValueError(f"{base} refused the admin token (HTTP 401); pass --token or set "
+                          "$CONTROLPLANE_ADMIN_TOKEN")
+    try:
+        body = json.loads(exc.read())
+    except ValueError:
+        body = {}
+    problems = body.get("problems") if isinstance(body, dict) else None
+    message = "; ".join(str(p).removeprefix("body: ") for p in problems) if problems else (
+        body.get("error") if isinstance(body, dict) else None) or f"HTTP {exc.code}"
+    return (_NotFound if exc.code == 404 else ValueError)(message)
 
 
 def _store(args: argparse.Namespace) -> Store | None:
@@ -85,6 +143,18 @@ def cmd_add(args: argparse.Namespace) -> int:
     except ValueError as exc:
         err(str(exc))
         return EXIT_ERROR
+    author = args.author or getpass.getuser()
+    if _url(args):
+        spec = {"matchers": {"check": args.check, "env": args.env, "labels": labels},
+                "comment": args.comment, "author": author, "cron": args.cron,
+                "duration": duration, "starts_at": starts.isoformat() if starts else None,
+                "ends_at": until.isoformat() if until else None}
+        try:
+            data = _api(args, "POST", "/api/v1/silences", spec)
+        except ValueError as exc:
+            err(str(exc))
+            return EXIT_ERROR
+        return _print_added(data, args.json)
     store = _store(args)
     if store is None:
         return EXIT_ERROR
@@ -92,7 +162,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     try:
         with store.session() as s:
             row = silences.add(s, check=args.check, env=args.env, labels=labels,
-                               comment=args.comment, author=args.author or getpass.getuser(),
+                               comment=args.comment, author=author,
                                now=now, starts_at=starts, ends_at=until, cron=args.cron,
                                duration=duration, source="cli")
             data = silences.to_json(row, now)
@@ -101,7 +171,11 @@ def cmd_add(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     finally:
         store.close()
-    if args.json:
+    return _print_added(data, args.json)
+
+
+def _print_added(data: dict[str, Any], as_json: bool) -> int:
+    if as_json:
         print(json.dumps(data, indent=2))
     else:
         print(f"silence {data['id']} added" + (f", active until {data['active_until']}"
@@ -120,6 +194,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     from controlplane.incidents import silences
     from controlplane.incidents.model import SilenceRow
 
+    if _url(args):
+        try:
+            data = _api(args, "GET", "/api/v1/silences" + ("?all=1" if args.all else ""))[
+                "silences"]
+        except ValueError as exc:
+            err(str(exc))
+            return EXIT_ERROR
+        return _print_list(data, args)
     store = _store(args)
     if store is None:
         return EXIT_ERROR
@@ -131,6 +213,10 @@ def cmd_list(args: argparse.Namespace) -> int:
             data = [silences.to_json(r, now) for r in rows]
     finally:
         store.close()
+    return _print_list(data, args)
+
+
+def _print_list(data: list[dict[str, Any]], args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return EXIT_OK
@@ -152,15 +238,24 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_expire(args: argparse.Namespace) -> int:
     from controlplane.incidents import silences
 
-    store = _store(args)
-    if store is None:
-        return EXIT_ERROR
-    try:
-        with store.session() as s:
-            row = silences.expire(s, args.id, datetime.now(UTC))
-            found = row is not None
-    finally:
-        store.close()
+    if _url(args):
+        try:
+            _api(args, "DELETE", f"/api/v1/silences/{args.id}")
+            found = True
+        except _NotFound:
+            found = False
+        except ValueError as exc:
+            err(str(exc))
+            return EXIT_ERROR
+    else:
+        store = _store(args)
+        if store is None:
+            return EXIT_ERROR
+        try:
+            with store.session() as s:
+                found = silences.expire(s, args.id, datetime.now(UTC)) is not None
+        finally:
+            store.close()
     if not found:
         err(f"no silence {args.id}; `controlplane silence list --all` shows the ids")
         return EXIT_ERROR

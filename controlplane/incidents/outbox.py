@@ -1,7 +1,8 @@
 """The durable outbox worker: delivers stored notifications, in order, at least once.
 
-Per incident and channel only the oldest pending entry is eligible, so updates go out in
-the order they were written. Transient errors back off exponentially (or for Slack's
+Per dedup key (check/env) and channel only the oldest pending entry is eligible, so
+updates go out in the order they were written, also across the incidents of a flapping
+check. Transient errors back off exponentially (or for Slack's
 ``Retry-After``, which also pauses the whole channel); permanent errors mark the entry
 ``failed`` with the reason on the incident timeline and count in
 ``controlplane_notifications_failed``. An entry is marked ``sent`` only after the
@@ -33,6 +34,7 @@ from controlplane.incidents.model import (
     OutboxRow,
 )
 from controlplane.incidents.service import Clock, system_clock
+from controlplane.logs import redact
 from controlplane.metrics import Metrics
 from controlplane.notifiers.base import Notification, Notifier, TransportError
 from controlplane.store import Store
@@ -127,12 +129,16 @@ class OutboxWorker:
             return []
         now = self.clock()
         with self.store.session() as s:
-            rows = s.execute(select(OutboxRow.id, OutboxRow.incident_id, OutboxRow.next_attempt_at)
+            rows = s.execute(select(OutboxRow.id, IncidentRow.dedup_key, OutboxRow.next_attempt_at)
+                             .join(IncidentRow, IncidentRow.id == OutboxRow.incident_id)
                              .where(OutboxRow.channel == channel, OutboxRow.state == PENDING)
                              .order_by(OutboxRow.id)).all()
-        heads: dict[int, tuple[int, datetime]] = {}
-        for entry_id, incident_id, due in rows:
-            heads.setdefault(incident_id, (entry_id, due))
+        # One queue per dedup key, not per incident: after fail, recover, fail again during
+        # an outage, the second incident's open must not overtake the first one's resolve
+        # (Jira would see the ticket reused, then closed while the check is failing).
+        heads: dict[str, tuple[int, datetime]] = {}
+        for entry_id, key, due in rows:
+            heads.setdefault(key, (entry_id, due))
         return sorted(e for e, due in heads.values() if due <= now)
 
     def _deliver(self, entry_id: int, notifier: Notifier) -> None:
@@ -153,13 +159,13 @@ class OutboxWorker:
         try:
             refs = notifier.notify(n)
         except TransportError as exc:
-            self._failed(entry_id, exc)
+            self._failed(entry_id, _scrubbed(exc, notifier))
             return
         except Exception as exc:
             log.exception("notifier crashed channel=%s entry=%s check=%s", notifier.channel,
                           entry_id, n.payload.get("check"))
-            self._failed(entry_id, TransportError(f"notifier crashed: {type(exc).__name__}: "
-                                                  f"{exc}"))
+            self._failed(entry_id, _scrubbed(TransportError(
+                f"notifier crashed: {type(exc).__name__}: {exc}"), notifier))
             return
         _crash_point("after_send", notifier.channel, n.action)
         self._sent(entry_id, refs)
@@ -223,6 +229,15 @@ class OutboxWorker:
     def close(self) -> None:
         for n in self.notifiers.values():
             n.close()
+
+
+def _scrubbed(exc: TransportError, notifier: Notifier) -> TransportError:
+    """The error as it may be stored and shown on /incidents: no credentials in it."""
+    text = exc.message
+    for secret in notifier.secrets():
+        if secret:
+            text = text.replace(secret, "***")
+    return TransportError(redact(text), exc.permanent, exc.retry_after)
 
 
 def _crash_point(point: str, channel: str, action: str) -> None:

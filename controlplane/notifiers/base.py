@@ -53,6 +53,10 @@ class Notifier(ABC):
     def notify(self, n: Notification) -> dict[str, str]:
         """Deliver ``n``; return incident references to store (may be empty)."""
 
+    def secrets(self) -> list[str]:
+        """Configured credentials; the worker blanks them out of every stored error text."""
+        return []
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release network clients."""
 

@@ -36,6 +36,9 @@ class JiraNotifier(Notifier):
         self._client: JIRA | None = None
         self._now = clock or (lambda: datetime.now(UTC))
 
+    def secrets(self) -> list[str]:
+        return [self.cfg.token.get_secret_value()]
+
     def wants(self, severity: str) -> bool:
         return SEVERITY_RANK[severity] >= SEVERITY_RANK[self.cfg.min_severity]
 
@@ -84,8 +87,10 @@ class JiraNotifier(Notifier):
                 return key
             window = timedelta(seconds=self.cfg.reopen_window)
             if resolved_at is not None and self._now() - resolved_at <= window:
-                self._transition(key, self.cfg.reopen_transition)
+                # Comment first: both steps are repeat-safe in this order, while a crash
+                # after the transition would make the retry see an open issue and stop.
                 self._comment(key, f"Failing again: {p['message']}")
+                self._transition(key, self.cfg.reopen_transition)
                 log.info("jira issue reopened key=%s incident=%s", key, n.incident_id)
                 return key
         issue = self.client.create_issue(fields={

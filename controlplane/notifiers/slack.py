@@ -2,12 +2,16 @@
 
 Idempotency: every message carries Slack message ``metadata`` with the outbox entry's
 idempotency key. When an earlier attempt may have reached Slack (the process died between
-sending and recording it), we look the key up with ``conversations.history`` /
-``conversations.replies`` before sending again. ``chat.update`` is naturally idempotent.
+sending and recording it, or the answer was lost on the way), we look the key up with
+``conversations.history`` / ``conversations.replies`` (every page) before sending again.
+``chat.update`` is naturally idempotent. The SDK's own retry handlers are switched off:
+its default resends a request after a dropped connection without that lookup, which
+would post the message twice; retries are the outbox's job.
 """
 
 from __future__ import annotations
 
+import http.client
 import logging
 import re
 from typing import Any
@@ -33,7 +37,10 @@ class SlackNotifier(Notifier):
     def __init__(self, cfg: SlackConfig) -> None:
         self.cfg = cfg
         self.client = WebClient(token=cfg.token.get_secret_value(), base_url=cfg.base_url,
-                                timeout=int(cfg.timeout))
+                                timeout=int(cfg.timeout), retry_handlers=[])
+
+    def secrets(self) -> list[str]:
+        return [s.get_secret_value() for s in (self.cfg.token, self.cfg.signing_secret) if s]
 
     def route(self, severity: str, env: str, labels: dict[str, Any]) -> str:
         return route(self.cfg, severity, env, labels)
@@ -52,8 +59,8 @@ class SlackNotifier(Notifier):
             return {}
         except SlackApiError as exc:
             raise _classify(exc) from None
-        except OSError as exc:  # connection refused, reset, timeout
-            raise TransportError(f"slack unreachable: {exc}") from None
+        except (OSError, http.client.HTTPException) as exc:  # refused, reset, timeout
+            raise TransportError(f"slack unreachable: {type(exc).__name__}: {exc}") from None
 
     # -- actions ----------------------------------------------------------------------------
 
@@ -97,15 +104,19 @@ class SlackNotifier(Notifier):
     # -- lookups before a resend ------------------------------------------------------------
 
     def _find_root(self, channel: str, n: Notification) -> str | None:
-        oldest = f"{n.created_at.timestamp() - 5:.6f}"
-        resp = self.client.conversations_history(channel=channel, oldest=oldest, limit=200,
-                                                 include_all_metadata=True)
-        return _with_key(resp.get("messages") or [], n.idempotency_key)
+        # Ten minutes of margin for clock skew between us and Slack; every page is read so
+        # a busy channel cannot hide the earlier post.
+        oldest = f"{n.created_at.timestamp() - 600:.6f}"
+        pages = self.client.conversations_history(channel=channel, oldest=oldest, limit=200,
+                                                  include_all_metadata=True)
+        return next((ts for page in pages if (ts := _with_key(
+            page.get("messages") or [], n.idempotency_key))), None)
 
     def _find_reply(self, channel: str, ts: str, n: Notification) -> str | None:
-        resp = self.client.conversations_replies(channel=channel, ts=ts, limit=200,
-                                                 include_all_metadata=True)
-        return _with_key(resp.get("messages") or [], n.idempotency_key)
+        pages = self.client.conversations_replies(channel=channel, ts=ts, limit=200,
+                                                  include_all_metadata=True)
+        return next((found for page in pages if (found := _with_key(
+            page.get("messages") or [], n.idempotency_key))), None)
 
     # -- rendering --------------------------------------------------------------------------
 
@@ -183,7 +194,10 @@ def _classify(exc: SlackApiError) -> TransportError:
         error = ""  # not a Slack error code (an HTML or text error page)
     if status >= 500 or error in TRANSIENT_ERRORS:
         return TransportError(f"slack unavailable: HTTP {status} {error}".rstrip())
-    return TransportError(f"slack rejected the request: {error or f'HTTP {status}'}",
+    hint = ""
+    if error == "missing_scope" and isinstance(exc.response.data, dict):
+        hint = f" (add the {exc.response.data.get('needed', '?')} scope to the Slack app)"
+    return TransportError(f"slack rejected the request: {error or f'HTTP {status}'}{hint}",
                           permanent=True)
 
 

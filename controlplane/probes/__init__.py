@@ -16,6 +16,9 @@ KINDS: dict[str, str] = {
     "tls": "controlplane.probes.tls:TlsProbe",
     "dns": "controlplane.probes.dns:DnsProbe",
     "tcp": "controlplane.probes.tcp:TcpProbe",
+    "backup": "controlplane.dr.probes:BackupProbe",
+    "drill": "controlplane.dr.probes:DrillProbe",
+    "dr": "controlplane.dr.probes:DrProbe",
     "idcard_sms": "controlplane.probes.idcard_sms:IdCardSmsProbe",
     "config_drift": "controlplane.probes.config_drift:ConfigDriftProbe",
 }

@@ -41,10 +41,15 @@ class Response:
 
 @dataclass
 class Fault:
-    """Answer matching requests with ``response`` instead of the real handling."""
+    """Answer matching requests with ``response`` instead of the real handling.
+
+    ``response=None`` is the nastier fault: the request IS handled (the service changes
+    its state), then the connection is closed before the answer is written, as when a
+    network drops the response of a request that succeeded.
+    """
 
     match: str  # path fragment ("" = every request)
-    response: Response
+    response: Response | None
     remaining: int | None  # None = until cleared
 
 
@@ -63,7 +68,7 @@ class FakeServer:
         self._httpd: ThreadingHTTPServer | None = None
         self.url = ""
 
-    def add_fault(self, match: str, response: Response, count: int | None) -> None:
+    def add_fault(self, match: str, response: Response | None, count: int | None) -> None:
         with self._lock:
             self._faults.append(Fault(match, response, count))
 
@@ -71,13 +76,13 @@ class FakeServer:
         with self._lock:
             self._faults.clear()
 
-    def _fault_for(self, path: str) -> Response | None:
+    def _fault_for(self, path: str) -> Fault | None:
         with self._lock:
             for f in self._faults:
                 if f.match in path and (f.remaining is None or f.remaining > 0):
                     if f.remaining is not None:
                         f.remaining -= 1
-                    return f.response
+                    return f
         return None
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -92,9 +97,13 @@ class FakeServer:
                 req = Request(self.command, parts.path, dict(parse_qsl(parts.query)),
                               {k.lower(): v for k, v in self.headers.items()},
                               self.rfile.read(length) if length else b"")
-                resp = server._fault_for(parts.path) or server._handle(req)
+                fault = server._fault_for(parts.path)
+                resp = fault.response if fault and fault.response else server._handle(req)
                 if server._record is not None:
                     server._record(req, resp)
+                if fault is not None and fault.response is None:
+                    self.close_connection = True  # handled, but the answer never arrives
+                    return
                 body = b"" if resp.body is None else (
                     resp.body if isinstance(resp.body, bytes) else json.dumps(resp.body).encode())
                 self.send_response(resp.status)

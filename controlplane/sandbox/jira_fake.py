@@ -1,9 +1,11 @@
-"""A stateful Jira REST (v2, Server flavour) fake for tests and the demo.
+"""A stateful Jira REST v2 fake (Server flavour, or Cloud) for tests and the demo.
 
-Speaks ``serverInfo``, ``field``, create/get issue, ``search`` with a small JQL subset
-(``field = value`` / ``!=`` joined by AND over project, labels, status, statusCategory;
+Speaks ``serverInfo``, ``field``, create/get issue, ``search`` (Server) or ``search/jql``
+(``deployment="Cloud"``; there ``search`` answers 410 as on Jira Cloud) with a small JQL
+subset (``field = value`` / ``!=`` joined by AND over project, labels, status, statusCategory;
 ``ORDER BY created``), comments and transitions (Open -> Done -> Reopened). Errors look
-like Jira's: 400 ``{"errorMessages": [], "errors": {field: message}}``, 401, 404, 503.
+like Jira's: 400 ``{"errorMessages": [], "errors": {field: message}}``, 401, 404, 503;
+:meth:`JiraFake.drop_response` handles a request and then loses the answer.
 Point ``jira.JIRA(server=fake.url)`` at it. ``url, stop = start(host, port)`` for the demo.
 """
 
@@ -41,8 +43,10 @@ class Issue:
 class JiraFake:
     def __init__(self, user: str = DEFAULT_USER, token: str = DEFAULT_TOKEN,
                  projects: tuple[str, ...] = ("OPS",),
-                 issue_types: tuple[str, ...] = ("Incident", "Task", "Bug")) -> None:
+                 issue_types: tuple[str, ...] = ("Incident", "Task", "Bug"),
+                 deployment: str = "Server") -> None:
         self.user, self.token = user, token
+        self.deployment = deployment  # "Cloud": search is /search/jql, /search is gone
         self.projects, self.issue_types = set(projects), set(issue_types)
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.issues: dict[str, Issue] = {}
@@ -65,6 +69,11 @@ class JiraFake:
     def down(self, status: int = 503, path: str = "", count: int | None = None) -> None:
         self.server.add_fault(path, Response(status, {"errorMessages": [
             "Service Unavailable"], "errors": {}}), count)
+
+    def drop_response(self, path: str, count: int | None = 1) -> None:
+        """Handle the next ``count`` requests to ``path``, then close the connection
+        unanswered (the issue IS created; the caller cannot know)."""
+        self.server.add_fault(path, None, count)
 
     def heal(self) -> None:
         self.server.clear_faults()
@@ -94,6 +103,8 @@ class JiraFake:
             ("POST", rf"{API}/issue", self._create),
             ("GET", rf"{API}/search", self._search),
             ("POST", rf"{API}/search", self._search),
+            ("GET", rf"{API}/search/jql", self._search_jql),
+            ("POST", rf"{API}/search/jql", self._search_jql),
             ("GET", rf"{API}/issue/([A-Z0-9]+-\d+)", self._get),
             ("GET", rf"{API}/issue/([A-Z0-9]+-\d+)/comment", self._comments),
             ("POST", rf"{API}/issue/([A-Z0-9]+-\d+)/comment", self._add_comment),
@@ -116,6 +127,10 @@ class JiraFake:
         return False
 
     def _server_info(self, _req: Request) -> Response:
+        if self.deployment == "Cloud":
+            return Response(200, {"baseUrl": self.url, "version": "1001.0.0-SNAPSHOT",
+                                  "versionNumbers": [1001, 0, 0], "deploymentType": "Cloud",
+                                  "buildNumber": 100290, "serverTitle": "Jira (sandbox)"})
         return Response(200, {"baseUrl": self.url, "version": "9.12.0",
                               "versionNumbers": [9, 12, 0], "deploymentType": "Server",
                               "buildNumber": 9120000, "serverTitle": "Jira (sandbox)"})
@@ -163,18 +178,42 @@ class JiraFake:
         return {"id": i.id, "key": i.key, "self": f"{self.url}{API}/issue/{i.id}",
                 "fields": fields}
 
-    def _search(self, req: Request) -> Response:
-        args = req.form()
-        try:
-            conditions, descending = _parse_jql(str(args.get("jql", "")))
-        except ValueError as exc:
-            return Response(400, {"errorMessages": [str(exc)], "errors": {}})
+    def _matching(self, jql: str) -> list[Issue]:
+        conditions, descending = _parse_jql(jql)
         found = [i for i in self.issues.values() if all(c(self._facts(i)) for c in conditions)]
         found.sort(key=lambda i: (i.created, int(i.id)), reverse=descending)
+        return found
+
+    def _search(self, req: Request) -> Response:
+        if self.deployment == "Cloud":  # removed from Jira Cloud in 2025
+            return Response(410, {"errorMessages": [
+                "The requested API has been removed. Please migrate to the "
+                "/rest/api/2/search/jql API."], "errors": {}})
+        args = req.form()
+        try:
+            found = self._matching(str(args.get("jql", "")))
+        except ValueError as exc:
+            return Response(400, {"errorMessages": [str(exc)], "errors": {}})
         start, limit = int(args.get("startAt") or 0), int(args.get("maxResults") or 50)
         page = found[start:start + limit]
         return Response(200, {"startAt": start, "maxResults": limit, "total": len(found),
                               "issues": [self._view(i) for i in page]})
+
+    def _search_jql(self, req: Request) -> Response:
+        """Jira Cloud's enhanced search: ``nextPageToken`` pages, no total."""
+        args = req.form()
+        try:
+            found = self._matching(str(args.get("jql", "")))
+        except ValueError as exc:
+            return Response(400, {"errorMessages": [str(exc)], "errors": {}})
+        start = int(str(args.get("nextPageToken") or "0").removeprefix("page-") or 0)
+        limit = int(args.get("maxResults") or 50)
+        page = found[start:start + limit]
+        body: dict[str, Any] = {"issues": [self._view(i) for i in page],
+                                "isLast": start + limit >= len(found)}
+        if not body["isLast"]:
+            body["nextPageToken"] = f"page-{start + limit}"
+        return Response(200, body)
 
     def _facts(self, i: Issue) -> dict[str, list[str]]:
         return {"project": [str((i.fields.get("project") or {}).get("key"))],

@@ -3,16 +3,20 @@
 Speaks ``/api/auth.test``, ``chat.postMessage``, ``chat.update``, ``conversations.history``
 and ``conversations.replies`` with Slack's shapes: ``{"ok": false, "error": ...}`` errors
 (``not_authed``, ``invalid_auth``, ``channel_not_found``, ``message_not_found``,
-``thread_not_found``), message ``metadata``, threads by ``thread_ts``, and 429 with
-``Retry-After``. Point ``slack_sdk.WebClient(base_url=fake.url + "/api/")`` at it.
+``thread_not_found``), message ``metadata`` (returned by the history calls only with
+``include_all_metadata``), threads by ``thread_ts``, cursor pagination
+(``response_metadata.next_cursor``), and 429 with ``Retry-After``. Point
+``slack_sdk.WebClient(base_url=fake.url + "/api/")`` at it.
 
 Tests inject faults (:meth:`SlackFake.fail`, :meth:`SlackFake.rate_limit`,
-:meth:`SlackFake.down`) and read what arrived (:meth:`SlackFake.messages`, ``calls``).
+:meth:`SlackFake.down`, :meth:`SlackFake.drop_response`) and read what arrived
+(:meth:`SlackFake.messages`, ``calls``).
 :func:`start` is the entry point for the demo: ``url, stop = start(host, port)``.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -74,10 +78,11 @@ class SlackFake:
     # -- fault injection ------------------------------------------------------------------
 
     def fail(self, error: str, method: str = "", count: int | None = 1,
-             status: int = 200) -> None:
-        """Answer the next ``count`` calls of ``method`` with ``ok: false, error``."""
-        self.server.add_fault(f"/api/{method}", Response(status, {"ok": False,
-                                                                 "error": error}), count)
+             status: int = 200, **extra: str) -> None:
+        """Answer the next ``count`` calls of ``method`` with ``ok: false, error`` (plus
+        ``extra`` fields, e.g. ``needed="channels:history"`` for ``missing_scope``)."""
+        self.server.add_fault(f"/api/{method}", Response(status, {"ok": False, "error": error,
+                                                                 **extra}), count)
 
     def rate_limit(self, retry_after: int, method: str = "", count: int | None = 1) -> None:
         self.server.add_fault(f"/api/{method}", Response(
@@ -87,6 +92,11 @@ class SlackFake:
         """Answer with an HTTP error (no Slack body) until :meth:`heal`."""
         self.server.add_fault(f"/api/{method}", Response(status, b"upstream unavailable"),
                               count)
+
+    def drop_response(self, method: str, count: int | None = 1) -> None:
+        """Handle the next ``count`` calls of ``method``, then close the connection unanswered
+        (the message IS posted; the caller cannot know)."""
+        self.server.add_fault(f"/api/{method}", None, count)
 
     def heal(self) -> None:
         self.server.clear_faults()
@@ -161,7 +171,7 @@ class SlackFake:
             self._messages.append(msg)
         if self.on_message is not None:
             self.on_message(msg)
-        return {"ok": True, "channel": channel, "ts": msg.ts, "message": _view(msg)}
+        return {"ok": True, "channel": channel, "ts": msg.ts, "message": _view(msg, True)}
 
     def _update(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel(args)
@@ -176,16 +186,17 @@ class SlackFake:
         return {"ok": True, "channel": channel, "ts": ts, "text": msg.text}
 
     def _history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Roots newest first; ``oldest`` is exclusive unless ``inclusive``, like Slack."""
         channel = self._channel(args)
         oldest = float(args.get("oldest") or 0)
+        inclusive = _flag(args.get("inclusive"))
         with self._lock:
             roots = [m for m in self._messages if m.channel == channel and m.thread_ts is None
-                     and float(m.ts) >= oldest]
-        limit = int(args.get("limit") or 100)
-        return {"ok": True, "messages": [_view(m) for m in reversed(roots)][:limit],
-                "has_more": False}
+                     and (float(m.ts) > oldest or (inclusive and float(m.ts) == oldest))]
+        return _page(list(reversed(roots)), args, 100)
 
     def _replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The parent then its replies, oldest first."""
         channel = self._channel(args)
         ts = str(args.get("ts", ""))
         with self._lock:
@@ -193,7 +204,7 @@ class SlackFake:
             if not root:
                 raise _ApiError("thread_not_found")
             thread = root + [m for m in self._messages if m.thread_ts == ts]
-        return {"ok": True, "messages": [_view(m) for m in thread], "has_more": False}
+        return _page(thread, args, 1000)
 
     def _next_ts(self) -> str:
         # Slack ts values are unique per channel and increase; keep them strictly rising.
@@ -214,12 +225,29 @@ def _json_arg(value: Any, default: Any) -> Any:
     return value
 
 
-def _view(m: Message) -> dict[str, Any]:
+def _flag(value: Any) -> bool:
+    return str(value).lower() in ("1", "true")
+
+
+def _page(messages: list[Message], args: dict[str, Any], default_limit: int) -> dict[str, Any]:
+    """One page of ``messages`` with Slack's cursor pagination; metadata only on request."""
+    cursor = str(args.get("cursor") or "")
+    start = int(base64.b64decode(cursor).decode().removeprefix("offset:")) if cursor else 0
+    limit = min(int(args.get("limit") or default_limit), 999)
+    page = messages[start:start + limit]
+    more = start + limit < len(messages)
+    metadata = _flag(args.get("include_all_metadata"))
+    return {"ok": True, "messages": [_view(m, metadata) for m in page], "has_more": more,
+            "response_metadata": {"next_cursor": base64.b64encode(
+                f"offset:{start + limit}".encode()).decode() if more else ""}}
+
+
+def _view(m: Message, metadata: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"type": "message", "ts": m.ts, "text": m.text, "blocks": m.blocks,
                            "user": "U0CONTROL", "bot_id": "B0CONTROL"}
     if m.thread_ts:
         out["thread_ts"] = m.thread_ts
-    if m.metadata:
+    if m.metadata and metadata:  # Slack returns it only with include_all_metadata=true
         out["metadata"] = m.metadata
     return out
 

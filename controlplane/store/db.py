@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import JSON, Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -20,8 +21,13 @@ class Base(DeclarativeBase):
 
 def _import_table_modules() -> None:
     # Every module that declares tables must be imported before create_all.
+    from controlplane.backups import catalog  # noqa: F401
     from controlplane.incidents import model  # noqa: F401
     from controlplane.store import results  # noqa: F401
+
+
+class StoreUnavailable(Exception):
+    """The database named by ``store.dsn`` cannot be reached or set up."""
 
 
 class Store:
@@ -32,7 +38,14 @@ class Store:
         self.engine = _engine(dsn)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         _import_table_modules()
-        Base.metadata.create_all(self.engine)
+        try:
+            Base.metadata.create_all(self.engine)
+        except OperationalError as exc:
+            self.engine.dispose()
+            where = self.engine.url.render_as_string(hide_password=True)
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            raise StoreUnavailable(f"cannot open the store {where}: {reason}; check store.dsn "
+                                   "and that the database is up") from None
         log.info("store opened dialect=%s", self.engine.dialect.name)
 
     @contextmanager

@@ -19,6 +19,7 @@ BLUEPRINTS = [
     "controlplane.web.incidents",
     "controlplane.web.silences",
     "controlplane.web.slack_webhook",
+    "controlplane.web.dr",
     "controlplane.web.twilio_webhook",
 ]
 

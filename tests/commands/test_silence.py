@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
+import threading
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from werkzeug.serving import make_server
 
-from tests.services.common import run_cli
+from controlplane.app import build_runtime
+from controlplane.config import load_config
+from controlplane.web import create_app
+from tests.services.common import free_port, run_cli
+
+TOKEN = "cli-admin-token"
 
 
 @pytest.fixture
@@ -72,3 +81,64 @@ def test_expiring_an_unknown_silence_says_how_to_find_ids(config: Path) -> None:
     assert result.returncode == 2
     assert result.stderr == ("controlplane: no silence 42; `controlplane silence list --all` "
                              "shows the ids\n")
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[str]:
+    """A running control plane (web API on a loopback port) with an admin token."""
+    path = tmp_path / "served.yaml"
+    path.write_text(f"environments: {{production: {{}}}}\ncheck_files: []\n"
+                    f"store: {{dsn: 'sqlite:///{tmp_path / 'served.db'}'}}\n"
+                    f"web: {{admin_token: {TOKEN}}}\n")
+    rt = build_runtime(load_config(str(path)))
+    server = make_server("127.0.0.1", 0, create_app(rt), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    rt.stop(0)
+
+
+def test_silence_add_list_and_expire_against_a_running_instance(served: str) -> None:
+    env = {"CONTROLPLANE_ADMIN_TOKEN": TOKEN}
+    added = run_cli("silence", "add", "--url", served, "--env", "production", "--duration",
+                    "1h", "--comment", "failover drill", "--author", "bob", "--json", env=env)
+    assert added.returncode == 0, added.stderr
+    data = json.loads(added.stdout)
+    assert (data["id"], data["active"], data["author"], data["comment"]) == (
+        1, True, "bob", "failover drill")
+    with urllib.request.urlopen(served + "/api/v1/silences", timeout=30) as resp:
+        [listed] = json.loads(resp.read())["silences"]
+    assert listed["matchers"] == {"check": None, "env": "production", "labels": {}}
+    listed_cli = run_cli("silence", "list", "--url", served, "--json", env=env)
+    assert [s["id"] for s in json.loads(listed_cli.stdout)] == [1]
+    expired = run_cli("silence", "expire", "--url", served, "1", env=env)
+    assert (expired.returncode, expired.stdout) == (0, "silence 1 expired\n")
+    with urllib.request.urlopen(served + "/api/v1/silences", timeout=30) as resp:
+        assert json.loads(resp.read()) == {"silences": []}
+
+
+def test_a_running_instance_refuses_the_cli_without_the_admin_token(served: str) -> None:
+    result = run_cli("silence", "add", "--url", served, "--token", "wrong", "--check", "a",
+                     "--duration", "1h", "--comment", "x")
+    assert (result.returncode, result.stderr) == (
+        2, f"controlplane: {served} refused the admin token (HTTP 401); pass --token or "
+           "set $CONTROLPLANE_ADMIN_TOKEN\n")
+
+
+def test_a_running_instance_explains_bad_input_and_unknown_ids(served: str) -> None:
+    env = {"CONTROLPLANE_URL": served, "CONTROLPLANE_ADMIN_TOKEN": TOKEN}
+    bad = run_cli("silence", "add", "--check", "a", "--cron", "0 2 * * sun", "--comment",
+                  "x", env=env)
+    assert (bad.returncode, bad.stderr) == (
+        2, "controlplane: a recurring silence (cron) needs a duration, e.g. duration: 2h\n")
+    unknown = run_cli("silence", "expire", "42", env=env)
+    assert (unknown.returncode, unknown.stderr) == (
+        2, "controlplane: no silence 42; `controlplane silence list --all` shows the ids\n")
+
+
+def test_an_unreachable_instance_says_which_url(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = run_cli("silence", "list", "--url", url)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"controlplane: cannot reach {url}: ")
+    assert result.stderr.endswith("; check --url or $CONTROLPLANE_URL\n")

@@ -72,3 +72,18 @@ def test_run_refuses_to_start_on_an_invalid_silence(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.splitlines()[0].startswith(f"{path}:4: silences.0: invalid cron "
                                                     "'61 * * * *'")
+
+
+def test_run_refuses_to_start_on_an_invalid_notifier_config(tmp_path: Path) -> None:
+    path = tmp_path / "controlplane.yaml"
+    path.write_text(BASE + """notifiers:
+  slack:
+    token: xoxb-1
+    channel: C0ONCALL
+    repeat_interval: 10s
+""")
+    result = run_cli("run", "--config", str(path))
+    assert (result.returncode, result.stderr.splitlines()) == (2, [
+        f"{path}:7: notifiers.slack.repeat_interval: must be at least 60s; reminders more "
+        "often are noise",
+        "controlplane: refusing to start: the configuration is invalid (see above)"])

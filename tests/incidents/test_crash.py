@@ -165,5 +165,8 @@ def test_sigkill_mid_incident_never_loses_or_duplicates_a_notification(
         issue = jira_fake.issue("OPS-1")
         assert (issue.status, issue.transitions) == ("Done", ["Done"])
         assert len(jira_fake.issues) == 1
+        log = (tmp_path / "cp.log").read_text()
+        assert "notification sent" in log  # the log was written, and holds no credential
+        assert slack_fake.token not in log and jira_fake.token not in log
     finally:
         cp.stop()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from controlplane.incidents.config import OutboxConfig
+from controlplane.incidents.outbox import OutboxWorker
+from controlplane.notifiers.base import Notification, Notifier, TransportError
 from controlplane.results import Status
 from controlplane.sandbox.jira_fake import JiraFake
 from controlplane.sandbox.slack_fake import SlackFake
@@ -116,6 +119,8 @@ def test_invalid_slack_token_is_a_permanent_error(tmp_path: Path, slack_fake: Sl
         [entry] = h.outbox()
         assert (entry.state, entry.last_error) == (
             "failed", "slack rejected the request: invalid_auth")
+        assert 'controlplane_notifications_failed_total{channel="slack"} 1.0' in \
+            h.metrics.render().decode()
     finally:
         h.close()
 
@@ -150,3 +155,73 @@ def test_a_slow_incident_does_not_hold_up_another(harness: Harness,
         "[FAILING] b (production, critical)"]
     _run_for(harness, 10)
     assert len(slack_fake.messages(roots_only=True)) == 2
+
+
+class _EchoingNotifier(Notifier):
+    """A service whose error text echoes the credential it was sent (some proxies do)."""
+
+    channel = "slack"
+
+    def secrets(self) -> list[str]:
+        return ["xoxb-bare-credential-123"]
+
+    def notify(self, n: Notification) -> dict[str, str]:
+        raise TransportError("slack rejected the request: bad token xoxb-bare-credential-123",
+                             permanent=True)
+
+
+def test_stored_errors_never_contain_the_notifier_credentials(harness: Harness) -> None:
+    harness.feed(tls_check(), Status.FAILING, "expired", runs=2)
+    worker = OutboxWorker(harness.store, {"slack": _EchoingNotifier()}, OutboxConfig(),
+                          harness.metrics, harness.clock)
+    worker.run_once()
+    slack = [e for e in harness.outbox() if e.channel == "slack"]
+    assert [(e.state, e.last_error) for e in slack] == [
+        ("failed", "slack rejected the request: bad token ***")]
+    assert ("notify_failed", "slack open failed for good: slack rejected the request: bad "
+            "token ***") in harness.timeline(1)
+
+
+def test_a_lost_answer_after_jira_created_the_issue_does_not_create_a_second(
+        tmp_path: Path, jira_fake: JiraFake) -> None:
+    clock = FakeClock()
+    h = build(make_config(None, jira_fake, tmp_path / "cp.db"), clock)
+    try:
+        jira_fake.drop_response("/rest/api/2/issue")
+        h.feed(tls_check(), Status.FAILING, "expired", runs=2)
+        h.deliver(passes=1)
+        assert list(jira_fake.issues) == ["OPS-1"]
+        [entry] = h.outbox()
+        assert (entry.state, entry.attempts, entry.last_error) == (
+            "pending", 1, "jira unreachable: ConnectionError")
+        clock.advance(10)
+        h.deliver()
+        assert list(jira_fake.issues) == ["OPS-1"]
+        assert jira_fake.count("POST", "/rest/api/2/issue") == 1
+        [entry] = h.outbox()
+        assert (entry.state, entry.attempts) == ("sent", 2)
+        assert h.incidents()[0].jira_key == "OPS-1"
+    finally:
+        h.close()
+
+
+def test_a_flap_during_a_jira_outage_reaches_jira_in_order(
+        harness: Harness, jira_fake: JiraFake) -> None:
+    # fail, recover, fail again while Jira is down: two incidents, one dedup key. Jira must
+    # see open, resolve, reopen in that order, not the second open before the first resolve.
+    jira_fake.down(503)
+    check = tls_check()
+    harness.feed(check, Status.FAILING, "expired", runs=2)
+    harness.feed(check, Status.OK, "renewed")
+    harness.feed(check, Status.FAILING, "expired again", runs=2)
+    _run_for(harness, 60, step=10)
+    assert jira_fake.issues == {}
+    jira_fake.heal()
+    _run_for(harness, 300, step=10)
+    issue = jira_fake.issue("OPS-1")
+    assert list(jira_fake.issues) == ["OPS-1"]
+    assert (issue.status, issue.transitions) == ("Reopened", ["Done", "Reopen"])
+    assert [c["body"] for c in issue.comments] == [
+        "Resolved after 1s: renewed", "Failing again: expired again"]
+    assert [(i.state, i.jira_key) for i in harness.incidents()] == [
+        ("resolved", "OPS-1"), ("open", "OPS-1")]

@@ -140,3 +140,24 @@ def test_static_silences_from_the_config_are_synced_on_start(harness: Harness) -
         rows = [silences.to_json(r, T0) for r in s.query(SilenceRow)]
     assert [(r["source"], r["matchers"]["env"], r["cron"], r["active"]) for r in rows] == [
         ("config", "staging", "0 * * * *", True)]
+
+
+def test_an_incident_opened_in_a_recurring_window_is_notified_when_the_window_closes(
+        harness: Harness, slack_fake: SlackFake) -> None:
+    with harness.store.session() as s:  # daily 12:00-12:30 UTC; T0 is 12:00
+        silences.add(s, check=None, env=None, labels={"team": "frontend"},
+                     comment="daily deploy", author="ci", now=harness.clock(),
+                     cron="0 12 * * *", duration=1800.0)
+    harness.feed(tls_check(), Status.FAILING, "expired", runs=2)
+    for _ in range(29):  # until 12:29:02
+        harness.clock.advance(60)
+        harness.service.tick()
+        harness.deliver()
+    assert slack_fake.messages() == []
+    harness.clock.advance(60)  # 12:30:02: the window is over
+    harness.service.tick()
+    harness.deliver()
+    [root] = slack_fake.messages()
+    assert root.text == "[FAILING] tls-bic-sky-prod (production, critical): expired"
+    kinds = [k for k, _ in harness.timeline(1)]
+    assert kinds[:3] == ["opened", "silenced", "unsilenced"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from controlplane.notifiers.jira import dedup_label
 from controlplane.results import Status
 from controlplane.sandbox.jira_fake import JiraFake
@@ -115,3 +117,47 @@ def test_wrong_jira_credentials_are_a_permanent_error(tmp_path: Path,
     assert entry.last_error.startswith("jira rejected the request: HTTP 401 You are not "
                                        "authenticated.")
     h.close()
+
+
+@pytest.mark.parametrize("broken_step", ["/comment", "/transitions"])
+def test_a_reopen_interrupted_between_its_steps_finishes_on_retry_without_repeats(
+        tmp_path: Path, jira_fake: JiraFake, broken_step: str) -> None:
+    # A 503 at one step stands for a crash there: the retry must finish the other step.
+    clock = FakeClock()
+    jira_fake.clock = clock
+    h = build(make_config(None, jira_fake, tmp_path / "cp.db"), clock)
+    check = tls_check()
+    h.feed(check, Status.FAILING, "expired", runs=2)
+    h.feed(check, Status.OK, "renewed")
+    h.deliver()
+    clock.advance(600)
+    jira_fake.down(503, path=broken_step, count=1)
+    h.feed(check, Status.FAILING, "expired again", runs=2)
+    h.deliver(passes=1)
+    clock.advance(10)
+    h.deliver()
+    issue = jira_fake.issue("OPS-1")
+    assert (issue.status, issue.transitions) == ("Reopened", ["Done", "Reopen"])
+    assert [c["body"] for c in issue.comments] == [
+        "Resolved after 1s: renewed", "Failing again: expired again"]
+    assert [(e.action, e.state, e.attempts) for e in h.outbox()] == [
+        ("open", "sent", 1), ("resolve", "sent", 1), ("open", "sent", 2)]
+    h.close()
+
+
+def test_on_jira_cloud_the_enhanced_search_finds_the_ticket_again(tmp_path: Path) -> None:
+    # Jira Cloud removed /search; the jira package switches to /search/jql there.
+    cloud = JiraFake(deployment="Cloud")
+    cloud.start()
+    try:
+        for db in ("first.db", "second.db"):  # the second control plane starts from nothing
+            h = build(make_config(None, cloud, tmp_path / db))
+            h.feed(tls_check(), Status.FAILING, "expired", runs=2)
+            h.deliver()
+            assert h.incidents()[0].jira_key == "OPS-1"
+            h.close()
+        assert list(cloud.issues) == ["OPS-1"]
+        assert cloud.count("GET", "/rest/api/2/search/jql", 200) == 2
+        assert cloud.count("GET", "/rest/api/2/search", 410) == 0
+    finally:
+        cloud.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import requests
 from jira import JIRA, JIRAError
 
 from controlplane.sandbox.jira_fake import JiraFake, start
@@ -67,3 +68,24 @@ def test_start_entry_point_serves_until_stopped() -> None:
                     max_retries=0).server_info()["deploymentType"] == "Server"
     finally:
         stop()
+
+
+def test_cloud_flavour_pages_the_enhanced_search_and_has_removed_the_old_one() -> None:
+    fake = JiraFake(deployment="Cloud")
+    fake.start()
+    try:
+        j = _client(fake)
+        assert j.server_info()["deploymentType"] == "Cloud"
+        for n in range(3):
+            j.create_issue(fields={"project": {"key": "OPS"}, "issuetype": {"name": "Task"},
+                                   "summary": f"s{n}", "labels": ["cp-1"]})
+        first = j.enhanced_search_issues('labels = "cp-1" ORDER BY created DESC', maxResults=2)
+        assert [i.key for i in first] == ["OPS-3", "OPS-2"]
+        rest = j.enhanced_search_issues('labels = "cp-1" ORDER BY created DESC', maxResults=2,
+                                        nextPageToken=first.nextPageToken)
+        assert ([i.key for i in rest], rest.nextPageToken) == (["OPS-1"], None)
+        old = requests.get(f"{fake.url}/rest/api/2/search", params={"jql": "project = OPS"},
+                           auth=(fake.user, fake.token), timeout=30)
+        assert old.status_code == 410
+    finally:
+        fake.stop()

@@ -71,3 +71,40 @@ def test_start_entry_point_serves_until_stopped() -> None:
         assert client.auth_test()["ok"] is True
     finally:
         stop()
+
+
+def test_history_returns_metadata_only_when_asked_for(slack_fake: SlackFake) -> None:
+    c = _client(slack_fake)
+    c.chat_postMessage(channel="C0ONCALL", text="root",
+                       metadata={"event_type": "t", "event_payload": {"key": "k"}})
+    assert "metadata" not in c.conversations_history(channel="C0ONCALL")["messages"][0]
+    with_meta = c.conversations_history(channel="C0ONCALL", include_all_metadata=True)
+    assert with_meta["messages"][0]["metadata"] == {"event_type": "t",
+                                                    "event_payload": {"key": "k"}}
+
+
+def test_history_pages_with_a_cursor_newest_first(slack_fake: SlackFake) -> None:
+    c = _client(slack_fake)
+    for i in range(5):
+        c.chat_postMessage(channel="C0ONCALL", text=f"m{i}")
+    first = c.conversations_history(channel="C0ONCALL", limit=2)
+    assert (first["has_more"], [m["text"] for m in first["messages"]]) == (True, ["m4", "m3"])
+    pages = [[m["text"] for m in page["messages"]]
+             for page in c.conversations_history(channel="C0ONCALL", limit=2)]
+    assert pages == [["m4", "m3"], ["m2", "m1"], ["m0"]]
+
+
+def test_history_oldest_is_exclusive_unless_inclusive(slack_fake: SlackFake) -> None:
+    c = _client(slack_fake)
+    ts = c.chat_postMessage(channel="C0ONCALL", text="m")["ts"]
+    assert c.conversations_history(channel="C0ONCALL", oldest=ts)["messages"] == []
+    assert len(c.conversations_history(channel="C0ONCALL", oldest=ts,
+                                       inclusive=True)["messages"]) == 1
+
+
+def test_a_dropped_response_still_posts_the_message(slack_fake: SlackFake) -> None:
+    slack_fake.drop_response("chat.postMessage")
+    client = WebClient(token=slack_fake.token, base_url=slack_fake.api_url, retry_handlers=[])
+    with pytest.raises(ConnectionError):
+        client.chat_postMessage(channel="C0ONCALL", text="x")
+    assert [m.text for m in slack_fake.messages()] == ["x"]

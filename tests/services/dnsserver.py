@@ -23,13 +23,14 @@ import pytest
 
 
 class ScriptedDnsServer:
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.records: dict[tuple[dns.name.Name, str], list[str]] = {}
         self.silent_names: set[dns.name.Name] = set()
         self.servfail_names: set[dns.name.Name] = set()
         self.queries: list[tuple[str, str]] = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, port))
+        self.host = host
         self.port: int = self.sock.getsockname()[1]
         self.sock.settimeout(0.05)  # lets the loop notice stop() promptly
         self._stopping = threading.Event()
@@ -37,7 +38,7 @@ class ScriptedDnsServer:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def add(self, name: str, rtype: str, *values: str) -> None:
         self.records.setdefault((dns.name.from_text(name), rtype), []).extend(values)

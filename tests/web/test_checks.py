@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from flask.testing import FlaskClient
 
 from controlplane.app import Runtime, build_runtime
 from controlplane.config import load_config
-from controlplane.results import Status
+from controlplane.results import Result, Status
 from controlplane.web import create_app
 from tests import fakeprobes
 
@@ -121,3 +123,63 @@ def test_readyz_needs_store_and_running_scheduler(rt: Runtime, client: FlaskClie
     assert resp.get_json() == {"status": "unavailable", "store": True, "scheduler": False}
     rt.scheduler.start()
     assert client.get("/readyz").status_code == 200
+
+
+def seed_history(rt: Runtime) -> datetime:
+    """Two errors three days ago, then ok, ok, degraded, failing in the last hour."""
+    now = datetime.now(UTC)
+    check = rt.config.check("tls-prod")
+    runs = [(now - timedelta(days=3, minutes=1), Status.ERROR, 0.4),
+            (now - timedelta(days=3), Status.ERROR, 0.4),
+            (now - timedelta(minutes=40), Status.OK, 0.1),
+            (now - timedelta(minutes=30), Status.OK, 0.2),
+            (now - timedelta(minutes=20), Status.DEGRADED, 0.3),
+            (now - timedelta(minutes=10), Status.FAILING, 0.4)]
+    for started, status, duration in runs:
+        rt.pipeline.process(Result(check="tls-prod", kind="scripted", env="production",
+                                   status=status, started_at=started, duration_s=duration,
+                                   message=f"run was {status.value}"), check)
+    return now
+
+
+def test_status_page_shows_uptime_over_24_hours_and_7_days_and_a_sparkline(
+        rt: Runtime, client: FlaskClient) -> None:
+    seed_history(rt)
+    html = client.get("/").get_data(as_text=True)
+    row = html.split('data-check="tls-prod"', 1)[1].split("</tr>", 1)[0]
+    assert 'data-state="failing"' in row
+    assert "<td>run was failing</td>" in row
+    assert "<td>75.00%</td><td>50.00%</td>" in row
+    # Latencies oldest first: 0.4 0.4 0.1 0.2 0.3 0.4 scaled into a 120x24 box.
+    assert ('<svg class="spark" width="120" height="24" viewBox="0 0 120 24" role="img" '
+            'aria-label="latency sparkline"><polyline fill="none" stroke="#0969da" '
+            'stroke-width="1.5" points="0.0,2.0 24.0,2.0 48.0,22.0 72.0,15.3 96.0,8.7 '
+            '120.0,2.0"/></svg>') in row
+    never = html.split('data-check="http-dev"', 1)[1].split("</tr>", 1)[0]
+    assert "<td>not run yet</td>" in never
+    assert "<td>n/a</td><td>n/a</td>" in never
+    assert '<svg class="spark" width="120" height="24"></svg>' in never
+
+
+def test_check_page_shows_uptime_history_rows_and_latency_chart(
+        rt: Runtime, client: FlaskClient) -> None:
+    seed_history(rt)
+    html = client.get("/checks/tls-prod").get_data(as_text=True)
+    assert "<b>Uptime 24 h</b> 75.00% · <b>7 d</b> 50.00%" in html
+    history_table = html.split('<table id="history">', 1)[1].split("</table>", 1)[0]
+    badges = re.findall(r'<span class="badge s-(\w+)">', history_table)
+    assert badges == ["failing", "degraded", "ok", "ok", "error", "error"]
+    assert re.findall(r"<td>(\d\.\d{3})s</td>", history_table) == [
+        "0.400", "0.300", "0.200", "0.100", "0.400", "0.400"]
+    chart = html.split('<div class="card" id="latency-chart">', 1)[1].split("</svg>", 1)[0]
+    assert 'aria-label="Latency (last 200 runs)"' in chart
+    assert ">0.44s</text>" in chart  # y axis: 10 % above the slowest run
+    (points,) = re.findall(r'<polyline [^>]*points="([^"]+)"', chart)
+    assert len(points.split()) == 6
+
+
+def test_checks_api_reports_both_uptime_windows(rt: Runtime, client: FlaskClient) -> None:
+    seed_history(rt)
+    body = client.get("/api/v1/checks/tls-prod").get_json()
+    assert (body["state"], body["uptime_24h"], body["uptime_7d"]) == ("failing", 0.75, 0.5)
+    assert body["last_result"]["message"] == "run was failing"

@@ -211,3 +211,20 @@ def test_dashboard_acknowledge_button_asks_for_the_token_and_acknowledges(
     assert (inc["state"], inc["acknowledged_by"]) == ("acknowledged", "dashboard")
     assert {"kind": "acknowledged", "message": "acknowledged by dashboard via dashboard"} in [
         {k: e[k] for k in ("kind", "message")} for e in inc["timeline"]]
+
+
+def test_no_page_or_api_answer_shows_a_credential(rt: Runtime, client: FlaskClient,
+                                                  slack_fake: SlackFake,
+                                                  jira_fake: JiraFake) -> None:
+    slack_fake.fail("invalid_auth", method="chat.postMessage", count=None)
+    jira_fake.down(401)
+    _fail(rt)
+    client.post("/api/v1/silences", headers=AUTH, json={
+        "matchers": {"env": "staging"}, "comment": "patching", "duration": "1h"})
+    pages = ["/incidents", "/incidents/1", "/api/v1/incidents", "/api/v1/incidents/1",
+             "/silences", "/api/v1/silences?all=1", "/metrics"]
+    bodies = {p: client.get(p).get_data(as_text=True) for p in pages}
+    assert "slack rejected the request: invalid_auth" in bodies["/incidents"]
+    assert "jira rejected the request: HTTP 401" in bodies["/incidents"]
+    for secret in (slack_fake.token, jira_fake.token, SIGNING, TOKEN):
+        assert [p for p, body in bodies.items() if secret in body] == [], secret

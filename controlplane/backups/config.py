@@ -1,0 +1,174 @@
+"""Config sections ``blob``, ``backups`` and ``dr`` (added to ControlPlaneConfig)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from controlplane.durations import Duration
+
+_NAME = r"^[a-z0-9][a-z0-9-]*$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+_DOW = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+
+
+def cron_trigger(expr: str) -> Any:
+    """An APScheduler CronTrigger (UTC) for a standard 5-field crontab line.
+
+    APScheduler 3 numbers weekdays from Monday = 0; crontab from Sunday = 0 (and 7), so
+    numeric weekdays are translated to names first.
+    """
+    import re
+
+    from apscheduler.triggers.cron import CronTrigger
+
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"wrong number of fields; got {len(fields)}, expected 5")
+    head, sep, step = fields[4].partition("/")
+    head = re.sub(r"\d+", lambda m: _DOW[int(m.group()) % 7], head)
+    fields[4] = head + sep + step
+    return CronTrigger.from_crontab(" ".join(fields), timezone="UTC")
+
+
+def _valid_cron(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        cron_trigger(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a cron expression (5 fields, e.g. '0 2 * * *'): "
+                         f"{exc}") from None
+    return value
+
+
+class BlobConfig(_Model):
+    """Where backups go: Azure Blob (or Azurite), or a local folder behind the same interface."""
+
+    backend: Literal["azure", "local"] = "local"
+    connection_string: SecretStr | None = None
+    account_url: str | None = None
+    container: str = "controlplane-backups"
+    path: str = "backups"
+    """Folder for the local backend (relative to the working directory)."""
+    block_size: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=100 * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _azure_needs_credentials(self) -> BlobConfig:
+        if self.backend == "azure" and self.connection_string is None and not self.account_url:
+            raise ValueError("the azure backend needs connection_string (or account_url with "
+                             "a managed identity); use backend: local for a folder")
+        return self
+
+
+class RetentionConfig(_Model):
+    keep_last: int = Field(default=7, ge=1)
+    daily_days: int = Field(default=14, ge=0)
+    weekly_weeks: int = Field(default=8, ge=0)
+
+
+class SqlAssertion(_Model):
+    """A query run against the restored scratch database; its first cell must equal expect."""
+
+    name: str
+    sql: str
+    expect: str | int | float | bool | None = None
+
+
+class DrillConfig(_Model):
+    schedule: str | None = None
+    """Cron expression (UTC) for scheduled drills; None means on demand only."""
+    server_dsn: SecretStr | None = None
+    """Admin DSN of the server where scratch databases are created (default: the source)."""
+    tablespace: str | None = None
+    """Tablespace for scratch databases (e.g. on a dedicated volume)."""
+    assertions: list[SqlAssertion] = Field(default_factory=list)
+
+    _cron = field_validator("schedule")(_valid_cron)
+
+
+class BackupComponentConfig(_Model):
+    kind: Literal["postgres"] = "postgres"
+    env: str = "production"
+    dsn: SecretStr
+    schedule: str | None = None
+    """Cron expression (UTC) for scheduled backups; None means on demand only."""
+    recipients: list[str] = Field(min_length=1)
+    """age X25519 public keys (age1...) the backup is encrypted to."""
+    identity_file: str | None = None
+    """age private key file used by verify and drills; never logged or shown."""
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    drill: DrillConfig = Field(default_factory=DrillConfig)
+    timeout: Duration = 6 * 3600.0
+    """pg_dump is stopped (and the backup fails) after this long."""
+    severity: Literal["critical", "major", "minor"] = "critical"
+    """Severity of incidents from failed backups and drills of this component."""
+
+    _cron = field_validator("schedule")(_valid_cron)
+
+    @field_validator("recipients")
+    @classmethod
+    def _age_recipients(cls, value: list[str]) -> list[str]:
+        for r in value:
+            if not r.startswith("age1"):
+                raise ValueError(f"{r!r} is not an age X25519 recipient; it starts with age1 "
+                                 "(see `age-keygen -y key.txt`)")
+        return value
+
+
+class BackupsConfig(_Model):
+    components: dict[str, BackupComponentConfig] = Field(default_factory=dict)
+    lock_stale_after: Duration = 600.0
+    """A running backup whose heartbeat is older than this is taken to be dead."""
+
+    @field_validator("components")
+    @classmethod
+    def _names(cls, value: dict[str, BackupComponentConfig]) -> dict[str, BackupComponentConfig]:
+        import re
+
+        for name in value:
+            if not re.match(_NAME, name):
+                raise ValueError(f"component name {name!r} must be lower-case letters, digits "
+                                 "and dashes")
+        return value
+
+
+class DrTarget(_Model):
+    rto: Duration
+    rpo: Duration
+    description: str = ""
+    backup_component: str | None = None
+    """The backups component whose backups and drills measure this DR component."""
+
+
+def default_dr_components() -> dict[str, DrTarget]:
+    """Platform defaults; a config entry with the same name replaces one."""
+    return {
+        "postgres": DrTarget(rto=3600, rpo=86400, backup_component="postgres",
+                             description="Managed Postgres (halotasksapidb), logical backups"),
+        "kubernetes-secrets": DrTarget(rto=3600, rpo=86400,
+                                       description="voice360-env and other Secrets"),
+        "kafka": DrTarget(rto=4 * 3600, rpo=3600,
+                          description="Single KRaft broker, no replication"),
+        "cluster-rebuild": DrTarget(rto=4 * 3600, rpo=86400,
+                                    description="Full AKS cluster rebuild (~4 h by hand)"),
+    }
+
+
+class DrConfig(_Model):
+    components: dict[str, DrTarget] = Field(default_factory=dict)
+    at_risk_ratio: float = Field(default=0.8, gt=0, lt=1)
+    """A measure above this share of its target is at risk (within 20 % of it)."""
+    evaluate_interval: Duration = 300.0
+    defaults: bool = True
+    """Include the platform's default components."""
+
+    def targets(self) -> dict[str, DrTarget]:
+        base = default_dr_components() if self.defaults else {}
+        return {**base, **self.components}

@@ -1,0 +1,1 @@
+"""Disaster recovery: restore drills and the RTO/RPO tracker."""

@@ -1,0 +1,138 @@
+"""The backups/DR component: cron-scheduled backups and drills, periodic DR evaluation.
+
+Every Result (backup, drill, DR status) is fed to the runtime's pipeline, so failures and
+breaches open incidents like any failing check.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from controlplane.backups.blob import BlobStore, open_blob_store
+from controlplane.backups.config import BackupsConfig, DrConfig, cron_trigger
+from controlplane.backups.service import BackupJob
+from controlplane.dr.drill import Drill
+from controlplane.dr.probes import DrProbe, backup_check, dr_check, drill_check
+from controlplane.pipeline import Pipeline
+from controlplane.probes.base import ProbeContext
+from controlplane.results import Result
+from controlplane.store import Store
+
+if TYPE_CHECKING:
+    from controlplane.app import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class BackupOps:
+    """Backups, drills and DR evaluation wired to a store, a blob store and a pipeline."""
+
+    def __init__(self, backups: BackupsConfig, dr: DrConfig, store: Store, blob: BlobStore,
+                 pipeline: Pipeline, context: ProbeContext | None = None) -> None:
+        self.backups, self.dr = backups, dr
+        self.store, self.blob, self.pipeline = store, blob, pipeline
+        self.context = context or ProbeContext()
+        self.context.services.setdefault("store", store)
+        self.context.services.setdefault("dr_config", dr)
+
+    def run_backup(self, name: str, progress: object = None) -> Result:
+        job = BackupJob(name, self.backups, self.store, self.blob, progress)  # type: ignore[arg-type]
+        result = job.run().result
+        comp = self.backups.components[name]
+        self.pipeline.process(result, backup_check(name, comp.env, comp.severity))
+        self.evaluate_dr()
+        return result
+
+    def run_drill(self, name: str, progress: object = None, on_demand: bool = False) -> Result:
+        drill = Drill(name, self.backups, self.store, self.blob, progress,  # type: ignore[arg-type]
+                      on_demand=on_demand)
+        result = drill.run().result
+        comp = self.backups.components[name]
+        self.pipeline.process(result, drill_check(name, comp.env, comp.severity))
+        self.evaluate_dr()
+        return result
+
+    def evaluate_dr(self) -> list[Result]:
+        out = []
+        for name in self.dr.targets():
+            check = dr_check(name)
+            result = DrProbe(check, self.context).execute()
+            self.pipeline.process(result, check)
+            out.append(result)
+        return out
+
+
+class BackupsComponent:
+    name = "backups"
+
+    def __init__(self, ops: BackupOps) -> None:
+        self.ops = ops
+        # One worker per job kind is enough; the lock refuses overlapping backups anyway.
+        self._scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(4)}, timezone="UTC")
+        self._stopping = threading.Event()
+
+    def start(self) -> None:
+        for name, target in self.ops.dr.targets().items():
+            source = target.backup_component
+            if source and source not in self.ops.backups.components:
+                log.warning("DR component %s is measured from backups component %r, which is "
+                            "not configured; set dr.components.%s.backup_component to one of: "
+                            "%s", name, source, name,
+                            ", ".join(sorted(self.ops.backups.components)) or "(none)")
+        for name, comp in self.ops.backups.components.items():
+            if comp.schedule:
+                self._scheduler.add_job(self.ops.run_backup, cron_trigger(comp.schedule),
+                                        args=[name], id=f"backup-{name}", max_instances=1,
+                                        coalesce=True, misfire_grace_time=3600)
+            if comp.drill.schedule:
+                self._scheduler.add_job(self.ops.run_drill, cron_trigger(comp.drill.schedule),
+                                        args=[name], id=f"drill-{name}", max_instances=1,
+                                        coalesce=True, misfire_grace_time=3600)
+        self._scheduler.add_job(self.ops.evaluate_dr, IntervalTrigger(
+            seconds=self.ops.dr.evaluate_interval), id="dr-evaluate", max_instances=1,
+            coalesce=True)
+        self._scheduler.start()
+        threading.Thread(target=self._safe_evaluate, name="dr-first", daemon=True).start()
+        log.info("backups component started jobs=%d", len(self._scheduler.get_jobs()))
+
+    def _safe_evaluate(self) -> None:
+        try:
+            self.ops.evaluate_dr()
+        except Exception:
+            log.exception("DR evaluation failed")
+
+    def jobs(self) -> list[tuple[str, str]]:
+        """(job id, trigger) of every scheduled job, for `/readyz`-style inspection."""
+        return sorted((j.id, str(j.trigger)) for j in self._scheduler.get_jobs())
+
+    def stop(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+
+
+def ops_for(runtime: Runtime) -> BackupOps:
+    """The runtime's BackupOps (created once and shared with the web views)."""
+    ops = runtime.extras.get("backup_ops")
+    if ops is None:
+        cfg = runtime.config
+        ops = BackupOps(cfg.backups, cfg.dr, runtime.store, open_blob_store(cfg.blob),
+                        runtime.pipeline, runtime.context)
+        runtime.extras["backup_ops"] = ops
+    assert isinstance(ops, BackupOps)
+    return ops
+
+
+def create(runtime: Runtime) -> BackupsComponent | None:
+    """None until backups or DR components are configured: an install without them should
+    not raise "never measured" results every few minutes (the /dr page still shows them)."""
+    cfg = runtime.config
+    if not cfg.backups.components and not cfg.dr.components:
+        return None
+    return BackupsComponent(ops_for(runtime))

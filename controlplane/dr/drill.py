@@ -1,0 +1,192 @@
+"""Restore drills: prove the newest complete backup restores, and time it (measured RTO).
+
+Steps: pick -> verify (download, sha256, full age decryption; nothing written) ->
+create scratch database -> restore (stream into pg_restore) -> check (row counts equal the
+manifest, SQL assertions) -> drop. The scratch database is dropped whatever happens.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from controlplane.backups import catalog, postgres
+from controlplane.backups.blob import BlobStore
+from controlplane.backups.catalog import BackupRow, DrillRow
+from controlplane.backups.config import BackupComponentConfig, BackupsConfig, SqlAssertion
+from controlplane.backups.crypto import CryptoError, load_identities
+from controlplane.backups.restore import RestoreFailed, VerificationFailed, restore, verify
+from controlplane.backups.streams import ProgressFn
+from controlplane.results import Result, Status, Step, StepFailed, StepRecorder, utcnow
+from controlplane.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def drill_check_id(component: str) -> str:
+    return f"drill-{component}"
+
+
+@dataclass
+class DrillOutcome:
+    drill_id: int
+    result: Result
+
+
+class Drill:
+    def __init__(self, name: str, backups: BackupsConfig, store: Store, blob: BlobStore,
+                 progress: ProgressFn | None = None, on_demand: bool = False) -> None:
+        if name not in backups.components:
+            known = ", ".join(sorted(backups.components)) or "none configured"
+            raise KeyError(f"no backup component {name!r} (configured: {known})")
+        self.name = name
+        self.cfg: BackupComponentConfig = backups.components[name]
+        self.store = store
+        self.blob = blob
+        self.progress = progress
+        self.started = utcnow()
+        self.rec = StepRecorder()
+        stamp = f"{self.started:%Y%m%d%H%M%S}"
+        self.scratch = f"cp_drill_{name.replace('-', '_')}_{stamp}"
+        self.backup_id = ""
+        self.restore_s: float | None = None
+        with store.session() as s:
+            row = DrillRow(component=name, status=catalog.RUNNING, started_at=self.started,
+                           scratch_db=self.scratch, on_demand=on_demand)
+            s.add(row)
+            s.flush()
+            self.drill_id = row.id
+            # The id keeps two drills in one second apart.
+            self.scratch = row.scratch_db = f"{self.scratch}_{row.id}"
+
+    def run(self) -> DrillOutcome:
+        t0 = time.monotonic()
+        created = False
+        admin = (self.cfg.drill.server_dsn or self.cfg.dsn).get_secret_value()
+        try:
+            manifest, identities = self._pick_and_verify()
+            with self.rec.step("create-scratch") as st:
+                try:
+                    postgres.create_database(admin, self.scratch, self.cfg.drill.tablespace)
+                except postgres.PgError as exc:
+                    raise StepFailed(str(exc)) from None
+                created = True
+                st.message = self.scratch
+            target = postgres.with_dbname(admin, self.scratch)
+            self._restore(manifest, identities, target)
+            self._check(manifest, target)
+        except StepFailed as exc:
+            return self._finish(Status.FAILING, self.rec.steps[-1].name, str(exc), t0, created,
+                                admin)
+        except Exception as exc:
+            log.exception("drill crashed component=%s", self.name)
+            return self._finish(Status.FAILING, "crash", f"{type(exc).__name__}: {exc}", t0,
+                                created, admin)
+        return self._finish(Status.OK, "", "", t0, created, admin)
+
+    def _pick_and_verify(self) -> tuple[dict[str, Any], list[Any]]:
+        with self.rec.step("pick") as st:
+            with self.store.session() as s:
+                row = catalog.latest_complete(s, self.name)
+                if row is None:
+                    raise StepFailed(f"no complete backup of {self.name} to drill; run "
+                                     f"`controlplane backup run {self.name}` first")
+                self.backup_id, manifest = row.id, dict(row.manifest)
+                s.get(DrillRow, self.drill_id).backup_id = row.id  # type: ignore[union-attr]
+            st.message = self.backup_id
+        with self.rec.step("verify") as st:
+            if not self.cfg.identity_file:
+                raise StepFailed(f"backups.components.{self.name}.identity_file is not set; "
+                                 "drills need the age private key to decrypt")
+            try:
+                identities = load_identities(self.cfg.identity_file)
+                report = verify(self.blob, manifest, identities, self.progress)
+            except (CryptoError, VerificationFailed) as exc:
+                if isinstance(exc, VerificationFailed) and exc.corrupt:
+                    with self.store.session() as s:
+                        catalog.mark_corrupt(s, self.backup_id, str(exc))
+                raise StepFailed(f"{exc}; nothing was restored") from None
+            st.message = f"sha256 ok, {report.plain_bytes} bytes decrypted"
+        return manifest, identities
+
+    def _restore(self, manifest: dict[str, Any], identities: list[Any], target: str) -> None:
+        with self.rec.step("restore") as st:
+            t = time.monotonic()
+            try:
+                n = restore(self.blob, manifest, identities, target, progress=self.progress)
+            except RestoreFailed as exc:
+                raise StepFailed(str(exc)) from None
+            self.restore_s = round(time.monotonic() - t, 3)
+            st.message = f"{n} bytes restored into {self.scratch}"
+
+    def _check(self, manifest: dict[str, Any], target: str) -> None:
+        with self.rec.step("check") as st:
+            want: dict[str, int] = dict(manifest.get("row_counts", {}))
+            try:
+                with postgres.connect(target, autocommit=True) as conn:
+                    got = postgres.count_rows(conn, sorted(want))
+                    failures = [_assertion(conn, a) for a in self.cfg.drill.assertions]
+            except postgres.PgError as exc:
+                raise StepFailed(str(exc)) from None
+            except Exception as exc:
+                raise StepFailed(f"verification query failed: {str(exc).splitlines()[0]}") \
+                    from None
+            diffs = [f"{t}: {got.get(t)} rows, manifest says {n}" for t, n in want.items()
+                     if got.get(t) != n]
+            problems = diffs + [f for f in failures if f]
+            if problems:
+                raise StepFailed("restored data does not match: " + "; ".join(problems[:5]))
+            st.message = (f"{len(want)} tables match the manifest, "
+                          f"{len(self.cfg.drill.assertions)} assertions hold")
+
+    def _finish(self, status: Status, step: str, error: str, t0: float, created: bool,
+                admin: str) -> DrillOutcome:
+        if created:
+            with self.rec.step("drop-scratch") as st:
+                try:
+                    postgres.drop_database(admin, self.scratch)
+                    st.message = self.scratch
+                except Exception as exc:
+                    st.status = Status.DEGRADED
+                    st.message = f"could not drop {self.scratch}: {exc}; drop it by hand"
+                    log.warning("scratch drop failed db=%s", self.scratch)
+        duration = round(time.monotonic() - t0, 3)
+        finished = utcnow()
+        steps = [Step.model_validate(s.model_dump()) for s in self.rec.steps]
+        with self.store.session() as s:
+            row = s.get(DrillRow, self.drill_id)
+            assert row is not None
+            row.status = catalog.PASSED if status == Status.OK else catalog.FAILED
+            row.finished_at, row.duration_s, row.restore_s = finished, duration, self.restore_s
+            row.failed_step, row.message = step, error
+            row.steps = [st.model_dump(mode="json") for st in steps]
+            if status == Status.OK:
+                backup = s.get(BackupRow, self.backup_id)
+                if backup is not None:
+                    backup.verified_at = finished
+        if status == Status.OK:
+            message = (f"drill of {self.name} passed: {self.backup_id} restored and verified "
+                       f"in {duration:.1f}s")
+        else:
+            message = f"drill of {self.name} failed at {step}: {error}"
+        log.info("drill finished component=%s status=%s step=%s duration_s=%.1f", self.name,
+                 status.value, step, duration)
+        metrics: dict[str, float | None] = {"duration_s": duration, "restore_s": self.restore_s}
+        result = Result(check=drill_check_id(self.name), kind="drill", env=self.cfg.env,
+                        status=status, started_at=self.started, duration_s=duration,
+                        message=message, metrics=metrics, steps=steps,
+                        details={"drill_id": self.drill_id, "backup_id": self.backup_id,
+                                 "failed_step": step})
+        return DrillOutcome(self.drill_id, result)
+
+
+def _assertion(conn: Any, a: SqlAssertion) -> str:
+    row = conn.execute(a.sql).fetchone()
+    value = row[0] if row else None
+    if a.expect is None and value in (None, False):
+        return f"assertion {a.name!r} returned {value!r}"
+    if a.expect is not None and str(value) != str(a.expect):
+        return f"assertion {a.name!r} returned {value!r}, expected {a.expect!r}"
+    return ""

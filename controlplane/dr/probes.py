@@ -1,0 +1,154 @@
+"""Check kinds ``backup``, ``drill`` and ``dr``.
+
+Backup jobs, drills and the DR tracker produce Results of these kinds; the checks below
+give those Results their CheckConfig (so they travel the same pipeline: evaluator,
+incidents, metrics) and, configured in checks/*.yaml, re-evaluate the catalog on schedule.
+They read the store the running control plane lends in ``context.services["store"]``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import Field
+
+from controlplane.backups import catalog
+from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError, Severity
+from controlplane.results import Result, Status
+
+if TYPE_CHECKING:
+    from controlplane.metrics import Metrics
+    from controlplane.store import Store
+
+
+class BackupCheckConfig(CheckConfig):
+    kind: Literal["backup"] = "backup"
+    component: str
+    failure_threshold: int = Field(default=1, ge=1)
+    severity: Literal["critical", "major", "minor"] = "critical"
+
+
+class DrillCheckConfig(CheckConfig):
+    kind: Literal["drill"] = "drill"
+    component: str
+    failure_threshold: int = Field(default=1, ge=1)
+    severity: Literal["critical", "major", "minor"] = "critical"
+
+
+class DrCheckConfig(CheckConfig):
+    kind: Literal["dr"] = "dr"
+    component: str
+    failure_threshold: int = Field(default=1, ge=1)
+    severity: Literal["critical", "major", "minor"] = "major"
+
+
+def _store(probe: Probe[Any]) -> Store:
+    store = probe.context.services.get("store")
+    if store is None:
+        raise ProbeError("this check reads the backup catalog; run it inside the control "
+                         "plane (`controlplane run`), or use `controlplane backup list`")
+    return store  # type: ignore[no-any-return]
+
+
+class BackupProbe(Probe[BackupCheckConfig]):
+    """Latest backup of a component: ok when complete, failing when it failed."""
+
+    kind: ClassVar[str] = "backup"
+    config_model: ClassVar[type[CheckConfig]] = BackupCheckConfig
+
+    def check(self) -> Outcome:
+        with _store(self).session() as s:
+            rows = catalog.backups(s, self.config.component, limit=1)
+            row = rows[0].to_dict() if rows else None
+        if row is None:
+            return Outcome(Status.DEGRADED, f"no backup of {self.config.component} yet")
+        if row["status"] == catalog.FAILED:
+            return Outcome(Status.FAILING, f"latest backup {row['id']} failed at "
+                           f"{row['failed_step']}: {row['error']}", details={"backup": row})
+        return Outcome(Status.OK, f"latest backup {row['id']} is {row['status']}",
+                       details={"backup": row})
+
+    @classmethod
+    def export_metrics(cls, result: Result, metrics: Metrics) -> None:
+        component = result.check.removeprefix("backup-")
+        m = result.metrics
+        if result.status == Status.OK and m.get("finished_ts") is not None:
+            metrics.backup_last_success.labels(component).set(float(m["finished_ts"] or 0))
+            metrics.backup_duration.labels(component).set(float(m.get("duration_s") or 0))
+            metrics.backup_size.labels(component).set(float(m.get("size_bytes") or 0))
+
+
+class DrillProbe(Probe[DrillCheckConfig]):
+    """Latest drill of a component: ok when it passed, failing when it failed."""
+
+    kind: ClassVar[str] = "drill"
+    config_model: ClassVar[type[CheckConfig]] = DrillCheckConfig
+
+    def check(self) -> Outcome:
+        with _store(self).session() as s:
+            rows = catalog.drills(s, self.config.component, limit=1)
+            row = rows[0].to_dict() if rows else None
+        if row is None:
+            return Outcome(Status.DEGRADED, f"no drill of {self.config.component} yet")
+        if row["status"] == catalog.FAILED:
+            return Outcome(Status.FAILING, f"latest drill failed at {row['failed_step']}: "
+                           f"{row['message']}", details={"drill": row})
+        return Outcome(Status.OK, f"latest drill is {row['status']}", details={"drill": row})
+
+
+class DrProbe(Probe[DrCheckConfig]):
+    """One DR component's RTO/RPO against its targets (met / at risk / breached / unknown)."""
+
+    kind: ClassVar[str] = "dr"
+    config_model: ClassVar[type[CheckConfig]] = DrCheckConfig
+
+    def check(self) -> Outcome:
+        from controlplane.dr.tracker import evaluate_one, human_duration
+
+        dr = self.context.services.get("dr_config")
+        if dr is None:
+            raise ProbeError("the dr check needs the control plane's dr config")
+        targets = dr.targets()
+        if self.config.component not in targets:
+            raise ProbeError(f"no DR component {self.config.component!r}; configured: "
+                             + ", ".join(sorted(targets)))
+        from controlplane.results import utcnow
+
+        cs = evaluate_one(_store(self), self.config.component,
+                          targets[self.config.component], dr.at_risk_ratio, utcnow())
+        message = (f"{cs.component}: {cs.status_words} — RPO {human_duration(cs.rpo_s)} "
+                   f"(target {human_duration(cs.rpo_target_s)}), RTO "
+                   f"{human_duration(cs.rto_s)} (target {human_duration(cs.rto_target_s)})")
+        if cs.reasons:
+            message += "; " + "; ".join(cs.reasons)
+        return Outcome(cs.result_status, message,
+                       metrics={"rpo_s": cs.rpo_s, "rpo_target_s": cs.rpo_target_s,
+                                "rto_s": cs.rto_s, "rto_target_s": cs.rto_target_s,
+                                "rpo_complete_s": cs.rpo_complete_s},
+                       details={"component": cs.component, "status": cs.status,
+                                "rto_status": cs.rto_status, "rpo_status": cs.rpo_status})
+
+    @classmethod
+    def export_metrics(cls, result: Result, metrics: Metrics) -> None:
+        component = str(result.details.get("component") or result.check.removeprefix("dr-"))
+        m = result.metrics
+        for key, gauge in (("rpo_s", metrics.dr_rpo), ("rpo_target_s", metrics.dr_rpo_target),
+                           ("rto_s", metrics.dr_rto), ("rto_target_s", metrics.dr_rto_target)):
+            value = m.get(key)
+            if value is not None:
+                gauge.labels(component).set(float(value))
+
+
+def backup_check(component: str, env: str, severity: Severity = "critical") -> BackupCheckConfig:
+    return BackupCheckConfig(id=f"backup-{component}", component=component, env=env,
+                             name=f"Backup of {component}", severity=severity)
+
+
+def drill_check(component: str, env: str, severity: Severity = "critical") -> DrillCheckConfig:
+    return DrillCheckConfig(id=f"drill-{component}", component=component, env=env,
+                            name=f"Restore drill of {component}", severity=severity)
+
+
+def dr_check(component: str) -> DrCheckConfig:
+    return DrCheckConfig(id=f"dr-{component}", component=component,
+                         name=f"DR targets of {component}")

@@ -1,0 +1,179 @@
+"""Backups end to end against real Postgres and real Azurite."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+import psycopg
+import pytest
+
+from controlplane.backups import catalog
+from controlplane.results import Status
+from tests.backups.conftest import ROWS_T, ROWS_U, MakeEnv, check_state
+from tests.services.azurite import Azurite
+from tests.services.common import run_cli
+from tests.services.postgres import PASSWORD, PgServer
+
+pytestmark = [pytest.mark.postgres, pytest.mark.azurite]
+
+EXPECTED_COUNTS = {"public.calls": ROWS_T, "billing.invoices": ROWS_U, "public.empty_table": 0}
+
+
+def _row(env: Any, backup_id: str) -> catalog.BackupRow:
+    with env.store.session() as s:
+        row = s.get(catalog.BackupRow, backup_id)
+        assert row is not None
+        return row
+
+
+def test_backup_uploads_encrypted_blob_and_manifest_with_snapshot_row_counts(
+        make_env: MakeEnv, source_dsn: str, azurite: Azurite) -> None:
+    env = make_env(source_dsn, azurite)
+    result = env.ops.run_backup("app")
+    assert result.status == Status.OK, result.message
+    backup_id = result.details["backup_id"]
+    row = _row(env, backup_id)
+    assert row.status == "complete"
+    names = {b.name: b.size for b in env.blob.list()}
+    assert set(names) == {row.blob_name, row.manifest_name}
+    assert row.blob_name == f"app/production/{backup_id}.dump.age"
+    assert backup_id.startswith("app-production-") and backup_id.endswith("Z")
+    manifest = json.loads(env.blob.get_bytes(row.manifest_name))
+    assert manifest == row.manifest
+    assert manifest["row_counts"] == EXPECTED_COUNTS
+    assert manifest["database"] == source_dsn.rsplit("/", 1)[1]
+    assert manifest["encrypted_bytes"] == names[row.blob_name] == row.size_bytes
+    assert manifest["pg_dump_version"].startswith("pg_dump (PostgreSQL) ")
+    assert manifest["server_version"].startswith("15.")
+    assert manifest["sha256"] == row.sha256 and len(row.sha256 or "") == 64
+    assert env.blob.get_bytes(row.blob_name).startswith(b"age-encryption.org/v1\n")
+    assert PASSWORD not in json.dumps(manifest) and PASSWORD not in result.model_dump_json()
+    assert [s.name for s in result.steps] == ["lock", "snapshot", "dump+upload", "manifest"]
+    assert check_state(env.store, "backup-app") == "ok"
+    metrics = env.ops.pipeline.metrics.render().decode()
+    assert f'controlplane_backup_size_bytes{{component="app"}} {float(row.size_bytes or 0)}' \
+        in metrics
+
+
+def test_restore_by_hand_with_curl_age_cli_and_pg_restore(
+        make_env: MakeEnv, source_dsn: str, azurite: Azurite, pg_server: PgServer,
+        tmp_path: Any) -> None:
+    """Exactly the steps of docs/backups.md "Restore by hand"."""
+    from datetime import UTC, datetime, timedelta
+
+    from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+    from tests.services.azurite import ACCOUNT, KEY
+
+    env = make_env(source_dsn, azurite)
+    backup_id = env.ops.run_backup("app").details["backup_id"]
+    row = _row(env, backup_id)
+    sas = generate_blob_sas(ACCOUNT, env.blob_cfg.container, row.blob_name, account_key=KEY,
+                            permission=BlobSasPermissions(read=True),
+                            expiry=datetime.now(UTC) + timedelta(hours=1))
+    url = f"http://127.0.0.1:{azurite.port}/{ACCOUNT}/{env.blob_cfg.container}/" \
+          f"{row.blob_name}?{sas}"
+    enc, dump = tmp_path / "backup.dump.age", tmp_path / "backup.dump"
+    subprocess.run(["curl", "-fsS", "-o", str(enc), url], check=True)
+    subprocess.run(["age", "-d", "-i", env.key.path, "-o", str(dump), str(enc)], check=True)
+    target = pg_server.createdb(f"byhand_{backup_id[-8:-1]}")
+    subprocess.run(["pg_restore", "--no-owner", "-d", target, str(dump)], check=True)
+    with psycopg.connect(target) as conn:
+        got = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
+               for t in EXPECTED_COUNTS}
+    assert got == row.manifest["row_counts"] == EXPECTED_COUNTS
+
+
+def test_drill_restores_into_scratch_database_verifies_and_drops_it(
+        make_env: MakeEnv, source_dsn: str, azurite: Azurite, pg_server: PgServer) -> None:
+    env = make_env(source_dsn, azurite, drill={"assertions": [
+        {"name": "invoice total", "sql": "SELECT sum(amount) FROM billing.invoices",
+         "expect": "60.75"},
+        {"name": "callers present", "sql": "SELECT count(*) > 0 FROM calls"}]})
+    backup_id = env.ops.run_backup("app").details["backup_id"]
+    result = env.ops.run_drill("app")
+    assert result.status == Status.OK, result.message
+    assert result.message.startswith(f"drill of app passed: {backup_id} restored and verified")
+    assert [s.name for s in result.steps] == ["pick", "verify", "create-scratch", "restore",
+                                              "check", "drop-scratch"]
+    assert result.steps[4].message == "3 tables match the manifest, 2 assertions hold"
+    assert _row(env, backup_id).verified_at is not None
+    with psycopg.connect(pg_server.dsn()) as conn:
+        left = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'cp_drill_%'")
+        assert left.fetchall() == []
+    with env.store.session() as s:
+        drill = catalog.drills(s, "app")[0]
+        assert drill.status == "passed" and drill.duration_s and drill.restore_s
+    from controlplane.dr.tracker import evaluate
+
+    (pg,) = evaluate(env.store, env.ops.dr)
+    assert (pg.rpo_status, pg.rto_status, pg.status) == ("met", "met", "met")
+    assert pg.rto_s == drill.duration_s
+
+
+def test_drill_fails_when_an_sql_assertion_does_not_hold(
+        make_env: MakeEnv, source_dsn: str, azurite: Azurite) -> None:
+    env = make_env(source_dsn, azurite, drill={"assertions": [
+        {"name": "invoice total", "sql": "SELECT sum(amount) FROM billing.invoices",
+         "expect": "99"}]})
+    env.ops.run_backup("app")
+    result = env.ops.run_drill("app")
+    assert result.status == Status.FAILING
+    assert result.message == ("drill of app failed at check: restored data does not match: "
+                              "assertion 'invoice total' returned Decimal('60.75'), "
+                              "expected '99'")
+    assert env.incident_for("drill-app").result is result
+
+
+def test_cli_backup_run_list_verify_restore_and_drill(
+        make_env: MakeEnv, source_dsn: str, azurite: Azurite, pg_server: PgServer) -> None:
+    env = make_env(source_dsn, azurite)
+    cfg = env.config_file()
+    run = run_cli("--log-level", "DEBUG", "backup", "run", "app", "--config", cfg,
+                  timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("OK  backup-app  backup app-production-")
+    assert "dump " in run.stderr and "/s" in run.stderr  # progress: bytes and rate
+    assert "backup complete component=app" in run.stderr  # logs are on, and hold no secret
+    assert PASSWORD not in run.stdout + run.stderr
+    assert str(env.key.identity) not in run.stdout + run.stderr
+    with env.store.session() as s:
+        backup_id = catalog.backups(s, "app")[0].id
+    listed = run_cli("backup", "list", "--config", cfg)
+    assert listed.returncode == 0 and backup_id in listed.stdout and "complete" in listed.stdout
+    as_json = json.loads(run_cli("backup", "list", "app", "--json", "--config", cfg).stdout)
+    assert [b["id"] for b in as_json] == [backup_id]
+    ver = run_cli("backup", "verify", backup_id, "--config", cfg)
+    assert ver.returncode == 0, ver.stdout + ver.stderr
+    assert ver.stdout.startswith(f"OK  {backup_id}  sha256 {as_json[0]['sha256']} matches")
+    target = pg_server.createdb(f"cli_{backup_id[-8:-1]}")
+    rest = run_cli("restore", "postgres", backup_id, "--into", target, "--config", cfg)
+    assert rest.returncode == 0, rest.stdout + rest.stderr
+    assert rest.stdout.startswith(f"OK  {backup_id} restored into {target.rsplit('/', 1)[1]}")
+    again = run_cli("restore", "postgres", backup_id, "--into", target, "--config", cfg)
+    assert again.returncode == 2
+    assert "target database is not empty (3 tables, e.g. billing.invoices); restore into an " \
+           "empty database, or pass --force" in again.stderr
+    forced = run_cli("restore", "postgres", backup_id, "--into", target, "--force",
+                     "--config", cfg)
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    with psycopg.connect(target) as conn:
+        assert conn.execute("SELECT count(*) FROM calls").fetchone() == (ROWS_T,)
+    drill = run_cli("--log-level", "DEBUG", "drill", "run", "app", "--config", cfg,
+                    timeout=300)
+    assert drill.returncode == 0, drill.stdout + drill.stderr
+    assert PASSWORD not in drill.stdout + drill.stderr
+    assert str(env.key.identity) not in drill.stdout + drill.stderr
+    assert drill.stdout.startswith("OK  drill-app  drill of app passed")
+
+
+def test_backup_to_local_folder_backend_restores(
+        make_env: MakeEnv, source_dsn: str) -> None:
+    env = make_env(source_dsn)
+    result = env.ops.run_backup("app")
+    assert result.status == Status.OK, result.message
+    assert env.ops.run_drill("app").status == Status.OK
+    assert [b.name.rsplit(".", 2)[-2:] for b in env.blob.list()] == [["dump", "age"],
+                                                                      ["manifest", "json"]]

@@ -1,0 +1,118 @@
+"""The DR tracker: met / at risk / breached / unknown, metrics and Results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from controlplane.backups import catalog
+from controlplane.backups.config import DrConfig
+from controlplane.dr.probes import DrProbe, dr_check
+from controlplane.dr.tracker import evaluate, judge, rpo_series
+from controlplane.metrics import Metrics
+from controlplane.pipeline import Pipeline
+from controlplane.probes.base import ProbeContext
+from controlplane.results import Status, utcnow
+from controlplane.store import Store
+
+DR = DrConfig.model_validate({"defaults": False, "components": {
+    "postgres": {"rto": "1h", "rpo": "24h", "backup_component": "app"},
+    "kafka": {"rto": "4h", "rpo": "1h"}}})
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    s = Store("sqlite://")
+    yield s
+    s.close()
+
+
+def _backup(store: Store, bid: str, age_h: float, verified: bool = True,
+            status: str = "complete") -> None:
+    started = utcnow() - timedelta(hours=age_h)
+    with store.session() as s:
+        s.add(catalog.BackupRow(id=bid, component="app", env="production", status=status,
+                                started_at=started, finished_at=started,
+                                verified_at=started if verified else None))
+
+
+def _drill(store: Store, duration: float, status: str = "passed", age_h: float = 0.5) -> None:
+    with store.session() as s:
+        s.add(catalog.DrillRow(component="app", backup_id="x", status=status,
+                               started_at=utcnow() - timedelta(hours=age_h),
+                               duration_s=duration, failed_step="" if status == "passed"
+                               else "restore", message="" if status == "passed" else "boom"))
+
+
+def test_judge_uses_twenty_percent_margin() -> None:
+    assert [judge(v, 100, 0.8) for v in (None, 0, 80, 80.1, 100, 100.1)] == [
+        "unknown", "met", "met", "at_risk", "at_risk", "breached"]
+
+
+def test_component_without_measurements_is_unknown(store: Store) -> None:
+    statuses = {c.component: c for c in evaluate(store, DR)}
+    kafka = statuses["kafka"]
+    assert (kafka.status, kafka.status_words, kafka.rto_s, kafka.rpo_s) == (
+        "unknown", "Unknown", None, None)
+    assert kafka.reasons == ["RPO never measured: no backup verified by a drill",
+                             "RTO never measured: no drill passed"]
+
+
+def test_met_at_risk_and_breached_from_catalog(store: Store) -> None:
+    _backup(store, "b-new-unverified", 1, verified=False)
+    _backup(store, "b-old-verified", 20)
+    _drill(store, 600)
+    pg = {c.component: c for c in evaluate(store, DR)}["postgres"]
+    assert (pg.rpo_status, pg.rto_status, pg.status) == ("at_risk", "met", "at_risk")
+    assert pg.rpo_s is not None and 20 * 3600 - 5 < pg.rpo_s < 20 * 3600 + 60
+    assert pg.rpo_complete_s is not None and pg.rpo_complete_s < 3700
+    _drill(store, 5000, age_h=0.1)
+    pg = {c.component: c for c in evaluate(store, DR)}["postgres"]
+    assert (pg.rto_status, pg.rto_s, pg.status) == ("breached", 5000, "breached")
+    assert pg.reasons[-1] == "RTO 83m vs target 60m"
+
+
+def test_failed_latest_drill_breaches_rto(store: Store) -> None:
+    _backup(store, "b1", 1)
+    _drill(store, 100, age_h=2)
+    _drill(store, 50, status="failed", age_h=0.1)
+    pg = {c.component: c for c in evaluate(store, DR)}["postgres"]
+    assert (pg.rto_status, pg.rto_s) == ("breached", 100)
+    assert pg.reasons[0] == "latest drill failed at restore: boom"
+
+
+def test_dr_probe_result_feeds_pipeline_metrics_and_incident(store: Store) -> None:
+    _backup(store, "b1", 30)
+    _drill(store, 100)
+    metrics = Metrics()
+    pipeline = Pipeline(store, metrics)
+    transitions: list[object] = []
+    pipeline.on_transition(transitions.append)
+    check = dr_check("postgres")
+    probe = DrProbe(check, ProbeContext(services={"store": store, "dr_config": DR}))
+    result = probe.execute()
+    assert result.status == Status.FAILING
+    assert result.message.startswith("postgres: Breached — RPO 30.0h (target 24.0h), RTO 100s "
+                                     "(target 60m); RPO 30.0h vs target 24.0h")
+    pipeline.process(result, check)
+    assert len(transitions) == 1
+    text = metrics.render().decode()
+    assert 'controlplane_dr_rpo_target_seconds{component="postgres"} 86400.0' in text
+    assert 'controlplane_dr_rto_seconds{component="postgres"} 100.0' in text
+    assert 'controlplane_dr_rto_target_seconds{component="postgres"} 3600.0' in text
+    assert 'controlplane_dr_rpo_seconds{component="postgres"}' in text
+
+
+def test_platform_defaults_include_postgres_secrets_kafka_and_cluster_rebuild() -> None:
+    targets = DrConfig().targets()
+    assert sorted(targets) == ["cluster-rebuild", "kafka", "kubernetes-secrets", "postgres"]
+    assert targets["cluster-rebuild"].rto == 4 * 3600
+
+
+def test_rpo_series_rises_until_a_verified_backup_resets_it(store: Store) -> None:
+    _backup(store, "b1", 48)
+    series = rpo_series(store, "app", days=4, points=5)
+    values = [None if v is None else round(v / 3600) for _, v in series]
+    assert values == [None, None, 0, 24, 48]
