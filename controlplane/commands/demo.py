@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import socket
+import subprocess
 import threading
 from types import FrameType
 
@@ -52,6 +54,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
+    if logging.getLogger().level > logging.INFO:
+        # The control plane's request log would drown the guide the demo prints.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     demo = Demo(args.host, args.port, say=lambda line: print(line, flush=True))
@@ -62,6 +67,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             err(str(problem))
         return EXIT_ERROR
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+        demo.stop()
+        err(f"the demo could not start: {exc}")
+        return EXIT_ERROR
     print(f"demo: sandbox up ({demo.sandbox.url('control')}/faults), "
           f"{len(cfg.checks)} checks configured", flush=True)
 
@@ -71,6 +80,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(line, flush=True)
         if not args.no_timeline:
             demo.start_timeline(args.speed)
+        demo.prime_dr()
 
     code = EXIT_OK
     try:

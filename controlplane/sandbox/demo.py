@@ -12,6 +12,8 @@ import logging
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -20,6 +22,7 @@ from importlib import resources
 from typing import Any
 
 from controlplane.config import ControlPlaneConfig, load_config
+from controlplane.sandbox.localdata import Azurite, Postgres, azurite_binary, postgres_bindir
 from controlplane.sandbox.runner import Sandbox, default_state_dir
 
 log = logging.getLogger(__name__)
@@ -63,22 +66,67 @@ class Demo:
         self.fakes: dict[str, tuple[str, Callable[[], None]]] = {}
         self._stop = threading.Event()
         self._timeline: threading.Thread | None = None
+        self.postgres: Postgres | None = None
+        self.azurite: Azurite | None = None
+        self.blob_where = ""
+        self.config_file = ""
 
     def start(self) -> ControlPlaneConfig:
         """Start the sandbox and fakes; return the loaded demo config (ConfigError if bad)."""
         self.sandbox.start()
         self._start_fakes()
         os.environ.update(self._variables())
-        return load_config(self._config_file())
+        if "backups" in ControlPlaneConfig.model_fields:
+            os.environ.update(self._start_data_services())
+        self.config_file = self._config_file()
+        return load_config(self.config_file)
+
+    def _start_data_services(self) -> dict[str, str]:
+        """PostgreSQL to back up (if installed) and Azurite (if installed) as blob store."""
+        bindir = postgres_bindir()
+        if bindir is None:
+            self.say("demo: no PostgreSQL binaries here; backups and drills are left out")
+            return {}
+        os.chmod(self.workdir, 0o711)  # the postgres user must reach its data directory
+        self.postgres = Postgres(self.workdir, bindir).start()
+        env = {"DEMO_PG_DSN": self.postgres.seed("halotasks")}
+        env.update(self._age_key())
+        azurite = azurite_binary()
+        if azurite is not None:
+            self.azurite = Azurite(self.workdir, azurite).start()
+            env.update(DEMO_BLOB_BACKEND="azure",
+                       DEMO_BLOB_CONNECTION_STRING=self.azurite.connection_string,
+                       DEMO_BLOB_PATH="backups")
+            self.blob_where = f"Azurite on 127.0.0.1:{self.azurite.port}"
+        else:
+            path = os.path.join(self.workdir, "blobs")
+            env.update(DEMO_BLOB_BACKEND="local", DEMO_BLOB_PATH=path)
+            self.blob_where = f"the local folder {path}"
+        return env
+
+    def _age_key(self) -> dict[str, str]:
+        import pyrage
+
+        identity = pyrage.x25519.Identity.generate()
+        path = os.path.join(self.workdir, "backup-key.txt")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(identity) + "\n")
+        return {"DEMO_AGE_RECIPIENT": str(identity.to_public()), "DEMO_AGE_IDENTITY": path}
 
     def _config_file(self) -> str:
         """demo.yaml, plus the notifiers section when incidents and both fakes are here."""
         base = demo_config_path()
-        if "notifiers" not in ControlPlaneConfig.model_fields or len(self.fakes) < 2:
+        parts = ["demo.yaml"]
+        if "notifiers" in ControlPlaneConfig.model_fields and len(self.fakes) == 2:
+            parts.append("demo-notifiers.yaml")
+        if self.postgres is not None:
+            parts.append("demo-backups.yaml")
+        if len(parts) == 1:
             return base
         path = os.path.join(self.workdir, "demo.yaml")
         with open(path, "w", encoding="utf-8") as out:
-            for name in ("demo.yaml", "demo-notifiers.yaml"):
+            for name in parts:
                 with open(demo_config_path(name), encoding="utf-8") as part:
                     out.write(part.read())
         return path
@@ -137,6 +185,28 @@ class Demo:
         self.say("demo: timeline done; inject your own faults with "
                  "`controlplane sandbox fault set NAME`")
 
+    def prime_dr(self) -> None:
+        """First backup and drill right away (as the CLI would), so /dr has measures at once.
+
+        Runs in the background; the schedule takes over afterwards.
+        """
+        if self.postgres is None:
+            return
+        threading.Thread(target=self._prime_dr, name="demo-dr", daemon=True).start()
+
+    def _prime_dr(self) -> None:
+        for action in ("backup", "drill"):
+            if self._stop.is_set():
+                return
+            proc = subprocess.run(
+                [sys.executable, "-m", "controlplane", action, "run", "postgres", "--config",
+                 self.config_file, "--quiet"], capture_output=True, text=True, timeout=600)
+            if proc.returncode != 0:
+                self.say(f"demo: first {action} failed (exit {proc.returncode}): "
+                         f"{proc.stderr.strip()[-300:]}")
+                return
+        self.say("demo: first backup and restore drill done; see the DR dashboard")
+
     def guide(self, url: str) -> list[str]:
         return [
             f"demo: status page     {url}/",
@@ -147,6 +217,8 @@ class Demo:
             f"demo: sandbox faults  controlplane sandbox fault list   "
             f"(API {self.sandbox.url('control')}/faults)",
             *self._fake_lines(),
+            *([f"demo: DR dashboard    {url}/dr   (postgres backed up every 2 min to "
+               f"{self.blob_where}, restore drill every 4 min)"] if self.postgres else []),
             "demo: timeline        t+1:00 r121 drift, t+3:00 SMS dropped, t+5:00/6:00 healed",
             "demo: Ctrl-C stops everything",
         ]
@@ -173,5 +245,11 @@ class Demo:
                 stop()
             except Exception:
                 log.exception("demo fake stop failed name=%s", name)
+        for service in (self.azurite, self.postgres):
+            if service is not None:
+                try:
+                    service.stop()
+                except Exception:
+                    log.exception("demo data service stop failed")
         self.sandbox.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)

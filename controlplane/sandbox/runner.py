@@ -33,6 +33,9 @@ LOOPBACK = "127.0.0.1"
 
 
 def default_state_dir() -> str:
+    """$CONTROLPLANE_SANDBOX_DIR, else $CONTROLPLANE_CACHE/sandbox (~/.cache/controlplane)."""
+    if os.environ.get("CONTROLPLANE_SANDBOX_DIR"):
+        return os.environ["CONTROLPLANE_SANDBOX_DIR"]
     cache = os.environ.get("CONTROLPLANE_CACHE") or os.path.expanduser("~/.cache/controlplane")
     return os.path.join(cache, "sandbox")
 

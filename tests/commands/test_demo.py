@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 
+from controlplane.sandbox.localdata import azurite_binary, postgres_bindir
 from tests.services.common import run_cli
 from tests.services.sandbox import DemoProcess
 
@@ -54,7 +55,7 @@ def test_demo_checks_pass_on_a_healthy_platform(demo: DemoProcess) -> None:
 def test_fault_injected_with_the_cli_fails_the_drift_check(demo: DemoProcess) -> None:
     demo.wait_line("demo: control plane on ")
     r = run_cli("sandbox", "fault", "set", "appconfig_staging",
-                env={"CONTROLPLANE_CACHE": str(demo.cache)})
+                env=demo.cli_env)
     assert r.returncode == 0, r.stderr
     result = run_check(demo, "config-drift-production")
     assert result["status"] == "failing"
@@ -65,7 +66,7 @@ def test_fault_injected_with_the_cli_fails_the_drift_check(demo: DemoProcess) ->
 def test_certificate_expiring_in_5_days_fails_the_tls_check(demo: DemoProcess) -> None:
     demo.wait_line("demo: control plane on ")
     r = run_cli("sandbox", "fault", "set", "cert_expiring", "--env", "release",
-                env={"CONTROLPLANE_CACHE": str(demo.cache)})
+                env=demo.cli_env)
     assert r.returncode == 0, r.stderr
     result = run_check(demo, "tls-idcard-release")
     # 5 days left is under the tls kind's default crit_days (7).
@@ -73,7 +74,8 @@ def test_certificate_expiring_in_5_days_fails_the_tls_check(demo: DemoProcess) -
     assert run_check(demo, "tls-idcard-production")["status"] == "ok"
 
 
-def test_ctrl_c_stops_everything_the_demo_started(demo: DemoProcess) -> None:
+def test_ctrl_c_stops_everything_the_demo_started(own_demo: DemoProcess) -> None:
+    demo = own_demo
     url = demo.url
     state = json.loads((demo.cache / "sandbox" / "state.json").read_text())
     assert demo.stop() == 0
@@ -115,7 +117,7 @@ def test_demo_on_a_busy_port_says_so_and_cleans_up(tmp_path: Path) -> None:
 def test_halo_task_500_fails_the_http_health_check(demo: DemoProcess) -> None:
     demo.wait_line("demo: control plane on ")
     r = run_cli("sandbox", "fault", "set", "halo_task_500", "--env", "staging",
-                env={"CONTROLPLANE_CACHE": str(demo.cache)})
+                env=demo.cli_env)
     assert r.returncode == 0, r.stderr
     assert run_check(demo, "http-halo-task-staging")["status"] == "failing"
     assert run_check(demo, "http-halo-task-production")["status"] == "ok"
@@ -124,7 +126,7 @@ def test_halo_task_500_fails_the_http_health_check(demo: DemoProcess) -> None:
 def test_dns_answering_the_wrong_ip_fails_the_dns_check(demo: DemoProcess) -> None:
     demo.wait_line("demo: control plane on ")
     r = run_cli("sandbox", "fault", "set", "dns_wrong_ip", "--env", "dev",
-                env={"CONTROLPLANE_CACHE": str(demo.cache)})
+                env=demo.cli_env)
     assert r.returncode == 0, r.stderr
     result = run_check(demo, "dns-idcard-dev")
     assert result["status"] == "failing"
@@ -135,7 +137,7 @@ def test_incident_opens_notifies_slack_and_jira_and_resolves(demo: DemoProcess) 
     slack = demo.wait_line("demo: Slack (fake)").split()[3]
     jira = demo.wait_line("demo: Jira (fake)").split()[3]
     r = run_cli("sandbox", "fault", "set", "pdf_broken", "--env", "staging",
-                env={"CONTROLPLANE_CACHE": str(demo.cache)})
+                env=demo.cli_env)
     assert r.returncode == 0, r.stderr
     for _ in range(2):  # failure_threshold 2
         result = run_check(demo, "idcard-sms-staging")
@@ -158,7 +160,7 @@ def test_incident_opens_notifies_slack_and_jira_and_resolves(demo: DemoProcess) 
 
     eventually(slack_has_it)  # each channel has its own outbox worker
     eventually(jira_has_it)
-    run_cli("sandbox", "fault", "clear", "--all", env={"CONTROLPLANE_CACHE": str(demo.cache)})
+    run_cli("sandbox", "fault", "clear", "--all", env=demo.cli_env)
     assert run_check(demo, "idcard-sms-staging")["status"] == "ok"
     wait_incident(demo, "idcard-sms-staging", lambda i: i["resolved_at"] is not None)
 
@@ -180,3 +182,27 @@ def eventually(cond: Callable[[], bool], timeout: float = 90) -> None:
     while not cond():
         assert time.monotonic() < deadline, f"{cond.__name__} still false after {timeout}s"
         time.sleep(0.5)
+
+
+@pytest.mark.skipif(postgres_bindir() is None, reason="needs Debian postgresql (setup.d)")
+def test_demo_backs_up_and_drills_its_database_at_once(demo: DemoProcess) -> None:
+    demo.wait_line("demo: first backup and restore drill done", timeout=180)
+    dr = requests.get(f"{demo.url}/api/v1/dr", timeout=10).json()
+    postgres = next(c for c in dr["components"] if c["component"] == "postgres")
+    assert [b["status"] for b in postgres["backups"]][:1] == ["complete"]
+    assert postgres["drills"] and postgres["drills"][0]["failed_step"] == ""
+    line = demo.wait_line("demo: DR dashboard")
+    assert ("to Azurite on 127.0.0.1:" in line) == (azurite_binary() is not None)
+
+
+@pytest.mark.skipif(postgres_bindir() is None, reason="needs Debian postgresql (setup.d)")
+def test_without_azurite_backups_go_to_a_local_folder(tmp_path: Path) -> None:
+    proc = DemoProcess(tmp_path / "cache", "--no-timeline",
+                       env={"CONTROLPLANE_CACHE": str(tmp_path / "empty-cache")})
+    try:
+        line = proc.wait_line("demo: DR dashboard")
+        assert "to the local folder /" in line and line.endswith("/blobs, restore drill every "
+                                                                 "4 min)")
+        proc.wait_line("demo: first backup and restore drill done", timeout=180)
+    finally:
+        assert proc.stop() == 0

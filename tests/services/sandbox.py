@@ -88,7 +88,7 @@ def idcard_check_dict(sb: Sandbox, env: str = "production", **overrides: Any) ->
 class DemoProcess:
     """`controlplane demo` as a user runs it, in its own cache dir; stdout lines collected."""
 
-    def __init__(self, cache: Path, *args: str) -> None:
+    def __init__(self, cache: Path, *args: str, env: dict[str, str] | None = None) -> None:
         import os
         import subprocess
         import sys
@@ -97,7 +97,9 @@ class DemoProcess:
         from tests.services.common import ROOT
 
         self.cache = cache
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "CONTROLPLANE_CACHE": str(cache)}
+        # Its own sandbox dir; the real cache stays, so the demo finds Azurite if installed.
+        self.cli_env = {"CONTROLPLANE_SANDBOX_DIR": str(cache / "sandbox")}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), **self.cli_env, **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "controlplane", "demo", "--port", "0", *args], cwd=ROOT,
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -141,8 +143,30 @@ class DemoProcess:
         return code
 
 
+@pytest.fixture(scope="module")
+def shared_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoProcess]:
+    """One `controlplane demo --no-timeline` per test module (it takes seconds to start)."""
+    proc = DemoProcess(tmp_path_factory.mktemp("demo") / "cache", "--no-timeline")
+    proc.wait_line("demo: control plane on ")
+    yield proc
+    proc.stop()
+
+
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[DemoProcess]:
+def demo(shared_demo: DemoProcess) -> Iterator[DemoProcess]:
+    """The module's demo, with every sandbox fault cleared after the test."""
+    yield shared_demo
+    import json
+
+    import requests
+
+    state = json.loads((shared_demo.cache / "sandbox" / "state.json").read_text())
+    requests.delete(f"{state['control_url']}/faults", timeout=10)
+
+
+@pytest.fixture
+def own_demo(tmp_path: Path) -> Iterator[DemoProcess]:
+    """A demo for this test alone (for tests that stop it)."""
     proc = DemoProcess(tmp_path / "cache", "--no-timeline")
     yield proc
     proc.stop()
