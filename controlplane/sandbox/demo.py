@@ -61,6 +61,7 @@ class Demo:
                  say: Callable[[str], None] = print) -> None:
         self.host, self.port, self.say = host, port, say
         self.workdir = tempfile.mkdtemp(prefix="cp-demo-")
+        os.mkdir(os.path.join(self.workdir, "checks"))
         self.sandbox = Sandbox(directory=default_state_dir())
         self.admin_token = secrets.token_urlsafe(16)
         self.fakes: dict[str, tuple[str, Callable[[], None]]] = {}
@@ -90,6 +91,8 @@ class Demo:
         os.chmod(self.workdir, 0o711)  # the postgres user must reach its data directory
         self.postgres = Postgres(self.workdir, bindir).start()
         env = {"DEMO_PG_DSN": self.postgres.seed("halotasks")}
+        shutil.copy(demo_config_path("demo-backup-checks.yaml"),
+                    os.path.join(self.workdir, "checks", "backups.yaml"))
         env.update(self._age_key())
         azurite = azurite_binary()
         if azurite is not None:
@@ -149,6 +152,7 @@ class Demo:
         assert sb.twilio is not None
         env = {
             "DEMO_STORE_DSN": f"sqlite:///{os.path.join(self.workdir, 'controlplane.db')}",
+            "DEMO_EXTRA_CHECKS": os.path.join(self.workdir, "checks", "*.yaml"),
             "DEMO_HOST": self.host, "DEMO_PORT": str(self.port),
             "DEMO_URL": f"http://{self.host}:{self.port}" if self.port else "",
             "DEMO_ADMIN_TOKEN": self.admin_token,

@@ -38,10 +38,12 @@ def run_check(demo: DemoProcess, check_id: str) -> dict[str, object]:
 
 def test_demo_watches_all_four_environments_with_every_local_kind(demo: DemoProcess) -> None:
     rows = checks(demo.url)
-    assert len(rows) == 25
+    kinds = {"idcard_sms", "config_drift", "http", "dns", "tls", "tcp"}
+    if postgres_bindir() is not None:
+        kinds |= {"backup", "drill", "dr"}
+    assert len(rows) == 25 + (3 if postgres_bindir() else 0)
     assert {r["env"] for r in rows} == {"production", "release", "staging", "dev", ""}
-    assert {r["kind"] for r in rows} == {"idcard_sms", "config_drift", "http", "dns", "tls",
-                                         "tcp"}
+    assert {r["kind"] for r in rows} == kinds
 
 
 def test_demo_checks_pass_on_a_healthy_platform(demo: DemoProcess) -> None:
@@ -191,6 +193,8 @@ def test_demo_backs_up_and_drills_its_database_at_once(demo: DemoProcess) -> Non
     postgres = next(c for c in dr["components"] if c["component"] == "postgres")
     assert [b["status"] for b in postgres["backups"]][:1] == ["complete"]
     assert postgres["drills"] and postgres["drills"][0]["failed_step"] == ""
+    for check_id in ("backup-postgres", "drill-postgres"):
+        assert run_check(demo, check_id)["status"] == "ok"
     line = demo.wait_line("demo: DR dashboard")
     assert ("to Azurite on 127.0.0.1:" in line) == (azurite_binary() is not None)
 
