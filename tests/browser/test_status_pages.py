@@ -43,7 +43,9 @@ def test_status_page_shows_all_four_environments(demo_site: DemoProcess,
     for env in ENVS:
         section = pg.locator(f"section#env-{env}")
         expect(section).to_be_visible()
-        expect(section.locator("tr.check")).to_have_count(6)
+        for check in (f"idcard-sms-{env}", f"config-drift-{env}", f"http-halo-task-{env}",
+                      f"http-voice360-{env}", f"dns-idcard-{env}", f"tls-idcard-{env}"):
+            expect(section.locator(f'tr.check[data-check="{check}"]')).to_have_count(1)
     expect(pg.locator('tr[data-check="idcard-sms-production"]')).to_be_visible()
     # Wait for the first runs so the screenshot shows states, not "not run yet".
     expect(pg.locator('tr[data-check="config-drift-dev"][data-state="ok"]')).to_have_count(
