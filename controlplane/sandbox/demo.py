@@ -221,8 +221,9 @@ class Demo:
             f"demo: sandbox faults  controlplane sandbox fault list   "
             f"(API {self.sandbox.url('control')}/faults)",
             *self._fake_lines(),
-            *([f"demo: DR dashboard    {url}/dr   (postgres backed up every 2 min to "
-               f"{self.blob_where}, restore drill every 4 min)"] if self.postgres else []),
+            *([f"demo: DR dashboard    {url}/dr   (postgres on 127.0.0.1:{self.postgres.port} "
+               f"backed up every 2 min to {self.blob_where}, restore drill every 4 min)"]
+              if self.postgres else []),
             "demo: timeline        t+1:00 r121 drift, t+3:00 SMS dropped, t+5:00/6:00 healed",
             "demo: Ctrl-C stops everything",
         ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -80,12 +81,18 @@ def test_ctrl_c_stops_everything_the_demo_started(own_demo: DemoProcess) -> None
     demo = own_demo
     url = demo.url
     state = json.loads((demo.cache / "sandbox" / "state.json").read_text())
+    ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+) ",
+                                        demo.wait_line("demo: DR dashboard"))] \
+        if postgres_bindir() else []
     assert demo.stop() == 0
     assert demo.lines[-1] == "demo: stopped"
     assert not (demo.cache / "sandbox" / "state.json").exists()
     for target in (url, state["control_url"]):
         with pytest.raises(requests.ConnectionError):
             requests.get(target, timeout=5)
+    for port in ports:  # PostgreSQL and, when installed, Azurite
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
 
 def test_timeline_injects_the_r121_drift_and_sms_drop_then_heals(tmp_path: Path) -> None:
