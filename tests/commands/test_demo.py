@@ -81,7 +81,7 @@ def test_ctrl_c_stops_everything_the_demo_started(own_demo: DemoProcess) -> None
     demo = own_demo
     url = demo.url
     state = json.loads((demo.cache / "sandbox" / "state.json").read_text())
-    ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+) ",
+    ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)[ ,]",
                                         demo.wait_line("demo: DR dashboard"))] \
         if postgres_bindir() else []
     assert demo.stop() == 0
@@ -90,6 +90,7 @@ def test_ctrl_c_stops_everything_the_demo_started(own_demo: DemoProcess) -> None
     for target in (url, state["control_url"]):
         with pytest.raises(requests.ConnectionError):
             requests.get(target, timeout=5)
+    assert len(ports) == (2 if azurite_binary() else 1)
     for port in ports:  # PostgreSQL and, when installed, Azurite
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
