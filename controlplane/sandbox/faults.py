@@ -22,6 +22,7 @@ class FaultSpec:
 FAULTS: dict[str, FaultSpec] = {
     "sms_delayed": FaultSpec("SMS delivered late (delay seconds)", {"delay": "90"}),
     "sms_dropped": FaultSpec("SMS accepted by Twilio but never delivered"),
+    "sms_undelivered": FaultSpec("the carrier reports the SMS undelivered (error 30003)"),
     "wrong_link_host": FaultSpec("ID-card link points at the wrong host",
                                  {"host": "links.halo360.ai"}),
     "appconfig_staging": FaultSpec("appconfig.json points at another environment "

@@ -140,6 +140,8 @@ class Sandbox:
             return Delivery()
         if self.faults.active("sms_dropped", env) is not None:
             return Delivery(dropped=True)
+        if self.faults.active("sms_undelivered", env) is not None:
+            return Delivery(undelivered=True)
         delayed = self.faults.active("sms_delayed", env)
         if delayed is not None:
             return Delivery(delay_s=float(delayed["delay"]))

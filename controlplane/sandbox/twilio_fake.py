@@ -41,6 +41,7 @@ class Delivery:
 
     delay_s: float = 0.05
     dropped: bool = False
+    undelivered: bool = False  # the carrier reports failure (error 30003)
 
 
 DeliveryPolicy = Callable[[str, str], Delivery]  # (from, to) -> Delivery
@@ -150,7 +151,15 @@ class TwilioFake:
         if delivery.dropped:
             log.info("twilio fake dropping message sid=%s", msg.sid)
             return  # the carrier never confirms: the message stays "sent" forever
+        if delivery.undelivered:
+            self._schedule(max(0.02, delivery.delay_s), lambda: self._fail(msg))
+            return
         self._schedule(max(0.02, delivery.delay_s), lambda: self._deliver(msg))
+
+    def _fail(self, msg: Message) -> None:
+        with self._lock:
+            msg.error_code, msg.error_message = 30003, "Unreachable destination handset"
+        self._set_status(msg, "undelivered")
 
     def _deliver(self, msg: Message) -> None:
         self._set_status(msg, "delivered")

@@ -60,6 +60,16 @@ def test_sms_dropped_fails_at_receive_step(sandbox: Sandbox) -> None:
                               "(1 message(s) seen, status sent)")
 
 
+def test_sms_the_carrier_reports_undelivered_fails_at_once(sandbox: Sandbox) -> None:
+    sandbox.faults.set("sms_undelivered")
+    result = run(sandbox)  # Twilio's own verdict in the message: it did not wait out the SLA
+    assert result.status == Status.FAILING
+    status, message = step(result, "receive_sms")
+    assert status == Status.FAILING
+    assert re.fullmatch(r"Twilio reports the SMS SM[0-9a-f]{32} to \+15550100001 undelivered "
+                        r"\(error 30003: Unreachable destination handset\)", message)
+
+
 def test_sms_delayed_past_the_sla_fails(sandbox: Sandbox) -> None:
     sandbox.faults.set("sms_delayed", params={"delay": "120"})
     result = run(sandbox, sla={"receive_sms": 2, "total": 60})

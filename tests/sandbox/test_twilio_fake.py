@@ -87,6 +87,15 @@ def test_dropped_message_stays_sent(fake: tuple[TwilioFake, Client]) -> None:
     assert client.messages(sid).fetch().status == "sent"
 
 
+def test_undelivered_message_carries_the_carrier_error(fake: tuple[TwilioFake, Client]) -> None:
+    twilio, client = fake
+    twilio.__dict__["test_policy"][TO] = Delivery(undelivered=True)
+    sid = client.messages.create(to=TO, from_=FROM, body="hi").sid
+    wait_until(lambda: client.messages(sid).fetch().status == "undelivered")
+    msg = client.messages(sid).fetch()
+    assert (msg.error_code, msg.error_message) == (30003, "Unreachable destination handset")
+
+
 def test_list_filters_by_to_and_from(fake: tuple[TwilioFake, Client]) -> None:
     _, client = fake
     client.messages.create(to=TO, from_=FROM, body="a")
