@@ -98,7 +98,7 @@ class CheckRunner:
 
 class CheckScheduler:
     def __init__(self, checks: list[CheckConfig], sink: ResultSink, context: ProbeContext,
-                 max_concurrency: int = 64, jitter: float = 0.1, spread_s: float = 5.0) -> None:
+                 max_concurrency: int = 64, jitter: float = 0.1, spread_s: float = 60.0) -> None:
         self.sink = sink
         self.jitter = jitter
         self.spread_s = spread_s
@@ -120,7 +120,8 @@ class CheckScheduler:
         now = datetime.now(UTC)
         for check_id, runner in self.runners.items():
             interval = runner.check.interval
-            # Spread first runs over one interval so N checks do not all fire at t=0.
+            # Spread first runs evenly over one whole interval (at most spread_s) so N checks
+            # on one interval keep an even rate instead of firing in bursts forever after.
             first = now + timedelta(seconds=random.uniform(0, min(interval, self.spread_s)))
             self._scheduler.add_job(
                 self._run_job, IntervalTrigger(seconds=interval, start_date=first,

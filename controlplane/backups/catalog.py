@@ -133,6 +133,8 @@ class BackupLock:
         self.backup_id = backup_id
         self.stale_after = stale_after
         self.holder = f"{holder_id()}:{backup_id}"
+        self.took_over: str | None = None
+        """Id of the dead holder's backup when acquire() took its lock over."""
 
     def acquire(self) -> None:
         now = utcnow()
@@ -165,6 +167,7 @@ class BackupLock:
                 BackupRow.id == old_backup, BackupRow.status == RUNNING).values(
                 status=FAILED, failed_step="interrupted", finished_at=now,
                 error=f"interrupted: no heartbeat from {old_holder} for {age:.0f}s"))
+            self.took_over = old_backup
 
     def heartbeat(self) -> None:
         with self.store.session() as s:
@@ -195,9 +198,13 @@ def backups(s: Session, component: str | None = None, status: str | None = None,
     return list(s.scalars(q.order_by(BackupRow.started_at.desc()).limit(limit)))
 
 
-def latest_complete(s: Session, component: str) -> BackupRow | None:
-    found = backups(s, component, COMPLETE, limit=1)
-    return found[0] if found else None
+def latest_complete(s: Session, component: str, verified: bool = False) -> BackupRow | None:
+    """Newest complete backup (with ``verified``: newest one a drill has restored)."""
+    q = select(BackupRow).where(BackupRow.component == component,
+                                BackupRow.status == COMPLETE)
+    if verified:
+        q = q.where(BackupRow.verified_at.is_not(None))
+    return s.scalars(q.order_by(BackupRow.started_at.desc()).limit(1)).first()
 
 
 def drills(s: Session, component: str | None = None, limit: int = 200,

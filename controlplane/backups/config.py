@@ -48,6 +48,18 @@ def _valid_cron(value: str | None) -> str | None:
     return value
 
 
+def _valid_dsn(value: SecretStr | None) -> SecretStr | None:
+    """A DSN libpq can parse; the error never quotes it (it may hold a password)."""
+    if value is not None:
+        from controlplane.backups.postgres import PgError, parse_dsn
+
+        try:
+            parse_dsn(value.get_secret_value())
+        except PgError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
 class BlobConfig(_Model):
     """Where backups go: Azure Blob (or Azurite), or a local folder behind the same interface."""
 
@@ -71,6 +83,8 @@ class RetentionConfig(_Model):
     keep_last: int = Field(default=7, ge=1)
     daily_days: int = Field(default=14, ge=0)
     weekly_weeks: int = Field(default=8, ge=0)
+    prune_after_backup: bool = True
+    """Apply these rules after each complete backup (else only `controlplane backup prune`)."""
 
 
 class SqlAssertion(_Model):
@@ -91,6 +105,7 @@ class DrillConfig(_Model):
     assertions: list[SqlAssertion] = Field(default_factory=list)
 
     _cron = field_validator("schedule")(_valid_cron)
+    _dsn = field_validator("server_dsn")(_valid_dsn)
 
 
 class BackupComponentConfig(_Model):
@@ -111,6 +126,7 @@ class BackupComponentConfig(_Model):
     """Severity of incidents from failed backups and drills of this component."""
 
     _cron = field_validator("schedule")(_valid_cron)
+    _dsn = field_validator("dsn")(_valid_dsn)
 
     @field_validator("recipients")
     @classmethod

@@ -33,25 +33,34 @@ class PgError(Exception):
     """A Postgres operation failed; the message is safe to show (no password)."""
 
 
+BAD_DSN = ("invalid Postgres DSN: write it as postgresql://USER:PASSWORD@HOST:PORT/DB or "
+           "'host=H dbname=D user=U'; the DSN itself is not shown (it may hold a password)")
+
+
+def parse_dsn(dsn: str) -> dict[str, Any]:
+    """libpq's parse of a DSN; its errors quote the DSN, so they are never passed on."""
+    try:
+        return conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        raise PgError(BAD_DSN) from None
+
+
 def split_dsn(dsn: str) -> tuple[str, str | None]:
     """(conninfo without password, password) from a URI or key=value DSN."""
-    try:
-        params = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError as exc:
-        raise PgError(f"invalid Postgres DSN: {str(exc).splitlines()[0]}") from None
+    params = parse_dsn(dsn)
     password = params.pop("password", None)
     return make_conninfo("", **{k: v for k, v in params.items() if v is not None}), (
         str(password) if password is not None else None)
 
 
 def with_dbname(dsn: str, dbname: str) -> str:
-    params = conninfo_to_dict(dsn)
+    params = parse_dsn(dsn)
     params["dbname"] = dbname
     return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
 def dbname_of(dsn: str) -> str:
-    return str(conninfo_to_dict(dsn).get("dbname") or "")
+    return str(parse_dsn(dsn).get("dbname") or "")
 
 
 def child_env(password: str | None) -> dict[str, str]:
@@ -62,6 +71,7 @@ def child_env(password: str | None) -> dict[str, str]:
 
 
 def connect(dsn: str, autocommit: bool = False) -> psycopg.Connection[Any]:
+    parse_dsn(dsn)
     try:
         return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=15)
     except psycopg.Error as exc:
@@ -206,6 +216,8 @@ class PgProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        # Let the stderr reader finish, so failure() sees the child's last words.
+        self._reader.join(5)
 
 
 def start_dump(dsn: str, snapshot_id: str) -> PgProcess:

@@ -78,6 +78,8 @@ class BackupJob:
         except StepFailed as exc:
             return self._finish_failed("lock", str(exc), t0)
         try:
+            if lock.took_over:
+                self._remove_interrupted(lock.took_over)
             manifest = self._run_locked(t0, lock)
         except StepFailed as exc:
             return self._finish_failed(self.rec.steps[-1].name, str(exc), t0)
@@ -187,6 +189,16 @@ class BackupJob:
             raise
         return {"sha256": out.sha.hexdigest(), "encrypted_bytes": out.count,
                 "plain_bytes": reader.count}
+
+    def _remove_interrupted(self, backup_id: str) -> None:
+        """A dead run may have committed its dump before its manifest: remove what it left."""
+        with self.store.session() as s:
+            row = s.get(BackupRow, backup_id)
+            names = [n for n in (row.blob_name, row.manifest_name) if n] if row else []
+        for name in names:
+            self._delete_blob(name)
+        log.warning("removed blobs of interrupted backup backup_id=%s blobs=%d", backup_id,
+                    len(names))
 
     def _delete_blob(self, name: str) -> None:
         try:

@@ -21,7 +21,7 @@ from controlplane.dr.drill import Drill
 from controlplane.dr.probes import DrProbe, backup_check, dr_check, drill_check
 from controlplane.pipeline import Pipeline
 from controlplane.probes.base import ProbeContext
-from controlplane.results import Result
+from controlplane.results import Result, Status
 from controlplane.store import Store
 
 if TYPE_CHECKING:
@@ -46,8 +46,25 @@ class BackupOps:
         result = job.run().result
         comp = self.backups.components[name]
         self.pipeline.process(result, backup_check(name, comp.env, comp.severity))
+        if result.status == Status.OK and comp.retention.prune_after_backup:
+            self._prune(name)
         self.evaluate_dr()
         return result
+
+    def _prune(self, name: str) -> None:
+        """Retention after a complete backup; a failure is logged, the backup stands."""
+        from controlplane.backups import retention
+
+        try:
+            decisions = retention.decide(self.store, {name: self.backups.components[name]
+                                                      .retention})
+            errors = retention.prune(self.store, self.blob, decisions)
+        except Exception:
+            log.exception("retention failed component=%s; run `controlplane backup prune`",
+                          name)
+            return
+        for e in errors:
+            log.warning("retention could not delete component=%s error=%s", name, e)
 
     def run_drill(self, name: str, progress: object = None, on_demand: bool = False) -> Result:
         drill = Drill(name, self.backups, self.store, self.blob, progress,  # type: ignore[arg-type]

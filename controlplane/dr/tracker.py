@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from controlplane.backups import catalog
-from controlplane.backups.catalog import COMPLETE, BackupRow, DrillRow, aware
+from controlplane.backups.catalog import BackupRow, DrillRow, aware
 from controlplane.backups.config import DrConfig, DrTarget
 from controlplane.results import Status, iso, utcnow
 from controlplane.store import Store
@@ -82,15 +82,17 @@ def evaluate_one(store: Store, name: str, target: DrTarget, ratio: float,
 
 
 def _measure(s: Any, cs: ComponentStatus, source: str, now: datetime) -> None:
-    rows = catalog.backups(s, source, limit=200)
+    rows = catalog.backups(s, source, limit=1)
     if rows:
         cs.last_backup = rows[0].to_dict()
-    complete = [r for r in rows if r.status == COMPLETE]
-    verified = [r for r in complete if r.verified_at is not None]
-    if complete:
-        cs.rpo_complete_s = round((now - aware(complete[0].started_at)).total_seconds(), 1)
-    if verified:
-        cs.rpo_s = round((now - aware(verified[0].started_at)).total_seconds(), 1)
+    # Each its own query: however many unverified backups came since, the newest verified
+    # one still sets the RPO (a long run of failed drills must read breached, not unknown).
+    complete = catalog.latest_complete(s, source)
+    verified = catalog.latest_complete(s, source, verified=True)
+    if complete is not None:
+        cs.rpo_complete_s = round((now - aware(complete.started_at)).total_seconds(), 1)
+    if verified is not None:
+        cs.rpo_s = round((now - aware(verified.started_at)).total_seconds(), 1)
     drills = catalog.drills(s, source, limit=50)
     if drills:
         cs.last_drill = drills[0].to_dict()

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import threading
+import time
+import uuid
 from typing import Any
 
 import psycopg
 import pytest
 
 from controlplane.backups import catalog
-from controlplane.results import Status
-from tests.backups.conftest import ROWS_T, ROWS_U, MakeEnv, check_state
-from tests.services.azurite import Azurite
+from controlplane.results import Status, iso
+from tests.backups.conftest import ROWS_T, ROWS_U, MakeEnv, check_state, fill_source
+from tests.services.azurite import KEY, Azurite
 from tests.services.common import run_cli
 from tests.services.postgres import PASSWORD, PgServer
 
@@ -52,9 +56,85 @@ def test_backup_uploads_encrypted_blob_and_manifest_with_snapshot_row_counts(
     assert PASSWORD not in json.dumps(manifest) and PASSWORD not in result.model_dump_json()
     assert [s.name for s in result.steps] == ["lock", "snapshot", "dump+upload", "manifest"]
     assert check_state(env.store, "backup-app") == "ok"
-    metrics = env.ops.pipeline.metrics.render().decode()
-    assert f'controlplane_backup_size_bytes{{component="app"}} {float(row.size_bytes or 0)}' \
-        in metrics
+    assert manifest["started_at"] == iso(catalog.aware(row.started_at))
+    assert 0 < manifest["duration_s"] <= (row.duration_s or 0)
+    assert manifest["plain_bytes"] > 0 and manifest["format"] == "custom"
+    assert _gauges(env) == {
+        "controlplane_backup_size_bytes": float(row.size_bytes or 0),
+        "controlplane_backup_duration_seconds": row.duration_s,
+        "controlplane_backup_last_success_timestamp_seconds":
+            catalog.aware(row.finished_at).timestamp()}  # type: ignore[arg-type]
+
+
+def _gauges(env: Any) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = env.ops.pipeline.metrics.render().decode()
+    return {s.name: s.value for f in text_string_to_metric_families(text)
+            if f.name.startswith("controlplane_backup_") for s in f.samples
+            if s.labels == {"component": "app"}}
+
+
+def test_backup_streams_blocks_while_pg_dump_runs_and_commits_only_at_the_end(
+        make_env: MakeEnv, pg_server: PgServer, azurite: Azurite) -> None:
+    from azure.storage.blob import ContainerClient
+
+    source = fill_source(pg_server, f"st_{uuid.uuid4().hex[:8]}", rows=300000)
+    block = 64 * 1024
+    env = make_env(source, azurite, block_size=block)
+    container = ContainerClient.from_connection_string(azurite.connection_string,
+                                                       env.blob_cfg.container)
+    mid: dict[str, Any] = {}
+
+    def look(phase: str, count: int) -> None:
+        # Once 2 MiB have left pg_dump: blocks are staged, nothing is committed yet.
+        if phase == "dump" and count >= 2 * 1024 * 1024 and not mid:
+            mid["committed"] = [b.name for b in container.list_blobs()]
+            (name,) = [b.name for b in container.list_blobs(include=["uncommittedblobs"])]
+            mid["staged"] = len(container.get_blob_client(name).get_block_list("uncommitted")[1])
+
+    result = env.ops.run_backup("app", progress=look)
+    assert result.status == Status.OK, result.message
+    row = _row(env, result.details["backup_id"])
+    assert mid["committed"] == []
+    # 2 MiB of age output is 31 full blocks; at most 3 are queued or in flight.
+    assert mid["staged"] >= 28, mid
+    assert row.manifest["plain_bytes"] > 3 * 2 * 1024 * 1024  # the dump was far from done
+    committed, uncommitted = container.get_blob_client(row.blob_name).get_block_list("all")
+    size = row.size_bytes or 0
+    assert [b.size for b in committed] == [block] * (size // block) + (
+        [size % block] if size % block else [])
+    assert uncommitted == []
+
+
+def test_manifest_row_counts_come_from_the_snapshot_pg_dump_reads(
+        make_env: MakeEnv, source_dsn: str, azurite: Azurite) -> None:
+    """Rows committed while the backup runs are in neither the dump nor the counts."""
+    env = make_env(source_dsn, azurite)
+    box: list[Any] = []
+    with psycopg.connect(source_dsn) as blocker, psycopg.connect(source_dsn,
+                                                                 autocommit=True) as watch:
+        blocker.execute("LOCK TABLE calls, billing.invoices IN ACCESS EXCLUSIVE MODE")
+        first = threading.Thread(target=lambda: box.append(env.ops.run_backup("app")))
+        first.start()
+        deadline = time.monotonic() + 120
+        # pg_dump waits on our lock: its snapshot (and the counts') is already taken.
+        while watch.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+                            " 'pg_dump' AND wait_event_type = 'Lock' AND datname = "
+                            "current_database()").fetchone() != (1,):
+            assert time.monotonic() < deadline, "pg_dump never waited on the lock"
+            time.sleep(0.1)
+        blocker.execute("INSERT INTO calls SELECT g, 'late', '' FROM generate_series("
+                        f"{ROWS_T + 1}, {ROWS_T + 500}) g")
+        blocker.execute("DELETE FROM billing.invoices WHERE id = 1")
+        blocker.commit()
+        first.join(300)
+        assert watch.execute("SELECT count(*) FROM calls").fetchone() == (ROWS_T + 500,)
+    assert box and box[0].status == Status.OK, box
+    assert _row(env, box[0].details["backup_id"]).manifest["row_counts"] == EXPECTED_COUNTS
+    drill = env.ops.run_drill("app")  # the restored data has exactly those counts
+    assert drill.status == Status.OK, drill.message
+    assert drill.steps[4].message == "3 tables match the manifest, 0 assertions hold"
 
 
 def test_restore_by_hand_with_curl_age_cli_and_pg_restore(
@@ -65,7 +145,7 @@ def test_restore_by_hand_with_curl_age_cli_and_pg_restore(
 
     from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
-    from tests.services.azurite import ACCOUNT, KEY
+    from tests.services.azurite import ACCOUNT
 
     env = make_env(source_dsn, azurite)
     backup_id = env.ops.run_backup("app").details["backup_id"]
@@ -131,14 +211,21 @@ def test_cli_backup_run_list_verify_restore_and_drill(
         make_env: MakeEnv, source_dsn: str, azurite: Azurite, pg_server: PgServer) -> None:
     env = make_env(source_dsn, azurite)
     cfg = env.config_file()
+    for action in ("backup", "drill"):
+        unknown = run_cli(action, "run", "nope", "--config", cfg)
+        assert (unknown.returncode, unknown.stderr.strip()) == (
+            2, "controlplane: no backup component 'nope'; configured: app")
     run = run_cli("--log-level", "DEBUG", "backup", "run", "app", "--config", cfg,
                   timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("OK  backup-app  backup app-production-")
-    assert "dump " in run.stderr and "/s" in run.stderr  # progress: bytes and rate
+    # progress: phase, bytes so far and rate, e.g. "dump          1.2 MiB  3.4 MiB/s"
+    assert re.search(r"^\r?dump +\d+(\.\d)? (B|KiB|MiB) +\d+(\.\d)? (B|KiB|MiB|GiB)/s",
+                     run.stderr.replace("\r", "\n"), re.M), run.stderr
     assert "backup complete component=app" in run.stderr  # logs are on, and hold no secret
     assert PASSWORD not in run.stdout + run.stderr
     assert str(env.key.identity) not in run.stdout + run.stderr
+    assert KEY not in run.stdout + run.stderr  # the storage account key, even at DEBUG
     with env.store.session() as s:
         backup_id = catalog.backups(s, "app")[0].id
     listed = run_cli("backup", "list", "--config", cfg)

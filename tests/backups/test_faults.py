@@ -17,7 +17,8 @@ import pytest
 from pyrage import x25519
 
 from controlplane.backups import catalog
-from controlplane.results import Status
+from controlplane.incidents.model import IncidentRow
+from controlplane.results import Status, utcnow
 from tests.backups.conftest import Env, MakeEnv, check_state, fill_source
 from tests.services.azurite import Azurite
 from tests.services.common import run_cli
@@ -126,6 +127,11 @@ def test_wrong_age_key_fails_the_drill_at_verify_and_restores_nothing(
     target = pg_server.createdb(f"wk_{uuid.uuid4().hex[:8]}")
     cli = run_cli("restore", "postgres", backup_id, "--into", target, "--config", cfg)
     assert cli.returncode == 1 and "(wrong key)" in cli.stdout
+    ver = run_cli("backup", "verify", backup_id, "--config", cfg, "--quiet")
+    assert (ver.returncode, ver.stdout.strip()) == (1, (
+        f"FAILING  {backup_id}  app/production/{backup_id}.dump.age: age decryption failed: "
+        "the identity file does not match any recipient of this backup (wrong key)"))
+    assert [r["status"] for r in _rows(env)] == ["complete"]
     with psycopg.connect(target) as conn:
         assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
                             ).fetchone() == (0,)
@@ -160,6 +166,35 @@ def test_tampered_or_truncated_blob_fails_the_drill_and_marks_the_backup_corrupt
     assert (row["id"], row["status"]) == (backup_id, "corrupt")
     with env.store.session() as s:
         assert catalog.latest_complete(s, "app") is None
+
+
+def test_backup_verify_cli_finds_a_flipped_byte_and_the_backup_is_never_offered_again(
+        make_env: MakeEnv, source_dsn: str, azurite: Azurite, pg_server: PgServer) -> None:
+    env = make_env(source_dsn, azurite)
+    backup = env.ops.run_backup("app")
+    backup_id, name = backup.details["backup_id"], backup.details["blob"]
+    data = bytearray(env.blob.get_bytes(name))
+    data[len(data) // 3] ^= 0x80
+    env.blob.put_bytes(name, bytes(data))
+    cfg = env.config_file()
+    ver = run_cli("backup", "verify", backup_id, "--config", cfg)
+    assert ver.returncode == 1
+    assert ver.stdout.startswith(f"FAILING  {backup_id}  {name} was modified: sha256 ")
+    assert ver.stdout.rstrip().endswith("this backup cannot be trusted (tampered or corrupted)")
+    assert "verify " in ver.stderr and "/s" in ver.stderr  # progress while downloading
+    (row,) = _rows(env)
+    assert (row["status"], row["failed_step"]) == ("corrupt", "verify")
+    again = run_cli("backup", "verify", backup_id, "--config", cfg)
+    assert (again.returncode, again.stderr.strip()) == (2, (
+        f"controlplane: backup '{backup_id}' is corrupt, not complete; `controlplane backup "
+        "list` shows complete backups"))
+    target = pg_server.createdb(f"cor_{uuid.uuid4().hex[:8]}")
+    rest = run_cli("restore", "postgres", backup_id, "--into", target, "--config", cfg)
+    assert rest.returncode == 2 and "is corrupt, not complete" in rest.stderr
+    unknown = run_cli("backup", "verify", "app-production-nope", "--config", cfg)
+    assert (unknown.returncode, unknown.stderr.strip()) == (2, (
+        "controlplane: backup 'app-production-nope' is unknown, not complete; "
+        "`controlplane backup list` shows complete backups"))
 
 
 def _mount_tmpfs(size: str) -> str:
@@ -246,7 +281,13 @@ def test_overlapping_backup_of_one_component_is_refused_across_processes(
 
     with env.store.session() as s:
         statuses = [r.status for r in history(s, "backup-app")]
+        incidents = s.query(IncidentRow).filter_by(check_id="backup-app").all()
     assert sorted(statuses) == [Status.FAILING, Status.OK]
+    # The refused run (its own process, with incidents wired) opened an incident like any
+    # failure; the completed run then moved the check back to ok.
+    assert [i.kind for i in incidents] == ["backup"]
+    assert incidents[0].message.startswith("backup of app failed at lock: backup ")
+    assert check_state(env.store, "backup-app") == "ok"
 
 
 def test_dead_backup_holder_is_taken_over_and_its_run_marked_interrupted(
@@ -257,19 +298,80 @@ def test_dead_backup_holder_is_taken_over_and_its_run_marked_interrupted(
 
     env = make_env(source_dsn, azurite)
     long_ago = utcnow() - timedelta(hours=1)
+    # The dead run got as far as committing its dump, not its manifest.
+    dead_blob = "app/production/app-production-dead.dump.age"
+    env.blob.put_bytes(dead_blob, b"age-encryption.org/v1\n...")
     with env.store.session() as s:
         s.add(catalog.BackupRow(id="app-production-dead", component="app", env="production",
-                                status="running", started_at=long_ago))
+                                status="running", started_at=long_ago, blob_name=dead_blob,
+                                manifest_name=dead_blob.replace(".dump.age",
+                                                                ".manifest.json")))
         s.add(catalog.BackupLockRow(component="app", holder="gone:1:app-production-dead",
                                     backup_id="app-production-dead", acquired_at=long_ago,
                                     heartbeat_at=long_ago))
-    assert env.ops.run_backup("app").status == Status.OK
+    result = env.ops.run_backup("app")
+    assert result.status == Status.OK
+    # Only the new backup's blobs remain: the dead run's committed dump was removed.
+    assert sorted(b.name for b in env.blob.list()) == [
+        result.details["blob"], result.details["blob"].replace(".dump.age", ".manifest.json")]
     with env.store.session() as s:
         dead = s.get(catalog.BackupRow, "app-production-dead")
         assert dead is not None
         assert (dead.status, dead.failed_step) == ("failed", "interrupted")
         assert dead.error.startswith("interrupted: no heartbeat from gone:1:app-production-dead")
         assert s.get(catalog.BackupLockRow, "app") is None
+
+
+def test_control_plane_killed_mid_backup_leaves_no_backup_and_the_next_run_takes_over(
+        make_env: MakeEnv, source_dsn: str, azurite: Azurite) -> None:
+    import signal
+    import sys
+
+    from tests.services.common import ROOT
+
+    env = make_env(source_dsn, azurite)
+    cfg = env.config_file()
+    with psycopg.connect(source_dsn) as blocker, psycopg.connect(source_dsn,
+                                                                 autocommit=True) as watch:
+        blocker.execute("LOCK TABLE calls IN ACCESS EXCLUSIVE MODE")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "controlplane", "backup", "run", "app", "--config", cfg,
+             "--quiet"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while watch.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+                            " 'pg_dump' AND wait_event_type = 'Lock' AND datname = "
+                            "current_database()").fetchone() != (1,):
+            assert time.monotonic() < deadline and proc.poll() is None, "pg_dump never started"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)  # mid-backup: no cleanup code runs
+        proc.wait(60)
+        blocker.rollback()  # the orphaned pg_dump now writes to a dead pipe and exits
+        while watch.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+                            " 'pg_dump' AND datname = current_database()").fetchone() != (0,):
+            assert time.monotonic() < deadline, "the orphaned pg_dump did not exit"
+            time.sleep(0.1)
+    (dead,) = _rows(env)
+    assert dead["status"] == "running"  # never complete
+    with env.store.session() as s:
+        assert catalog.latest_complete(s, "app") is None
+    assert env.blob.list() == []
+    env.backups.lock_stale_after = 1.0
+    while True:  # until the dead holder's heartbeat is older than lock_stale_after
+        with env.store.session() as s:
+            lock = s.get(catalog.BackupLockRow, "app")
+            assert lock is not None
+            if (utcnow() - catalog.aware(lock.heartbeat_at)).total_seconds() > 1.5:
+                break
+        time.sleep(0.2)
+    result = env.ops.run_backup("app")
+    assert result.status == Status.OK, result.message
+    rows = {r["id"]: r for r in _rows(env)}
+    assert (rows[dead["id"]]["status"], rows[dead["id"]]["failed_step"]) == (
+        "failed", "interrupted")
+    assert rows[dead["id"]]["error"].startswith("interrupted: no heartbeat from ")
+    assert {b.name for b in env.blob.list()} == {
+        result.details["blob"], result.details["blob"].replace(".dump.age", ".manifest.json")}
 
 
 def test_backup_stuck_past_its_timeout_is_stopped_and_fails(

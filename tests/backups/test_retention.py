@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from controlplane.backups import catalog
 from controlplane.backups.config import RetentionConfig
 from controlplane.backups.retention import Candidate, plan
@@ -86,3 +88,29 @@ def test_prune_dry_run_prints_what_would_go_and_deletes_nothing(
     assert [k for k, v in sorted(statuses.items()) if v == "pruned"] == [
         "app-production-02", "app-production-03", "app-production-04", "app-production-06",
         "app-production-07"]
+
+
+@pytest.mark.postgres
+def test_a_complete_backup_applies_retention_to_its_component(
+        make_env: MakeEnv, source_dsn: str, tmp_path: Path) -> None:
+    env = make_env(source_dsn)
+    env.backups.components["app"].retention = RetentionConfig(keep_last=2, daily_days=0,
+                                                              weekly_weeks=0)
+    _seed(env, tmp_path, 4)
+    new = env.ops.run_backup("app").details["backup_id"]
+    with env.store.session() as s:
+        statuses = {r.id: r.status for r in catalog.backups(s, "app")}
+    assert statuses == {new: "complete", "app-production-00": "complete",
+                        "app-production-01": "pruned", "app-production-02": "pruned",
+                        "app-production-03": "pruned"}
+    assert sorted({b.name.split("/")[-1].split(".")[0] for b in env.blob.list()}) == [
+        "app-production-00", new]
+
+
+def test_a_failed_backup_prunes_nothing(make_env: MakeEnv, tmp_path: Path) -> None:
+    env = make_env("postgresql://u@127.0.0.1:1/none")
+    env.backups.components["app"].retention = RetentionConfig(keep_last=1, daily_days=0,
+                                                              weekly_weeks=0)
+    _seed(env, tmp_path, 3)
+    assert env.ops.run_backup("app").status.value == "failing"
+    assert len(env.blob.list()) == 6

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from controlplane.backups import catalog
 from controlplane.backups.config import DrConfig
 from controlplane.dr.probes import DrProbe, dr_check
-from controlplane.dr.tracker import evaluate, judge, rpo_series
+from controlplane.dr.tracker import ComponentStatus, evaluate, judge, rpo_series
 from controlplane.metrics import Metrics
 from controlplane.pipeline import Pipeline
 from controlplane.probes.base import ProbeContext
@@ -29,21 +29,29 @@ def store() -> Iterator[Store]:
     s.close()
 
 
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
 def _backup(store: Store, bid: str, age_h: float, verified: bool = True,
-            status: str = "complete") -> None:
-    started = utcnow() - timedelta(hours=age_h)
+            status: str = "complete", now: datetime | None = None) -> None:
+    started = (now or utcnow()) - timedelta(hours=age_h)
     with store.session() as s:
         s.add(catalog.BackupRow(id=bid, component="app", env="production", status=status,
                                 started_at=started, finished_at=started,
                                 verified_at=started if verified else None))
 
 
-def _drill(store: Store, duration: float, status: str = "passed", age_h: float = 0.5) -> None:
+def _drill(store: Store, duration: float, status: str = "passed", age_h: float = 0.5,
+           now: datetime | None = None) -> None:
     with store.session() as s:
         s.add(catalog.DrillRow(component="app", backup_id="x", status=status,
-                               started_at=utcnow() - timedelta(hours=age_h),
+                               started_at=(now or utcnow()) - timedelta(hours=age_h),
                                duration_s=duration, failed_step="" if status == "passed"
                                else "restore", message="" if status == "passed" else "boom"))
+
+
+def _pg(store: Store) -> ComponentStatus:
+    return {c.component: c for c in evaluate(store, DR, NOW)}["postgres"]
 
 
 def test_judge_uses_twenty_percent_margin() -> None:
@@ -61,17 +69,48 @@ def test_component_without_measurements_is_unknown(store: Store) -> None:
 
 
 def test_met_at_risk_and_breached_from_catalog(store: Store) -> None:
-    _backup(store, "b-new-unverified", 1, verified=False)
-    _backup(store, "b-old-verified", 20)
-    _drill(store, 600)
-    pg = {c.component: c for c in evaluate(store, DR)}["postgres"]
-    assert (pg.rpo_status, pg.rto_status, pg.status) == ("at_risk", "met", "at_risk")
-    assert pg.rpo_s is not None and 20 * 3600 - 5 < pg.rpo_s < 20 * 3600 + 60
-    assert pg.rpo_complete_s is not None and pg.rpo_complete_s < 3700
-    _drill(store, 5000, age_h=0.1)
-    pg = {c.component: c for c in evaluate(store, DR)}["postgres"]
+    _backup(store, "b-new-unverified", 1, verified=False, now=NOW)
+    _backup(store, "b-old-verified", 20, now=NOW)
+    _drill(store, 600, now=NOW)
+    pg = _pg(store)
+    # RPO from the verified backup (20 h of 24 h > 80 %), the newer unproven one beside it.
+    assert (pg.rpo_s, pg.rpo_complete_s, pg.rto_s) == (72000.0, 3600.0, 600.0)
+    assert (pg.rpo_status, pg.rto_status, pg.status, pg.status_words) == (
+        "at_risk", "met", "at_risk", "At risk")
+    assert pg.reasons == ["RPO 20.0h vs target 24.0h"]
+    _drill(store, 5000, age_h=0.1, now=NOW)
+    pg = _pg(store)
     assert (pg.rto_status, pg.rto_s, pg.status) == ("breached", 5000, "breached")
     assert pg.reasons[-1] == "RTO 83m vs target 60m"
+
+
+@pytest.mark.parametrize(("rpo_h", "rto_s", "want"), [
+    (19.2, 2880, ("met", "met", "met")),            # exactly 80 % of both targets
+    (19.2 + 1 / 3600, 2881, ("at_risk", "at_risk", "at_risk")),  # one second over 80 %
+    (24, 3600, ("at_risk", "at_risk", "at_risk")),  # exactly on target
+    (24 + 1 / 3600, 3601, ("breached", "breached", "breached")),  # one second over
+    (1, 3601, ("met", "breached", "breached")),     # the worse of the two wins
+])
+def test_status_boundaries_at_eighty_percent_and_at_the_target(
+        store: Store, rpo_h: float, rto_s: float, want: tuple[str, str, str]) -> None:
+    _backup(store, "b1", rpo_h, now=NOW)
+    _drill(store, rto_s, now=NOW)
+    pg = _pg(store)
+    assert (pg.rpo_s, pg.rto_s) == (round(rpo_h * 3600, 1), rto_s)
+    assert (pg.rpo_status, pg.rto_status, pg.status) == want
+
+
+def test_rpo_counts_from_the_newest_verified_backup_however_many_came_after(
+        store: Store) -> None:
+    """300 hourly backups no drill proved: the RPO is 301 h and breached, not unknown."""
+    _backup(store, "b-verified", 301, now=NOW)
+    for i in range(300):
+        _backup(store, f"b-{i:03d}", 300 - i, verified=False, now=NOW)
+    _drill(store, 600, now=NOW)
+    pg = _pg(store)
+    assert (pg.rpo_s, pg.rpo_complete_s) == (301 * 3600.0, 3600.0)
+    assert (pg.rpo_status, pg.status) == ("breached", "breached")
+    assert pg.last_backup is not None and pg.last_backup["id"] == "b-299"
 
 
 def test_failed_latest_drill_breaches_rto(store: Store) -> None:

@@ -86,5 +86,14 @@ def test_api_dr_gives_the_same_data_as_json(client: FlaskClient) -> None:
     assert [b["status"] for b in pg["backups"]] == ["complete", "failed", "complete"]
     assert [d["status"] for d in pg["drills"]] == ["passed"]
     assert len(pg["rpo_series"]) == 60
+    # the table's columns, as on the page: last backup and last drill, RPO beside the
+    # newest-complete one (here the same backup: the newest complete one is verified)
+    assert (pg["last_backup"]["id"], pg["last_backup"]["status"]) == ("app-production-0",
+                                                                      "complete")
+    assert (pg["last_drill"]["backup_id"], pg["last_drill"]["duration_s"]) == (
+        "app-production-0", 2950.0)
+    assert pg["rpo_s"] == pg["rpo_complete_s"] and 7200 <= pg["rpo_s"] < 7200 + 600
+    assert [b["size_bytes"] for b in pg["backups"]] == [5242880, None, 5242880]
+    assert comps["kafka"]["status"] == "unknown" and comps["kafka"]["rpo_s"] is None
     assert data["at_risk_ratio"] == 0.8
     assert SECRET not in client.get("/api/v1/dr").get_data(as_text=True)
