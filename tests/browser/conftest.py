@@ -22,8 +22,6 @@ if not os.path.exists(CHROMIUM) or shutil.which("chromium") is None:
     pytest.skip("Debian chromium is not installed (scripts/setup.d/40-chromium.sh installs it)",
                 allow_module_level=True)
 
-pytestmark = pytest.mark.browser
-
 
 @pytest.fixture(scope="module")
 def demo_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoProcess]:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 import requests
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Recorder, shot
 from tests.services.sandbox import DemoProcess
+
+pytestmark = pytest.mark.browser
 
 ENVS = ("production", "release", "staging", "dev")
 
