@@ -128,6 +128,13 @@ class TwilioFake:
             except Exception:
                 log.exception("twilio fake delivery action failed")
 
+    def cancel_pending(self) -> int:
+        """Forget scheduled status changes (a late delivery must not leak into the next test)."""
+        with self._wake:
+            n = len(self._queue)
+            self._queue.clear()
+            return n
+
     def stop(self) -> None:
         with self._wake:
             self._stopped = True

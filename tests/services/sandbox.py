@@ -28,6 +28,7 @@ def sandbox(sandbox_platform: Sandbox) -> Iterator[Sandbox]:
     yield sandbox_platform
     sandbox_platform.faults.clear()
     assert sandbox_platform.twilio is not None
+    sandbox_platform.twilio.cancel_pending()  # e.g. a text delayed 120 s by sms_delayed
     for env in ENVIRONMENTS:
         sandbox_platform.twilio.set_sms_url(env.phone, None)
 
