@@ -29,14 +29,16 @@ def clear_faults(demo: DemoProcess) -> None:
     requests.delete(f"{state['control_url']}/faults", timeout=10)
 
 
-def wait_runs(demo: DemoProcess, check_id: str, n: int, timeout: float = 120) -> None:
+def wait_runs(demo: DemoProcess, check_id: str, n: int, timeout: float = 180) -> None:
+    """Until the check has ``n`` runs, one of them ok (an earlier test's fault may linger)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rows = requests.get(f"{demo.url}/api/v1/checks/{check_id}/results", timeout=10).json()
-        if len(rows["results"]) >= n:
+        results = rows["results"]
+        if len(results) >= n and any(r["status"] == "ok" for r in results):
             return
         time.sleep(1)
-    raise AssertionError(f"{check_id} did not run {n} times in {timeout}s")
+    raise AssertionError(f"{check_id} did not run {n} times with one ok in {timeout}s")
 
 
 def test_status_page_shows_all_four_environments(demo_site: DemoProcess,
