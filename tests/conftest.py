@@ -11,5 +11,6 @@ pytest_plugins: list[str] = [
     "tests.services.saas_fakes",
     "tests.services.postgres",
     "tests.services.azurite",
+    "tests.services.kafka",
     "tests.services.sandbox",
 ]

@@ -149,7 +149,7 @@ checks:
   - id: slow
     kind: scripted
     env: production
-    interval: 60s
+    interval: 4s
     timeout: 30s
     sleep_s: 2
     marker: "{marker}"
@@ -185,7 +185,7 @@ checks:
   - id: stuck
     kind: scripted
     env: production
-    interval: 60s
+    interval: 4s
     timeout: 20m
     sleep_s: 600
     marker: "{marker}"

@@ -19,6 +19,8 @@ PROBE_COMMANDS: dict[str, str] = {
     "http": "http",
     "dns": "dns",
     "tcp": "tcp",
+    "kafka-lag": "kafka_lag",
+    "kafka-cluster": "kafka_cluster",
 }
 
 

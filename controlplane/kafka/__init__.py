@@ -1,0 +1,1 @@
+"""Kafka helpers shared by the kafka_* probes: client set-up, lag maths, status rules."""

@@ -1,0 +1,186 @@
+"""Collect committed and log-end offsets for many consumer groups in few round trips.
+
+One ``describe_consumer_groups`` for all groups (their state and members' assignments),
+one ``list_consumer_group_offsets`` per group (the client's limit), all in flight at
+once, then a single ``list_offsets`` for the union of every group's partitions.
+Rows follow Kafka's ConsumerGroupCommand: every partition the group has a commit on or a
+member is assigned, ``committed`` None where there is no commit.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import (
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._listoffsets import OffsetSpec
+from confluent_kafka.cimpl import _AdminClientImpl
+
+from controlplane.kafka.client import Deadline, describe, wait
+
+log = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+CHUNK = 500
+"""Partitions per ListOffsets request."""
+GROUP_CHUNK = 50
+"""Groups per DescribeGroups call (smaller requests, answered in parallel)."""
+
+
+@dataclass
+class GroupOffsets:
+    group: str
+    state: str = "UNKNOWN"
+    members: int = 0
+    committed: dict[TP, int | None] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class Snapshot:
+    groups: dict[str, GroupOffsets]
+    end_offsets: dict[TP, int]
+    end_errors: dict[TP, str]
+    missing_topics: list[str]
+
+
+def select_groups(admin: AdminClient, names: list[str], patterns: list[str],
+                  deadline: Deadline) -> list[str]:
+    """Named groups as given; patterns (full match) and the no-filter case list the cluster."""
+    if names and not patterns:
+        return list(dict.fromkeys(names))
+    listing = wait(admin.list_consumer_groups(request_timeout=deadline.left()), deadline,
+                   "listing consumer groups")
+    found = sorted(g.group_id for g in listing.valid)
+    compiled = [re.compile(p) for p in patterns]
+    picked = [g for g in found if not compiled or any(rx.fullmatch(g) for rx in compiled)]
+    return list(dict.fromkeys([*names, *picked]))
+
+
+def collect(admin: AdminClient, groups: list[str], topic_ok: Any, deadline: Deadline,
+            known_topics: set[str] | None = None) -> Snapshot:
+    """Offsets of ``groups`` on the partitions whose topic passes ``topic_ok(topic)``."""
+    result = {g: GroupOffsets(g) for g in groups}
+    if groups:
+        described: dict[str, Future[Any]] = {}
+        for i in range(0, len(groups), GROUP_CHUNK):
+            described.update(admin.describe_consumer_groups(groups[i:i + GROUP_CHUNK],
+                                                            request_timeout=deadline.left()))
+        fetches = {g: admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(g)], request_timeout=deadline.left())[g]
+            for g in groups}
+        for g in groups:
+            _fill_group(result[g], described[g], fetches[g], topic_ok, deadline)
+    wanted = sorted({tp for go in result.values() for tp in go.committed})
+    missing: list[str] = []
+    if known_topics is not None:
+        missing = sorted({t for t, _ in wanted if t not in known_topics})
+    ends, errors = _end_offsets(admin, wanted, deadline)
+    return Snapshot(result, ends, errors, missing)
+
+
+def _fill_group(out: GroupOffsets, described: Future[Any], fetched: Future[Any],
+                topic_ok: Any, deadline: Deadline) -> None:
+    try:
+        desc = described.result(timeout=deadline.wait_s())
+        out.state = desc.state.name
+        out.members = len(desc.members)
+        for member in desc.members:
+            for tp in member.assignment.topic_partitions:
+                if topic_ok(tp.topic):
+                    out.committed.setdefault((tp.topic, tp.partition), None)
+        offsets = fetched.result(timeout=deadline.wait_s())
+    except KafkaException as exc:
+        out.error = describe(exc)
+        return
+    except TimeoutError:
+        out.error = "no answer within the check's timeout"
+        return
+    for tp in offsets.topic_partitions:
+        if tp.error is not None:
+            out.error = f"{tp.topic}[{tp.partition}]: {tp.error.str()}"
+            continue
+        if topic_ok(tp.topic):
+            # Negative means "no commit" (OFFSET_INVALID), shown by Kafka's tool as "-".
+            out.committed[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else None
+
+
+def _end_offsets(admin: AdminClient, tps: list[TP], deadline: Deadline
+                 ) -> tuple[dict[TP, int], dict[TP, str]]:
+    if not tps:
+        return {}, {}
+    # Chunks, all in flight at once: librdkafka's handling of one ListOffsets grows faster
+    # than linearly with its partition count (10,000 partitions: 0.5 s in one request,
+    # 0.05 s in 20 requests of 500, measured with bench/kafka_lag).
+    chunks = [_list_latest(admin, tps[i:i + CHUNK], deadline)
+              for i in range(0, len(tps), CHUNK)]
+    answers: dict[Any, Any] = {}
+    for chunk in chunks:
+        answers.update(wait(chunk, deadline, "reading log-end offsets"))
+    ends: dict[TP, int] = {}
+    errors: dict[TP, str] = {}
+    for tp, info in answers.items():
+        key = (tp.topic, tp.partition)
+        if isinstance(info, KafkaError):
+            errors[key] = f"{info.str()} ({info.name()})"
+        else:
+            ends[key] = info.offset
+    return ends, errors
+
+
+def _list_latest(admin: AdminClient, tps: list[TP], deadline: Deadline) -> Future[Any]:
+    """One ListOffsets(latest) for all partitions, answered by ONE future holding the dict
+    {TopicPartition: ListOffsetsResultInfo | KafkaError}.
+
+    AdminClient.list_offsets wraps the same C call but builds one Future per partition,
+    which costs more than the request itself at 10,000 partitions; we call the C method
+    the wrapper calls. Should the wrapper's internals change, fall back to it.
+    """
+    latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+    impl = getattr(_AdminClientImpl, "list_offsets", None)
+    if impl is not None:
+        request = [TopicPartition(t, p, latest._value) for t, p in tps]
+        fut: Future[Any] = Future()
+        fut.set_running_or_notify_cancel()
+        try:
+            impl(admin, request, fut, request_timeout=deadline.left())
+            return fut
+        except TypeError:
+            log.warning("fast list_offsets unavailable; using the per-partition wrapper")
+    per_tp = admin.list_offsets({TopicPartition(t, p): latest for t, p in tps},
+                                request_timeout=deadline.left())
+    return _gather(per_tp)
+
+
+def _gather(per_tp: dict[Any, Future[Any]]) -> Future[Any]:
+    out: Future[Any] = Future()
+    out.set_running_or_notify_cancel()
+    pending = len(per_tp)
+    answers: dict[Any, Any] = {}
+    lock = threading.Lock()
+
+    def done(tp: Any, f: Future[Any]) -> None:
+        nonlocal pending
+        exc = f.exception()
+        value = exc.args[0] if isinstance(exc, KafkaException) else exc or f.result()
+        with lock:
+            answers[tp] = value
+            pending -= 1
+            finished = pending == 0
+        if finished:
+            out.set_result(answers)
+
+    for tp, f in per_tp.items():
+        f.add_done_callback(functools.partial(done, tp))
+    return out
