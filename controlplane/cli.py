@@ -18,6 +18,8 @@ COMMAND_MODULES = [
     "controlplane.commands.probe",
     "controlplane.commands.silence",
     "controlplane.commands.backup",
+    "controlplane.commands.sandbox",
+    "controlplane.commands.demo",
 ]
 
 EXIT_OK, EXIT_FAILING, EXIT_ERROR = 0, 1, 2

@@ -12,4 +12,5 @@ pytest_plugins: list[str] = [
     "tests.services.postgres",
     "tests.services.azurite",
     "tests.services.kafka",
+    "tests.services.sandbox",
 ]

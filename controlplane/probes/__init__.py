@@ -22,6 +22,8 @@ KINDS: dict[str, str] = {
     "backup": "controlplane.dr.probes:BackupProbe",
     "drill": "controlplane.dr.probes:DrillProbe",
     "dr": "controlplane.dr.probes:DrProbe",
+    "idcard_sms": "controlplane.probes.idcard_sms:IdCardSmsProbe",
+    "config_drift": "controlplane.probes.config_drift:ConfigDriftProbe",
 }
 
 

@@ -20,6 +20,7 @@ BLUEPRINTS = [
     "controlplane.web.silences",
     "controlplane.web.slack_webhook",
     "controlplane.web.dr",
+    "controlplane.web.twilio_webhook",
 ]
 
 

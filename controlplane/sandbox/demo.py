@@ -1,0 +1,260 @@
+"""`controlplane demo` underneath: the sandbox, the SaaS fakes, the demo config, the timeline.
+
+The timeline injects faults a newcomer can watch travel through the control plane:
+the r121 drift at 1 min, SMS dropped at 3 min, both healed at 5 and 6 min. ``speed``
+compresses it (speed 10 -> the r121 drift at 6 s), which the tests use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from controlplane.config import ControlPlaneConfig, load_config
+from controlplane.sandbox.localdata import Azurite, Postgres, azurite_binary, postgres_bindir
+from controlplane.sandbox.runner import Sandbox, default_state_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Event:
+    at_s: float
+    action: str  # "set" or "clear"
+    fault: str
+    env: str
+    note: str
+
+
+TIMELINE: tuple[Event, ...] = (
+    Event(60, "set", "appconfig_staging", "production",
+          "production appconfig.json now points at staging (the 0.1.27-r121 bug); watch "
+          "config-drift-production and idcard-sms-production turn red"),
+    Event(180, "set", "sms_dropped", "production",
+          "Twilio now drops the ID-card SMS; idcard-sms-production fails at receive_sms"),
+    Event(300, "clear", "appconfig_staging", "production",
+          "appconfig.json fixed (image swapped); drift incident resolves"),
+    Event(360, "clear", "sms_dropped", "production",
+          "SMS flows again; the ID-card incident resolves"),
+)
+
+
+def demo_config_path(name: str = "demo.yaml") -> str:
+    return str(resources.files("controlplane").joinpath(f"defaults/{name}"))
+
+
+class Demo:
+    """Everything `controlplane demo` starts; :meth:`stop` undoes it in reverse order."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080,
+                 say: Callable[[str], None] = print) -> None:
+        self.host, self.port, self.say = host, port, say
+        self.workdir = tempfile.mkdtemp(prefix="cp-demo-")
+        os.mkdir(os.path.join(self.workdir, "checks"))
+        self.sandbox = Sandbox(directory=default_state_dir())
+        self.admin_token = secrets.token_urlsafe(16)
+        self.fakes: dict[str, tuple[str, Callable[[], None]]] = {}
+        self._stop = threading.Event()
+        self._timeline: threading.Thread | None = None
+        self.postgres: Postgres | None = None
+        self.azurite: Azurite | None = None
+        self.blob_where = ""
+        self.config_file = ""
+
+    def start(self) -> ControlPlaneConfig:
+        """Start the sandbox and fakes; return the loaded demo config (ConfigError if bad)."""
+        self.sandbox.start()
+        self._start_fakes()
+        os.environ.update(self._variables())
+        if "backups" in ControlPlaneConfig.model_fields:
+            os.environ.update(self._start_data_services())
+        self.config_file = self._config_file()
+        return load_config(self.config_file)
+
+    def _start_data_services(self) -> dict[str, str]:
+        """PostgreSQL to back up (if installed) and Azurite (if installed) as blob store."""
+        bindir = postgres_bindir()
+        if bindir is None:
+            self.say("demo: no PostgreSQL binaries here; backups and drills are left out")
+            return {}
+        os.chmod(self.workdir, 0o711)  # the postgres user must reach its data directory
+        self.postgres = Postgres(self.workdir, bindir).start()
+        env = {"DEMO_PG_DSN": self.postgres.seed("halotasks")}
+        shutil.copy(demo_config_path("demo-backup-checks.yaml"),
+                    os.path.join(self.workdir, "checks", "backups.yaml"))
+        env.update(self._age_key())
+        azurite = azurite_binary()
+        if azurite is not None:
+            self.azurite = Azurite(self.workdir, azurite).start()
+            env.update(DEMO_BLOB_BACKEND="azure",
+                       DEMO_BLOB_CONNECTION_STRING=self.azurite.connection_string,
+                       DEMO_BLOB_PATH="backups")
+            self.blob_where = f"Azurite on 127.0.0.1:{self.azurite.port}"
+        else:
+            path = os.path.join(self.workdir, "blobs")
+            env.update(DEMO_BLOB_BACKEND="local", DEMO_BLOB_PATH=path)
+            self.blob_where = f"the local folder {path}"
+        return env
+
+    def _age_key(self) -> dict[str, str]:
+        import pyrage
+
+        identity = pyrage.x25519.Identity.generate()
+        path = os.path.join(self.workdir, "backup-key.txt")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(identity) + "\n")
+        return {"DEMO_AGE_RECIPIENT": str(identity.to_public()), "DEMO_AGE_IDENTITY": path}
+
+    def _config_file(self) -> str:
+        """demo.yaml, plus the notifiers section when incidents and both fakes are here."""
+        base = demo_config_path()
+        parts = ["demo.yaml"]
+        if "notifiers" in ControlPlaneConfig.model_fields and len(self.fakes) == 2:
+            parts.append("demo-notifiers.yaml")
+        if self.postgres is not None:
+            parts.append("demo-backups.yaml")
+        if len(parts) == 1:
+            return base
+        path = os.path.join(self.workdir, "demo.yaml")
+        with open(path, "w", encoding="utf-8") as out:
+            for name in parts:
+                with open(demo_config_path(name), encoding="utf-8") as part:
+                    out.write(part.read())
+        return path
+
+    def _start_fakes(self) -> None:
+        """Slack and Jira fakes, when this build has them (they come with incidents)."""
+        for name in ("slack_fake", "jira_fake"):
+            try:
+                module: Any = importlib.import_module(f"controlplane.sandbox.{name}")
+            except ImportError:
+                continue
+            starter = getattr(module, "start", None)
+            if starter is None:
+                continue
+            url, stop = starter("127.0.0.1", 0)
+            self.fakes[name] = (str(url), stop)
+
+    def _variables(self) -> dict[str, str]:
+        sb = self.sandbox
+        assert sb.twilio is not None
+        env = {
+            "DEMO_STORE_DSN": f"sqlite:///{os.path.join(self.workdir, 'controlplane.db')}",
+            "DEMO_EXTRA_CHECKS": os.path.join(self.workdir, "checks", "*.yaml"),
+            "DEMO_HOST": self.host, "DEMO_PORT": str(self.port),
+            "DEMO_URL": f"http://{self.host}:{self.port}" if self.port else "",
+            "DEMO_ADMIN_TOKEN": self.admin_token,
+            "DEMO_HALO_PORT": str(sb.port("halo_task")), "DEMO_HALO_TOKEN": sb.halo_token,
+            "DEMO_BIC_PORT": str(sb.port("bic_agent")),
+            "DEMO_VOICE_PORT": str(sb.port("voice360")),
+            "DEMO_TWILIO_SID": sb.twilio.account_sid, "DEMO_TWILIO_TOKEN": sb.twilio.auth_token,
+            "DEMO_TWILIO_URL": sb.url("twilio"), "DEMO_TWILIO_PORT": str(sb.port("twilio")),
+            "DEMO_CA_FILE": sb.ca_file,
+            "DEMO_NAMESERVER": sb.nameserver,
+        }
+        for name, (url, _) in self.fakes.items():
+            env[f"DEMO_{name.upper()}_URL"] = url
+        return env
+
+    def start_timeline(self, speed: float = 1.0) -> None:
+        self._timeline = threading.Thread(target=self._run_timeline, args=(speed,),
+                                          name="demo-timeline", daemon=True)
+        self._timeline.start()
+
+    def _run_timeline(self, speed: float) -> None:
+        elapsed = 0.0
+        for event in TIMELINE:
+            if self._stop.wait((event.at_s - elapsed) / speed):
+                return
+            elapsed = event.at_s
+            if event.action == "set":
+                self.sandbox.faults.set(event.fault, event.env)
+            else:
+                self.sandbox.faults.clear(event.fault, event.env)
+            minutes, seconds = divmod(int(event.at_s), 60)
+            self.say(f"demo: t+{minutes}:{seconds:02d} {event.action} {event.fault} in "
+                     f"{event.env}: {event.note}")
+        self.say("demo: timeline done; inject your own faults with "
+                 "`controlplane sandbox fault set NAME`")
+
+    def prime_dr(self) -> None:
+        """First backup and drill right away (as the CLI would), so /dr has measures at once.
+
+        Runs in the background; the schedule takes over afterwards.
+        """
+        if self.postgres is None:
+            return
+        threading.Thread(target=self._prime_dr, name="demo-dr", daemon=True).start()
+
+    def _prime_dr(self) -> None:
+        for action in ("backup", "drill"):
+            if self._stop.is_set():
+                return
+            proc = subprocess.run(
+                [sys.executable, "-m", "controlplane", action, "run", "postgres", "--config",
+                 self.config_file, "--quiet"], capture_output=True, text=True, timeout=600)
+            if proc.returncode != 0:
+                self.say(f"demo: first {action} failed (exit {proc.returncode}): "
+                         f"{proc.stderr.strip()[-300:]}")
+                return
+        self.say("demo: first backup and restore drill done; see the DR dashboard")
+
+    def guide(self, url: str) -> list[str]:
+        return [
+            f"demo: status page     {url}/",
+            f"demo: incidents       {url}/incidents",
+            f"demo: one check       {url}/checks/idcard-sms-production",
+            f"demo: API             {url}/api/v1/checks   (admin token: {self.admin_token})",
+            f"demo: metrics         {url}/metrics",
+            f"demo: sandbox faults  controlplane sandbox fault list   "
+            f"(API {self.sandbox.url('control')}/faults)",
+            *self._fake_lines(),
+            *([f"demo: DR dashboard    {url}/dr   (postgres on 127.0.0.1:{self.postgres.port} "
+               f"backed up every 2 min to {self.blob_where}, restore drill every 4 min)"]
+              if self.postgres else []),
+            "demo: timeline        t+1:00 r121 drift, t+3:00 SMS dropped, t+5:00/6:00 healed",
+            "demo: Ctrl-C stops everything",
+        ]
+
+    def _fake_lines(self) -> list[str]:
+        lines = []
+        if "slack_fake" in self.fakes:
+            url = self.fakes["slack_fake"][0]
+            lines.append(f"demo: Slack (fake)    {url}   (curl -H 'Authorization: Bearer "
+                         f"xoxb-sandbox-token' '{url}/api/conversations.history?"
+                         "channel=C0ONCALL')")
+        if "jira_fake" in self.fakes:
+            url = self.fakes["jira_fake"][0]
+            lines.append(f"demo: Jira (fake)     {url}   (curl -u controlplane@example.com:"
+                         f"jira-sandbox-token '{url}/rest/api/2/search?jql=project=OPS')")
+        return lines
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._timeline is not None:
+            self._timeline.join(timeout=5)
+        for name, (_, stop) in reversed(list(self.fakes.items())):
+            try:
+                stop()
+            except Exception:
+                log.exception("demo fake stop failed name=%s", name)
+        for service in (self.azurite, self.postgres):
+            if service is not None:
+                try:
+                    service.stop()
+                except Exception:
+                    log.exception("demo data service stop failed")
+        self.sandbox.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -1,0 +1,220 @@
+"""`controlplane demo` end to end: every check kind, faults through the sandbox, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from controlplane.sandbox.localdata import azurite_binary, postgres_bindir
+from tests.services.common import run_cli
+from tests.services.sandbox import DemoProcess
+
+
+def checks(url: str) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = requests.get(f"{url}/api/v1/checks", timeout=30).json()[
+        "checks"]
+    return rows
+
+
+def run_check(demo: DemoProcess, check_id: str) -> dict[str, object]:
+    """Run a check now through the API; retried while the scheduler's own run is in flight."""
+    for _ in range(20):
+        resp = requests.post(f"{demo.url}/api/v1/checks/{check_id}/run", timeout=90,
+                             headers={"Authorization": f"Bearer {demo.admin_token}"})
+        assert resp.status_code == 200, resp.text
+        result: dict[str, object] = resp.json()
+        if not str(result["message"]).startswith("previous run still running"):
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"{check_id} was busy for 10s")
+
+
+def test_demo_watches_all_four_environments_with_every_local_kind(demo: DemoProcess) -> None:
+    rows = checks(demo.url)
+    kinds = {"idcard_sms", "config_drift", "http", "dns", "tls", "tcp"}
+    if postgres_bindir() is not None:
+        kinds |= {"backup", "drill", "dr"}
+    assert len(rows) == 25 + (3 if postgres_bindir() else 0)
+    assert {r["env"] for r in rows} == {"production", "release", "staging", "dev", ""}
+    assert {r["kind"] for r in rows} == kinds
+
+
+def test_demo_checks_pass_on_a_healthy_platform(demo: DemoProcess) -> None:
+    for check_id in ("idcard-sms-production", "config-drift-dev", "http-halo-task-staging",
+                     "http-voice360-release", "dns-idcard-production", "tls-idcard-dev",
+                     "tcp-twilio"):
+        result = run_check(demo, check_id)
+        assert result["status"] == "ok", (check_id, result["message"])
+
+
+def test_fault_injected_with_the_cli_fails_the_drift_check(demo: DemoProcess) -> None:
+    demo.wait_line("demo: control plane on ")
+    r = run_cli("sandbox", "fault", "set", "appconfig_staging",
+                env=demo.cli_env)
+    assert r.returncode == 0, r.stderr
+    result = run_check(demo, "config-drift-production")
+    assert result["status"] == "failing"
+    assert str(result["message"]).startswith("production appconfig.json points at staging: ")
+    assert run_check(demo, "config-drift-staging")["status"] == "ok"
+
+
+def test_certificate_expiring_in_5_days_fails_the_tls_check(demo: DemoProcess) -> None:
+    demo.wait_line("demo: control plane on ")
+    r = run_cli("sandbox", "fault", "set", "cert_expiring", "--env", "release",
+                env=demo.cli_env)
+    assert r.returncode == 0, r.stderr
+    result = run_check(demo, "tls-idcard-release")
+    # 5 days left is under the tls kind's default crit_days (7).
+    assert result["status"] == "failing", result["message"]
+    assert run_check(demo, "tls-idcard-production")["status"] == "ok"
+
+
+def test_ctrl_c_stops_everything_the_demo_started(own_demo: DemoProcess) -> None:
+    demo = own_demo
+    url = demo.url
+    state = json.loads((demo.cache / "sandbox" / "state.json").read_text())
+    ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)[ ,]",
+                                        demo.wait_line("demo: DR dashboard"))] \
+        if postgres_bindir() else []
+    assert demo.stop() == 0
+    assert demo.lines[-1] == "demo: stopped"
+    assert not (demo.cache / "sandbox" / "state.json").exists()
+    for target in (url, state["control_url"]):
+        with pytest.raises(requests.ConnectionError):
+            requests.get(target, timeout=5)
+    assert len(ports) == (2 if azurite_binary() else 1)
+    for port in ports:  # PostgreSQL and, when installed, Azurite
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def test_timeline_injects_the_r121_drift_and_sms_drop_then_heals(tmp_path: Path) -> None:
+    proc = DemoProcess(tmp_path / "cache", "--speed", "60")
+    try:
+        proc.wait_line("demo: timeline done")
+        control = json.loads((tmp_path / "cache" / "sandbox" / "state.json").read_text())[
+            "control_url"]
+        assert requests.get(f"{control}/faults", timeout=10).json()["faults"] == []
+    finally:
+        assert proc.stop() == 0
+    assert [line.split(" in production")[0] for line in proc.lines
+            if line.startswith("demo: t+")] == [
+        "demo: t+1:00 set appconfig_staging", "demo: t+3:00 set sms_dropped",
+        "demo: t+5:00 clear appconfig_staging", "demo: t+6:00 clear sms_dropped"]
+
+
+def test_demo_on_a_busy_port_says_so_and_cleans_up(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = run_cli("demo", "--port", str(port), "--no-timeline",
+                    env={"CONTROLPLANE_CACHE": str(tmp_path)})
+    assert r.returncode == 2
+    assert (f"controlplane: cannot serve on 127.0.0.1:{port}: Address already in use; pass "
+            "another --port") in r.stderr
+    assert not (tmp_path / "sandbox" / "state.json").exists()
+
+
+def test_halo_task_500_fails_the_http_health_check(demo: DemoProcess) -> None:
+    demo.wait_line("demo: control plane on ")
+    r = run_cli("sandbox", "fault", "set", "halo_task_500", "--env", "staging",
+                env=demo.cli_env)
+    assert r.returncode == 0, r.stderr
+    assert run_check(demo, "http-halo-task-staging")["status"] == "failing"
+    assert run_check(demo, "http-halo-task-production")["status"] == "ok"
+
+
+def test_dns_answering_the_wrong_ip_fails_the_dns_check(demo: DemoProcess) -> None:
+    demo.wait_line("demo: control plane on ")
+    r = run_cli("sandbox", "fault", "set", "dns_wrong_ip", "--env", "dev",
+                env=demo.cli_env)
+    assert r.returncode == 0, r.stderr
+    result = run_check(demo, "dns-idcard-dev")
+    assert result["status"] == "failing"
+    assert "127.0.0.2" in str(result["message"])
+
+
+def test_incident_opens_notifies_slack_and_jira_and_resolves(demo: DemoProcess) -> None:
+    slack = demo.wait_line("demo: Slack (fake)").split()[3]
+    jira = demo.wait_line("demo: Jira (fake)").split()[3]
+    r = run_cli("sandbox", "fault", "set", "pdf_broken", "--env", "staging",
+                env=demo.cli_env)
+    assert r.returncode == 0, r.stderr
+    for _ in range(2):  # failure_threshold 2
+        result = run_check(demo, "idcard-sms-staging")
+        assert result["status"] == "failing", result["message"]
+    incident = wait_incident(demo, "idcard-sms-staging", lambda i: bool(i["notified"]))
+    assert incident["state"] == "open"
+    assert str(incident["message"]).startswith("download_pdf: the PDF (73 bytes) cannot be "
+                                               "opened")
+
+    def slack_has_it() -> bool:
+        history = requests.get(f"{slack}/api/conversations.history?channel=C0ONCALL",
+                               headers={"Authorization": "Bearer xoxb-sandbox-token"},
+                               timeout=10).json()
+        return any("idcard-sms-staging" in json.dumps(m) for m in history["messages"])
+
+    def jira_has_it() -> bool:
+        issues = requests.get(f"{jira}/rest/api/2/search?jql=project=OPS", timeout=10,
+                              auth=("controlplane@example.com", "jira-sandbox-token")).json()
+        return any("idcard-sms-staging" in json.dumps(i) for i in issues["issues"])
+
+    eventually(slack_has_it)  # each channel has its own outbox worker
+    eventually(jira_has_it)
+    run_cli("sandbox", "fault", "clear", "--all", env=demo.cli_env)
+    assert run_check(demo, "idcard-sms-staging")["status"] == "ok"
+    wait_incident(demo, "idcard-sms-staging", lambda i: i["resolved_at"] is not None)
+
+
+def wait_incident(demo: DemoProcess, check_id: str, ready: Callable[[dict[str, Any]], bool],
+                  timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = requests.get(f"{demo.url}/api/v1/incidents", timeout=10).json()["incidents"]
+        mine = [i for i in rows if i["check"] == check_id]
+        if mine and ready(mine[0]):
+            return dict(mine[0])
+        time.sleep(0.5)
+    raise AssertionError(f"no incident for {check_id} reached the wanted state in {timeout}s")
+
+
+def eventually(cond: Callable[[], bool], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"{cond.__name__} still false after {timeout}s"
+        time.sleep(0.5)
+
+
+@pytest.mark.skipif(postgres_bindir() is None, reason="needs Debian postgresql (setup.d)")
+def test_demo_backs_up_and_drills_its_database_at_once(demo: DemoProcess) -> None:
+    demo.wait_line("demo: first backup and restore drill done", timeout=180)
+    dr = requests.get(f"{demo.url}/api/v1/dr", timeout=10).json()
+    postgres = next(c for c in dr["components"] if c["component"] == "postgres")
+    assert [b["status"] for b in postgres["backups"]][:1] == ["complete"]
+    assert postgres["drills"] and postgres["drills"][0]["failed_step"] == ""
+    for check_id in ("backup-postgres", "drill-postgres"):
+        assert run_check(demo, check_id)["status"] == "ok"
+    line = demo.wait_line("demo: DR dashboard")
+    assert ("to Azurite on 127.0.0.1:" in line) == (azurite_binary() is not None)
+
+
+@pytest.mark.skipif(postgres_bindir() is None, reason="needs Debian postgresql (setup.d)")
+def test_without_azurite_backups_go_to_a_local_folder(tmp_path: Path) -> None:
+    proc = DemoProcess(tmp_path / "cache", "--no-timeline",
+                       env={"CONTROLPLANE_CACHE": str(tmp_path / "empty-cache")})
+    try:
+        line = proc.wait_line("demo: DR dashboard")
+        assert "to the local folder /" in line and line.endswith("/blobs, restore drill every "
+                                                                 "4 min)")
+        proc.wait_line("demo: first backup and restore drill done", timeout=180)
+    finally:
+        assert proc.stop() == 0

@@ -1,0 +1,190 @@
+"""The Twilio fake, driven through the real twilio SDK: shapes, filters, paging, errors,
+delivery status, signed status callbacks and the signed inbound webhook."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask, request
+from twilio.base.exceptions import TwilioRestException
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+from werkzeug.serving import make_server
+
+from controlplane.probes.twilio_api import twilio_client
+from controlplane.sandbox.servers import AppServer
+from controlplane.sandbox.twilio_fake import Delivery, TwilioFake
+
+TO, FROM = "+15550100009", "+15550199009"
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[TwilioFake, Client]]:
+    policy: dict[str, Delivery] = {}
+    twilio = TwilioFake(policy=lambda _f, to: policy.get(to, Delivery(0.05)))
+    server = AppServer("twilio", twilio.app).start()
+    client = twilio_client(twilio.account_sid, twilio.auth_token, server.url)
+    twilio.__dict__["test_policy"] = policy
+    yield twilio, client
+    server.stop()
+    twilio.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A real HTTP server recording what the fake posts to it (form and signature)."""
+    got: list[dict[str, Any]] = []
+    app = Flask("receiver")
+
+    @app.post("/hook")
+    def hook() -> str:
+        got.append({"form": request.form.to_dict(), "url": request.url,
+                    "signature": request.headers.get("X-Twilio-Signature", "")})
+        return "<Response/>"
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", got
+    server.shutdown()
+
+
+def wait_until(cond: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_create_returns_a_queued_message_with_twilio_shape(fake: tuple[TwilioFake, Client]) -> None:
+    twilio, client = fake
+    msg = client.messages.create(to=TO, from_=FROM, body="hello")
+    assert msg.sid.startswith("SM") and len(msg.sid) == 34
+    assert (msg.status, msg.direction, msg.to, msg.from_, msg.body) == (
+        "queued", "outbound-api", TO, FROM, "hello")
+    assert msg.account_sid == twilio.account_sid
+    assert msg.num_segments == "1"
+    assert isinstance(msg.date_created, datetime)
+
+
+def test_status_progresses_to_delivered(fake: tuple[TwilioFake, Client]) -> None:
+    _, client = fake
+    sid = client.messages.create(to=TO, from_=FROM, body="hi").sid
+    wait_until(lambda: client.messages(sid).fetch().status == "delivered")
+    assert client.messages(sid).fetch().date_sent is not None
+
+
+def test_dropped_message_stays_sent(fake: tuple[TwilioFake, Client]) -> None:
+    twilio, client = fake
+    twilio.__dict__["test_policy"][TO] = Delivery(dropped=True)
+    sid = client.messages.create(to=TO, from_=FROM, body="hi").sid
+    wait_until(lambda: client.messages(sid).fetch().status == "sent")
+    time.sleep(0.3)
+    assert client.messages(sid).fetch().status == "sent"
+
+
+def test_undelivered_message_carries_the_carrier_error(fake: tuple[TwilioFake, Client]) -> None:
+    twilio, client = fake
+    twilio.__dict__["test_policy"][TO] = Delivery(undelivered=True)
+    sid = client.messages.create(to=TO, from_=FROM, body="hi").sid
+    wait_until(lambda: client.messages(sid).fetch().status == "undelivered")
+    msg = client.messages(sid).fetch()
+    assert (msg.error_code, msg.error_message) == (30003, "Unreachable destination handset")
+
+
+def test_list_filters_by_to_and_from(fake: tuple[TwilioFake, Client]) -> None:
+    _, client = fake
+    client.messages.create(to=TO, from_=FROM, body="a")
+    client.messages.create(to="+15550100010", from_=FROM, body="b")
+    client.messages.create(to=TO, from_="+15550199010", body="c")
+    assert sorted(m.body for m in client.messages.list(to=TO)) == ["a", "c"]
+    assert sorted(m.body for m in client.messages.list(from_=FROM)) == ["a", "b"]
+    assert [m.body for m in client.messages.list(to=TO, from_=FROM)] == ["a"]
+
+
+def test_list_is_newest_first_and_pages(fake: tuple[TwilioFake, Client]) -> None:
+    _, client = fake
+    for i in range(5):
+        client.messages.create(to=TO, from_=FROM, body=f"m{i}")
+        time.sleep(0.01)
+    assert [m.body for m in client.messages.list(to=TO, page_size=2)] == [
+        "m4", "m3", "m2", "m1", "m0"]
+    page = client.messages.page(to=TO, page_size=2)
+    assert len(list(page)) == 2 and page.next_page_url is not None
+
+
+def test_list_filters_by_date_sent(fake: tuple[TwilioFake, Client]) -> None:
+    _, client = fake
+    sid = client.messages.create(to=TO, from_=FROM, body="now").sid
+    wait_until(lambda: client.messages(sid).fetch().date_sent is not None)
+    past, future = datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC) + timedelta(hours=1)
+    assert [m.body for m in client.messages.list(to=TO, date_sent_after=past)] == ["now"]
+    assert client.messages.list(to=TO, date_sent_after=future) == []
+    assert [m.body for m in client.messages.list(to=TO, date_sent_before=future)] == ["now"]
+    today = datetime.now(UTC).date()
+    assert [m.body for m in client.messages.list(to=TO, date_sent=today)] == ["now"]
+
+
+def test_fetch_unknown_message_is_20404(fake: tuple[TwilioFake, Client]) -> None:
+    _, client = fake
+    with pytest.raises(TwilioRestException) as info:
+        client.messages("SM" + "0" * 32).fetch()
+    assert (info.value.status, info.value.code) == (404, 20404)
+
+
+def test_wrong_credentials_are_20003(fake: tuple[TwilioFake, Client]) -> None:
+    twilio, _ = fake
+    bad = twilio_client(twilio.account_sid, "wrong", fake[1].api.base_url)
+    with pytest.raises(TwilioRestException) as info:
+        bad.messages.create(to=TO, from_=FROM, body="x")
+    assert (info.value.status, info.value.code, info.value.msg) == (
+        401, 20003, "Unable to create record: Authenticate")
+
+
+@pytest.mark.parametrize(("to", "from_", "body", "code", "message"), [
+    ("", FROM, "x", 21604, "A 'To' phone number is required."),
+    ("12345", FROM, "x", 21211, "Invalid 'To' Phone Number: 12345"),
+    (TO, "", "x", 21603, "A 'From' phone number is required."),
+    (TO, FROM, "", 21602, "Message body is required."),
+])
+def test_create_validation_errors_match_twilio(fake: tuple[TwilioFake, Client], to: str,
+                                               from_: str, body: str, code: int,
+                                               message: str) -> None:
+    _, client = fake
+    with pytest.raises(TwilioRestException) as info:
+        client.messages.create(to=to, from_=from_, body=body)
+    assert (info.value.status, info.value.code, info.value.msg) == (
+        400, code, f"Unable to create record: {message}")
+
+
+def test_status_callback_is_signed(fake: tuple[TwilioFake, Client],
+                                   receiver: tuple[str, list[dict[str, Any]]]) -> None:
+    twilio, client = fake
+    url, got = receiver
+    sid = client.messages.create(to=TO, from_=FROM, body="cb", status_callback=url).sid
+    wait_until(lambda: any(g["form"]["MessageStatus"] == "delivered" for g in got))
+    assert [g["form"]["MessageStatus"] for g in got] == ["sent", "delivered"]
+    validator = RequestValidator(twilio.auth_token)
+    assert all(validator.validate(g["url"], g["form"], g["signature"]) for g in got)
+    assert got[0]["form"]["MessageSid"] == sid
+
+
+def test_inbound_webhook_is_signed_and_creates_an_inbound_message(
+        fake: tuple[TwilioFake, Client], receiver: tuple[str, list[dict[str, Any]]]) -> None:
+    twilio, client = fake
+    url, got = receiver
+    number = client.incoming_phone_numbers.create(phone_number=TO, sms_url=url)
+    assert number.sid.startswith("PN") and number.sms_url == url
+    client.messages.create(to=TO, from_=FROM, body="your link https://x.example/1")
+    wait_until(lambda: len(got) == 1)
+    form = got[0]["form"]
+    assert (form["To"], form["From"], form["Body"], form["SmsStatus"]) == (
+        TO, FROM, "your link https://x.example/1", "received")
+    assert RequestValidator(twilio.auth_token).validate(url, form, got[0]["signature"])
+    assert not RequestValidator("another-token").validate(url, form, got[0]["signature"])
+    inbound = [m for m in client.messages.list(to=TO) if m.direction == "inbound"]
+    assert [(m.sid, m.status) for m in inbound] == [(form["MessageSid"], "received")]
