@@ -29,3 +29,5 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Werkzeug sets its own logger to INFO (request lines); follow the chosen level instead.
+    logging.getLogger("werkzeug").setLevel(level.upper())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import socket
 import subprocess
@@ -54,9 +53,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
-    if logging.getLogger().level > logging.INFO:
-        # The control plane's request log would drown the guide the demo prints.
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     demo = Demo(args.host, args.port, say=lambda line: print(line, flush=True))
