@@ -146,16 +146,22 @@ class BackupJob:
             raise StepFailed(str(exc)) from None
         snap.count_in_background()
         # A dump that outlives the timeout (e.g. stuck behind a lock) is killed and fails.
-        timer = threading.Timer(self.cfg.timeout, dump.kill)
+        timed_out = threading.Event()
+
+        def stop_dump() -> None:
+            timed_out.set()  # before the kill, so the reader never sees the exit first
+            dump.kill()
+
+        timer = threading.Timer(self.cfg.timeout, stop_dump)
         timer.daemon = True
         timer.start()
         try:
-            return self._pipe(dump, snap, recipients, timer)
+            return self._pipe(dump, snap, recipients, timed_out)
         finally:
             timer.cancel()
 
     def _pipe(self, dump: postgres.PgProcess, snap: postgres.Snapshot,
-              recipients: list[object], timer: threading.Timer) -> dict[str, object]:
+              recipients: list[object], timed_out: threading.Event) -> dict[str, object]:
         reader = CountingReader(dump.stdout, "dump", self.progress)
         try:
             writer: BlobWriter = self.blob.writer(self.blob_name)
@@ -170,7 +176,7 @@ class BackupJob:
                 cause = out.error if out.error is not None else exc
                 raise StepFailed(f"upload failed: {cause}") from None
             rc = dump.wait()
-            if rc != 0 and timer.finished.is_set() and not timer.is_alive():
+            if rc != 0 and timed_out.is_set():
                 raise StepFailed(f"pg_dump did not finish within {self.cfg.timeout:g}s "
                                  "(backups.components timeout) and was stopped")
             if rc != 0:
