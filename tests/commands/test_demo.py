@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 
+from controlplane.probes.twilio_api import twilio_client
 from controlplane.sandbox.localdata import azurite_binary, postgres_bindir
 from tests.services.common import run_cli
 from tests.services.sandbox import DemoProcess
@@ -84,8 +85,15 @@ def test_ctrl_c_stops_everything_the_demo_started(own_demo: DemoProcess) -> None
     ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)[ ,]",
                                         demo.wait_line("demo: DR dashboard"))] \
         if postgres_bindir() else []
+    started = started_processes(demo.proc.pid, ports)
+    assert len(started) >= len(ports)  # PostgreSQL and Azurite found by their ports
     assert demo.stop() == 0
     assert demo.lines[-1] == "demo: stopped"
+    deadline = time.monotonic() + 30
+    while (alive := [p for p in started if Path(f"/proc/{p}").exists()
+                     and proc_state(p) != "Z"]):  # the `ps` check: nothing it started lives on
+        assert time.monotonic() < deadline, f"still running after Ctrl-C: {alive}"
+        time.sleep(0.2)
     assert not (demo.cache / "sandbox" / "state.json").exists()
     for target in (url, state["control_url"]):
         with pytest.raises(requests.ConnectionError):
@@ -96,13 +104,62 @@ def test_ctrl_c_stops_everything_the_demo_started(own_demo: DemoProcess) -> None
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
 
-def test_timeline_injects_the_r121_drift_and_sms_drop_then_heals(tmp_path: Path) -> None:
-    proc = DemoProcess(tmp_path / "cache", "--speed", "60")
+def proc_state(pid: int) -> str:
     try:
-        proc.wait_line("demo: timeline done")
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "X"
+
+
+def started_processes(root: int, ports: list[int]) -> set[int]:
+    """The demo's descendants plus the servers it daemonized (PostgreSQL, Azurite), by port."""
+    parents: dict[int, int] = {}
+    cmdlines: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdlines[int(entry.name)] = (entry / "cmdline").read_bytes().replace(
+                b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError):
+            continue
+        parents[int(entry.name)] = int(fields[1])
+    found = {pid for pid, cmd in cmdlines.items()
+             if any(f"-p {port} " in cmd or f"--blobPort {port} " in cmd for port in ports)}
+    found.add(root)
+    grew = True
+    while grew:
+        more = {pid for pid, ppid in parents.items() if ppid in found} - found
+        found |= more
+        grew = bool(more)
+    found.discard(root)
+    return found
+
+
+def test_timeline_opens_notifies_and_resolves_the_r121_drift_incident(tmp_path: Path) -> None:
+    # Speed 5: the drift is live from t+12 s to t+60 s, long enough for config-drift-production
+    # (every 15 s, failure_threshold 2) to fail twice, open and notify, then heal.
+    proc = DemoProcess(tmp_path / "cache", "--speed", "5")
+    try:
+        proc.wait_line("demo: t+1:00 set appconfig_staging in production: ")
+        opened = wait_incident(proc, "config-drift-production",
+                               lambda i: bool(i["notified"]), timeout=120)
+        assert opened["state"] == "open" and opened["resolved_at"] is None
+        assert str(opened["message"]).startswith("production appconfig.json points at "
+                                                 "staging: agentUrl=https://halovoice-staging")
+        slack = proc.wait_line("demo: Slack (fake)").split()[3]
+        history = requests.get(f"{slack}/api/conversations.history?channel=C0ONCALL",
+                               headers={"Authorization": "Bearer xoxb-sandbox-token"},
+                               timeout=10).json()
+        assert any("config-drift-production" in json.dumps(m) for m in history["messages"])
+        proc.wait_line("demo: timeline done", timeout=180)
         control = json.loads((tmp_path / "cache" / "sandbox" / "state.json").read_text())[
             "control_url"]
         assert requests.get(f"{control}/faults", timeout=10).json()["faults"] == []
+        resolved = wait_incident(proc, "config-drift-production",
+                                 lambda i: i["resolved_at"] is not None, timeout=120)
+        assert resolved["id"] == opened["id"]
     finally:
         assert proc.stop() == 0
     assert [line.split(" in production")[0] for line in proc.lines
@@ -192,6 +249,27 @@ def eventually(cond: Callable[[], bool], timeout: float = 90) -> None:
     while not cond():
         assert time.monotonic() < deadline, f"{cond.__name__} still false after {timeout}s"
         time.sleep(0.5)
+
+
+def test_secrets_never_reach_pages_api_or_output(demo: DemoProcess) -> None:
+    state = json.loads((demo.cache / "sandbox" / "state.json").read_text())
+    assert run_check(demo, "idcard-sms-production")["status"] == "ok"
+    r = run_cli("sandbox", "fault", "set", "wrong_link_host", env=demo.cli_env)
+    assert r.returncode == 0, r.stderr
+    failed = run_check(demo, "idcard-sms-production")  # its message quotes the (redacted) link
+    assert str(failed["message"]).startswith("check_link_host: link host links.halo360.ai ")
+    twilio = twilio_client(state["twilio_account_sid"], state["twilio_auth_token"],
+                           state["twilio_api_base"], state["ca_file"])
+    bodies = [m.body or "" for m in twilio.messages.list(to="+15550100001")]
+    links = [t for b in bodies for t in re.findall(r"/idcard/([A-Za-z0-9_-]{9,})", b)]
+    assert len(links) >= 2
+    secrets = [state["twilio_auth_token"], state["halo_task_token"], *links]
+    seen = {path: requests.get(f"{demo.url}{path}", timeout=30).text for path in (
+        "/", "/incidents", "/checks/idcard-sms-production", "/api/v1/checks",
+        "/api/v1/checks/idcard-sms-production/results", "/api/v1/incidents", "/metrics")}
+    seen["demo output"] = "\n".join(demo.lines)
+    assert "links.halo360.ai" in seen["/api/v1/checks/idcard-sms-production/results"]
+    assert [(where, s[:4]) for where, text in seen.items() for s in secrets if s in text] == []
 
 
 @pytest.mark.skipif(postgres_bindir() is None, reason="needs Debian postgresql (setup.d)")

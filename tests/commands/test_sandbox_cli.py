@@ -10,8 +10,35 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from controlplane.probes.idcard_sms import IdCardSmsProbe
+from controlplane.results import Status
 from controlplane.sandbox.runner import Sandbox
 from tests.services.common import ROOT, run_cli
+from tests.services.sandbox import idcard_config, sandbox_context
+
+# Every fault of the simulated platform, set through the CLI: the step of idcard_sms it
+# breaks (or degrades), and how its message begins.
+CLI_FAULTS = [
+    ("sms_delayed", ["--param", "delay=120"], "receive_sms", Status.FAILING,
+     "no SMS delivered to +15550100001 within 2s"),
+    ("sms_dropped", [], "receive_sms", Status.FAILING,
+     "no SMS delivered to +15550100001 within 2s"),
+    ("wrong_link_host", [], "check_link_host", Status.FAILING,
+     "link host links.halo360.ai is not production front end bic-sky.halo360.ai"),
+    ("appconfig_staging", [], "check_appconfig", Status.FAILING,
+     "appconfig.json apiUrl is https://api-halo-task-staging.techhalo.ai:"),
+    ("pdf_broken", [], "download_pdf", Status.FAILING,
+     "the PDF (73 bytes) cannot be opened: PdfReadError: EOF marker not found"),
+    ("halo_task_500", [], "request_link", Status.FAILING,
+     "halo-task API answered 500 to POST /api/idcards/send-link"),
+    ("cert_expiring", [], "open_link", Status.DEGRADED,
+     "certificate of bic-sky.halo360.ai expires in "),
+    ("cert_expired", [], "open_link", Status.FAILING,
+     "TLS verification failed for bic-sky.halo360.ai:"),
+    ("dns_wrong_ip", [], "open_link", Status.FAILING, "cannot connect to bic-sky.halo360.ai:"),
+]
 
 
 def test_fault_set_list_clear_round_trip(sandbox: Sandbox) -> None:
@@ -76,3 +103,20 @@ def test_sandbox_run_starts_everything_and_stops_on_ctrl_c(tmp_path: Path) -> No
     assert "sandbox: fault API     http://127.0.0.1:" in out
     assert out.endswith("sandbox: stopped\n")
     assert not state.exists()
+
+
+@pytest.mark.parametrize(("fault", "extra", "step", "status", "message"), CLI_FAULTS,
+                         ids=[f[0] for f in CLI_FAULTS])
+def test_each_fault_set_with_the_cli_breaks_its_idcard_step(
+        sandbox: Sandbox, fault: str, extra: list[str], step: str, status: Status,
+        message: str) -> None:
+    r = run_cli("sandbox", "fault", "set", fault, *extra, "--url", sandbox.url("control"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"fault set: {fault} in production")
+    sla = {"request_link": 30, "receive_sms": 2 if step == "receive_sms" else 30,
+           "check_link_host": 30, "open_link": 30, "check_appconfig": 30, "download_pdf": 30,
+           "total": 60}
+    result = IdCardSmsProbe(idcard_config(sandbox, sla=sla), sandbox_context()).execute()
+    assert result.status == status, result.message
+    assert [(s.name, s.status) for s in result.steps if s.status != Status.OK] == [(step, status)]
+    assert result.message.startswith(f"{step}: {message}"), result.message

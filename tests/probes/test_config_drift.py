@@ -173,3 +173,20 @@ def test_a_check_without_environment_is_an_error(appconfig_server: tuple[str, An
     assert result.status == Status.ERROR
     assert result.message == ("config_drift needs env set to a configured environment (got '';"
                               " known: dev, production, release, staging)")
+
+
+def test_without_url_the_front_end_host_and_configured_path_are_used(sandbox: Sandbox) -> None:
+    # A role whose host carries the sandbox port stands in for the front end on 443.
+    context = sandbox_context()
+    front = f"bic-sky.halo360.ai:{sandbox.port('bic_agent')}"
+    context.environments["production"].hosts["frontend_port"] = front
+    raw: dict[str, Any] = {"id": "drift", "kind": "config_drift", "env": "production",
+                           "frontend_role": "frontend_port", "ca_file": sandbox.ca_file,
+                           "nameserver": sandbox.nameserver}
+    result = ConfigDriftProbe(ConfigDriftConfig.model_validate(raw), context).execute()
+    assert (result.status, result.details["url"]) == (
+        Status.OK, f"https://{front}/assets/appconfig.json")
+    raw["path"] = "config/app.json"
+    result = ConfigDriftProbe(ConfigDriftConfig.model_validate(raw), context).execute()
+    assert (result.status, result.message) == (
+        Status.ERROR, f"https://{front}/config/app.json answered 404; cannot judge drift")

@@ -1,10 +1,15 @@
-"""The idcard_sms check against the simulated platform: every step, every fault."""
+"""The idcard_sms check against the simulated platform: every step, every fault.
+
+Faults go in through the sandbox's HTTP fault API (tests/commands/test_sandbox_cli.py
+injects each through the CLI).
+"""
 
 from __future__ import annotations
 
 import re
 
 import pytest
+import requests
 from pydantic import ValidationError
 
 from controlplane.probes.idcard_sms import STEPS, IdCardSmsConfig, IdCardSmsProbe
@@ -17,6 +22,14 @@ from tests.services.sandbox import idcard_config, sandbox_context
 def run(sb: Sandbox, env: str = "production", **overrides: object) -> Result:
     probe = IdCardSmsProbe(idcard_config(sb, env, **overrides), sandbox_context())
     return probe.execute()
+
+
+def inject(sb: Sandbox, name: str, env: str = "production", **params: str) -> None:
+    """Inject a fault the way an operator does: through the sandbox's fault API."""
+    resp = requests.post(f"{sb.url('control')}/faults", timeout=10,
+                         json={"name": name, "env": env, "params": params})
+    assert resp.status_code == 201, resp.text
+    assert sb.faults.active(name, env) is not None
 
 
 def step(result: Result, name: str) -> tuple[Status, str]:
@@ -52,7 +65,7 @@ def test_steps_are_timed(sandbox: Sandbox) -> None:
 
 
 def test_sms_dropped_fails_at_receive_step(sandbox: Sandbox) -> None:
-    sandbox.faults.set("sms_dropped")
+    inject(sandbox, "sms_dropped")
     result = run(sandbox, sla={"receive_sms": 2, "total": 60})
     assert result.status == Status.FAILING
     assert [s.name for s in result.steps] == ["request_link", "receive_sms"]
@@ -61,7 +74,7 @@ def test_sms_dropped_fails_at_receive_step(sandbox: Sandbox) -> None:
 
 
 def test_sms_the_carrier_reports_undelivered_fails_at_once(sandbox: Sandbox) -> None:
-    sandbox.faults.set("sms_undelivered")
+    inject(sandbox, "sms_undelivered")
     result = run(sandbox)  # Twilio's own verdict in the message: it did not wait out the SLA
     assert result.status == Status.FAILING
     status, message = step(result, "receive_sms")
@@ -71,7 +84,7 @@ def test_sms_the_carrier_reports_undelivered_fails_at_once(sandbox: Sandbox) -> 
 
 
 def test_sms_delayed_past_the_sla_fails(sandbox: Sandbox) -> None:
-    sandbox.faults.set("sms_delayed", params={"delay": "120"})
+    inject(sandbox, "sms_delayed", delay="120")
     result = run(sandbox, sla={"receive_sms": 2, "total": 60})
     assert result.status == Status.FAILING
     assert step(result, "receive_sms") == (Status.FAILING, "no SMS delivered to +15550100001 "
@@ -79,7 +92,7 @@ def test_sms_delayed_past_the_sla_fails(sandbox: Sandbox) -> None:
 
 
 def test_sms_delayed_within_the_sla_passes_after_the_delay(sandbox: Sandbox) -> None:
-    sandbox.faults.set("sms_delayed", params={"delay": "2"})
+    inject(sandbox, "sms_delayed", delay="2")
     result = run(sandbox)
     assert result.status == Status.OK, result.message
     latency = result.metrics["sms_latency_seconds"]
@@ -109,7 +122,7 @@ def test_whole_flow_over_the_total_sla_is_degraded(sandbox: Sandbox) -> None:
 
 
 def test_wrong_link_host_fails_at_link_host_step(sandbox: Sandbox) -> None:
-    sandbox.faults.set("wrong_link_host")
+    inject(sandbox, "wrong_link_host")
     result = run(sandbox)
     assert result.status == Status.FAILING
     assert result.steps[-1].name == "check_link_host"
@@ -119,7 +132,7 @@ def test_wrong_link_host_fails_at_link_host_step(sandbox: Sandbox) -> None:
 
 
 def test_appconfig_pointing_at_staging_fails_at_appconfig_step(sandbox: Sandbox) -> None:
-    sandbox.faults.set("appconfig_staging")
+    inject(sandbox, "appconfig_staging")
     result = run(sandbox)
     assert result.status == Status.FAILING
     assert result.steps[-1].name == "check_appconfig"
@@ -129,7 +142,7 @@ def test_appconfig_pointing_at_staging_fails_at_appconfig_step(sandbox: Sandbox)
 
 
 def test_broken_pdf_fails_at_download_step(sandbox: Sandbox) -> None:
-    sandbox.faults.set("pdf_broken")
+    inject(sandbox, "pdf_broken")
     result = run(sandbox)
     assert result.status == Status.FAILING
     assert result.steps[-1].name == "download_pdf"
@@ -138,7 +151,7 @@ def test_broken_pdf_fails_at_download_step(sandbox: Sandbox) -> None:
 
 
 def test_halo_task_500_fails_at_request_step(sandbox: Sandbox) -> None:
-    sandbox.faults.set("halo_task_500")
+    inject(sandbox, "halo_task_500")
     result = run(sandbox)
     assert result.status == Status.FAILING
     assert [s.name for s in result.steps] == ["request_link"]
@@ -148,7 +161,7 @@ def test_halo_task_500_fails_at_request_step(sandbox: Sandbox) -> None:
 
 
 def test_certificate_expiring_in_5_days_is_degraded_at_open_step(sandbox: Sandbox) -> None:
-    sandbox.faults.set("cert_expiring")
+    inject(sandbox, "cert_expiring")
     result = run(sandbox)
     assert result.status == Status.DEGRADED
     assert step(result, "open_link")[0] == Status.DEGRADED
@@ -158,7 +171,7 @@ def test_certificate_expiring_in_5_days_is_degraded_at_open_step(sandbox: Sandbo
 
 
 def test_expired_certificate_fails_at_open_step(sandbox: Sandbox) -> None:
-    sandbox.faults.set("cert_expired")
+    inject(sandbox, "cert_expired")
     result = run(sandbox)
     assert result.status == Status.FAILING
     assert result.steps[-1].name == "open_link"
@@ -167,7 +180,7 @@ def test_expired_certificate_fails_at_open_step(sandbox: Sandbox) -> None:
 
 
 def test_dns_answering_the_wrong_ip_fails_at_open_step(sandbox: Sandbox) -> None:
-    sandbox.faults.set("dns_wrong_ip")
+    inject(sandbox, "dns_wrong_ip")
     result = run(sandbox)
     assert result.status == Status.FAILING
     assert result.steps[-1].name == "open_link"
@@ -176,7 +189,7 @@ def test_dns_answering_the_wrong_ip_fails_at_open_step(sandbox: Sandbox) -> None
 
 
 def test_a_fault_in_one_environment_leaves_the_others_ok(sandbox: Sandbox) -> None:
-    sandbox.faults.set("halo_task_500", env="staging")
+    inject(sandbox, "halo_task_500", "staging")
     assert run(sandbox, "staging").status == Status.FAILING
     assert run(sandbox, "production").status == Status.OK
 
@@ -199,7 +212,7 @@ def test_wrong_twilio_credentials_fail_before_texting(sandbox: Sandbox) -> None:
 
 def test_secrets_never_appear_in_the_result(sandbox: Sandbox) -> None:
     assert sandbox.twilio is not None
-    sandbox.faults.set("wrong_link_host")
+    inject(sandbox, "wrong_link_host")
     text = run(sandbox).model_dump_json()
     assert sandbox.halo_token not in text
     assert sandbox.twilio.auth_token not in text
@@ -228,3 +241,12 @@ def test_unknown_environment_is_an_error_naming_the_fix(sandbox: Sandbox) -> Non
     assert result.status == Status.ERROR
     assert result.message == ("environment 'qa' is not configured; add it under environments "
                               "or set frontend_host and api_host on the check")
+
+
+def test_slas_default_to_60s_for_the_sms_and_90s_for_the_whole_flow() -> None:
+    cfg = IdCardSmsConfig.model_validate({
+        "id": "x", "env": "production", "timeout": 120, "api_token": "t",
+        "phone": "+15550100001", "twilio": {}})
+    assert cfg.sla.model_dump() == {"request_link": 5.0, "receive_sms": 60.0,
+                                    "check_link_host": 1.0, "open_link": 5.0,
+                                    "check_appconfig": 5.0, "download_pdf": 10.0, "total": 90.0}
