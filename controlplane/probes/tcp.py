@@ -10,13 +10,11 @@ import argparse
 import time
 from typing import Literal
 
-from pydantic import Field, field_validator
-
 from controlplane.probes.base import CheckConfig, Outcome, Probe
 from controlplane.probes.tlsconn import (
+    EndpointConfig,
     Unreachable,
     adhoc_id,
-    ascii_name,
     connect,
     handshake,
     hostname_problem,
@@ -28,34 +26,9 @@ from controlplane.probes.tlsconn import (
 from controlplane.results import Status, Step
 
 
-class TcpCheckConfig(CheckConfig):
+class TcpCheckConfig(EndpointConfig):
     kind: Literal["tcp"] = "tcp"
-    target: str = Field(description="HOST:PORT to connect to")
-    tls: bool = False
-    servername: str | None = Field(default=None, description="with tls: SNI and expected "
-                                   "name; default: the target's host")
-    ca_file: str | None = Field(default=None, description="with tls: PEM bundle to trust; "
-                                "default: the system trust store")
-    verify_hostname: bool = True
-
-    @field_validator("target")
-    @classmethod
-    def _target(cls, v: str) -> str:
-        split_target(v)
-        return v.strip()
-
-    @field_validator("servername")
-    @classmethod
-    def _servername(cls, v: str | None) -> str | None:
-        return None if v is None else ascii_name(v)
-
-    @property
-    def host(self) -> str:
-        return split_target(self.target)[0]
-
-    @property
-    def port(self) -> int:
-        return split_target(self.target)[1]
+    tls: bool = False  # with tls: servername, ca_file and verify_hostname apply
 
 
 class TcpProbe(Probe[TcpCheckConfig]):

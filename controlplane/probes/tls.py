@@ -20,10 +20,10 @@ from pydantic import Field, field_validator, model_validator
 
 from controlplane.probes.base import CheckConfig, Outcome, Probe
 from controlplane.probes.tlsconn import (
+    EndpointConfig,
     Handshake,
     Unreachable,
     adhoc_id,
-    ascii_name,
     handshake,
     hostname_problem,
     load_trust,
@@ -47,30 +47,13 @@ VERSION_NAMES = {"TLSv1": "1.0", "TLSv1.1": "1.1", "TLSv1.2": "1.2", "TLSv1.3": 
 
 # -- configuration --------------------------------------------------------------------------
 
-class TlsCheckConfig(CheckConfig):
+class TlsCheckConfig(EndpointConfig):
     kind: Literal["tls"] = "tls"
-    target: str = Field(description="HOST:PORT to connect to")
-    servername: str | None = Field(default=None, description="SNI and expected name; "
-                                   "default: the target's host")
-    ca_file: str | None = Field(default=None, description="PEM bundle to trust; "
-                                "default: the system trust store")
-    verify_hostname: bool = True
     warn_days: float = Field(default=21, ge=0)
     crit_days: float = Field(default=7, ge=0)
     min_version: MinVersion = "1.2"
     expected_issuer: str | None = Field(default=None, description="substring of the leaf "
                                         "issuer, e.g. Let's Encrypt")
-
-    @field_validator("target")
-    @classmethod
-    def _target(cls, v: str) -> str:
-        split_target(v)
-        return v.strip()
-
-    @field_validator("servername")
-    @classmethod
-    def _servername(cls, v: str | None) -> str | None:
-        return None if v is None else ascii_name(v)
 
     @field_validator("min_version", mode="before")
     @classmethod
@@ -86,14 +69,6 @@ class TlsCheckConfig(CheckConfig):
             raise ValueError(f"crit_days ({self.crit_days:g}) must not exceed warn_days "
                              f"({self.warn_days:g})")
         return self
-
-    @property
-    def host(self) -> str:
-        return split_target(self.target)[0]
-
-    @property
-    def port(self) -> int:
-        return split_target(self.target)[1]
 
     @property
     def expected_name(self) -> str:

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from OpenSSL import SSL, crypto
+from pydantic import Field, field_validator
 
-from controlplane.probes.base import ProbeError
+from controlplane.probes.base import CheckConfig, ProbeError
 
 # -- targets and names -----------------------------------------------------------------------
 
@@ -261,3 +262,33 @@ def _dns_match(pattern: str, name: str) -> bool:
         label, _, rest = name.partition(".")
         return bool(label) and rest == pattern[2:]
     return False
+
+
+class EndpointConfig(CheckConfig):
+    """Fields shared by the kinds that connect to HOST:PORT and may verify TLS (tls, tcp)."""
+
+    target: str = Field(description="HOST:PORT to connect to")
+    servername: str | None = Field(default=None, description="SNI and expected name; "
+                                   "default: the target's host")
+    ca_file: str | None = Field(default=None, description="PEM bundle to trust; "
+                                "default: the system trust store")
+    verify_hostname: bool = True
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v: str) -> str:
+        split_target(v)
+        return v.strip()
+
+    @field_validator("servername")
+    @classmethod
+    def _servername(cls, v: str | None) -> str | None:
+        return None if v is None else ascii_name(v)
+
+    @property
+    def host(self) -> str:
+        return split_target(self.target)[0]
+
+    @property
+    def port(self) -> int:
+        return split_target(self.target)[1]
