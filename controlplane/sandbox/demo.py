@@ -22,6 +22,12 @@ from importlib import resources
 from typing import Any
 
 from controlplane.config import ControlPlaneConfig, load_config
+from controlplane.sandbox.kafka_broker import (
+    DemoTraffic,
+    KafkaBroker,
+    kafka_libs,
+    kafka_unavailable,
+)
 from controlplane.sandbox.localdata import Azurite, Postgres, azurite_binary, postgres_bindir
 from controlplane.sandbox.runner import Sandbox, default_state_dir
 
@@ -69,6 +75,8 @@ class Demo:
         self._timeline: threading.Thread | None = None
         self.postgres: Postgres | None = None
         self.azurite: Azurite | None = None
+        self.kafka: KafkaBroker | None = None
+        self.kafka_traffic: DemoTraffic | None = None
         self.blob_where = ""
         self.config_file = ""
 
@@ -79,6 +87,7 @@ class Demo:
         os.environ.update(self._variables())
         if "backups" in ControlPlaneConfig.model_fields:
             os.environ.update(self._start_data_services())
+        os.environ.update(self._start_kafka())
         self.config_file = self._config_file()
         return load_config(self.config_file)
 
@@ -106,6 +115,19 @@ class Demo:
             env.update(DEMO_BLOB_BACKEND="local", DEMO_BLOB_PATH=path)
             self.blob_where = f"the local folder {path}"
         return env
+
+    def _start_kafka(self) -> dict[str, str]:
+        """One local broker with the platform's topics and a trailing consumer group."""
+        why = kafka_unavailable()
+        libs = kafka_libs()
+        if why is not None or libs is None:
+            self.say(f"demo: {why}; the Kafka checks are left out")
+            return {}
+        self.kafka = KafkaBroker(self.workdir, libs).start()
+        self.kafka_traffic = DemoTraffic(self.kafka.bootstrap).start()
+        shutil.copy(demo_config_path("demo-kafka-checks.yaml"),
+                    os.path.join(self.workdir, "checks", "kafka.yaml"))
+        return {"DEMO_KAFKA_BOOTSTRAP": self.kafka.bootstrap}
 
     def _age_key(self) -> dict[str, str]:
         import pyrage
@@ -224,6 +246,9 @@ class Demo:
             *([f"demo: DR dashboard    {url}/dr   (postgres on 127.0.0.1:{self.postgres.port} "
                f"backed up every 2 min to {self.blob_where}, restore drill every 4 min)"]
               if self.postgres else []),
+            *([f"demo: Kafka           {self.kafka.bootstrap}   (one KRaft broker; "
+               "kafka-cluster-production stays degraded: single broker, no replication)"]
+              if self.kafka else []),
             "demo: timeline        t+1:00 r121 drift, t+3:00 SMS dropped, t+5:00/6:00 healed",
             "demo: Ctrl-C stops everything",
         ]
@@ -250,7 +275,9 @@ class Demo:
                 stop()
             except Exception:
                 log.exception("demo fake stop failed name=%s", name)
-        for service in (self.azurite, self.postgres):
+        if self.kafka_traffic is not None:
+            self.kafka_traffic.stop()
+        for service in (self.kafka, self.azurite, self.postgres):
             if service is not None:
                 try:
                     service.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import pytest
 import requests
 
 from controlplane.probes.twilio_api import twilio_client
+from controlplane.sandbox.kafka_broker import kafka_unavailable
 from controlplane.sandbox.localdata import azurite_binary, postgres_bindir
 from tests.services.common import run_cli
 from tests.services.sandbox import DemoProcess
@@ -43,7 +45,10 @@ def test_demo_watches_all_four_environments_with_every_local_kind(demo: DemoProc
     kinds = {"idcard_sms", "config_drift", "http", "dns", "tls", "tcp"}
     if postgres_bindir() is not None:
         kinds |= {"backup", "drill", "dr"}
-    assert len(rows) == 25 + (3 if postgres_bindir() else 0)
+    if kafka_unavailable() is None:
+        kinds |= {"kafka_cluster", "kafka_lag", "kafka_canary"}
+    assert len(rows) == 25 + (3 if postgres_bindir() else 0) + (
+        3 if kafka_unavailable() is None else 0)
     assert {r["env"] for r in rows} == {"production", "release", "staging", "dev", ""}
     assert {r["kind"] for r in rows} == kinds
 
@@ -294,5 +299,9 @@ def test_without_azurite_backups_go_to_a_local_folder(tmp_path: Path) -> None:
         assert "to the local folder /" in line and line.endswith("/blobs, restore drill every "
                                                                  "4 min)")
         proc.wait_line("demo: first backup and restore drill done", timeout=180)
+        # The empty cache has no Kafka jars either: one line says so.
+        assert ("demo: no Kafka jars in $CONTROLPLANE_CACHE/kafka (run scripts/setup.d/"
+                "30-kafka.sh); the Kafka checks are left out") in proc.lines \
+            or shutil.which("java") is None
     finally:
         assert proc.stop() == 0
