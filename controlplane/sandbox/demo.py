@@ -123,7 +123,8 @@ class Demo:
         if why is not None or libs is None:
             self.say(f"demo: {why}; the Kafka checks are left out")
             return {}
-        self.kafka = KafkaBroker(self.workdir, libs).start()
+        self.kafka = KafkaBroker(self.workdir, libs)  # set first: stop() kills a failed start
+        self.kafka.start()
         self.kafka_traffic = DemoTraffic(self.kafka.bootstrap).start()
         shutil.copy(demo_config_path("demo-kafka-checks.yaml"),
                     os.path.join(self.workdir, "checks", "kafka.yaml"))
