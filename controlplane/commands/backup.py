@@ -159,17 +159,26 @@ def _identities(ops: Any, component: str, given: str | None) -> list[Any] | None
         return None
 
 
+def _manifest_and_identities(ops: Any,
+                             args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]] | None:
+    """The backup's manifest and the age identities that open it; None (reported) if either
+    cannot be had."""
+    found = _manifest(ops, args.backup_id)
+    if found is None:
+        return None
+    manifest, component = found
+    ids = _identities(ops, component, args.identity)
+    return None if ids is None else (manifest, ids)
+
+
 def cmd_backup_verify(args: argparse.Namespace) -> int:
     from controlplane.backups.restore import VerificationFailed, verify
 
     with _ops(args) as ops:
-        found = _manifest(ops, args.backup_id)
-        if found is None:
+        keyed = _manifest_and_identities(ops, args)
+        if keyed is None:
             return EXIT_ERROR
-        manifest, component = found
-        ids = _identities(ops, component, args.identity)
-        if ids is None:
-            return EXIT_ERROR
+        manifest, ids = keyed
         progress = _progress(args)
         try:
             report = verify(ops.blob, manifest, ids, progress)
@@ -219,13 +228,10 @@ def cmd_restore_postgres(args: argparse.Namespace) -> int:
     from controlplane.backups.restore import RestoreFailed, VerificationFailed, restore, verify
 
     with _ops(args) as ops:
-        found = _manifest(ops, args.backup_id)
-        if found is None:
+        keyed = _manifest_and_identities(ops, args)
+        if keyed is None:
             return EXIT_ERROR
-        manifest, component = found
-        ids = _identities(ops, component, args.identity)
-        if ids is None:
-            return EXIT_ERROR
+        manifest, ids = keyed
         try:
             tables = postgres.user_tables(args.into)
         except postgres.PgError as exc:

@@ -39,6 +39,7 @@ log4j.appender.file.layout=org.apache.log4j.PatternLayout
 log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
 log4j.logger.kafka.request.logger=WARN
 log4j.logger.org.apache.kafka.raft=WARN
+log4j.logger.kafka.log.LogCleaner=WARN
 """
 
 

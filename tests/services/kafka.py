@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from controlplane.sandbox.kafka_broker import LOG4J
 from tests.services.certs import CertFactory, ServerFiles
 from tests.services.common import ROOT, free_port
 
@@ -61,17 +62,6 @@ def java_cmd(main_class: str, *args: str, log_config: Path | None = None,
         cmd.append(f"-Dlog4j.configuration=file:{log_config}")
     return [*cmd, main_class, *args]
 
-
-LOG4J = """\
-log4j.rootLogger=INFO, file
-log4j.appender.file=org.apache.log4j.FileAppender
-log4j.appender.file.File={path}
-log4j.appender.file.layout=org.apache.log4j.PatternLayout
-log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
-log4j.logger.kafka.request.logger=WARN
-log4j.logger.org.apache.kafka.raft=WARN
-log4j.logger.kafka.log.LogCleaner=WARN
-"""
 
 TOOL_LOG4J = "log4j.rootLogger=ERROR, stderr\nlog4j.appender.stderr=org.apache.log4j." \
              "ConsoleAppender\nlog4j.appender.stderr.Target=System.err\n" \
