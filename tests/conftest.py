@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import faulthandler
+import os
+from typing import IO
+
+import pytest
+
 pytest_plugins: list[str] = [
     "tests.services.common",
     "tests.services.certs",
@@ -14,3 +20,24 @@ pytest_plugins: list[str] = [
     "tests.services.kafka",
     "tests.services.sandbox",
 ]
+
+
+_crash_log: IO[str] | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With CONTROLPLANE_CRASH_LOG set (scripts/test), a hard crash writes every thread's
+    Python stack to that file instead of stderr."""
+    global _crash_log
+    path = os.environ.get("CONTROLPLANE_CRASH_LOG")
+    if path:
+        _crash_log = open(path, "w")  # noqa: SIM115 - open for the whole session
+        faulthandler.enable(file=_crash_log, all_threads=True)
+
+
+def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    # The test running when a crash hit: scripts/test prints it with the crash log.
+    path = os.environ.get("CONTROLPLANE_CRASH_LOG")
+    if path:
+        with open(path + ".test", "w") as f:
+            f.write(nodeid + "\n")

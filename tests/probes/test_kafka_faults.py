@@ -96,8 +96,7 @@ def test_group_deleted_between_runs_fails_naming_it(kafka1: KafkaCluster) -> Non
     p = CheckRunner(KafkaLagConfig(id="l", kind="kafka_lag", bootstrap=kafka1.bootstrap,
                                    groups=["doomed-g"], timeout=20), ProbeContext())
     assert p.run().status is Status.OK
-    admin = kafka1.admin()
-    admin.delete_consumer_groups(["doomed-g"], request_timeout=30)["doomed-g"].result(60)
+    kafka1.delete_group("doomed-g")
     result = p.run()
     p.close()
     assert result.status is Status.FAILING
@@ -119,7 +118,7 @@ def test_topic_deleted_between_runs_fails_naming_it(kafka1: KafkaCluster) -> Non
     assert lag.run().status is Status.OK
     assert cluster.run().status is Status.DEGRADED  # the single broker, nothing else
     kafka1.delete_topic("faults.t")
-    wait_until(lambda: "faults.t" not in kafka1.admin().list_topics(timeout=10).topics, 60,
+    wait_until(lambda: "faults.t" not in kafka1.topic_names(), 60,
                "topic gone from metadata")
     result = lag.run()
     lag.close()

@@ -26,8 +26,10 @@ from typing import Any
 import pytest
 
 from controlplane.sandbox.kafka_broker import LOG4J
+from tests.services import kafka_admin
 from tests.services.certs import CertFactory, ServerFiles
 from tests.services.common import ROOT, free_port
+from tests.services.kafka_admin import WORKER
 
 POM = ROOT / "scripts" / "kafka" / "pom.xml"
 SETUP = ROOT / "scripts" / "setup.d" / "30-kafka.sh"
@@ -226,13 +228,7 @@ class KafkaCluster:
                            f"{node.log_tail(120)}")
 
     def _registered_brokers(self) -> int:
-        from confluent_kafka.admin import AdminClient
-
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
-        try:
-            return len(admin.describe_cluster(request_timeout=5).result(10).nodes)
-        except Exception:
-            return 0
+        return WORKER.call(kafka_admin.registered_brokers, self.bootstrap)
 
     def stop_node(self, node: KafkaNode, sig: int = signal.SIGTERM) -> None:
         if node.proc is None:
@@ -255,6 +251,7 @@ class KafkaCluster:
         # for a quorum that is gone before shutting down cleanly.
         for node in self.nodes:
             self.stop_node(node, signal.SIGKILL)
+        WORKER.call(kafka_admin.forget, self.bootstrap)
 
     def logs(self, lines: int = 60) -> str:
         return "\n".join(n.log_tail(lines) for n in self.nodes)
@@ -262,6 +259,8 @@ class KafkaCluster:
     # -- helpers for tests ----------------------------------------------------------------
 
     def admin(self) -> Any:
+        """An AdminClient in this process, for tests of the probes' own admin calls; the
+        fixtures' requests go through the child (tests/services/kafka_admin.py)."""
         from confluent_kafka.admin import AdminClient
 
         return AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
@@ -271,40 +270,20 @@ class KafkaCluster:
                      assignment: list[list[int]] | None = None) -> None:
         """Create and wait until every partition has a leader; ``assignment`` pins replicas
         (one list of broker ids per partition)."""
-        from confluent_kafka.admin import NewTopic
-
-        if assignment is not None:
-            new = NewTopic(name, num_partitions=len(assignment), replication_factor=-1,
-                           replica_assignment=assignment, config=config or {})
-        else:
-            new = NewTopic(name, partitions, replication or min(3, self.size),
-                           config=config or {})
-        admin = self.admin()  # referenced until the future resolves, or it is destroyed
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                admin.create_topics([new], request_timeout=30)[name].result(60)
-                break
-            except Exception as exc:
-                # A broker connection replaced under a request (3 nodes) is worth a retry;
-                # "already exists" means an earlier attempt got through.
-                if "TOPIC_ALREADY_EXISTS" in repr(exc):
-                    break
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(1)
+        WORKER.call(kafka_admin.create_topic, self.bootstrap, name, partitions,
+                    replication or min(3, self.size), config or {}, assignment)
         count = len(assignment) if assignment is not None else partitions
-        wait_until(lambda: self._topic_ready(name, count), 60, f"topic {name} ready")
+        wait_until(lambda: WORKER.call(kafka_admin.topic_ready, self.bootstrap, name, count),
+                   60, f"topic {name} ready")
 
-    def _topic_ready(self, name: str, partitions: int) -> bool:
-        md = self.admin().list_topics(topic=name, timeout=10)
-        t = md.topics.get(name)
-        return bool(t and t.error is None and len(t.partitions) == partitions
-                    and all(p.leader >= 0 for p in t.partitions.values()))
+    def topic_names(self) -> set[str]:
+        return WORKER.call(kafka_admin.topic_names, self.bootstrap)
 
     def delete_topic(self, name: str) -> None:
-        admin = self.admin()
-        admin.delete_topics([name], request_timeout=60)[name].result(90)
+        WORKER.call(kafka_admin.delete_topic, self.bootstrap, name)
+
+    def delete_group(self, group: str) -> None:
+        WORKER.call(kafka_admin.delete_group, self.bootstrap, group)
 
     def produce(self, topic: str, counts: dict[int, int]) -> None:
         """Produce ``counts[partition]`` small messages to each partition, acked by all ISR."""
