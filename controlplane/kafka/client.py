@@ -41,6 +41,9 @@ class KafkaCheckConfig(CheckConfig):
     sasl_username: str | None = None
     sasl_password_env: str | None = Field(
         default=None, description="name of the environment variable holding the password")
+    isolate_client: bool = Field(
+        default=True, description="run the Kafka client in a child process, so a librdkafka "
+                                  "abort cannot stop the control plane (see kafka/child.py)")
 
     @field_validator("bootstrap")
     @classmethod

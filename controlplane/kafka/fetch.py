@@ -1,32 +1,19 @@
-"""One lag run's reads from the cluster, in this process or in a child process.
+"""One lag run's reads from the cluster, in this process or in the check's child process.
 
-Why a child process: librdkafka aborts the whole process (``rd_kafka_enq_once_del_source_
-return: Assertion `eonce->refcnt > 0' failed``) when a broker drops a coordinator request
-in flight (DescribeGroups, OffsetFetch), confluentinc/librdkafka#4605, unfixed in
-librdkafka 2.16. That is the "broker killed mid-run" case the lag check exists for, and
-an abort would take the scheduler down with it. So by default the reads run in a
-long-lived child (forked from a clean fork server, one per check); if it dies, the run
-fails saying so and the next run starts a new one. The sliding windows and time tables
-stay in the parent.
+By default the reads run in a long-lived child (controlplane/kafka/child.py says why); the
+sliding windows and time tables stay in the parent, so a child that dies loses nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import multiprocessing as mp
-import os
 import re
-import signal
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.context import ForkServerContext
-from multiprocessing.process import BaseProcess
-from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from controlplane.kafka.child import ChildClient
 from controlplane.kafka.client import (
     Deadline,
     ErrorTrap,
@@ -112,144 +99,12 @@ class InProcessClient:
         pass
 
 
-_CONTEXT: ForkServerContext | None = None
-
-
-def _context() -> ForkServerContext:
-    global _CONTEXT
-    if _CONTEXT is None:
-        ctx = mp.get_context("forkserver")
-        assert isinstance(ctx, ForkServerContext)
-        ctx.set_forkserver_preload(["controlplane.kafka.fetch"])
-        _CONTEXT = ctx
-    return _CONTEXT
-
-
-def _child_main(conn: Connection, cfg_json: str, kind: str, env: dict[str, str]) -> None:
-    """The child: one AdminClient, then answer (selection, timeout) requests until None."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
-    os.environ.update(env)
-    from controlplane.probes import probe_class
-
-    cfg = probe_class(kind).config_model.model_validate_json(cfg_json)
-    assert isinstance(cfg, KafkaCheckConfig)
-    try:
-        client = InProcessClient(cfg)
-    except ProbeError as exc:
-        conn.send(("error", str(exc)))
-        return
-    conn.send(("ready",))
-    while True:
-        try:
-            request = conn.recv()
-        except (EOFError, OSError):
-            return  # the parent went away without saying goodbye
-        if request is None:
-            return
-        sel, timeout = request
-        try:
-            conn.send(("ok", client.fetch(sel, timeout)))
-        except KafkaUnavailable as exc:
-            conn.send(("unavailable", str(exc), getattr(exc, "client_error", None)))
-        except Exception as exc:
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
-
-
-class ClientDied(Exception):
-    """The child process ended while it held a request."""
-
-
-class IsolatedClient:
-    """The same reads in a long-lived child process (the default)."""
-
-    START_TIMEOUT_S = 30.0
+class IsolatedClient(ChildClient):
+    """The same reads in the check's long-lived child process (the default)."""
 
     def __init__(self, cfg: KafkaCheckConfig) -> None:
-        self.cfg = cfg
-        self.proc: BaseProcess | None = None
-        self.conn: Connection | None = None
-
-    def _start(self) -> Connection:
-        ctx = _context()
-        parent, child = ctx.Pipe()
-        # The fork server's environment is the one it started with; the password variable
-        # is read from ours now (over the local pipe, never logged).
-        name = self.cfg.sasl_password_env
-        env = {name: os.environ[name]} if name and name in os.environ else {}
-        proc = ctx.Process(target=_child_main, name=f"kafka-client-{self.cfg.id}",
-                           args=(child, self.cfg.model_dump_json(), self.cfg.kind, env),
-                           daemon=True)
-        proc.start()
-        child.close()
-        self.proc, self.conn = proc, parent
-        if not parent.poll(self.START_TIMEOUT_S):
-            self.close()
-            raise ProbeError("the Kafka client process did not start within "
-                             f"{self.START_TIMEOUT_S:g}s")
-        answer = self._recv(parent)
-        if answer[0] == "error":
-            self.close()
-            raise ProbeError(answer[1])
-        log.info("kafka client process started check=%s pid=%s", self.cfg.id, proc.pid)
-        return parent
-
-    def _live_conn(self) -> Connection:
-        if self.proc is not None and not self.proc.is_alive():
-            log.warning("kafka client process had died check=%s exitcode=%s; restarting",
-                        self.cfg.id, self.proc.exitcode)
-            self.close()
-        return self.conn if self.conn is not None else self._start()
+        super().__init__(cfg, InProcessClient)
 
     def fetch(self, sel: Selection, timeout: float) -> Fetched:
-        conn = self._live_conn()
-        conn.send((sel, timeout))
-        # The child honours the timeout itself (plus 0.5 s grace); the margin covers
-        # pickling 10,000 rows and stays inside the scheduler's 1 s hard-timeout margin.
-        if not conn.poll(timeout + 0.8):
-            self.close()
-            raise KafkaUnavailable("no answer within the check's timeout (the client "
-                                   "process was stopped and restarts on the next run)")
-        answer = self._recv(conn)
-        if answer[0] == "ok":
-            fetched: Fetched = answer[1]
-            return fetched
-        if answer[0] == "unavailable":
-            exc = KafkaUnavailable(answer[1])
-            exc.client_error = answer[2]  # type: ignore[attr-defined]
-            raise exc
-        raise ProbeError(answer[1])
-
-    def _recv(self, conn: Connection) -> Any:
-        try:
-            return conn.recv()
-        except (EOFError, OSError):
-            code = self.proc.exitcode if self.proc is not None else None
-            if self.proc is not None:
-                self.proc.join(5)
-                code = self.proc.exitcode
-            self.close()
-            raise ClientDied(_exit_text(code)) from None
-
-    def close(self) -> None:
-        conn, proc = self.conn, self.proc
-        self.conn = self.proc = None
-        if conn is not None:
-            with contextlib.suppress(OSError):
-                conn.send(None)
-            conn.close()
-        if proc is not None:
-            proc.join(2)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5)
-
-
-def _exit_text(code: int | None) -> str:
-    if code is None:
-        return "exit status unknown"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
+        fetched: Fetched = self.call("fetch", (sel, timeout), timeout)
+        return fetched

@@ -22,6 +22,7 @@ from confluent_kafka.cimpl import NewTopic
 from pydantic import Field, model_validator
 
 from controlplane.durations import Duration
+from controlplane.kafka.child import ProbeInChild
 from controlplane.kafka.client import (
     Deadline,
     ErrorTrap,
@@ -65,6 +66,8 @@ class KafkaCanaryProbe(Probe[KafkaCanaryConfig]):
         super().__init__(config, context)
         self._clients: tuple[AdminClient, Producer, Consumer] | None = None
         self.trap = ErrorTrap()
+        self.child = (ProbeInChild(config, "sending a canary message through")
+                      if config.isolate_client else None)
 
     def clients(self) -> tuple[AdminClient, Producer, Consumer]:
         if self._clients is None:
@@ -87,8 +90,12 @@ class KafkaCanaryProbe(Probe[KafkaCanaryConfig]):
             producer.flush(0)
             consumer.close()
             self._clients = None
+        if self.child is not None:
+            self.child.close()
 
     def check(self) -> Outcome:
+        if self.child is not None:
+            return self.child.check()
         cfg = self.config
         deadline = Deadline(cfg.timeout)
         admin, producer, consumer = self.clients()

@@ -30,6 +30,7 @@ from confluent_kafka.admin._resource import ResourceType
 from pydantic import BaseModel, ConfigDict, Field
 
 from controlplane.durations import parse_duration
+from controlplane.kafka.child import ProbeInChild
 from controlplane.kafka.client import (
     PLATFORM_DLQS,
     PLATFORM_TOPICS,
@@ -95,6 +96,8 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
         self.trap = ErrorTrap()
         self.seen_brokers: dict[int, str] = {}
         self.dlq_offsets: dict[str, int] = {}
+        self.child = (ProbeInChild(config, "inspecting the cluster at")
+                      if config.isolate_client else None)
 
     def admin(self) -> AdminClient:
         if self._admin is None:
@@ -111,8 +114,12 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
 
     def close(self) -> None:
         self._admin = None
+        if self.child is not None:
+            self.child.close()
 
     def check(self) -> Outcome:
+        if self.child is not None:
+            return self.child.check()
         cfg = self.config
         deadline = Deadline(cfg.timeout)
         admin = self.admin()

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 
 from controlplane.durations import Duration, parse_duration
+from controlplane.kafka.child import ClientDied, died_message
 from controlplane.kafka.client import (
     Deadline,
     KafkaCheckConfig,
@@ -29,7 +30,7 @@ from controlplane.kafka.client import (
     tls_values,
     unreachable_message,
 )
-from controlplane.kafka.fetch import ClientDied, InProcessClient, IsolatedClient, Selection
+from controlplane.kafka.fetch import InProcessClient, IsolatedClient, Selection
 from controlplane.kafka.offsets import Snapshot
 from controlplane.kafka.status import GroupStatus, StatusWindows
 from controlplane.kafka.timelag import TimeLagTables
@@ -57,8 +58,6 @@ class KafkaLagConfig(KafkaCheckConfig):
     lag_seconds_warn: Duration | None = None
     lag_seconds_crit: Duration | None = None
     time_table_size: int = Field(default=60, ge=2, le=10000)
-    isolate_client: bool = Field(
-        default=True, description="read offsets in a child process (see kafka/fetch.py)")
 
     @field_validator("group_patterns", "topic_patterns")
     @classmethod
@@ -124,11 +123,8 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
             return Outcome(Status.FAILING, unreachable_message(
                 cfg.bootstrap, str(exc), getattr(exc, "client_error", None)))
         except ClientDied as exc:
-            return Outcome(Status.FAILING, (
-                f"the Kafka client process died ({exc}) while reading offsets from "
-                f"{cfg.bootstrap}; librdkafka aborts when a broker drops a coordinator "
-                "request mid-flight (confluentinc/librdkafka#4605); a new one starts on "
-                "the next run"))
+            return Outcome(Status.FAILING, died_message("reading offsets from",
+                                                        cfg.bootstrap, exc))
         snap, known = fetched.snapshot, fetched.known_topics
         steps = [Step(name="fetch offsets", status=Status.OK,
                       duration_s=round(time.monotonic() - t0, 6),

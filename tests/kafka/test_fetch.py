@@ -51,8 +51,8 @@ def test_client_process_dying_mid_run_fails_the_run_and_says_why() -> None:
         assert result.status is Status.FAILING
         assert result.message == (
             f"the Kafka client process died (killed by SIGABRT) while reading offsets from "
-            f"{address}; librdkafka aborts when a broker drops a coordinator request "
-            "mid-flight (confluentinc/librdkafka#4605); a new one starts on the next run")
+            f"{address}; librdkafka aborts when a broker drops a request mid-flight "
+            "(confluentinc/librdkafka#4605); a new one starts on the next run")
     finally:
         worker.join(30)
         p.close()

@@ -1,0 +1,224 @@
+"""A Kafka client that lives in a long-lived child process, one per check.
+
+Why: librdkafka aborts the whole process (``rd_kafka_enq_once_del_source_return: Assertion
+`eonce->refcnt > 0' failed``) when a broker drops certain requests in flight,
+confluentinc/librdkafka#4605, unfixed in librdkafka 2.16. Brokers dropping requests is the
+very thing these checks exist to see, and an abort in the control plane would take the
+scheduler and every other check down with it. So each kafka_* check's client runs in a
+child forked from a clean fork server; the parent sends it (method, args, timeout) and gets
+the answer back over a local pipe. If the child dies, that run fails saying so and the next
+run starts a new child.
+
+What lives in the child is built by a module-level *factory* (picklable by name) from the
+check's config, e.g. the lag reader or the in-process probe itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import os
+import signal
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.context import ForkServerContext
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from controlplane.kafka.client import KafkaCheckConfig, KafkaUnavailable, unreachable_message
+from controlplane.probes.base import Outcome, ProbeError
+from controlplane.results import Status
+
+log = logging.getLogger(__name__)
+
+Factory = Callable[[KafkaCheckConfig], Any]
+"""Builds, in the child, the object whose methods the parent calls."""
+
+# Imported once by the fork server, so a new child starts in milliseconds.
+PRELOAD = ["controlplane.kafka.fetch", "controlplane.probes.kafka_cluster",
+           "controlplane.probes.kafka_canary"]
+_CONTEXT: ForkServerContext | None = None
+
+
+def _context() -> ForkServerContext:
+    global _CONTEXT
+    if _CONTEXT is None:
+        ctx = mp.get_context("forkserver")
+        assert isinstance(ctx, ForkServerContext)
+        ctx.set_forkserver_preload(PRELOAD)
+        _CONTEXT = ctx
+    return _CONTEXT
+
+
+class ClientDied(Exception):
+    """The child process ended while it held a request."""
+
+
+def _child_main(conn: Connection, factory: Factory, cfg_json: str, kind: str,
+                env: dict[str, str]) -> None:
+    """The child: build the object, then answer (method, args) requests until None."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    os.environ.update(env)
+    from controlplane.probes import probe_class
+
+    cfg = probe_class(kind).config_model.model_validate_json(cfg_json)
+    assert isinstance(cfg, KafkaCheckConfig)
+    try:
+        target = factory(cfg)
+    except ProbeError as exc:
+        conn.send(("error", str(exc)))
+        return
+    conn.send(("ready",))
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent went away without saying goodbye
+        if request is None:
+            return
+        method, args = request
+        try:
+            conn.send(("ok", getattr(target, method)(*args)))
+        except KafkaUnavailable as exc:
+            conn.send(("unavailable", str(exc), getattr(exc, "client_error", None)))
+        except ProbeError as exc:
+            conn.send(("error", str(exc)))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class ChildClient:
+    """The parent's handle on one check's child; started on first use, restarted after a
+    death, stopped by :meth:`close`."""
+
+    START_TIMEOUT_S = 30.0
+    # The child honours the call's timeout itself (plus 0.5 s grace); the margin covers
+    # pickling 10,000 rows and stays inside the scheduler's 1 s hard-timeout margin.
+    ANSWER_MARGIN_S = 0.8
+
+    def __init__(self, cfg: KafkaCheckConfig, factory: Factory) -> None:
+        self.cfg = cfg
+        self.factory = factory
+        self.proc: BaseProcess | None = None
+        self.conn: Connection | None = None
+
+    def _start(self) -> Connection:
+        ctx = _context()
+        parent, child = ctx.Pipe()
+        # The fork server's environment is the one it started with; the password variable
+        # is read from ours now (over the local pipe, never logged).
+        name = self.cfg.sasl_password_env
+        env = {name: os.environ[name]} if name and name in os.environ else {}
+        proc = ctx.Process(target=_child_main, name=f"kafka-client-{self.cfg.id}",
+                           args=(child, self.factory, self.cfg.model_dump_json(),
+                                 self.cfg.kind, env),
+                           daemon=True)
+        proc.start()
+        child.close()
+        self.proc, self.conn = proc, parent
+        if not parent.poll(self.START_TIMEOUT_S):
+            self.close()
+            raise ProbeError("the Kafka client process did not start within "
+                             f"{self.START_TIMEOUT_S:g}s")
+        answer = self._recv(parent)
+        if answer[0] == "error":
+            self.close()
+            raise ProbeError(answer[1])
+        log.info("kafka client process started check=%s pid=%s", self.cfg.id, proc.pid)
+        return parent
+
+    def _live_conn(self) -> Connection:
+        if self.proc is not None and not self.proc.is_alive():
+            log.warning("kafka client process had died check=%s exitcode=%s; restarting",
+                        self.cfg.id, self.proc.exitcode)
+            self.close()
+        return self.conn if self.conn is not None else self._start()
+
+    def call(self, method: str, args: tuple[Any, ...], timeout: float) -> Any:
+        """``target.method(*args)`` in the child. KafkaUnavailable when it does not answer
+        within ``timeout`` (the child is then stopped), ClientDied when it dies."""
+        conn = self._live_conn()
+        conn.send((method, args))
+        if not conn.poll(timeout + self.ANSWER_MARGIN_S):
+            self.close()
+            raise KafkaUnavailable("no answer within the check's timeout (the client "
+                                   "process was stopped and restarts on the next run)")
+        answer = self._recv(conn)
+        if answer[0] == "ok":
+            return answer[1]
+        if answer[0] == "unavailable":
+            exc = KafkaUnavailable(answer[1])
+            exc.client_error = answer[2]  # type: ignore[attr-defined]
+            raise exc
+        raise ProbeError(answer[1])
+
+    def _recv(self, conn: Connection) -> Any:
+        try:
+            return conn.recv()
+        except (EOFError, OSError):
+            code = self.proc.exitcode if self.proc is not None else None
+            if self.proc is not None:
+                self.proc.join(5)
+                code = self.proc.exitcode
+            self.close()
+            raise ClientDied(exit_text(code)) from None
+
+    def close(self) -> None:
+        conn, proc = self.conn, self.proc
+        self.conn = self.proc = None
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.send(None)
+            conn.close()
+        if proc is not None:
+            proc.join(2)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+
+
+def exit_text(code: int | None) -> str:
+    if code is None:
+        return "exit status unknown"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def died_message(what: str, bootstrap: str, exc: ClientDied) -> str:
+    """The one message every kafka_* check gives when its client process died."""
+    return (f"the Kafka client process died ({exc}) while {what} {bootstrap}; librdkafka "
+            "aborts when a broker drops a request mid-flight "
+            "(confluentinc/librdkafka#4605); a new one starts on the next run")
+
+
+def probe_here(cfg: KafkaCheckConfig) -> Any:
+    """Factory: the check's own probe, with its client in this (the child's) process."""
+    from controlplane.probes import probe_class
+
+    return probe_class(cfg.kind)(cfg.model_copy(update={"isolate_client": False}))
+
+
+class ProbeInChild(ChildClient):
+    """A whole probe in the child: ``check()`` runs there and its Outcome comes back. What
+    the probe keeps between runs (brokers seen, DLQ offsets) lives there too, and starts
+    afresh with a new child."""
+
+    def __init__(self, cfg: KafkaCheckConfig, doing: str) -> None:
+        super().__init__(cfg, probe_here)
+        self.doing = doing
+        """What the check was doing, for the message when the child dies."""
+
+    def check(self) -> Outcome:
+        try:
+            outcome: Outcome = self.call("check", (), self.cfg.timeout)
+        except KafkaUnavailable as exc:
+            return Outcome(Status.FAILING, unreachable_message(
+                self.cfg.bootstrap, str(exc), getattr(exc, "client_error", None)))
+        except ClientDied as exc:
+            return Outcome(Status.FAILING, died_message(self.doing, self.cfg.bootstrap, exc))
+        return outcome
