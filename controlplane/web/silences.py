@@ -29,8 +29,11 @@ bp = Blueprint("silences", __name__)
 
 
 @bp.get("/api/v1/silences")
+@require_admin
 def api_list() -> tuple[Response, int]:
-    """Active silences; ``?all=1`` adds upcoming, ended and expired ones."""
+    """Active silences; ``?all=1`` adds upcoming, ended and expired ones. Admin token, as
+    for changes (who silenced what, and until when, is for operators); the /silences page
+    shows the active ones to everyone."""
     svc = incident_service()
     now = svc.clock()
     with svc.store.session() as s:

@@ -98,6 +98,11 @@ def served(tmp_path: Path) -> Iterator[str]:
     rt.stop(0)
 
 
+def listing(served: str) -> urllib.request.Request:
+    return urllib.request.Request(served + "/api/v1/silences",
+                                  headers={"Authorization": f"Bearer {TOKEN}"})
+
+
 def test_silence_add_list_and_expire_against_a_running_instance(served: str) -> None:
     env = {"CONTROLPLANE_ADMIN_TOKEN": TOKEN}
     added = run_cli("silence", "add", "--url", served, "--env", "production", "--duration",
@@ -106,14 +111,14 @@ def test_silence_add_list_and_expire_against_a_running_instance(served: str) -> 
     data = json.loads(added.stdout)
     assert (data["id"], data["active"], data["author"], data["comment"]) == (
         1, True, "bob", "failover drill")
-    with urllib.request.urlopen(served + "/api/v1/silences", timeout=30) as resp:
+    with urllib.request.urlopen(listing(served), timeout=30) as resp:
         [listed] = json.loads(resp.read())["silences"]
     assert listed["matchers"] == {"check": None, "env": "production", "labels": {}}
     listed_cli = run_cli("silence", "list", "--url", served, "--json", env=env)
     assert [s["id"] for s in json.loads(listed_cli.stdout)] == [1]
     expired = run_cli("silence", "expire", "--url", served, "1", env=env)
     assert (expired.returncode, expired.stdout) == (0, "silence 1 expired\n")
-    with urllib.request.urlopen(served + "/api/v1/silences", timeout=30) as resp:
+    with urllib.request.urlopen(listing(served), timeout=30) as resp:
         assert json.loads(resp.read()) == {"silences": []}
 
 

@@ -117,12 +117,13 @@ def test_silences_api_adds_lists_and_expires(rt: Runtime, client: FlaskClient) -
     assert resp.status_code == 201
     created = resp.get_json()
     assert (created["id"], created["active"], created["author"]) == (1, True, "alice")
-    [listed] = client.get("/api/v1/silences").get_json()["silences"]
+    assert client.get("/api/v1/silences").status_code == 401
+    [listed] = client.get("/api/v1/silences", headers=AUTH).get_json()["silences"]
     assert listed["matchers"] == {"check": "tls-bic-sky-prod", "env": None, "labels": {}}
     assert "cert rotation" in client.get("/silences").get_data(as_text=True)
     assert client.delete("/api/v1/silences/1").status_code == 401
     assert client.delete("/api/v1/silences/1", headers=AUTH).status_code == 200
-    assert client.get("/api/v1/silences").get_json() == {"silences": []}
+    assert client.get("/api/v1/silences", headers=AUTH).get_json() == {"silences": []}
     assert client.delete("/api/v1/silences/7", headers=AUTH).status_code == 404
 
 
@@ -223,7 +224,7 @@ def test_no_page_or_api_answer_shows_a_credential(rt: Runtime, client: FlaskClie
         "matchers": {"env": "staging"}, "comment": "patching", "duration": "1h"})
     pages = ["/incidents", "/incidents/1", "/api/v1/incidents", "/api/v1/incidents/1",
              "/silences", "/api/v1/silences?all=1", "/metrics"]
-    bodies = {p: client.get(p).get_data(as_text=True) for p in pages}
+    bodies = {p: client.get(p, headers=AUTH).get_data(as_text=True) for p in pages}
     assert "slack rejected the request: invalid_auth" in bodies["/incidents"]
     assert "jira rejected the request: HTTP 401" in bodies["/incidents"]
     for secret in (slack_fake.token, jira_fake.token, SIGNING, TOKEN):
