@@ -112,6 +112,15 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
         admin.poll(0)
         return self.trap.take()
 
+    def get_state(self) -> dict[str, Any]:
+        """What a run leaves for the next (kept by the parent when the probe runs in a
+        child process, see kafka/child.py)."""
+        return {"seen_brokers": dict(self.seen_brokers), "dlq_offsets": dict(self.dlq_offsets)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.seen_brokers = dict(state["seen_brokers"])
+        self.dlq_offsets = dict(state["dlq_offsets"])
+
     def close(self) -> None:
         self._admin = None
         if self.child is not None:
