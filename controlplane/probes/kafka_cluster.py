@@ -17,6 +17,7 @@ the cluster could not name one at all.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -127,8 +128,12 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
             self.child.close()
 
     def check(self) -> Outcome:
-        if self.child is not None:
-            return self.child.check()
+        outcome = self.child.check() if self.child is not None else self._inspect()
+        # Every result names its cluster, so a failed read can clear the cluster's series.
+        outcome.details.setdefault("cluster", self.config.cluster or self.config.id)
+        return outcome
+
+    def _inspect(self) -> Outcome:
         cfg = self.config
         deadline = Deadline(cfg.timeout)
         admin = self.admin()
@@ -256,6 +261,9 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
         cluster = result.details.get("cluster") or result.check
         if urp is not None:
             metrics.kafka_urp.labels(cluster).set(urp)
+        else:  # unknown is absent, not a stale number
+            with contextlib.suppress(KeyError):
+                metrics.kafka_urp.remove(cluster)
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
