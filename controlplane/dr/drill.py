@@ -205,7 +205,7 @@ class Drill:
             want: dict[str, int] = dict(manifest.get("row_counts", {}))
             try:
                 with postgres.connect(target, autocommit=True) as conn:
-                    self.watchdog.watch("the check query", conn.cancel)
+                    self.watchdog.watch("the check query", conn.cancel_safe)
                     got = postgres.count_rows(conn, sorted(want))
                     failures = [_assertion(conn, a) for a in self.cfg.drill.assertions]
             except postgres.PgError as exc:
