@@ -42,13 +42,16 @@ class DrillOutcome:
 class Watchdog:
     """Stops what the drill is waiting on (pg_restore, a check query) at its deadline.
 
-    A blocked call can only be ended from another thread: the timer kills the registered
-    target, the blocked step then fails, and ``fired`` lets the drill name the real cause.
+    A blocked call can only be ended from another thread: past the deadline the timer
+    thread stops the registered target, again every half second until the drill ends (a
+    query that starts just after a cancel must not escape it); the blocked step then fails
+    and ``fired`` lets the drill name the real cause.
     """
 
     def __init__(self, timeout: float) -> None:
         self.fired = threading.Event()
         self.stopped = ""
+        self._done = threading.Event()
         self._lock = threading.Lock()
         self._target: tuple[str, Callable[[], None]] | None = None
         self._timer = threading.Timer(timeout, self._fire)
@@ -58,25 +61,26 @@ class Watchdog:
         self._timer.start()
 
     def cancel(self) -> None:
+        self._done.set()
         self._timer.cancel()
 
     def watch(self, what: str, stop: Callable[[], None]) -> None:
         with self._lock:
             self._target = (what, stop)
-            fired = self.fired.is_set()
-        if fired:
-            self._stop(what, stop)
 
     def unwatch(self) -> None:
         with self._lock:
             self._target = None
 
     def _fire(self) -> None:
-        with self._lock:
-            self.fired.set()
-            target = self._target
-        if target is not None:
-            self._stop(*target)
+        self.fired.set()
+        while True:
+            with self._lock:
+                target = self._target
+            if target is not None:
+                self._stop(*target)
+            if self._done.wait(0.5):
+                return
 
     def _stop(self, what: str, stop: Callable[[], None]) -> None:
         self.stopped = what

@@ -122,17 +122,17 @@ def test_hung_pg_restore_is_stopped_at_the_drill_timeout_and_the_drill_fails(
     db = f"hung_{uuid.uuid4().hex[:8]}"
     pg_server.createdb(db)
     pg_server.execute(HUNG_INDEX_SQL, db)
-    env = make_env(pg_server.dsn(db), drill={"timeout": "20s"})
+    env = make_env(pg_server.dsn(db), drill={"timeout": "10s"})
     assert env.ops.run_backup("app").status == Status.OK
     result = env.ops.run_drill("app")
     assert result.status == Status.FAILING
     assert result.message == (
-        "drill of app failed at restore: drill did not finish within 20s "
+        "drill of app failed at restore: drill did not finish within 10s "
         "(backups.components.app.drill.timeout); pg_restore was stopped")
     assert [(s.name, s.status) for s in result.steps] == [
         ("pick", Status.OK), ("verify", Status.OK), ("create-scratch", Status.OK),
         ("restore", Status.FAILING), ("drop-scratch", Status.OK)]
-    assert result.steps[3].message == ("drill did not finish within 20s (backups.components."
+    assert result.steps[3].message == ("drill did not finish within 10s (backups.components."
                                        "app.drill.timeout); pg_restore was stopped")
     drill = _drill_row(env)
     assert (drill.status, drill.failed_step) == ("failed", "restore")
@@ -145,13 +145,13 @@ def test_check_query_stuck_past_the_drill_timeout_is_cancelled_and_the_drill_fai
         make_env: MakeEnv, pg_server: PgServer) -> None:
     db = f"src_{uuid.uuid4().hex[:8]}"
     env = make_env(fill_source(pg_server, db, rows=10), drill={
-        "timeout": "20s",
+        "timeout": "10s",
         "assertions": [{"name": "stuck", "sql": "SELECT pg_sleep(3600) IS NOT NULL"}]})
     assert env.ops.run_backup("app").status == Status.OK
     result = env.ops.run_drill("app")
     assert result.status == Status.FAILING
     assert result.message == (
-        "drill of app failed at check: drill did not finish within 20s "
+        "drill of app failed at check: drill did not finish within 10s "
         "(backups.components.app.drill.timeout); the check query was stopped")
     assert [s.name for s in result.steps] == ["pick", "verify", "create-scratch", "restore",
                                               "check", "drop-scratch"]
