@@ -45,9 +45,10 @@ def fail_stale_drills(store: Store, component: str, timeout: float) -> list[int]
         stale = [r for r in rows if catalog.aware(r.started_at) < cutoff]
         for row in stale:
             row.status, row.failed_step, row.finished_at = catalog.FAILED, "interrupted", now
-            row.message = (f"interrupted: still marked running {timeout:g}s (the drill "
-                           "timeout) after it started; the process running it was stopped "
-                           "or crashed")
+            row.message = (f"interrupted: still marked running {timeout:g}s (backups."
+                           f"components.{component}.drill.timeout) after it started, so the "
+                           "process running it stopped or crashed; its scratch database is "
+                           "dropped")
             log.warning("stale drill marked failed component=%s drill_id=%d started_at=%s "
                         "scratch_db=%s", component, row.id, catalog.aware(row.started_at)
                         .isoformat(), row.scratch_db)

@@ -16,7 +16,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from controlplane.backups import catalog
 from controlplane.backups.blob import BlobStore, open_blob_store
-from controlplane.backups.config import BackupsConfig, DrConfig, cron_trigger
+from controlplane.backups.config import (
+    BackupComponentConfig,
+    BackupsConfig,
+    DrConfig,
+    cron_trigger,
+)
 from controlplane.backups.service import BackupJob, backup_check_id
 from controlplane.dr import cleanup
 from controlplane.dr.drill import Drill, drill_check_id
@@ -163,11 +168,7 @@ class BackupsComponent:
 
     def _warn_source_restores(self) -> None:
         for name, comp in self.ops.backups.components.items():
-            if comp.drill.server_dsn is None:
-                log.warning("drills of %s restore into scratch databases ON THE SOURCE "
-                            "SERVER (the production database's server): set "
-                            "backups.components.%s.drill.server_dsn to an admin DSN of a "
-                            "separate Postgres server (see docs/dr.md)", name, name)
+            warn_if_drills_restore_on_source(name, comp)
 
     def _first_run(self) -> None:
         """Clean up after drills a dead process left, then a first DR evaluation."""
@@ -188,6 +189,15 @@ class BackupsComponent:
     def stop(self) -> None:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+
+
+def warn_if_drills_restore_on_source(name: str, comp: BackupComponentConfig) -> None:
+    """Drills default to the source server: a full restore load on production."""
+    if comp.drill.server_dsn is None:
+        log.warning("drills of %s restore into scratch databases ON THE SOURCE SERVER (the "
+                    "production database's server): set backups.components.%s.drill."
+                    "server_dsn to an admin DSN of a separate Postgres server (see docs/dr.md)",
+                    name, name)
 
 
 def ops_for(runtime: Runtime) -> BackupOps:

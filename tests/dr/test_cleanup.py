@@ -54,8 +54,9 @@ def _add_drills(env: Env) -> tuple[int, int]:
         return stale.id, live.id
 
 
-STALE_MESSAGE = ("interrupted: still marked running 3600s (the drill timeout) after it "
-                 "started; the process running it was stopped or crashed")
+STALE_MESSAGE = ("interrupted: still marked running 3600s (backups.components.app.drill."
+                 "timeout) after it started, so the process running it stopped or crashed; "
+                 "its scratch database is dropped")
 
 
 def _assert_cleaned(env: Env, pg: PgServer, stale_id: int, live_id: int) -> None:

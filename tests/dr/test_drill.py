@@ -27,6 +27,10 @@ def test_drill_without_a_complete_backup_fails_at_pick_from_the_cli(make_env: Ma
     assert run.stdout.splitlines()[0] == (
         "FAILING  drill-app  drill of app failed at pick: no complete backup of app to drill; "
         "run `controlplane backup run app` first")
+    # No drill.server_dsn: the CLI says loudly where the drill would restore.
+    assert ("drills of app restore into scratch databases ON THE SOURCE SERVER (the "
+            "production database's server): set backups.components.app.drill.server_dsn to "
+            "an admin DSN of a separate Postgres server (see docs/dr.md)") in run.stderr
     drill = _drill_row(env)
     assert (drill.status, drill.failed_step, drill.backup_id) == ("failed", "pick", "")
     with env.store.session() as s:
