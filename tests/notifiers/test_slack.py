@@ -47,9 +47,9 @@ def test_rate_limit_reports_the_retry_after_seconds(slack_fake: SlackFake) -> No
 
 def test_routes_match_labels_severity_and_env_in_order() -> None:
     cfg = SlackConfig.model_validate({"token": "x", "channel": "C0DEFAULT", "routes": [
-        {"match": {"severity": ["critical"], "env": ["production"]}, "channel": "C0PAGE"},
+        {"match": {"severity": ["critical"], "env": ["production"]}, "channel": "C0PAGING"},
         {"match": {"labels": {"team": "kafka"}}, "channel": "C0KAFKA"}]})
-    assert route(cfg, "critical", "production", {"team": "kafka"}) == "C0PAGE"
+    assert route(cfg, "critical", "production", {"team": "kafka"}) == "C0PAGING"
     assert route(cfg, "major", "production", {"team": "kafka"}) == "C0KAFKA"
     assert route(cfg, "critical", "staging", {}) == "C0DEFAULT"
 
