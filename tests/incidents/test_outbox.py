@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from controlplane.incidents.config import OutboxConfig
@@ -225,3 +226,34 @@ def test_a_flap_during_a_jira_outage_reaches_jira_in_order(
         "Resolved after 1s: renewed", "Failing again: expired again"]
     assert [(i.state, i.jira_key) for i in harness.incidents()] == [
         ("resolved", "OPS-1"), ("open", "OPS-1")]
+
+
+def test_a_restart_during_a_retry_after_pause_sends_nothing_until_it_ends(
+        tmp_path: Path, slack_fake: SlackFake) -> None:
+    clock = FakeClock()
+    cfg = make_config(slack_fake, None, tmp_path / "cp.db")
+    first = build(cfg, clock)
+    tls, other = tls_check(), tls_check(id="tls-other-prod")
+    first.feed(tls, Status.FAILING, "expired", runs=2)
+    first.feed(other, Status.FAILING, "expired too", runs=2)
+    slack_fake.rate_limit(retry_after=120, method="chat.postMessage", count=1)
+    first.worker.run_once()  # 429 on the first open: Retry-After 120 s for the channel
+    assert slack_fake.calls == [("chat.postMessage", 429)]
+    first.feed(tls, Status.FAILING, "expired, still")  # an update written during the pause
+    first.close()
+    second = build(cfg, clock)  # a new process on the same store, 1 s into the pause
+    assert second.worker.paused_until("slack") == clock() + timedelta(seconds=119)
+    _run_for(second, 118)
+    assert (slack_fake.calls, slack_fake.messages()) == ([("chat.postMessage", 429)], [])
+    _run_for(second, 1)  # the pause is over
+    second.deliver()
+    second.close()
+    roots = slack_fake.messages(roots_only=True)
+    assert [m.text for m in roots] == [
+        "[FAILING] tls-bic-sky-prod (production, critical): expired",
+        "[FAILING] tls-other-prod (production, critical): expired too"]
+    assert [m.text for m in slack_fake.messages(thread_ts=roots[0].ts)] == [
+        "Update: expired, still"]
+    assert slack_fake.calls[1:] == [("conversations.history", 200), ("chat.postMessage", 200),
+                                    ("chat.postMessage", 200), ("chat.postMessage", 200)]
+    assert {e.state for e in second.outbox()} == {"sent"}
