@@ -257,3 +257,18 @@ def test_a_restart_during_a_retry_after_pause_sends_nothing_until_it_ends(
     assert slack_fake.calls[1:] == [("conversations.history", 200), ("chat.postMessage", 200),
                                     ("chat.postMessage", 200), ("chat.postMessage", 200)]
     assert {e.state for e in second.outbox()} == {"sent"}
+
+
+def test_a_scrubbed_error_text_keeps_its_brackets(tmp_path: Path, jira_fake: JiraFake) -> None:
+    h = build(make_config(None, jira_fake, tmp_path / "cp.db"))
+    try:
+        jira_fake.down(400, path="/search", message=f"gateway refused the request "
+                       f"(token={jira_fake.token}) [api_key=k-123]")
+        h.feed(tls_check(), Status.FAILING, "expired", runs=2)
+        h.deliver()
+        [entry] = h.outbox()
+        assert (entry.state, entry.last_error) == (
+            "failed", "jira rejected the request: HTTP 400 gateway refused the request "
+                      "(token=***) [api_key=***]")
+    finally:
+        h.close()
