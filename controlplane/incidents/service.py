@@ -4,6 +4,13 @@ Every change and the notifications it causes are written in ONE transaction (the
 incident row, its timeline event and the outbox entries), so a crash can never leave a
 change without its notification or a notification without its change. Delivery is the
 outbox worker's job (:mod:`controlplane.incidents.outbox`).
+
+A check whose message changes every run (lag numbers, "expires in N days") would queue a
+thread reply and a Jira comment per run whenever the outbox is behind. Such message
+updates **coalesce**: a new one replaces the incident's unsent, never-attempted message
+updates queued after its last other notification (open, escalation, acknowledge,
+reminder, resolve), which are marked ``skipped``; so only the newest goes out and the
+order against those other notifications is kept. The timeline keeps every message.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from controlplane.incidents.model import (
     OPEN,
     PENDING,
     RESOLVED,
+    SKIPPED,
     IncidentEventRow,
     IncidentRow,
     OutboxRow,
@@ -95,7 +103,8 @@ class IncidentService:
             now = self.clock()
             inc.message = result.message
             self._event(s, inc, "updated", result.message, now)
-            self._notify(s, inc, "update", now, text=f"Update: {result.message}")
+            self._notify(s, inc, "update", now, text=f"Update: {result.message}",
+                         coalesce=True)
         self._after_change()
 
     # -- operator actions ---------------------------------------------------------------------
@@ -191,22 +200,45 @@ class IncidentService:
         s.add(IncidentEventRow(incident_id=inc.id, at=now, kind=kind, message=message))
 
     def _notify(self, s: Session, inc: IncidentRow, action: str, now: datetime,
-                text: str | None = None, force: bool = False) -> None:
+                text: str | None = None, force: bool = False,
+                coalesce: bool = False) -> None:
         if action != "open" and not inc.notified:
             return  # nothing was announced (silenced), so there is nothing to follow up
         if action not in ("open", "resolve") and not force and self._silence(s, inc, now):
             self._event(s, inc, "silenced", f"{action} not sent: silenced", now)
             return
         payload = self.payload(inc, now, text)
+        if coalesce:
+            payload["coalesce"] = True
         for channel in self._channels(inc, action):
             if channel == "slack" and action == "open":
                 payload = {**payload, "channel": self._route(inc)}
+            if coalesce:
+                self._supersede(s, inc, channel, now)
             s.add(OutboxRow(incident_id=inc.id, channel=channel, action=action, payload=payload,
                             idempotency_key=uuid.uuid4().hex, state=PENDING, attempts=0,
                             created_at=now, next_attempt_at=now, last_error="", response={}))
         if action == "open":
             inc.notified = True
         inc.last_notified_at, inc.last_notified_message = now, inc.message
+
+    def _supersede(self, s: Session, inc: IncidentRow, channel: str, now: datetime) -> None:
+        """Skip the unsent message updates a newer one replaces (see the module docstring)."""
+        pending = s.scalars(select(OutboxRow).where(
+            OutboxRow.incident_id == inc.id, OutboxRow.channel == channel,
+            OutboxRow.state == PENDING).order_by(OutboxRow.id.desc()))
+        replaced = []
+        for row in pending:  # newest first: the trailing run of message updates
+            # An attempted entry may already have reached the service, and anything but a
+            # message update carries news of its own: both stay, and end the run.
+            if row.action != "update" or not (row.payload or {}).get("coalesce") \
+                    or row.attempts:
+                break
+            row.state, row.last_error = SKIPPED, "replaced by a newer update before it was sent"
+            replaced.append(row.id)
+        if replaced:
+            self._event(s, inc, "coalesced", f"{channel}: {len(replaced)} unsent "
+                        f"update{'s' if len(replaced) > 1 else ''} replaced by the newest", now)
 
     def _channels(self, inc: IncidentRow, action: str) -> list[str]:
         out = []
