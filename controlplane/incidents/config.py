@@ -112,6 +112,9 @@ class IncidentsConfig(_Model):
     enabled: bool = True
     dashboard_url: str = Field(default="", description="public base URL of the dashboard")
     tick_interval: Duration = 15.0
+    update_interval: Duration = Field(default=0.0, ge=0, description=(
+        "hold a message update until this long after the previous one was sent (newer "
+        "ones replace it meanwhile); 0 = send each at once"))
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
 
 

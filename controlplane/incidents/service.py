@@ -4,13 +4,7 @@ Every change and the notifications it causes are written in ONE transaction (the
 incident row, its timeline event and the outbox entries), so a crash can never leave a
 change without its notification or a notification without its change. Delivery is the
 outbox worker's job (:mod:`controlplane.incidents.outbox`).
-
-A check whose message changes every run (lag numbers, "expires in N days") would queue a
-thread reply and a Jira comment per run whenever the outbox is behind. Such message
-updates **coalesce**: a new one replaces the incident's unsent, never-attempted message
-updates queued after its last other notification (open, escalation, acknowledge,
-reminder, resolve), which are marked ``skipped``; so only the newest goes out and the
-order against those other notifications is kept. The timeline keeps every message.
+Message updates coalesce and may be spaced out (:mod:`controlplane.incidents.coalesce`).
 """
 
 from __future__ import annotations
@@ -26,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controlplane.evaluator import State, Transition
+from controlplane.incidents import coalesce as updates
 from controlplane.incidents import silences
 from controlplane.incidents.config import SEVERITY_RANK, IncidentsConfig, NotifiersConfig
 from controlplane.incidents.model import (
@@ -34,7 +29,6 @@ from controlplane.incidents.model import (
     OPEN,
     PENDING,
     RESOLVED,
-    SKIPPED,
     IncidentEventRow,
     IncidentRow,
     OutboxRow,
@@ -213,32 +207,24 @@ class IncidentService:
         for channel in self._channels(inc, action):
             if channel == "slack" and action == "open":
                 payload = {**payload, "channel": self._route(inc)}
+            due = now
             if coalesce:
-                self._supersede(s, inc, channel, now)
+                due = updates.hold_until(s, inc.id, channel, now, self.cfg.update_interval)
+                self._coalesce(s, inc, channel, now)
+            else:
+                updates.release(s, inc.id, channel, now)
             s.add(OutboxRow(incident_id=inc.id, channel=channel, action=action, payload=payload,
                             idempotency_key=uuid.uuid4().hex, state=PENDING, attempts=0,
-                            created_at=now, next_attempt_at=now, last_error="", response={}))
+                            created_at=now, next_attempt_at=due, last_error="", response={}))
         if action == "open":
             inc.notified = True
         inc.last_notified_at, inc.last_notified_message = now, inc.message
 
-    def _supersede(self, s: Session, inc: IncidentRow, channel: str, now: datetime) -> None:
-        """Skip the unsent message updates a newer one replaces (see the module docstring)."""
-        pending = s.scalars(select(OutboxRow).where(
-            OutboxRow.incident_id == inc.id, OutboxRow.channel == channel,
-            OutboxRow.state == PENDING).order_by(OutboxRow.id.desc()))
-        replaced = []
-        for row in pending:  # newest first: the trailing run of message updates
-            # An attempted entry may already have reached the service, and anything but a
-            # message update carries news of its own: both stay, and end the run.
-            if row.action != "update" or not (row.payload or {}).get("coalesce") \
-                    or row.attempts:
-                break
-            row.state, row.last_error = SKIPPED, "replaced by a newer update before it was sent"
-            replaced.append(row.id)
+    def _coalesce(self, s: Session, inc: IncidentRow, channel: str, now: datetime) -> None:
+        replaced = updates.supersede(s, inc.id, channel)
         if replaced:
-            self._event(s, inc, "coalesced", f"{channel}: {len(replaced)} unsent "
-                        f"update{'s' if len(replaced) > 1 else ''} replaced by the newest", now)
+            self._event(s, inc, "coalesced", f"{channel}: {replaced} unsent "
+                        f"update{'s' if replaced > 1 else ''} replaced by the newest", now)
 
     def _channels(self, inc: IncidentRow, action: str) -> list[str]:
         out = []

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from controlplane.results import Status
 from controlplane.sandbox.jira_fake import JiraFake
 from controlplane.sandbox.slack_fake import SlackFake
-from tests.incidents.harness import Harness, tls_check
+from tests.incidents.harness import Harness, build, make_config, tls_check
 
 
 def test_failing_check_opens_one_incident_with_one_root_message_and_one_issue(
@@ -228,3 +230,42 @@ def test_an_update_already_attempted_is_kept_and_later_ones_coalesce(
             if e.channel == "slack"] == [
         ("open", "sent", 1), ("update", "sent", 2), ("update", "skipped", 0),
         ("update", "skipped", 0), ("update", "sent", 1)]
+
+
+def test_update_interval_holds_message_updates_and_other_notifications_release_them(
+        tmp_path: Path, slack_fake: SlackFake) -> None:
+    cfg = make_config(slack_fake, None, tmp_path / "cp.db")
+    cfg.incidents.update_interval = 300.0
+    h = build(cfg)
+    try:
+        check = tls_check(id="kafka-lag-prod")
+        h.feed(check, Status.FAILING, "lag 100", runs=2)
+        h.feed(check, Status.FAILING, "lag 200")  # the first update goes at once
+        h.deliver()
+        [root] = slack_fake.messages(roots_only=True)
+
+        def replies() -> list[str]:
+            return [m.text for m in slack_fake.messages(thread_ts=root.ts)]
+
+        assert replies() == ["Update: lag 200"]
+        h.feed(check, Status.FAILING, "lag 300")  # held until 300 s after lag 200 was sent
+        h.feed(check, Status.FAILING, "lag 400")  # replaces it, same hold
+        h.clock.advance(297)
+        h.deliver()
+        assert replies() == ["Update: lag 200"]
+        h.clock.advance(1)  # 300 s since lag 200 was sent
+        h.deliver()
+        assert replies() == ["Update: lag 200", "Update: lag 400"]
+        h.feed(check, Status.FAILING, "lag 500")  # held again
+        [inc] = h.incidents()
+        h.service.acknowledge(inc.id, "alice", "api")  # must not wait behind it
+        h.deliver()
+        assert replies() == ["Update: lag 200", "Update: lag 400", "Update: lag 500",
+                             ":eyes: Acknowledged by alice"]
+        assert [(e.action, e.state, e.payload["text"]) for e in h.outbox()] == [
+            ("open", "sent", None), ("update", "sent", "Update: lag 200"),
+            ("update", "skipped", "Update: lag 300"), ("update", "sent", "Update: lag 400"),
+            ("update", "sent", "Update: lag 500"),
+            ("acknowledge", "sent", ":eyes: Acknowledged by alice")]
+    finally:
+        h.close()
