@@ -9,8 +9,6 @@ _SECRET = re.compile(
     r"(?i)((?:token|password|passwd|secret|api[_-]?key|authorization|sig|signature)"
     r"[\"']?\s*[:=]\s*[\"']?(?:bearer\s+)?)([^\s\"'&,;]+)")
 _DSN_PASSWORD = re.compile(r"(://[^:/@\s]+:)([^@\s]+)(@)")
-
-
 _CLOSERS = {")": "(", "]": "[", "}": "{", ">": "<"}
 
 
