@@ -57,10 +57,14 @@ class ClientDied(Exception):
 
 
 def _child_main(conn: Connection, factory: Factory, cfg_json: str, kind: str,
-                env: dict[str, str]) -> None:
+                env: dict[str, str], log_level: str | None) -> None:
     """The child: build the object, then answer (method, args) requests until None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     os.environ.update(env)
+    if log_level is not None:  # the parent's set-up: same format, level and redaction
+        from controlplane.logs import setup_logging
+
+        setup_logging(log_level)
     from controlplane.probes import probe_class
 
     cfg = probe_class(kind).config_model.model_validate_json(cfg_json)
@@ -116,7 +120,7 @@ class ChildClient:
         env = {name: os.environ[name]} if name and name in os.environ else {}
         proc = ctx.Process(target=_child_main, name=f"kafka-client-{self.cfg.id}",
                            args=(child, self.factory, self.cfg.model_dump_json(),
-                                 self.cfg.kind, env),
+                                 self.cfg.kind, env, _log_level()),
                            daemon=True)
         proc.start()
         child.close()
@@ -211,6 +215,12 @@ class ChildClient:
             if proc.is_alive():
                 proc.kill()
                 proc.join(5)
+
+
+def _log_level() -> str | None:
+    """The root logger's level name when this process has set up logging, else None."""
+    root = logging.getLogger()
+    return logging.getLevelName(root.level) if root.handlers else None
 
 
 def exit_text(code: int | None) -> str:
