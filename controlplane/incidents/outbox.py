@@ -2,9 +2,9 @@
 
 Per dedup key (check/env) and channel only the oldest pending entry is eligible, so
 updates go out in the order they were written, also across the incidents of a flapping
-check. Transient errors back off exponentially (or for Slack's
-``Retry-After``, which also pauses the whole channel; the pause is stored in
-``notification_pauses`` so a restart during it does not send early); permanent errors mark the entry
+check. Transient errors back off exponentially (or for Slack's ``Retry-After``, which
+also pauses the whole channel; the pause is stored in ``notification_pauses`` so a
+restart during it does not send early); permanent errors mark the entry
 ``failed`` with the reason on the incident timeline and count in
 ``controlplane_notifications_failed``. An entry is marked ``sent`` only after the
 service accepted it; a crash in between means a resend, which each notifier makes
