@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from datetime import UTC, datetime, timedelta
@@ -14,15 +15,21 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    event,
+    inspect,
     select,
+    text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from controlplane.results import utcnow
 from controlplane.store import Store
 from controlplane.store.db import Base
+
+log = logging.getLogger(__name__)
 
 RUNNING, COMPLETE, FAILED, PRUNED = "running", "complete", "failed", "pruned"
 CORRUPT = "corrupt"
@@ -44,6 +51,8 @@ class BackupRow(Base):
     manifest_name: Mapped[str] = mapped_column(String(400), default="")
     size_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    manifest_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """sha256 of the manifest blob's bytes; None for backups made before it was recorded."""
     manifest: Mapped[dict[str, Any]] = mapped_column(default=dict)
     error: Mapped[str] = mapped_column(Text, default="")
     failed_step: Mapped[str] = mapped_column(String(40), default="")
@@ -56,7 +65,8 @@ class BackupRow(Base):
                 "status": self.status, "started_at": _iso(self.started_at),
                 "finished_at": _iso(self.finished_at), "duration_s": self.duration_s,
                 "blob": self.blob_name, "manifest_blob": self.manifest_name,
-                "size_bytes": self.size_bytes, "sha256": self.sha256, "error": self.error,
+                "size_bytes": self.size_bytes, "sha256": self.sha256,
+                "manifest_sha256": self.manifest_sha256, "error": self.error,
                 "failed_step": self.failed_step, "verified_at": _iso(self.verified_at),
                 "pruned_at": _iso(self.pruned_at)}
 
@@ -96,6 +106,36 @@ class BackupLockRow(Base):
     backup_id: Mapped[str] = mapped_column(String(160))
     acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# -- columns added after release -------------------------------------------------------------
+# The store creates tables with create_all, which never alters a table that exists. Columns
+# added later are nullable and added here, on open, to stores created before them.
+_ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "backups": [("manifest_sha256", "VARCHAR(64)")],
+}
+
+
+@event.listens_for(Base.metadata, "after_create")
+def _add_missing_columns(_metadata: object, connection: Connection, **_kw: object) -> None:
+    """Runs after every create_all (also when every table already existed)."""
+    for table, columns in _ADDED_COLUMNS.items():
+        have = {c["name"] for c in inspect(connection).get_columns(table)}
+        for name, ddl_type in columns:
+            if name not in have:
+                _add_column(connection, table, name, ddl_type)
+
+
+def _add_column(connection: Connection, table: str, name: str, ddl_type: str) -> None:
+    # Postgres: IF NOT EXISTS settles a race between two processes opening an old store;
+    # SQLite serialises writers, and the loser's "duplicate column" error is harmless.
+    guard = " IF NOT EXISTS" if connection.dialect.name == "postgresql" else ""
+    try:
+        connection.execute(text(f"ALTER TABLE {table} ADD COLUMN{guard} {name} {ddl_type}"))
+    except (OperationalError, ProgrammingError) as exc:
+        if "duplicate column" not in str(exc):
+            raise
+    log.info("store upgraded table=%s added_column=%s", table, name)
 
 
 def _iso(ts: datetime | None) -> str | None:

@@ -5,6 +5,8 @@ restore (decrypt straight into pg_restore's stdin). Both stream; neither stages 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,6 +66,41 @@ def verify(blob: BlobStore, manifest: dict[str, Any], identities: list[Any],
         raise VerificationFailed(f"{name}: {crypto_error}",
                                  corrupt="wrong key" not in str(crypto_error))
     return report
+
+
+def check_manifest(blob: BlobStore, name: str, manifest: dict[str, Any],
+                   sha256: str | None) -> str:
+    """Compare the manifest blob in storage with the catalog; say what matched.
+
+    Verify and restore trust the catalog's copy of the manifest; a hand restore trusts the
+    blob. Both must be the manifest written at backup time. Backups made before the catalog
+    recorded ``sha256`` are compared by content instead.
+    """
+    try:
+        data = blob.get_bytes(name)
+    except BlobError as exc:
+        raise VerificationFailed(f"manifest {name} cannot be read ({exc}); restore from "
+                                 "another backup, or check the storage") from None
+    got = hashlib.sha256(data).hexdigest()
+    if sha256 is not None:
+        if got != sha256:
+            raise VerificationFailed(_manifest_changed(
+                name, f"sha256 {got[:16]}…, the catalog recorded {sha256[:16]}…"), True)
+        return f"manifest sha256 {got} matches the catalog"
+    try:
+        stored = json.loads(data)
+    except ValueError:
+        stored = None
+    if stored != manifest:
+        raise VerificationFailed(_manifest_changed(
+            name, "its content differs from the catalog's copy; no sha256 was recorded for "
+                  "this older backup"), True)
+    return "manifest content matches the catalog (no sha256 recorded for this older backup)"
+
+
+def _manifest_changed(name: str, how: str) -> str:
+    return (f"manifest {name} does not match the catalog ({how}): it was changed after the "
+            "backup; do not restore from it")
 
 
 def _drain(reader: HashingReader) -> None:

@@ -7,6 +7,7 @@ leaves a ``failed`` row naming the step and the cause.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -65,6 +66,7 @@ class BackupJob:
         self.rec = StepRecorder()
         self.details: dict[str, object] = {"backup_id": self.backup_id, "blob": self.blob_name}
         self.metrics: dict[str, float | None] = {}
+        self.manifest_sha256 = ""
 
     def run(self) -> BackupOutcome:
         t0 = time.monotonic()
@@ -133,14 +135,16 @@ class BackupJob:
             "pg_dump_version": postgres.tool_version("pg_dump"),
             "server_version": snap.server_version, "format": "custom",
             "row_counts": counts, "snapshot": "repeatable read, exported to pg_dump"}
+        data = json.dumps(manifest, indent=2).encode()
         with self.rec.step("manifest") as st:
             try:
-                self.blob.put_bytes(self.manifest_name,
-                                    json.dumps(manifest, indent=2).encode())
+                self.blob.put_bytes(self.manifest_name, data)
             except BlobError as exc:
                 self._delete_blob(self.blob_name)
                 raise StepFailed(f"manifest upload failed: {exc}") from None
             st.message = self.manifest_name
+        # Verify and drills compare the stored manifest's bytes with this (catalog) sha256.
+        self.manifest_sha256 = hashlib.sha256(data).hexdigest()
         return manifest
 
     def _stream(self, dsn: str, snap: postgres.Snapshot,
@@ -244,12 +248,14 @@ class BackupJob:
             assert row is not None
             row.status, row.finished_at, row.duration_s = COMPLETE, finished, duration
             row.size_bytes, row.sha256 = size, str(manifest["sha256"])
+            row.manifest_sha256 = self.manifest_sha256
             row.manifest = manifest
             data = row.to_dict()
         self.metrics.update(size_bytes=float(size), duration_s=duration,
                             finished_ts=finished.timestamp(),
                             plain_bytes=float(str(manifest["plain_bytes"])))
-        self.details.update(sha256=manifest["sha256"], database=manifest["database"])
+        self.details.update(sha256=manifest["sha256"], manifest_sha256=self.manifest_sha256,
+                            database=manifest["database"])
         log.info("backup complete component=%s backup_id=%s bytes=%d duration_s=%.1f",
                  self.name, self.backup_id, size, duration)
         message = (f"backup {self.backup_id} complete: {size} bytes in {duration:.1f}s, "

@@ -10,6 +10,7 @@ import argparse
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from controlplane.cli import EXIT_ERROR, EXIT_FAILING, EXIT_OK, err
@@ -133,7 +134,17 @@ def cmd_backup_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _manifest(ops: Any, backup_id: str) -> tuple[dict[str, Any], str] | None:
+@dataclass
+class _Backup:
+    """What verify and restore need of a complete backup's catalog row."""
+
+    manifest: dict[str, Any]
+    component: str
+    manifest_name: str
+    manifest_sha256: str | None
+
+
+def _complete_backup(ops: Any, backup_id: str) -> _Backup | None:
     from controlplane.backups import catalog
 
     with ops.store.session() as s:
@@ -143,7 +154,8 @@ def _manifest(ops: Any, backup_id: str) -> tuple[dict[str, Any], str] | None:
             err(f"backup {backup_id!r} is {state}, not complete; `controlplane backup list` "
                 "shows complete backups")
             return None
-        return dict(row.manifest), row.component
+        return _Backup(dict(row.manifest), row.component, row.manifest_name,
+                       row.manifest_sha256)
 
 
 def _identities(ops: Any, component: str, given: str | None) -> list[Any] | None:
@@ -162,29 +174,30 @@ def _identities(ops: Any, component: str, given: str | None) -> list[Any] | None
         return None
 
 
-def _manifest_and_identities(ops: Any,
-                             args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]] | None:
-    """The backup's manifest and the age identities that open it; None (reported) if either
-    cannot be had."""
-    found = _manifest(ops, args.backup_id)
+def _backup_and_identities(ops: Any,
+                           args: argparse.Namespace) -> tuple[_Backup, list[Any]] | None:
+    """The backup's catalog data and the age identities that open it; None (reported) if
+    either cannot be had."""
+    found = _complete_backup(ops, args.backup_id)
     if found is None:
         return None
-    manifest, component = found
-    ids = _identities(ops, component, args.identity)
-    return None if ids is None else (manifest, ids)
+    ids = _identities(ops, found.component, args.identity)
+    return None if ids is None else (found, ids)
 
 
 def cmd_backup_verify(args: argparse.Namespace) -> int:
-    from controlplane.backups.restore import VerificationFailed, verify
+    from controlplane.backups.restore import VerificationFailed, check_manifest, verify
 
     with _ops(args) as ops:
-        keyed = _manifest_and_identities(ops, args)
+        keyed = _backup_and_identities(ops, args)
         if keyed is None:
             return EXIT_ERROR
-        manifest, ids = keyed
+        backup, ids = keyed
         progress = _progress(args)
         try:
-            report = verify(ops.blob, manifest, ids, progress)
+            checked = check_manifest(ops.blob, backup.manifest_name, backup.manifest,
+                                     backup.manifest_sha256)
+            report = verify(ops.blob, backup.manifest, ids, progress)
         except VerificationFailed as exc:
             _done(progress)
             if exc.corrupt:
@@ -196,7 +209,7 @@ def cmd_backup_verify(args: argparse.Namespace) -> int:
             return EXIT_FAILING
         _done(progress)
         print(f"OK  {args.backup_id}  sha256 {report.sha256} matches; "
-              f"{report.encrypted_bytes} bytes decrypt to {report.plain_bytes}")
+              f"{report.encrypted_bytes} bytes decrypt to {report.plain_bytes}; {checked}")
         return EXIT_OK
 
 
@@ -228,13 +241,20 @@ def cmd_backup_prune(args: argparse.Namespace) -> int:
 
 def cmd_restore_postgres(args: argparse.Namespace) -> int:
     from controlplane.backups import postgres
-    from controlplane.backups.restore import RestoreFailed, VerificationFailed, restore, verify
+    from controlplane.backups.restore import (
+        RestoreFailed,
+        VerificationFailed,
+        check_manifest,
+        restore,
+        verify,
+    )
 
     with _ops(args) as ops:
-        keyed = _manifest_and_identities(ops, args)
+        keyed = _backup_and_identities(ops, args)
         if keyed is None:
             return EXIT_ERROR
-        manifest, ids = keyed
+        backup, ids = keyed
+        manifest = backup.manifest
         try:
             tables = postgres.user_tables(args.into)
         except postgres.PgError as exc:
@@ -247,6 +267,7 @@ def cmd_restore_postgres(args: argparse.Namespace) -> int:
             return EXIT_ERROR
         progress = _progress(args)
         try:
+            check_manifest(ops.blob, backup.manifest_name, manifest, backup.manifest_sha256)
             verify(ops.blob, manifest, ids, progress)
             n = restore(ops.blob, manifest, ids, args.into, clean=bool(tables), progress=progress)
         except (VerificationFailed, RestoreFailed) as exc:

@@ -19,7 +19,13 @@ from controlplane.backups.blob import BlobStore
 from controlplane.backups.catalog import BackupRow, DrillRow
 from controlplane.backups.config import BackupComponentConfig, BackupsConfig, SqlAssertion
 from controlplane.backups.crypto import CryptoError, load_identities
-from controlplane.backups.restore import RestoreFailed, VerificationFailed, restore, verify
+from controlplane.backups.restore import (
+    RestoreFailed,
+    VerificationFailed,
+    check_manifest,
+    restore,
+    verify,
+)
 from controlplane.backups.streams import ProgressFn
 from controlplane.dr import cleanup
 from controlplane.results import Result, Status, Step, StepFailed, StepRecorder, utcnow
@@ -173,6 +179,7 @@ class Drill:
                     raise StepFailed(f"no complete backup of {self.name} to drill; run "
                                      f"`controlplane backup run {self.name}` first")
                 self.backup_id, manifest = row.id, dict(row.manifest)
+                manifest_name, manifest_sha256 = row.manifest_name, row.manifest_sha256
                 s.get(DrillRow, self.drill_id).backup_id = row.id  # type: ignore[union-attr]
             st.message = self.backup_id
         with self.rec.step("verify") as st:
@@ -180,6 +187,7 @@ class Drill:
                 raise StepFailed(f"backups.components.{self.name}.identity_file is not set; "
                                  "drills need the age private key to decrypt")
             try:
+                checked = check_manifest(self.blob, manifest_name, manifest, manifest_sha256)
                 identities = load_identities(self.cfg.identity_file)
                 report = verify(self.blob, manifest, identities, self.progress)
             except (CryptoError, VerificationFailed) as exc:
@@ -187,7 +195,7 @@ class Drill:
                     with self.store.session() as s:
                         catalog.mark_corrupt(s, self.backup_id, str(exc))
                 raise StepFailed(f"{exc}; nothing was restored") from None
-            st.message = f"sha256 ok, {report.plain_bytes} bytes decrypted"
+            st.message = f"{checked}; sha256 ok, {report.plain_bytes} bytes decrypted"
         return manifest, identities
 
     def _restore(self, manifest: dict[str, Any], identities: list[Any], target: str) -> None:
