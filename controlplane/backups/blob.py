@@ -17,6 +17,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from controlplane.backups.config import BlobConfig
@@ -32,6 +33,8 @@ class BlobError(Exception):
 class BlobInfo:
     name: str
     size: int
+    modified: datetime | None = None
+    """When the blob was last written (committed), as the storage reports it."""
 
 
 class BlobWriter(ABC):
@@ -139,7 +142,9 @@ class LocalBlobStore(BlobStore):
                 full = os.path.join(dirpath, f)
                 name = os.path.relpath(full, self.root).replace(os.sep, "/")
                 if name.startswith(prefix) and not name.endswith(".partial"):
-                    out.append(BlobInfo(name, os.path.getsize(full)))
+                    st = os.stat(full)
+                    out.append(BlobInfo(name, st.st_size,
+                                        datetime.fromtimestamp(st.st_mtime, UTC)))
         return sorted(out, key=lambda b: b.name)
 
     def describe(self) -> str:
@@ -251,10 +256,13 @@ class AzureBlobStore(BlobStore):
             raise BlobError(_azure_message(f"delete of {name}", exc)) from None
 
     def list(self, prefix: str = "") -> list[BlobInfo]:
-        self._ensure_container()
+        from azure.core.exceptions import ResourceNotFoundError
+
         try:
-            return [BlobInfo(b.name, int(b.size or 0))
+            return [BlobInfo(b.name, int(b.size or 0), b.last_modified)
                     for b in self.container.list_blobs(name_starts_with=prefix or None)]
+        except ResourceNotFoundError:
+            return []  # no container yet: nothing was ever uploaded
         except Exception as exc:
             raise BlobError(_azure_message("listing blobs", exc)) from None
 

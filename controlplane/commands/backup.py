@@ -219,7 +219,7 @@ def _done(progress: Any) -> None:
 
 
 def cmd_backup_prune(args: argparse.Namespace) -> int:
-    from controlplane.backups import retention
+    from controlplane.backups import orphans, retention
     from controlplane.backups.streams import human_bytes
 
     with _ops(args) as ops:
@@ -231,12 +231,29 @@ def cmd_backup_prune(args: argparse.Namespace) -> int:
             mark = "keep  " if d.keep else ("delete" if not args.dry_run else "would delete")
             print(f"{mark:<12} {d.id:<48} {human_bytes(d.size_bytes):>10}  {d.reason}")
         print(f"{verb} {len(gone)} of {len(decisions)} complete backups")
-        if args.dry_run:
-            return EXIT_OK
-        errors = retention.prune(ops.store, ops.blob, decisions)
+        errors = [] if args.dry_run else retention.prune(ops.store, ops.blob, decisions)
+        # After the retention deletes, so only blobs no kept backup names are left to sweep.
+        found, list_errors = orphans.find(ops.store, ops.blob, ops.backups.components)
+        _print_orphans(found, args.dry_run)
+        errors += list_errors
+        if not args.dry_run:
+            errors += orphans.delete(ops.store, ops.blob, found)
         for e in errors:
             err(e)
         return EXIT_FAILING if errors else EXIT_OK
+
+
+def _print_orphans(found: list[Any], dry_run: bool) -> None:
+    from controlplane.backups.streams import human_bytes
+
+    if not found:
+        return
+    for o in found:
+        mark = "keep" if not o.delete else ("would delete" if dry_run else "delete")
+        print(f"{mark:<12} {o.name}  {human_bytes(o.size)}  {o.describe()}")
+    verb = "would delete" if dry_run else "deleting"
+    print(f"{verb} {sum(o.delete for o in found)} of {len(found)} orphan blobs (no complete "
+          "or running backup refers to them)")
 
 
 def cmd_restore_postgres(args: argparse.Namespace) -> int:

@@ -61,12 +61,14 @@ class BackupOps:
 
     def _prune(self, name: str) -> None:
         """Retention after a complete backup; a failure is logged, the backup stands."""
-        from controlplane.backups import retention
+        from controlplane.backups import orphans, retention
 
+        comp = self.backups.components[name]
         try:
-            decisions = retention.decide(self.store, {name: self.backups.components[name]
-                                                      .retention})
+            decisions = retention.decide(self.store, {name: comp.retention})
             errors = retention.prune(self.store, self.blob, decisions)
+            found, list_errors = orphans.find(self.store, self.blob, {name: comp})
+            errors += list_errors + orphans.delete(self.store, self.blob, found)
         except Exception as exc:
             capture(exc, backup_check_id(name), component=name, job="retention")
             log.exception("retention failed check=%s component=%s; run `controlplane backup "
