@@ -76,6 +76,9 @@ def check_manifest(blob: BlobStore, name: str, manifest: dict[str, Any],
     blob. Both must be the manifest written at backup time. Backups made before the catalog
     recorded ``sha256`` are compared by content instead.
     """
+    if not name:
+        raise VerificationFailed("the catalog names no manifest blob for this backup, so it "
+                                 "cannot be checked; restore from another backup")
     try:
         data = blob.get_bytes(name)
     except BlobError as exc:

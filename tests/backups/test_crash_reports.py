@@ -3,6 +3,7 @@ envelope holds no secret: not the DSN password, the age identity or the storage 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -49,10 +50,15 @@ def test_a_crashing_backup_is_captured_with_the_backup_check_tag_and_no_secret(
 def test_a_crashing_drill_is_captured_with_the_drill_check_tag_and_no_secret(
         sentry: SentryEndpoint, make_env: MakeEnv, source_dsn: str, azurite: Azurite) -> None:
     env = make_env(source_dsn, azurite)
-    with env.store.session() as s:  # a catalog entry whose manifest lost its blob name
+    # A catalog entry whose manifest lost its blob name (the manifest blob itself matches).
+    manifest_name = "app/production/app-production-1.manifest.json"
+    env.blob.put_bytes(manifest_name, b'{"format": "custom"}')
+    with env.store.session() as s:
         s.add(catalog.BackupRow(id="app-production-1", component="app", env="production",
                                 status="complete", started_at=utcnow(),
-                                manifest={"format": "custom"}))
+                                manifest_name=manifest_name,
+                                manifest_sha256=hashlib.sha256(b'{"format": "custom"}')
+                                .hexdigest(), manifest={"format": "custom"}))
     result = env.ops.run_drill("app")
     assert result.status == Status.FAILING
     assert result.message == "drill of app failed at crash: KeyError: 'blob'"
