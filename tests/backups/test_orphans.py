@@ -4,13 +4,17 @@ older than the backup timeout; younger ones may be uploads in progress and stay.
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import datetime, timedelta
 
 import pytest
 
 from controlplane.backups import catalog, orphans
-from controlplane.backups.blob import BlobInfo
+from controlplane.backups.blob import AzureBlobStore, BlobInfo
+from controlplane.backups.config import BlobConfig
+from controlplane.backups.service import BackupJob
+from controlplane.backups.streams import human_bytes
 from controlplane.results import Status, utcnow
 from tests.backups.conftest import Env, MakeEnv
 from tests.services.azurite import Azurite
@@ -164,6 +168,56 @@ def test_orphans_on_azurite_are_judged_by_the_servers_time_and_deleted_when_old_
     with env.store.session() as s:
         row = s.get(catalog.BackupRow, first["backup_id"])
         assert row is not None and (row.status, row.pruned_at is not None) == ("corrupt", True)
+
+
+class _StopsAzuriteBeforeTheManifest(AzureBlobStore):
+    """The real Azure backend; Azurite is stopped just as the manifest upload begins."""
+
+    def __init__(self, cfg: BlobConfig, azurite: Azurite) -> None:
+        super().__init__(cfg)
+        self.azurite = azurite
+
+    def put_bytes(self, name: str, data: bytes) -> None:
+        if name.endswith(".manifest.json"):
+            self.azurite.stop()
+        super().put_bytes(name, data)
+
+
+@pytest.mark.postgres
+@pytest.mark.azurite
+def test_dump_left_by_a_failed_manifest_upload_and_cleanup_is_swept_by_prune(
+        make_env: MakeEnv, source_dsn: str, own_azurite: Azurite) -> None:
+    env = make_env(source_dsn, own_azurite)
+    blob = _StopsAzuriteBeforeTheManifest(env.blob_cfg, own_azurite)
+    outcome = BackupJob("app", env.backups, env.store, blob).run()
+    backup_id = outcome.backup_id
+    dump, manifest = f"{P}{backup_id}.dump.age", f"{P}{backup_id}.manifest.json"
+    assert outcome.result.message == (
+        f"backup of app failed at manifest: manifest upload failed: upload of {manifest} "
+        "failed: blob endpoint unreachable (ServiceRequestError)")
+    own_azurite.start()  # same port and data: the dump's cleanup delete failed too
+    assert [b.name for b in env.blob.list()] == [dump]
+    env.backups.components["app"].timeout = 1.0  # the sweep's safety age
+    while (utcnow() - _modified(env, dump)).total_seconds() < 2:
+        time.sleep(0.2)
+    cfg = env.config_file()
+    dry = run_cli("backup", "prune", "--dry-run", "--config", cfg)
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    assert lines[0] == "would delete 0 of 0 complete backups"
+    size = human_bytes(env.blob.list()[0].size)
+    want = re.escape(f"would delete {dump}  {size}  backup {backup_id} is failed; ")
+    assert re.fullmatch(want + r"\d+s old", lines[1]), lines[1]
+    assert lines[2:] == ["would delete 1 of 1 orphan blobs (no complete or running backup "
+                         "refers to them)"]
+    real = run_cli("backup", "prune", "--config", cfg)
+    assert real.returncode == 0, real.stderr
+    assert env.blob.list() == []
+    with env.store.session() as s:
+        row = s.get(catalog.BackupRow, backup_id)
+        assert row is not None
+        assert (row.status, row.failed_step, row.pruned_at is not None) == (
+            "failed", "manifest", True)
 
 
 @pytest.mark.azurite
