@@ -161,6 +161,19 @@ class Snapshot:
         return self.counts
 
     def close(self) -> None:
+        # A backup that fails mid-dump gets here while the row counts may still run on this
+        # connection; closing it under a running query aborts the whole process (libpq
+        # connections are not thread-safe). Cancel the query and let the thread end first.
+        if self._thread is not None and self._thread.is_alive():
+            try:
+                self.conn.cancel_safe(timeout=10)
+            except Exception:
+                log.debug("cancelling the row counts failed", exc_info=True)
+            self._thread.join(60)
+            if self._thread.is_alive():
+                log.warning("row counts did not stop; snapshot connection left open "
+                            "database=%s", self.database)
+                return
         try:
             self.conn.close()
         except Exception:

@@ -388,3 +388,30 @@ def test_backup_stuck_past_its_timeout_is_stopped_and_fails(
     assert env.blob.list() == []
     _assert_no_complete_backup(env)
     assert env.incident_for("backup-app").result is result
+
+
+def test_snapshot_closed_while_its_row_counts_run_cancels_them_instead_of_aborting(
+        source_dsn: str) -> None:
+    """A backup failing mid-dump closes the snapshot while the counts may still run on its
+    connection: that must cancel them, not abort the process (libpq is not thread-safe)."""
+    from controlplane.backups import postgres
+
+    snap = postgres.Snapshot.open(source_dsn)
+    with psycopg.connect(source_dsn) as blocker, psycopg.connect(source_dsn,
+                                                                 autocommit=True) as watch:
+        blocker.execute("LOCK TABLE calls IN ACCESS EXCLUSIVE MODE")
+        snap.count_in_background()
+        deadline = time.monotonic() + 120
+        while watch.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                            "'Lock' AND query LIKE 'SELECT count(*) FROM %calls%'"
+                            ).fetchone() != (1,):
+            assert time.monotonic() < deadline, "the row counts never reached calls"
+            time.sleep(0.1)
+        snap.close()
+        blocker.rollback()
+    assert snap._thread is not None and not snap._thread.is_alive()
+    assert snap.conn.closed
+    assert "canceling statement due to user request" in str(snap.error)
+    with pytest.raises(postgres.PgError) as failed:
+        snap.wait_counts()
+    assert str(failed.value) == "counting rows failed: canceling statement due to user request"
