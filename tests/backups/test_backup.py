@@ -140,7 +140,7 @@ def test_manifest_row_counts_come_from_the_snapshot_pg_dump_reads(
 def test_restore_by_hand_with_curl_age_cli_and_pg_restore(
         make_env: MakeEnv, source_dsn: str, azurite: Azurite, pg_server: PgServer,
         tmp_path: Any) -> None:
-    """Exactly the steps of docs/backups.md "Restore by hand"."""
+    """Exactly the steps of "Restore by hand" (README and docs/backups.md)."""
     from datetime import UTC, datetime, timedelta
 
     from azure.storage.blob import BlobSasPermissions, generate_blob_sas
@@ -150,20 +150,32 @@ def test_restore_by_hand_with_curl_age_cli_and_pg_restore(
     env = make_env(source_dsn, azurite)
     backup_id = env.ops.run_backup("app").details["backup_id"]
     row = _row(env, backup_id)
-    sas = generate_blob_sas(ACCOUNT, env.blob_cfg.container, row.blob_name, account_key=KEY,
-                            permission=BlobSasPermissions(read=True),
-                            expiry=datetime.now(UTC) + timedelta(hours=1))
-    url = f"http://127.0.0.1:{azurite.port}/{ACCOUNT}/{env.blob_cfg.container}/" \
-          f"{row.blob_name}?{sas}"
+
+    def url(name: str) -> str:
+        sas = generate_blob_sas(ACCOUNT, env.blob_cfg.container, name, account_key=KEY,
+                                permission=BlobSasPermissions(read=True),
+                                expiry=datetime.now(UTC) + timedelta(hours=1))
+        return f"http://127.0.0.1:{azurite.port}/{ACCOUNT}/{env.blob_cfg.container}/" \
+               f"{name}?{sas}"
+
     enc, dump = tmp_path / "backup.dump.age", tmp_path / "backup.dump"
-    subprocess.run(["curl", "-fsS", "-o", str(enc), url], check=True)
+    man = tmp_path / "backup.manifest.json"
+    subprocess.run(["curl", "-fsS", "-o", str(enc), url(row.blob_name)], check=True)
+    subprocess.run(["curl", "-fsS", "-o", str(man), url(row.manifest_name)], check=True)
+    # Check: the manifest against the catalog, then the dump against the manifest.
+    listed = run_cli("backup", "list", "--json", "--config", env.config_file())
+    (catalog_row,) = json.loads(listed.stdout)
+    sums = subprocess.run(["sha256sum", str(man), str(enc)], check=True, capture_output=True,
+                          text=True).stdout.split()
+    manifest = json.loads(man.read_text())
+    assert (sums[0], sums[2]) == (catalog_row["manifest_sha256"], manifest["sha256"])
     subprocess.run(["age", "-d", "-i", env.key.path, "-o", str(dump), str(enc)], check=True)
     target = pg_server.createdb(f"byhand_{backup_id[-8:-1]}")
     subprocess.run(["pg_restore", "--no-owner", "-d", target, str(dump)], check=True)
     with psycopg.connect(target) as conn:
         got = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
                for t in EXPECTED_COUNTS}
-    assert got == row.manifest["row_counts"] == EXPECTED_COUNTS
+    assert got == manifest["row_counts"] == EXPECTED_COUNTS
 
 
 def test_drill_restores_into_scratch_database_verifies_and_drops_it(
