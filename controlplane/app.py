@@ -90,6 +90,7 @@ def build_runtime(config: ControlPlaneConfig, metrics: Metrics | None = None) ->
     context = ProbeContext(environments=dict(config.environments))
     scheduler = CheckScheduler(config.checks, pipeline.process, context,
                                config.scheduler.max_concurrency, config.scheduler.jitter)
+    scheduler.on_start_delay = metrics.scheduler_start_delay.observe
     runtime = Runtime(config, store, metrics, pipeline, context, scheduler)
     for name in COMPONENTS:
         component = importlib.import_module(name).create(runtime)

@@ -26,6 +26,9 @@ class Metrics:
                                         ["check", "kind"], buckets=DURATION_BUCKETS, registry=r)
         self.check_runs = Counter(P + "check_runs", "Runs by outcome", ["check", "status"],
                                   registry=r)
+        self.scheduler_start_delay = Histogram(
+            P + "scheduler_start_delay_seconds", "How late scheduled runs start",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
         self.tls_not_after = Gauge(P + "tls_not_after_seconds",
                                    "Earliest not_after of the certificates presented (unix time)",
                                    ["check"], registry=r)

@@ -45,38 +45,55 @@ class CheckRunner:
         self._busy: threading.Thread | None = None
         self._lock = threading.Lock()
         self._done = threading.Event()  # set when the current run returns, or on abandon()
+        self._box: list[Result] = []  # the current run's result, once it returns
+        self._busy_since = 0.0
         self.abandoned = False
 
     def run(self) -> Result:
+        return self.run_or_join()[0]
+
+    def run_or_join(self) -> tuple[Result, bool]:
+        """(result, fresh). A run asked for while one is in flight within its time (a manual
+        run during a scheduled one, or the reverse) waits for that run and returns its result
+        with ``fresh`` False: the caller must not record it a second time. Only a run still
+        going past its timeout plus the margin is hung, and then this run is skipped."""
         started = utcnow()
+        limit = self.check.timeout + HARD_TIMEOUT_MARGIN_S
         with self._lock:
-            if self._busy is not None and self._busy.is_alive():
+            fresh = not (self._busy is not None and self._busy.is_alive())
+            if not fresh and time.monotonic() - self._busy_since > limit:
                 return self._error(started, 0.0, "previous run still running (hung probe); "
-                                   "this run was skipped")
-            box: list[Result] = []
-            done = self._done = threading.Event()
-
-            def execute() -> None:
-                try:
-                    box.append(self.probe.execute())
-                finally:
-                    done.set()
-
-            worker = threading.Thread(target=execute, name=f"probe-{self.check.id}",
-                                      daemon=True)
-            self._busy = worker
-            worker.start()
-        t0 = time.monotonic()
-        done.wait(self.check.timeout + HARD_TIMEOUT_MARGIN_S)
+                                   "this run was skipped"), True
+            if fresh:
+                self._start()
+            done, box, since = self._done, self._box, self._busy_since
+        done.wait(max(0.0, since + limit - time.monotonic()))
         if box:
-            return box[0]
+            return box[0], fresh
+        duration = time.monotonic() - since
         if self.abandoned:
-            return self._error(started, time.monotonic() - t0,
-                               "abandoned at shutdown: still running when the grace period "
-                               "ended")
-        log.warning("probe hung check=%s timeout_s=%s", self.check.id, self.check.timeout)
-        return self._error(started, time.monotonic() - t0,
-                           f"timed out after {self.check.timeout:g}s (probe did not return)")
+            return self._error(started, duration, "abandoned at shutdown: still running when "
+                               "the grace period ended"), fresh
+        if fresh:
+            log.warning("probe hung check=%s timeout_s=%s", self.check.id, self.check.timeout)
+        return self._error(started, duration, f"timed out after {self.check.timeout:g}s "
+                           "(probe did not return)"), fresh
+
+    def _start(self) -> None:
+        """A new run on its own thread (called with the lock held)."""
+        box: list[Result] = []
+        done = threading.Event()
+
+        def execute() -> None:
+            try:
+                box.append(self.probe.execute())
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=execute, name=f"probe-{self.check.id}", daemon=True)
+        self._busy, self._done, self._box = worker, done, box
+        self._busy_since = time.monotonic()
+        worker.start()
 
     def _error(self, started: datetime, duration: float, message: str) -> Result:
         return Result(check=self.check.id, kind=self.check.kind, env=self.check.env,
@@ -109,8 +126,8 @@ class CheckScheduler:
         self._scheduled: dict[str, datetime] = {}
         self._in_flight = 0
         self._idle = threading.Condition()
-        self.start_delays: list[float] = []  # seconds; read by the benchmark
         self.on_start_delay: Callable[[float], None] | None = None
+        """Called with each scheduled run's start delay in seconds (metrics, benchmark)."""
 
     @property
     def running(self) -> bool:
@@ -143,7 +160,6 @@ class CheckScheduler:
         scheduled = self._scheduled.pop(check_id, None)
         if scheduled is not None:
             delay = (datetime.now(UTC) - scheduled).total_seconds()
-            self.start_delays.append(delay)
             if self.on_start_delay:
                 self.on_start_delay(delay)
         with self._idle:
@@ -156,9 +172,12 @@ class CheckScheduler:
                 self._idle.notify_all()
 
     def run_now(self, check_id: str) -> Result:
-        """Run one check immediately (also used by the CLI and the API) and feed the sink."""
+        """Run one check now (also used by the CLI and the API) and feed the sink; if it is
+        already running, wait for that run's result instead of starting a second."""
         runner = self.runners[check_id]
-        result = runner.run()
+        result, fresh = runner.run_or_join()
+        if not fresh:
+            return result  # the run in flight was recorded by whoever started it
         if runner.abandoned:
             # Cut off by our own shutdown, not judged: storing it as an error could flip the
             # check's state and page someone for a deploy.

@@ -33,8 +33,10 @@ class Problem:
 class ConfigError(Exception):
     """One or more problems in the configuration; ``str()`` lists them one per line."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], unreadable: bool = False) -> None:
         self.problems = sorted(set(problems), key=lambda p: (p.file, p.line, p.path))
+        self.unreadable = unreadable
+        """A file could not be read at all (exit 2, not the invalid config's 1)."""
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
@@ -70,7 +72,8 @@ def load_located(file: str, text: str | None = None) -> Located:
             with open(file, encoding="utf-8") as fh:
                 text = fh.read()
         except OSError as exc:
-            raise ConfigError([Problem(file, 1, "", f"cannot read file: {exc.strerror}")]) from exc
+            raise ConfigError([Problem(file, 1, "", f"cannot read file: {exc.strerror}")],
+                              unreadable=True) from exc
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()

@@ -252,3 +252,45 @@ def test_hung_probe_is_recorded_as_error_and_other_checks_go_on() -> None:
         "timed out after 0.2s (probe did not return)",
         "previous run still running (hung probe); this run was skipped"}
     assert {r.status for r in results if r.check == "fine"} == {Status.OK}
+
+
+def test_a_manual_run_during_a_scheduled_one_shares_its_result_and_records_it_once() -> None:
+    sink = Sink()
+    s = sched(sink, ScriptedConfig(id="slow", kind="scripted", interval=3600, timeout=10,
+                                   sleep_s=1.5))
+    first: list[Result] = []
+    in_flight = threading.Thread(target=lambda: first.append(s.run_now("slow")))
+    in_flight.start()
+    try:
+        runner = s.runners["slow"]
+        deadline = time.monotonic() + 10
+        while not (runner._busy and runner._busy.is_alive()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        second = s.run_now("slow")  # e.g. POST /api/v1/checks/slow/run
+        in_flight.join(10)
+    finally:
+        s.shutdown(5)
+    assert second is first[0]
+    assert (second.status, second.message) == (Status.OK, "scripted ok")
+    assert sink.results == [second]
+
+
+def test_scheduled_runs_report_how_late_they_start() -> None:
+    from controlplane.app import build_runtime
+    from controlplane.config import ControlPlaneConfig, EnvironmentConfig, StoreConfig
+
+    cfg = ControlPlaneConfig(environments={"dev": EnvironmentConfig()},
+                             store=StoreConfig(dsn="sqlite://"),
+                             checks=[ScriptedConfig(id="tick", kind="scripted", interval=0.2)])
+    rt = build_runtime(cfg)
+    rt.scheduler.spread_s = 0
+    rt.start()
+    try:
+        get = rt.metrics.registry.get_sample_value
+        deadline = time.monotonic() + 30
+        while not get("controlplane_scheduler_start_delay_seconds_count") and (
+                time.monotonic() < deadline):
+            time.sleep(0.05)
+    finally:
+        rt.stop(5)
+    assert get("controlplane_scheduler_start_delay_seconds_count") >= 1

@@ -118,7 +118,7 @@ def test_a_crashing_notifier_is_captured_with_the_check_tag_and_secrets_scrubbed
         assert (entry.state, entry.attempts) == ("pending", 1)
         # What /incidents shows: the error, never the credential in it.
         assert entry.last_error == ("notifier crashed: RuntimeError: bug while sending "
-                                    "(token=***")
+                                    "(token=***)")
     store.close()
     _flush()
     [event] = sentry.events

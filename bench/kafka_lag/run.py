@@ -141,6 +141,14 @@ def main() -> int:
     return 0 if same else 1
 
 
+def _verdict(median_ratio: float, worst_ratio: float) -> str:
+    if worst_ratio >= 10:
+        return "met"
+    if median_ratio >= 10:
+        return "met by the medians only, NOT against the tool's fastest run"
+    return "NOT met"
+
+
 def write_results(args: argparse.Namespace, s: dict[str, Any]) -> None:
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
     java_line = java.splitlines()[0] if java else "java"
@@ -169,8 +177,11 @@ def write_results(args: argparse.Namespace, s: dict[str, Any]) -> None:
         "2 cores when the measurement started), which slows both sides; the tool's time is "
         "mostly JVM start-up and class loading, so the ratio moves with the load (runs the "
         "same day: 9x to 15x).\n\n"
-        f"Speed-up: {s['speedup']:.0f}x (target >= 10x); target <= 1 s per evaluation: "
-        f"{'met' if s['ours_median'] <= 1 else 'NOT met'}.\n")
+        f"Speed-up: {s['speedup']:.1f}x median to median, "
+        f"{s['tool_min'] / s['ours_median']:.1f}x against the tool's fastest run; target "
+        f">= 10x: {_verdict(s['speedup'], s['tool_min'] / s['ours_median'])}. Target <= 1 s "
+        f"per evaluation: {'met' if s['ours_max'] <= 1 else 'NOT met'} (slowest run "
+        f"{s['ours_max'] * 1000:.0f} ms).\n")
     replace_section("kafka_lag", section)
 
 

@@ -47,12 +47,21 @@ def scenario(rate_per_min: int, duration: float, url: str) -> dict[str, float]:
         runs += 1
 
     rt.pipeline.on_result(count)
+    delays: list[float] = []
+    observe = rt.scheduler.on_start_delay
+
+    def record(delay: float) -> None:
+        delays.append(delay)
+        if observe is not None:
+            observe(delay)
+
+    rt.scheduler.on_start_delay = record
     cpu0, t0 = time.process_time(), time.monotonic()
     rt.start()
     time.sleep(duration)
     elapsed, cpu = time.monotonic() - t0, time.process_time() - cpu0
     rt.stop(10)
-    delays = sorted(rt.scheduler.start_delays)
+    delays.sort()
     return {
         "checks": n, "rate_per_min": rate_per_min, "duration_s": round(elapsed, 1),
         "runs": runs, "checks_per_s": round(runs / elapsed, 1),

@@ -103,6 +103,8 @@ class DrillConfig(_Model):
     tablespace: str | None = None
     """Tablespace for scratch databases (e.g. on a dedicated volume)."""
     assertions: list[SqlAssertion] = Field(default_factory=list)
+    timeout: Duration = 6 * 3600.0
+    """A drill still running after this long is stopped (pg_restore killed) and fails."""
 
     _cron = field_validator("schedule")(_valid_cron)
     _dsn = field_validator("server_dsn")(_valid_dsn)

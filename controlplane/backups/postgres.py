@@ -256,3 +256,14 @@ def drop_database(admin_dsn: str, name: str) -> None:
     with connect(admin_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
             sql.Identifier(name)))
+
+
+def database_names(admin_dsn: str, prefix: str) -> list[str]:
+    """Databases on the server whose name starts with ``prefix`` (drills' scratch databases)."""
+    with connect(admin_dsn, autocommit=True) as conn:
+        try:
+            rows = conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)"
+                                " ORDER BY 1", (prefix,)).fetchall()
+        except psycopg.Error as exc:
+            raise PgError(f"cannot list databases: {_first_line(exc)}") from None
+    return [str(r[0]) for r in rows]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,10 +93,12 @@ def _compare(name: str, manifest: dict[str, Any], got: VerifyReport,
 
 
 def restore(blob: BlobStore, manifest: dict[str, Any], identities: list[Any], target_dsn: str,
-            clean: bool = False, progress: ProgressFn | None = None) -> int:
+            clean: bool = False, progress: ProgressFn | None = None,
+            watch: Callable[[postgres.PgProcess], None] | None = None) -> int:
     """Stream the backup into pg_restore on ``target_dsn``; return plaintext bytes restored.
 
     Call :func:`verify` first: this pass checks the sha256 too, but only at the end.
+    ``watch`` is handed the pg_restore process as soon as it runs (a drill's timeout kills it).
     """
     name = str(manifest["blob"])
     try:
@@ -103,6 +106,8 @@ def restore(blob: BlobStore, manifest: dict[str, Any], identities: list[Any], ta
         proc = postgres.start_restore(target_dsn, clean)
     except (BlobError, postgres.PgError) as exc:
         raise RestoreFailed(str(exc)) from None
+    if watch is not None:
+        watch(proc)
     sink = SinkWriter(proc.stdin)
     try:
         decrypt_stream(reader, sink, identities)

@@ -21,6 +21,7 @@ from controlplane.backups.config import BackupComponentConfig, BackupsConfig
 from controlplane.backups.crypto import CryptoError, encrypt_stream, parse_recipients
 from controlplane.backups.streams import CountingReader, HashingBlobWriter, ProgressFn
 from controlplane.results import Result, Status, Step, StepFailed, StepRecorder, utcnow
+from controlplane.sentry import capture
 from controlplane.store import Store
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,11 @@ class BackupJob:
         except StepFailed as exc:
             return self._finish_failed(self.rec.steps[-1].name, str(exc), t0)
         except Exception as exc:
-            log.exception("backup crashed component=%s", self.name)
+            # Sentry first, with the check tag; the log line's own event is then a duplicate
+            # (same exception) that the SDK drops.
+            capture(exc, backup_check_id(self.name), component=self.name, job="backup")
+            log.exception("backup crashed check=%s component=%s", backup_check_id(self.name),
+                          self.name)
             return self._finish_failed("crash", f"{type(exc).__name__}: {exc}", t0)
         finally:
             lock.release()
@@ -168,6 +173,9 @@ class BackupJob:
         except BlobError as exc:
             dump.kill()
             raise StepFailed(str(exc)) from None
+        except BaseException:
+            dump.kill()  # never leave pg_dump (and its snapshot) behind
+            raise
         out = HashingBlobWriter(writer)
         try:
             try:

@@ -106,6 +106,9 @@ def cmd_drill_run(args: argparse.Namespace) -> int:
             err(f"no backup component {args.component!r}; configured: "
                 + (", ".join(sorted(ops.backups.components)) or "none"))
             return EXIT_ERROR
+        from controlplane.dr.component import warn_if_drills_restore_on_source
+
+        warn_if_drills_restore_on_source(args.component, ops.backups.components[args.component])
         progress = _progress(args)
         return _print_result(ops.run_drill(args.component, progress, on_demand=True), progress)
 

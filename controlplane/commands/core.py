@@ -53,9 +53,12 @@ def load_or_report(path: str | None) -> ControlPlaneConfig | None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    cfg = load_or_report(args.config)
-    if cfg is None:
-        return EXIT_FAILING
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_ERROR if exc.unreadable else EXIT_FAILING
     print(f"{cfg.source}: valid ({len(cfg.checks)} checks, "
           f"{len(cfg.environments)} environments)")
     return EXIT_OK

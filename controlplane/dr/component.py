@@ -14,14 +14,22 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from controlplane.backups import catalog
 from controlplane.backups.blob import BlobStore, open_blob_store
-from controlplane.backups.config import BackupsConfig, DrConfig, cron_trigger
-from controlplane.backups.service import BackupJob
-from controlplane.dr.drill import Drill
+from controlplane.backups.config import (
+    BackupComponentConfig,
+    BackupsConfig,
+    DrConfig,
+    cron_trigger,
+)
+from controlplane.backups.service import BackupJob, backup_check_id
+from controlplane.dr import cleanup
+from controlplane.dr.drill import Drill, drill_check_id
 from controlplane.dr.probes import DrProbe, backup_check, dr_check, drill_check
 from controlplane.pipeline import Pipeline
 from controlplane.probes.base import ProbeContext
 from controlplane.results import Result, Status
+from controlplane.sentry import capture
 from controlplane.store import Store
 
 if TYPE_CHECKING:
@@ -59,9 +67,10 @@ class BackupOps:
             decisions = retention.decide(self.store, {name: self.backups.components[name]
                                                       .retention})
             errors = retention.prune(self.store, self.blob, decisions)
-        except Exception:
-            log.exception("retention failed component=%s; run `controlplane backup prune`",
-                          name)
+        except Exception as exc:
+            capture(exc, backup_check_id(name), component=name, job="retention")
+            log.exception("retention failed check=%s component=%s; run `controlplane backup "
+                          "prune`", backup_check_id(name), name)
             return
         for e in errors:
             log.warning("retention could not delete component=%s error=%s", name, e)
@@ -75,7 +84,39 @@ class BackupOps:
         self.evaluate_dr()
         return result
 
+    def scheduled_backup(self, name: str) -> None:
+        """A cron-triggered backup: a crash is reported with its check id, never lost."""
+        try:
+            self.run_backup(name)
+        except Exception as exc:
+            capture(exc, backup_check_id(name), component=name, job="backup")
+            log.exception("scheduled backup crashed check=%s component=%s",
+                          backup_check_id(name), name)
+
+    def scheduled_drill(self, name: str) -> None:
+        try:
+            self.run_drill(name)
+        except Exception as exc:
+            capture(exc, drill_check_id(name), component=name, job="drill")
+            log.exception("scheduled drill crashed check=%s component=%s",
+                          drill_check_id(name), name)
+
+    def export_backup_metrics(self) -> None:
+        """backup_* gauges from the catalog, so they survive restarts and count backups
+        run elsewhere (the CLI, another replica), not only this process's own."""
+        metrics = self.pipeline.metrics
+        with self.store.session() as s:
+            for name in self.backups.components:
+                row = catalog.latest_complete(s, name)
+                if row is None or row.finished_at is None:
+                    continue
+                ts = catalog.aware(row.finished_at).timestamp()
+                metrics.backup_last_success.labels(name).set(ts)
+                metrics.backup_duration.labels(name).set(float(row.duration_s or 0))
+                metrics.backup_size.labels(name).set(float(row.size_bytes or 0))
+
     def evaluate_dr(self) -> list[Result]:
+        self.export_backup_metrics()
         out = []
         for name in self.dr.targets():
             check = dr_check(name)
@@ -103,21 +144,37 @@ class BackupsComponent:
                             "not configured; set dr.components.%s.backup_component to one of: "
                             "%s", name, source, name,
                             ", ".join(sorted(self.ops.backups.components)) or "(none)")
+        self._warn_source_restores()
         for name, comp in self.ops.backups.components.items():
             if comp.schedule:
-                self._scheduler.add_job(self.ops.run_backup, cron_trigger(comp.schedule),
+                self._scheduler.add_job(self.ops.scheduled_backup, cron_trigger(comp.schedule),
                                         args=[name], id=f"backup-{name}", max_instances=1,
                                         coalesce=True, misfire_grace_time=3600)
             if comp.drill.schedule:
-                self._scheduler.add_job(self.ops.run_drill, cron_trigger(comp.drill.schedule),
+                self._scheduler.add_job(self.ops.scheduled_drill,
+                                        cron_trigger(comp.drill.schedule),
                                         args=[name], id=f"drill-{name}", max_instances=1,
                                         coalesce=True, misfire_grace_time=3600)
         self._scheduler.add_job(self.ops.evaluate_dr, IntervalTrigger(
             seconds=self.ops.dr.evaluate_interval), id="dr-evaluate", max_instances=1,
             coalesce=True)
+        try:
+            self.ops.export_backup_metrics()
+        except Exception:
+            log.exception("could not read the backup catalog for the backup_* metrics")
         self._scheduler.start()
-        threading.Thread(target=self._safe_evaluate, name="dr-first", daemon=True).start()
+        threading.Thread(target=self._first_run, name="dr-first", daemon=True).start()
         log.info("backups component started jobs=%d", len(self._scheduler.get_jobs()))
+
+    def _warn_source_restores(self) -> None:
+        for name, comp in self.ops.backups.components.items():
+            warn_if_drills_restore_on_source(name, comp)
+
+    def _first_run(self) -> None:
+        """Clean up after drills a dead process left, then a first DR evaluation."""
+        for name, comp in self.ops.backups.components.items():
+            cleanup.clean_up(self.ops.store, name, comp)
+        self._safe_evaluate()
 
     def _safe_evaluate(self) -> None:
         try:
@@ -132,6 +189,15 @@ class BackupsComponent:
     def stop(self) -> None:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+
+
+def warn_if_drills_restore_on_source(name: str, comp: BackupComponentConfig) -> None:
+    """Drills default to the source server: a full restore load on production."""
+    if comp.drill.server_dsn is None:
+        log.warning("drills of %s restore into scratch databases ON THE SOURCE SERVER (the "
+                    "production database's server): set backups.components.%s.drill."
+                    "server_dsn to an admin DSN of a separate Postgres server (see docs/dr.md)",
+                    name, name)
 
 
 def ops_for(runtime: Runtime) -> BackupOps:

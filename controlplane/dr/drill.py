@@ -8,7 +8,9 @@ manifest, SQL assertions) -> drop. The scratch database is dropped whatever happ
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +21,9 @@ from controlplane.backups.config import BackupComponentConfig, BackupsConfig, Sq
 from controlplane.backups.crypto import CryptoError, load_identities
 from controlplane.backups.restore import RestoreFailed, VerificationFailed, restore, verify
 from controlplane.backups.streams import ProgressFn
+from controlplane.dr import cleanup
 from controlplane.results import Result, Status, Step, StepFailed, StepRecorder, utcnow
+from controlplane.sentry import capture
 from controlplane.store import Store
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,57 @@ def drill_check_id(component: str) -> str:
 class DrillOutcome:
     drill_id: int
     result: Result
+
+
+class Watchdog:
+    """Stops what the drill is waiting on (pg_restore, a check query) at its deadline.
+
+    A blocked call can only be ended from another thread: past the deadline the timer
+    thread stops the registered target, again every half second until the drill ends (a
+    query that starts just after a cancel must not escape it); the blocked step then fails
+    and ``fired`` lets the drill name the real cause.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.fired = threading.Event()
+        self.stopped = ""
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._target: tuple[str, Callable[[], None]] | None = None
+        self._timer = threading.Timer(timeout, self._fire)
+        self._timer.daemon = True
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def cancel(self) -> None:
+        self._done.set()
+        self._timer.cancel()
+
+    def watch(self, what: str, stop: Callable[[], None]) -> None:
+        with self._lock:
+            self._target = (what, stop)
+
+    def unwatch(self) -> None:
+        with self._lock:
+            self._target = None
+
+    def _fire(self) -> None:
+        self.fired.set()
+        while True:
+            with self._lock:
+                target = self._target
+            if target is not None:
+                self._stop(*target)
+            if self._done.wait(0.5):
+                return
+
+    def _stop(self, what: str, stop: Callable[[], None]) -> None:
+        self.stopped = what
+        try:
+            stop()
+        except Exception:
+            log.warning("drill watchdog could not stop %s", what, exc_info=True)
 
 
 class Drill:
@@ -52,6 +107,7 @@ class Drill:
         self.scratch = f"cp_drill_{name.replace('-', '_')}_{stamp}"
         self.backup_id = ""
         self.restore_s: float | None = None
+        self.watchdog = Watchdog(self.cfg.drill.timeout)
         with store.session() as s:
             row = DrillRow(component=name, status=catalog.RUNNING, started_at=self.started,
                            scratch_db=self.scratch, on_demand=on_demand)
@@ -64,10 +120,14 @@ class Drill:
     def run(self) -> DrillOutcome:
         t0 = time.monotonic()
         created = False
-        admin = (self.cfg.drill.server_dsn or self.cfg.dsn).get_secret_value()
+        admin = cleanup.admin_dsn(self.cfg)
+        cleanup.fail_stale_drills(self.store, self.name, self.cfg.drill.timeout)
+        self.watchdog.start()
         try:
             manifest, identities = self._pick_and_verify()
+            cleanup.try_drop_leftover_scratch(self.store, self.name, admin)
             with self.rec.step("create-scratch") as st:
+                self._deadline()
                 try:
                     postgres.create_database(admin, self.scratch, self.cfg.drill.tablespace)
                 except postgres.PgError as exc:
@@ -78,13 +138,32 @@ class Drill:
             self._restore(manifest, identities, target)
             self._check(manifest, target)
         except StepFailed as exc:
-            return self._finish(Status.FAILING, self.rec.steps[-1].name, str(exc), t0, created,
-                                admin)
+            last = self.rec.steps[-1]
+            # A step stopped by the watchdog reports the timeout, not the kill's side effect.
+            last.message = self._timeout_message() or last.message
+            return self._finish(Status.FAILING, last.name, self._timeout_message() or str(exc),
+                                t0, created, admin)
         except Exception as exc:
-            log.exception("drill crashed component=%s", self.name)
+            capture(exc, drill_check_id(self.name), component=self.name, job="drill")
+            log.exception("drill crashed check=%s component=%s", drill_check_id(self.name),
+                          self.name)
             return self._finish(Status.FAILING, "crash", f"{type(exc).__name__}: {exc}", t0,
                                 created, admin)
+        finally:
+            self.watchdog.cancel()
         return self._finish(Status.OK, "", "", t0, created, admin)
+
+    def _deadline(self) -> None:
+        """Between steps: a drill past its timeout goes no further."""
+        if self.watchdog.fired.is_set():
+            raise StepFailed(self._timeout_message())
+
+    def _timeout_message(self) -> str:
+        if not self.watchdog.fired.is_set():
+            return ""
+        stopped = f"; {self.watchdog.stopped} was stopped" if self.watchdog.stopped else ""
+        return (f"drill did not finish within {self.cfg.drill.timeout:g}s "
+                f"(backups.components.{self.name}.drill.timeout){stopped}")
 
     def _pick_and_verify(self) -> tuple[dict[str, Any], list[Any]]:
         with self.rec.step("pick") as st:
@@ -115,9 +194,13 @@ class Drill:
         with self.rec.step("restore") as st:
             t = time.monotonic()
             try:
-                n = restore(self.blob, manifest, identities, target, progress=self.progress)
+                n = restore(self.blob, manifest, identities, target, progress=self.progress,
+                            watch=lambda proc: self.watchdog.watch("pg_restore", proc.kill))
             except RestoreFailed as exc:
                 raise StepFailed(str(exc)) from None
+            finally:
+                self.watchdog.unwatch()
+            self._deadline()
             self.restore_s = round(time.monotonic() - t, 3)
             st.message = f"{n} bytes restored into {self.scratch}"
 
@@ -126,6 +209,7 @@ class Drill:
             want: dict[str, int] = dict(manifest.get("row_counts", {}))
             try:
                 with postgres.connect(target, autocommit=True) as conn:
+                    self.watchdog.watch("the check query", conn.cancel_safe)
                     got = postgres.count_rows(conn, sorted(want))
                     failures = [_assertion(conn, a) for a in self.cfg.drill.assertions]
             except postgres.PgError as exc:
@@ -133,6 +217,8 @@ class Drill:
             except Exception as exc:
                 raise StepFailed(f"verification query failed: {str(exc).splitlines()[0]}") \
                     from None
+            finally:
+                self.watchdog.unwatch()
             diffs = [f"{t}: {got.get(t)} rows, manifest says {n}" for t, n in want.items()
                      if got.get(t) != n]
             problems = diffs + [f for f in failures if f]

@@ -6,6 +6,7 @@ They are fields of :class:`controlplane.config.ControlPlaneConfig` (``incidents`
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Literal
 
@@ -15,6 +16,17 @@ from controlplane.durations import Duration
 
 Severity = Literal["critical", "major", "minor"]
 SEVERITY_RANK: dict[str, int] = {"minor": 0, "major": 1, "critical": 2}
+# Public (C), private/group (G) and DM (D) conversation ids. Names are refused: the
+# idempotency lookup (conversations.history) accepts only ids, so a name would make every
+# retried root message fail with channel_not_found.
+SLACK_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
+
+
+def slack_channel_id(v: str) -> str:
+    if not SLACK_CHANNEL_ID.fullmatch(v):
+        raise ValueError(f"slack channel {v!r} must be a channel ID like C0123ABCD (channel "
+                         "details → bottom of the About tab), not a name")
+    return v
 
 
 class _Model(BaseModel):
@@ -33,6 +45,8 @@ class SlackRoute(_Model):
     match: RouteMatch = Field(default_factory=RouteMatch)
     channel: str = Field(min_length=1)
 
+    _channel_id = field_validator("channel")(slack_channel_id)
+
 
 class SlackConfig(_Model):
     enabled: bool = True
@@ -43,6 +57,8 @@ class SlackConfig(_Model):
     repeat_interval: Duration = 4 * 3600.0
     signing_secret: SecretStr | None = None
     timeout: Duration = 10.0
+
+    _channel_id = field_validator("channel")(slack_channel_id)
 
     @field_validator("base_url")
     @classmethod
@@ -96,6 +112,9 @@ class IncidentsConfig(_Model):
     enabled: bool = True
     dashboard_url: str = Field(default="", description="public base URL of the dashboard")
     tick_interval: Duration = 15.0
+    update_interval: Duration = Field(default=0.0, ge=0, description=(
+        "hold a message update until this long after the previous one was sent (newer "
+        "ones replace it meanwhile); 0 = send each at once"))
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
 
 

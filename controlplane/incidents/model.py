@@ -108,6 +108,17 @@ class OutboxRow(Base):
     response: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class OutboxPauseRow(Base):
+    """A channel the service asked us to leave alone (Slack 429 ``Retry-After``) until
+    ``until``. Stored, not kept in memory, so a restart during the pause still honours it."""
+
+    __tablename__ = "notification_pauses"
+
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    until: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
 class SilenceRow(Base):
     __tablename__ = "silences"
 

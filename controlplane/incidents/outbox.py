@@ -2,8 +2,9 @@
 
 Per dedup key (check/env) and channel only the oldest pending entry is eligible, so
 updates go out in the order they were written, also across the incidents of a flapping
-check. Transient errors back off exponentially (or for Slack's
-``Retry-After``, which also pauses the whole channel); permanent errors mark the entry
+check. Transient errors back off exponentially (or for Slack's ``Retry-After``, which
+also pauses the whole channel; the pause is stored in ``notification_pauses`` so a
+restart during it does not send early); permanent errors mark the entry
 ``failed`` with the reason on the incident timeline and count in
 ``controlplane_notifications_failed``. An entry is marked ``sent`` only after the
 service accepted it; a crash in between means a resend, which each notifier makes
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from controlplane.incidents.config import OutboxConfig
 from controlplane.incidents.model import (
@@ -31,6 +33,7 @@ from controlplane.incidents.model import (
     SENT,
     IncidentEventRow,
     IncidentRow,
+    OutboxPauseRow,
     OutboxRow,
 )
 from controlplane.incidents.service import Clock, system_clock
@@ -53,7 +56,6 @@ class OutboxWorker:
         self.cfg = cfg
         self.metrics = metrics
         self.clock = clock
-        self.blocked_until: dict[str, datetime] = {}
         self._on_idle = on_idle
         self._idle_every = idle_every
         self._wakes = {channel: threading.Event() for channel in notifiers}
@@ -120,9 +122,15 @@ class OutboxWorker:
             attempted += 1
         return attempted
 
+    def paused_until(self, channel: str) -> datetime | None:
+        """The end of the channel's stored Retry-After pause, if one is still running."""
+        with self.store.session() as s:
+            pause = s.get(OutboxPauseRow, channel)
+            until = pause.until if pause is not None else None
+        return until if until is not None and self.clock() < until else None
+
     def _blocked(self, channel: str) -> bool:
-        until = self.blocked_until.get(channel)
-        return until is not None and self.clock() < until
+        return self.paused_until(channel) is not None
 
     def _due(self, channel: str) -> list[int]:
         if self._blocked(channel):
@@ -208,7 +216,7 @@ class OutboxWorker:
             delay = min(self.cfg.backoff_initial * 2 ** (row.attempts - 1), self.cfg.backoff_max)
             if exc.retry_after is not None:
                 delay = exc.retry_after
-                self.blocked_until[row.channel] = now + timedelta(seconds=delay)
+                _pause(s, row.channel, now + timedelta(seconds=delay), exc.message)
             row.next_attempt_at = now + timedelta(seconds=delay)
             if row.attempts == 1:
                 s.add(IncidentEventRow(incident_id=row.incident_id, at=now, kind="notify_retry",
@@ -229,6 +237,14 @@ class OutboxWorker:
     def close(self) -> None:
         for n in self.notifiers.values():
             n.close()
+
+
+def _pause(s: Session, channel: str, until: datetime, reason: str) -> None:
+    pause = s.get(OutboxPauseRow, channel)
+    if pause is None:
+        s.add(OutboxPauseRow(channel=channel, until=until, reason=reason))
+    else:  # the newest Retry-After is the service's current word
+        pause.until, pause.reason = until, reason
 
 
 def _scrubbed(exc: TransportError, notifier: Notifier) -> TransportError:

@@ -4,6 +4,7 @@ Every change and the notifications it causes are written in ONE transaction (the
 incident row, its timeline event and the outbox entries), so a crash can never leave a
 change without its notification or a notification without its change. Delivery is the
 outbox worker's job (:mod:`controlplane.incidents.outbox`).
+Message updates coalesce and may be spaced out (:mod:`controlplane.incidents.coalesce`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controlplane.evaluator import State, Transition
+from controlplane.incidents import coalesce as updates
 from controlplane.incidents import silences
 from controlplane.incidents.config import SEVERITY_RANK, IncidentsConfig, NotifiersConfig
 from controlplane.incidents.model import (
@@ -95,7 +97,8 @@ class IncidentService:
             now = self.clock()
             inc.message = result.message
             self._event(s, inc, "updated", result.message, now)
-            self._notify(s, inc, "update", now, text=f"Update: {result.message}")
+            self._notify(s, inc, "update", now, text=f"Update: {result.message}",
+                         coalesce=True)
         self._after_change()
 
     # -- operator actions ---------------------------------------------------------------------
@@ -191,22 +194,37 @@ class IncidentService:
         s.add(IncidentEventRow(incident_id=inc.id, at=now, kind=kind, message=message))
 
     def _notify(self, s: Session, inc: IncidentRow, action: str, now: datetime,
-                text: str | None = None, force: bool = False) -> None:
+                text: str | None = None, force: bool = False,
+                coalesce: bool = False) -> None:
         if action != "open" and not inc.notified:
             return  # nothing was announced (silenced), so there is nothing to follow up
         if action not in ("open", "resolve") and not force and self._silence(s, inc, now):
             self._event(s, inc, "silenced", f"{action} not sent: silenced", now)
             return
         payload = self.payload(inc, now, text)
+        if coalesce:
+            payload["coalesce"] = True
         for channel in self._channels(inc, action):
             if channel == "slack" and action == "open":
                 payload = {**payload, "channel": self._route(inc)}
+            due = now
+            if coalesce:
+                due = updates.hold_until(s, inc.id, channel, now, self.cfg.update_interval)
+                self._coalesce(s, inc, channel, now)
+            else:
+                updates.release(s, inc.id, channel, now)
             s.add(OutboxRow(incident_id=inc.id, channel=channel, action=action, payload=payload,
                             idempotency_key=uuid.uuid4().hex, state=PENDING, attempts=0,
-                            created_at=now, next_attempt_at=now, last_error="", response={}))
+                            created_at=now, next_attempt_at=due, last_error="", response={}))
         if action == "open":
             inc.notified = True
         inc.last_notified_at, inc.last_notified_message = now, inc.message
+
+    def _coalesce(self, s: Session, inc: IncidentRow, channel: str, now: datetime) -> None:
+        replaced = updates.supersede(s, inc.id, channel)
+        if replaced:
+            self._event(s, inc, "coalesced", f"{channel}: {replaced} unsent "
+                        f"update{'s' if replaced > 1 else ''} replaced by the newest", now)
 
     def _channels(self, inc: IncidentRow, action: str) -> list[str]:
         out = []

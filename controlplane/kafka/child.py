@@ -20,6 +20,7 @@ import logging
 import multiprocessing as mp
 import os
 import signal
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
@@ -56,10 +57,14 @@ class ClientDied(Exception):
 
 
 def _child_main(conn: Connection, factory: Factory, cfg_json: str, kind: str,
-                env: dict[str, str]) -> None:
+                env: dict[str, str], log_level: str | None) -> None:
     """The child: build the object, then answer (method, args) requests until None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     os.environ.update(env)
+    if log_level is not None:  # the parent's set-up: same format, level and redaction
+        from controlplane.logs import setup_logging
+
+        setup_logging(log_level)
     from controlplane.probes import probe_class
 
     cfg = probe_class(kind).config_model.model_validate_json(cfg_json)
@@ -77,9 +82,9 @@ def _child_main(conn: Connection, factory: Factory, cfg_json: str, kind: str,
             return  # the parent went away without saying goodbye
         if request is None:
             return
-        method, args = request
+        method, args, timeout = request
         try:
-            conn.send(("ok", getattr(target, method)(*args)))
+            conn.send(("ok", getattr(target, method)(*args, timeout=timeout)))
         except KafkaUnavailable as exc:
             conn.send(("unavailable", str(exc), getattr(exc, "client_error", None)))
         except ProbeError as exc:
@@ -90,20 +95,23 @@ def _child_main(conn: Connection, factory: Factory, cfg_json: str, kind: str,
 
 class ChildClient:
     """The parent's handle on one check's child; started on first use, restarted after a
-    death, stopped by :meth:`close`."""
+    death, stopped by :meth:`close`. Every call, start-up included, fits in its timeout."""
 
     START_TIMEOUT_S = 30.0
     # The child honours the call's timeout itself (plus 0.5 s grace); the margin covers
     # pickling 10,000 rows and stays inside the scheduler's 1 s hard-timeout margin.
     ANSWER_MARGIN_S = 0.8
+    MIN_CALL_S = 0.5
 
     def __init__(self, cfg: KafkaCheckConfig, factory: Factory) -> None:
         self.cfg = cfg
         self.factory = factory
         self.proc: BaseProcess | None = None
         self.conn: Connection | None = None
+        self.ready = False
+        self.started_at = 0.0
 
-    def _start(self) -> Connection:
+    def _start(self) -> None:
         ctx = _context()
         parent, child = ctx.Pipe()
         # The fork server's environment is the one it started with; the password variable
@@ -112,36 +120,56 @@ class ChildClient:
         env = {name: os.environ[name]} if name and name in os.environ else {}
         proc = ctx.Process(target=_child_main, name=f"kafka-client-{self.cfg.id}",
                            args=(child, self.factory, self.cfg.model_dump_json(),
-                                 self.cfg.kind, env),
+                                 self.cfg.kind, env, _log_level()),
                            daemon=True)
         proc.start()
         child.close()
-        self.proc, self.conn = proc, parent
-        if not parent.poll(self.START_TIMEOUT_S):
-            self.close()
-            raise ProbeError("the Kafka client process did not start within "
-                             f"{self.START_TIMEOUT_S:g}s")
-        answer = self._recv(parent)
-        if answer[0] == "error":
-            self.close()
-            raise ProbeError(answer[1])
-        log.info("kafka client process started check=%s pid=%s", self.cfg.id, proc.pid)
-        return parent
+        self.proc, self.conn, self.ready = proc, parent, False
+        self.started_at = time.monotonic()
 
-    def _live_conn(self) -> Connection:
+    def _ready_conn(self, deadline: float) -> Connection:
+        """The child's pipe once it is ready; a child still starting when the call's time
+        is up keeps starting for the next run (a cold fork server takes seconds)."""
         if self.proc is not None and not self.proc.is_alive():
             log.warning("kafka client process had died check=%s exitcode=%s; restarting",
                         self.cfg.id, self.proc.exitcode)
             self.close()
-        return self.conn if self.conn is not None else self._start()
+        if self.conn is None:
+            self._start()
+        conn = self.conn
+        assert conn is not None
+        if self.ready:
+            return conn
+        give_up = self.started_at + self.START_TIMEOUT_S
+        if not conn.poll(max(0.0, min(deadline, give_up) - time.monotonic())):
+            if time.monotonic() >= give_up:
+                self.close()
+                raise ProbeError("the Kafka client process did not start within "
+                                 f"{self.START_TIMEOUT_S:g}s")
+            raise KafkaUnavailable("the Kafka client process was still starting when the "
+                                   "check's timeout ran out; it goes on for the next run")
+        answer = self._recv(conn)
+        if answer[0] == "error":
+            self.close()
+            raise ProbeError(answer[1])
+        self.ready = True
+        log.info("kafka client process started check=%s pid=%s",
+                 self.cfg.id, self.proc.pid if self.proc else None)
+        return conn
 
     def call(self, method: str, args: tuple[Any, ...], timeout: float) -> Any:
-        """``target.method(*args)`` in the child. KafkaUnavailable when it does not answer
-        within ``timeout`` (the child is then stopped), ClientDied when it dies."""
-        conn = self._live_conn()
-        conn.send((method, args))
-        if not conn.poll(timeout + self.ANSWER_MARGIN_S):
-            self.close()
+        """``target.method(*args, timeout=left)`` in the child, ``left`` being what start-up
+        left of ``timeout``. KafkaUnavailable when no answer comes in time (the child is
+        then killed), ClientDied when it dies."""
+        deadline = time.monotonic() + timeout
+        conn = self._ready_conn(deadline)
+        left = max(self.MIN_CALL_S, deadline - time.monotonic())
+        try:
+            conn.send((method, args, left))
+        except OSError:  # it died between runs, after the liveness check
+            raise ClientDied(self._reap()) from None
+        if not conn.poll(left + self.ANSWER_MARGIN_S):
+            self.kill()
             raise KafkaUnavailable("no answer within the check's timeout (the client "
                                    "process was stopped and restarts on the next run)")
         answer = self._recv(conn)
@@ -157,16 +185,27 @@ class ChildClient:
         try:
             return conn.recv()
         except (EOFError, OSError):
-            code = self.proc.exitcode if self.proc is not None else None
-            if self.proc is not None:
-                self.proc.join(5)
-                code = self.proc.exitcode
-            self.close()
-            raise ClientDied(exit_text(code)) from None
+            raise ClientDied(self._reap()) from None
+
+    def _reap(self) -> str:
+        """The dead child's exit, in words; forgets it."""
+        code = None
+        if self.proc is not None:
+            self.proc.join(5)
+            code = self.proc.exitcode
+        self.close()
+        return exit_text(code)
+
+    def kill(self) -> None:
+        """Stop the child at once (it is stuck: asking it nicely would cost time)."""
+        if self.proc is not None and self.proc.is_alive():
+            self.proc.kill()
+        self.close()
 
     def close(self) -> None:
         conn, proc = self.conn, self.proc
         self.conn = self.proc = None
+        self.ready = False
         if conn is not None:
             with contextlib.suppress(OSError):
                 conn.send(None)
@@ -176,6 +215,12 @@ class ChildClient:
             if proc.is_alive():
                 proc.kill()
                 proc.join(5)
+
+
+def _log_level() -> str | None:
+    """The root logger's level name when this process has set up logging, else None."""
+    root = logging.getLogger()
+    return logging.getLevelName(root.level) if root.handlers else None
 
 
 def exit_text(code: int | None) -> str:
@@ -196,29 +241,44 @@ def died_message(what: str, bootstrap: str, exc: ClientDied) -> str:
             "(confluentinc/librdkafka#4605); a new one starts on the next run")
 
 
-def probe_here(cfg: KafkaCheckConfig) -> Any:
-    """Factory: the check's own probe, with its client in this (the child's) process."""
-    from controlplane.probes import probe_class
+class HostedProbe:
+    """In the child: the check's own probe, its client in the child's process."""
 
-    return probe_class(cfg.kind)(cfg.model_copy(update={"isolate_client": False}))
+    def __init__(self, cfg: KafkaCheckConfig) -> None:
+        from controlplane.probes import probe_class
+
+        self.probe = probe_class(cfg.kind)(cfg.model_copy(update={"isolate_client": False}))
+
+    def check(self, state: Any, *, timeout: float) -> tuple[Outcome, Any]:
+        """One run within ``timeout`` (what start-up left), from the parent's copy of what
+        the probe keeps between runs; returns the outcome and that state, updated."""
+        probe = self.probe
+        probe.config = probe.config.model_copy(update={"timeout": timeout})
+        stateful = hasattr(probe, "get_state")
+        if stateful and state is not None:
+            probe.set_state(state)  # type: ignore[attr-defined]
+        outcome = probe.check()
+        return outcome, probe.get_state() if stateful else None  # type: ignore[attr-defined]
 
 
 class ProbeInChild(ChildClient):
     """A whole probe in the child: ``check()`` runs there and its Outcome comes back. What
-    the probe keeps between runs (brokers seen, DLQ offsets) lives there too, and starts
-    afresh with a new child."""
+    the probe keeps between runs (``get_state``/``set_state``: brokers seen, DLQ offsets)
+    is copied back here after each run and handed to a new child, so nothing is lost."""
 
     def __init__(self, cfg: KafkaCheckConfig, doing: str) -> None:
-        super().__init__(cfg, probe_here)
+        super().__init__(cfg, HostedProbe)
         self.doing = doing
         """What the check was doing, for the message when the child dies."""
+        self.state: Any = None
 
     def check(self) -> Outcome:
         try:
-            outcome: Outcome = self.call("check", (), self.cfg.timeout)
+            outcome, self.state = self.call("check", (self.state,), self.cfg.timeout)
         except KafkaUnavailable as exc:
             return Outcome(Status.FAILING, unreachable_message(
                 self.cfg.bootstrap, str(exc), getattr(exc, "client_error", None)))
         except ClientDied as exc:
             return Outcome(Status.FAILING, died_message(self.doing, self.cfg.bootstrap, exc))
+        assert isinstance(outcome, Outcome)
         return outcome

@@ -106,5 +106,5 @@ class IsolatedClient(ChildClient):
         super().__init__(cfg, InProcessClient)
 
     def fetch(self, sel: Selection, timeout: float) -> Fetched:
-        fetched: Fetched = self.call("fetch", (sel, timeout), timeout)
+        fetched: Fetched = self.call("fetch", (sel,), timeout)
         return fetched

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from controlplane.durations import Duration
+from controlplane.logs import redact
 from controlplane.results import Result, Status, Step, utcnow
 
 if TYPE_CHECKING:
@@ -107,10 +108,13 @@ class Probe(ABC, Generic[ConfigT]):
             status=outcome.status,
             started_at=started,
             duration_s=round(time.monotonic() - t0, 6),
-            message=outcome.message,
+            # One place for every kind: a credential in a URL's query (``?token=``,
+            # ``&sig=``) or a DSN never reaches the store, the API, pages or logs.
+            message=redact(outcome.message),
             metrics=outcome.metrics,
-            details=outcome.details,
-            steps=outcome.steps,
+            details=_redacted(outcome.details),
+            steps=[st.model_copy(update={"message": redact(st.message)})
+                   for st in outcome.steps],
         )
 
     @classmethod
@@ -129,3 +133,13 @@ class Probe(ABC, Generic[ConfigT]):
     @classmethod
     def config_from_args(cls, args: argparse.Namespace) -> CheckConfig:
         raise NotImplementedError(f"{cls.kind} cannot be run ad hoc")
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value

@@ -17,6 +17,7 @@ the cluster could not name one at all.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -112,14 +113,27 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
         admin.poll(0)
         return self.trap.take()
 
+    def get_state(self) -> dict[str, Any]:
+        """What a run leaves for the next (kept by the parent when the probe runs in a
+        child process, see kafka/child.py)."""
+        return {"seen_brokers": dict(self.seen_brokers), "dlq_offsets": dict(self.dlq_offsets)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.seen_brokers = dict(state["seen_brokers"])
+        self.dlq_offsets = dict(state["dlq_offsets"])
+
     def close(self) -> None:
         self._admin = None
         if self.child is not None:
             self.child.close()
 
     def check(self) -> Outcome:
-        if self.child is not None:
-            return self.child.check()
+        outcome = self.child.check() if self.child is not None else self._inspect()
+        # Every result names its cluster, so a failed read can clear the cluster's series.
+        outcome.details.setdefault("cluster", self.config.cluster or self.config.id)
+        return outcome
+
+    def _inspect(self) -> Outcome:
         cfg = self.config
         deadline = Deadline(cfg.timeout)
         admin = self.admin()
@@ -247,6 +261,9 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
         cluster = result.details.get("cluster") or result.check
         if urp is not None:
             metrics.kafka_urp.labels(cluster).set(urp)
+        else:  # unknown is absent, not a stale number
+            with contextlib.suppress(KeyError):
+                metrics.kafka_urp.remove(cluster)
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:

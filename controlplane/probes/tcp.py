@@ -88,7 +88,8 @@ class TcpProbe(Probe[TcpCheckConfig]):
         parser.add_argument("--tls", action="store_true", help="also do a verified TLS handshake")
         parser.add_argument("--servername", help="with --tls: SNI name (default: HOST)")
         parser.add_argument("--ca-file", help="with --tls: PEM bundle of trusted CAs")
-        parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+        parser.add_argument("--timeout", default="10s", metavar="S",
+                            help="a duration, e.g. 10s or 1m (default 10s)")
 
     @classmethod
     def config_from_args(cls, args: argparse.Namespace) -> CheckConfig:

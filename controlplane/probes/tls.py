@@ -122,7 +122,8 @@ class TlsProbe(Probe[TlsCheckConfig]):
         parser.add_argument("--expected-issuer", help="substring the leaf issuer must contain")
         parser.add_argument("--no-verify-hostname", action="store_true",
                             help="do not match the name against the certificate")
-        parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+        parser.add_argument("--timeout", default="10s", metavar="S",
+                            help="a duration, e.g. 10s or 1m (default 10s)")
 
     @classmethod
     def config_from_args(cls, args: argparse.Namespace) -> CheckConfig:

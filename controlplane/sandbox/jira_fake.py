@@ -66,9 +66,12 @@ class JiraFake:
 
     # -- fault injection and inspection -------------------------------------------------------
 
-    def down(self, status: int = 503, path: str = "", count: int | None = None) -> None:
-        self.server.add_fault(path, Response(status, {"errorMessages": [
-            "Service Unavailable"], "errors": {}}), count)
+    def down(self, status: int = 503, path: str = "", count: int | None = None,
+             message: str = "Service Unavailable") -> None:
+        """Answer requests to ``path`` with ``status`` and ``message`` in ``errorMessages``
+        (a gateway in front of Jira may say anything there, even echo a credential)."""
+        self.server.add_fault(path, Response(status, {"errorMessages": [message],
+                                                      "errors": {}}), count)
 
     def drop_response(self, path: str, count: int | None = 1) -> None:
         """Handle the next ``count`` requests to ``path``, then close the connection

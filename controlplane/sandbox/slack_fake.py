@@ -3,7 +3,9 @@
 Speaks ``/api/auth.test``, ``chat.postMessage``, ``chat.update``, ``conversations.history``
 and ``conversations.replies`` with Slack's shapes: ``{"ok": false, "error": ...}`` errors
 (``not_authed``, ``invalid_auth``, ``channel_not_found``, ``message_not_found``,
-``thread_not_found``), message ``metadata`` (returned by the history calls only with
+``thread_not_found``), channels by ID (``chat.postMessage`` also takes a channel's name,
+``#oncall`` or ``oncall``; every other method answers ``channel_not_found`` to a name, as
+Slack does), message ``metadata`` (returned by the history calls only with
 ``include_all_metadata``), threads by ``thread_ts``, cursor pagination
 (``response_metadata.next_cursor``), and 429 with ``Retry-After``. Point
 ``slack_sdk.WebClient(base_url=fake.url + "/api/")`` at it.
@@ -32,6 +34,7 @@ from controlplane.sandbox.fakehttp import FakeServer, Request, Response
 
 DEFAULT_TOKEN = "xoxb-sandbox-token"
 DEFAULT_CHANNELS = ("C0ONCALL", "C0PLATFORM", "C0KAFKA")
+DEFAULT_NAMES = {"oncall": "C0ONCALL", "platform": "C0PLATFORM", "kafka": "C0KAFKA"}
 
 
 @dataclass
@@ -48,9 +51,11 @@ class Message:
 
 class SlackFake:
     def __init__(self, token: str = DEFAULT_TOKEN,
-                 channels: tuple[str, ...] = DEFAULT_CHANNELS) -> None:
+                 channels: tuple[str, ...] = DEFAULT_CHANNELS,
+                 names: dict[str, str] | None = None) -> None:
         self.token = token
         self.channels = set(channels)
+        self.names = dict(DEFAULT_NAMES if names is None else names)  # name -> channel ID
         self.calls: list[tuple[str, int]] = []  # (method, HTTP status) in arrival order
         self.on_message: Callable[[Message], None] | None = None
         self._messages: list[Message] = []
@@ -149,14 +154,16 @@ class SlackFake:
                 "user": "controlplane", "team_id": "T0SANDBOX", "user_id": "U0CONTROL",
                 "bot_id": "B0CONTROL"}
 
-    def _channel(self, args: dict[str, Any]) -> str:
+    def _channel(self, args: dict[str, Any], by_name: bool = False) -> str:
         channel = str(args.get("channel", ""))
+        if by_name:  # only chat.postMessage resolves a name; the answer carries the ID
+            channel = self.names.get(channel.removeprefix("#"), channel)
         if channel not in self.channels:
             raise _ApiError("channel_not_found")
         return channel
 
     def _post(self, args: dict[str, Any]) -> dict[str, Any]:
-        channel = self._channel(args)
+        channel = self._channel(args, by_name=True)
         blocks = _json_arg(args.get("blocks"), [])
         text = str(args.get("text") or "")
         if not text and not blocks:

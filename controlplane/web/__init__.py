@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from flask import Flask, current_app
+from flask import Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from controlplane.results import iso, utcnow
 
@@ -30,7 +31,18 @@ def create_app(runtime: Runtime) -> Flask:
     app.jinja_env.globals["now_iso"] = lambda: iso(utcnow())
     for name in BLUEPRINTS:
         app.register_blueprint(importlib.import_module(name).bp)
+    app.register_error_handler(HTTPException, _api_errors_as_json)
     return app
+
+
+def _api_errors_as_json(exc: HTTPException) -> Response | HTTPException:
+    """Under /api/ an error is JSON ``{"error": ...}`` like every other answer there; pages
+    keep Flask's HTML error page."""
+    if not request.path.startswith("/api/"):
+        return exc
+    resp = jsonify(error=exc.description or exc.name)
+    resp.status_code = exc.code or 500
+    return resp
 
 
 def runtime() -> Runtime:

@@ -102,12 +102,22 @@ def api_results(check_id: str) -> Response | tuple[Response, int]:
     check = _find(check_id)
     try:
         since = _parse_since(request.args.get("since"))
-        limit = min(int(request.args.get("limit", "500")), 5000)
+        limit = _limit(request.args.get("limit", "500"))
     except ValueError as exc:
         return jsonify(error=str(exc)), 400
     with runtime().store.session() as s:
         results = history(s, check.id, since=since, limit=limit)
     return jsonify(check=check.id, results=[r.to_json_dict() for r in results])
+
+
+def _limit(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise ValueError(f"limit must be a whole number from 1 to 5000, not {text!r}") from None
+    if n < 1:
+        raise ValueError(f"limit must be a whole number from 1 to 5000, not {text!r}")
+    return min(n, 5000)
 
 
 @bp.post("/api/v1/checks/<check_id>/run")

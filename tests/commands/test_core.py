@@ -153,8 +153,10 @@ def test_check_commands_exit_2_on_an_invalid_config(tmp_path: Path) -> None:
                                       "valid kinds are: ")
 
 
-def test_check_commands_exit_2_on_a_missing_config_file(tmp_path: Path) -> None:
-    proc = run_cli("check", "list", "--config", str(tmp_path / "absent.yaml"))
+@pytest.mark.parametrize("command", [("check", "list"), ("validate",)])
+def test_commands_exit_2_on_a_missing_config_file(tmp_path: Path,
+                                                  command: tuple[str, ...]) -> None:
+    proc = run_cli(*command, "--config", str(tmp_path / "absent.yaml"))
     assert proc.returncode == 2
     assert proc.stderr == f"{tmp_path / 'absent.yaml'}:1: cannot read file: No such file or " \
                           "directory\n"

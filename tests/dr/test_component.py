@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from controlplane.app import build_runtime
+from controlplane.backups import catalog
+from controlplane.backups.service import BackupJob
 from controlplane.config import ConfigError, ControlPlaneConfig, load_config
 from controlplane.dr.component import BackupsComponent
+from controlplane.results import Status
+from controlplane.store import Store
+from controlplane.web import create_app
+from tests.backups.conftest import MakeEnv
+from tests.services.azurite import Azurite
+from tests.services.common import run_cli
 
 RECIPIENT = "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq"
 
@@ -54,3 +65,79 @@ def test_bad_cron_and_bad_recipient_are_config_errors_with_file_and_line(
                                "AAAA' is not an age X25519 recipient")
     assert lines[1].startswith(f"{path}:9: backups.components.app.schedule: 'every night' is "
                                "not a cron expression (5 fields, e.g. '0 2 * * *')")
+
+
+def _gauges(client: FlaskClient) -> dict[str, float]:
+    """backup_* samples for component app from /metrics, by metric name."""
+    text = client.get("/metrics").get_data(as_text=True)
+    return {s.name: s.value for fam in text_string_to_metric_families(text)
+            for s in fam.samples
+            if s.name.startswith("controlplane_backup_") and s.labels == {"component": "app"}}
+
+
+def _expected(store: Store, backup_id: str) -> dict[str, float]:
+    with store.session() as s:
+        row = s.get(catalog.BackupRow, backup_id)
+        assert row is not None and row.finished_at is not None
+        assert row.size_bytes is not None and row.duration_s is not None
+        return {"controlplane_backup_last_success_timestamp_seconds":
+                catalog.aware(row.finished_at).timestamp(),
+                "controlplane_backup_size_bytes": float(row.size_bytes),
+                "controlplane_backup_duration_seconds": row.duration_s}
+
+
+@pytest.mark.postgres
+@pytest.mark.azurite
+def test_backup_gauges_come_from_the_catalog_after_a_restart_and_for_backups_run_elsewhere(
+        make_env: MakeEnv, source_dsn: str, azurite: Azurite) -> None:
+    env = make_env(source_dsn, azurite)
+    cfg_path = env.config_file()
+    run = run_cli("backup", "run", "app", "--config", cfg_path, "--quiet", timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    with env.store.session() as s:
+        first = catalog.backups(s, "app")[0].id
+    # A fresh server on the same store: it ran no backup itself.
+    rt = build_runtime(load_config(cfg_path))
+    comp = rt.component("backups")
+    assert isinstance(comp, BackupsComponent)
+    comp.start()
+    try:
+        client = create_app(rt).test_client()
+        assert _gauges(client) == _expected(env.store, first)
+        # A backup by another process (its own store connection) shows at the next
+        # DR evaluation.
+        other = Store(env.store_dsn)
+        try:
+            outcome = BackupJob("app", env.backups, other, env.blob).run()
+        finally:
+            other.close()
+        assert outcome.result.status == Status.OK
+        assert _gauges(client) == _expected(env.store, first)
+        comp.ops.evaluate_dr()
+        assert _gauges(client) == _expected(env.store, outcome.backup_id)
+    finally:
+        rt.stop(0)
+
+
+def test_start_up_warns_once_per_component_whose_drills_restore_onto_the_source_server(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = ControlPlaneConfig.model_validate({
+        "environments": {"production": {}},
+        "store": {"dsn": f"sqlite:///{tmp_path / 'cp.db'}"},
+        "blob": {"backend": "local", "path": str(tmp_path / "blobs")},
+        "backups": {"components": {
+            "app": {"dsn": "postgresql://u:p@127.0.0.1:1/app", "recipients": [RECIPIENT]},
+            "billing": {"dsn": "postgresql://u:p@127.0.0.1:1/billing",
+                        "recipients": [RECIPIENT],
+                        "drill": {"server_dsn": "postgresql://u:p@127.0.0.1:1/postgres"}}}}})
+    rt = build_runtime(cfg)
+    comp = rt.component("backups")
+    assert comp is not None
+    with caplog.at_level(logging.WARNING, logger="controlplane.dr.component"):
+        comp.start()
+    rt.stop(0)
+    warnings = [r.getMessage() for r in caplog.records if "SOURCE SERVER" in r.getMessage()]
+    assert warnings == [
+        "drills of app restore into scratch databases ON THE SOURCE SERVER (the production "
+        "database's server): set backups.components.app.drill.server_dsn to an admin DSN of a "
+        "separate Postgres server (see docs/dr.md)"]

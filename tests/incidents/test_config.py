@@ -87,3 +87,26 @@ def test_run_refuses_to_start_on_an_invalid_notifier_config(tmp_path: Path) -> N
         f"{path}:7: notifiers.slack.repeat_interval: must be at least 60s; reminders more "
         "often are noise",
         "controlplane: refusing to start: the configuration is invalid (see above)"])
+
+
+def test_a_slack_channel_name_stops_start_up_asking_for_the_channel_id(
+        tmp_path: Path) -> None:
+    # conversations.history (the lookup before a resend) takes only IDs: with a name every
+    # retried root message would fail with channel_not_found and never get its thread.
+    code, errors = _validate(tmp_path, """notifiers:
+  slack:
+    token: xoxb-1
+    channel: "#ops"
+    routes:
+      - match: {labels: {team: kafka}}
+        channel: kafka-alerts
+      - match: {severity: [critical]}
+        channel: C0PAGING
+""")
+    path = tmp_path / "controlplane.yaml"
+    assert (code, errors) == (1, [
+        f"{path}:6: notifiers.slack.channel: slack channel '#ops' must be a channel ID like "
+        "C0123ABCD (channel details → bottom of the About tab), not a name",
+        f"{path}:9: notifiers.slack.routes.0.channel: slack channel 'kafka-alerts' must be a "
+        "channel ID like C0123ABCD (channel details → bottom of the About tab), not a name",
+    ])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from controlplane.incidents.config import OutboxConfig
@@ -34,7 +35,7 @@ def test_every_notification_is_stored_before_it_is_sent(
     assert 'controlplane_notifications_pending{channel="slack"} 0.0' in text
 
 
-def test_slack_down_for_minutes_then_rate_limited_delivers_everything_in_order(
+def test_slack_down_for_minutes_then_rate_limited_delivers_the_current_state_in_order(
         harness: Harness, slack_fake: SlackFake) -> None:
     check = tls_check()
     slack_fake.down(503)
@@ -59,11 +60,17 @@ def test_slack_down_for_minutes_then_rate_limited_delivers_everything_in_order(
     _run_for(harness, 120)
     [root] = slack_fake.messages(roots_only=True)
     assert root.text.endswith("expired 1 day ago")
+    # The message changed four times during the outage: those unsent updates coalesce into
+    # the newest (the timeline keeps each one), so the thread gets one current reply.
     assert [m.text for m in slack_fake.messages(thread_ts=root.ts)] == [
-        f"Update: expired {d} days ago" for d in range(2, 6)]
-    assert {e.state for e in harness.outbox()} == {"sent"}
+        "Update: expired 5 days ago"]
+    assert [(e.action, e.state) for e in harness.outbox() if e.channel == "slack"] == [
+        ("open", "sent"), ("update", "skipped"), ("update", "skipped"), ("update", "skipped"),
+        ("update", "sent")]
     [inc] = harness.incidents()
     timeline = harness.timeline(inc.id)
+    assert [m for kind, m in timeline if kind == "updated"] == [
+        f"expired {d} days ago" for d in range(2, 6)]
     assert ("notify_retry", "slack open delayed: slack unavailable: HTTP 503; retrying") \
         in timeline
 
@@ -225,3 +232,49 @@ def test_a_flap_during_a_jira_outage_reaches_jira_in_order(
         "Resolved after 1s: renewed", "Failing again: expired again"]
     assert [(i.state, i.jira_key) for i in harness.incidents()] == [
         ("resolved", "OPS-1"), ("open", "OPS-1")]
+
+
+def test_a_restart_during_a_retry_after_pause_sends_nothing_until_it_ends(
+        tmp_path: Path, slack_fake: SlackFake) -> None:
+    clock = FakeClock()
+    cfg = make_config(slack_fake, None, tmp_path / "cp.db")
+    first = build(cfg, clock)
+    tls, other = tls_check(), tls_check(id="tls-other-prod")
+    first.feed(tls, Status.FAILING, "expired", runs=2)
+    first.feed(other, Status.FAILING, "expired too", runs=2)
+    slack_fake.rate_limit(retry_after=120, method="chat.postMessage", count=1)
+    first.worker.run_once()  # 429 on the first open: Retry-After 120 s for the channel
+    assert slack_fake.calls == [("chat.postMessage", 429)]
+    first.feed(tls, Status.FAILING, "expired, still")  # an update written during the pause
+    first.close()
+    second = build(cfg, clock)  # a new process on the same store, 1 s into the pause
+    assert second.worker.paused_until("slack") == clock() + timedelta(seconds=119)
+    _run_for(second, 118)
+    assert (slack_fake.calls, slack_fake.messages()) == ([("chat.postMessage", 429)], [])
+    _run_for(second, 1)  # the pause is over
+    second.deliver()
+    second.close()
+    roots = slack_fake.messages(roots_only=True)
+    assert [m.text for m in roots] == [
+        "[FAILING] tls-bic-sky-prod (production, critical): expired",
+        "[FAILING] tls-other-prod (production, critical): expired too"]
+    assert [m.text for m in slack_fake.messages(thread_ts=roots[0].ts)] == [
+        "Update: expired, still"]
+    assert slack_fake.calls[1:] == [("conversations.history", 200), ("chat.postMessage", 200),
+                                    ("chat.postMessage", 200), ("chat.postMessage", 200)]
+    assert {e.state for e in second.outbox()} == {"sent"}
+
+
+def test_a_scrubbed_error_text_keeps_its_brackets(tmp_path: Path, jira_fake: JiraFake) -> None:
+    h = build(make_config(None, jira_fake, tmp_path / "cp.db"))
+    try:
+        jira_fake.down(400, path="/search", message=f"gateway refused the request "
+                       f"(token={jira_fake.token}) [api_key=k-123]")
+        h.feed(tls_check(), Status.FAILING, "expired", runs=2)
+        h.deliver()
+        [entry] = h.outbox()
+        assert (entry.state, entry.last_error) == (
+            "failed", "jira rejected the request: HTTP 400 gateway refused the request "
+                      "(token=***) [api_key=***]")
+    finally:
+        h.close()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from controlplane.results import Status
 from controlplane.sandbox.jira_fake import JiraFake
 from controlplane.sandbox.slack_fake import SlackFake
-from tests.incidents.harness import Harness, tls_check
+from tests.incidents.harness import Harness, build, make_config, tls_check
 
 
 def test_failing_check_opens_one_incident_with_one_root_message_and_one_issue(
@@ -164,3 +166,106 @@ def test_open_incidents_metric_counts_by_severity(harness: Harness) -> None:
     assert 'controlplane_incidents_open{severity="critical"} 1.0' in text
     assert 'controlplane_incidents_open{severity="minor"} 1.0' in text
     assert 'controlplane_incidents_open{severity="major"} 0.0' in text
+
+
+def test_unsent_message_updates_coalesce_into_the_newest_in_order_with_ack_and_resolve(
+        harness: Harness, slack_fake: SlackFake, jira_fake: JiraFake) -> None:
+    check = tls_check(id="kafka-lag-prod")
+    harness.feed(check, Status.FAILING, "lag 100", runs=2)  # open, not yet delivered
+    harness.feed(check, Status.FAILING, "lag 200")
+    harness.feed(check, Status.FAILING, "lag 300")
+    [inc] = harness.incidents()
+    harness.service.acknowledge(inc.id, "alice", "api")
+    harness.feed(check, Status.FAILING, "lag 400")
+    harness.feed(check, Status.FAILING, "lag 500")
+    harness.feed(check, Status.OK, "lag 0")
+    harness.deliver()
+    [root] = slack_fake.messages(roots_only=True)
+    assert root.text == "[RESOLVED] kafka-lag-prod (production, critical): lag 0"
+    assert [m.text for m in slack_fake.messages(thread_ts=root.ts)] == [
+        "Update: lag 300", ":eyes: Acknowledged by alice", "Update: lag 500",
+        ":white_check_mark: Resolved after 5s: lag 0"]
+    assert [c["body"] for c in jira_fake.issue("OPS-1").comments] == [
+        "Update: lag 300", "Acknowledged by alice", "Update: lag 500",
+        "Resolved after 5s: lag 0"]
+    assert [(e.channel, e.action, e.state, e.payload["text"]) for e in harness.outbox()] == [
+        ("slack", "open", "sent", None), ("jira", "open", "sent", None),
+        ("slack", "update", "skipped", "Update: lag 200"),
+        ("jira", "update", "skipped", "Update: lag 200"),
+        ("slack", "update", "sent", "Update: lag 300"),
+        ("jira", "update", "sent", "Update: lag 300"),
+        ("slack", "acknowledge", "sent", ":eyes: Acknowledged by alice"),
+        ("jira", "acknowledge", "sent", ":eyes: Acknowledged by alice"),
+        ("slack", "update", "skipped", "Update: lag 400"),
+        ("jira", "update", "skipped", "Update: lag 400"),
+        ("slack", "update", "sent", "Update: lag 500"),
+        ("jira", "update", "sent", "Update: lag 500"),
+        ("slack", "resolve", "sent", None), ("jira", "resolve", "sent", None)]
+    assert [e for e in harness.timeline(inc.id) if e[0] in ("updated", "coalesced")] == [
+        ("updated", "lag 200"), ("updated", "lag 300"),
+        ("coalesced", "slack: 1 unsent update replaced by the newest"),
+        ("coalesced", "jira: 1 unsent update replaced by the newest"),
+        ("updated", "lag 400"), ("updated", "lag 500"),
+        ("coalesced", "slack: 1 unsent update replaced by the newest"),
+        ("coalesced", "jira: 1 unsent update replaced by the newest")]
+
+
+def test_an_update_already_attempted_is_kept_and_later_ones_coalesce(
+        harness: Harness, slack_fake: SlackFake) -> None:
+    check = tls_check(id="kafka-lag-prod")
+    harness.feed(check, Status.FAILING, "lag 100", runs=2)
+    harness.deliver()
+    slack_fake.down(503)
+    harness.feed(check, Status.FAILING, "lag 200")
+    harness.deliver(passes=1)  # tried once, may have reached Slack: it must stay
+    for lag in (300, 400, 500):
+        harness.feed(check, Status.FAILING, f"lag {lag}")
+    slack_fake.heal()
+    harness.clock.advance(60)
+    harness.deliver()
+    [root] = slack_fake.messages(roots_only=True)
+    assert [m.text for m in slack_fake.messages(thread_ts=root.ts)] == [
+        "Update: lag 200", "Update: lag 500"]
+    assert [(e.action, e.state, e.attempts) for e in harness.outbox()
+            if e.channel == "slack"] == [
+        ("open", "sent", 1), ("update", "sent", 2), ("update", "skipped", 0),
+        ("update", "skipped", 0), ("update", "sent", 1)]
+
+
+def test_update_interval_holds_message_updates_and_other_notifications_release_them(
+        tmp_path: Path, slack_fake: SlackFake) -> None:
+    cfg = make_config(slack_fake, None, tmp_path / "cp.db")
+    cfg.incidents.update_interval = 300.0
+    h = build(cfg)
+    try:
+        check = tls_check(id="kafka-lag-prod")
+        h.feed(check, Status.FAILING, "lag 100", runs=2)
+        h.feed(check, Status.FAILING, "lag 200")  # the first update goes at once
+        h.deliver()
+        [root] = slack_fake.messages(roots_only=True)
+
+        def replies() -> list[str]:
+            return [m.text for m in slack_fake.messages(thread_ts=root.ts)]
+
+        assert replies() == ["Update: lag 200"]
+        h.feed(check, Status.FAILING, "lag 300")  # held until 300 s after lag 200 was sent
+        h.feed(check, Status.FAILING, "lag 400")  # replaces it, same hold
+        h.clock.advance(297)
+        h.deliver()
+        assert replies() == ["Update: lag 200"]
+        h.clock.advance(1)  # 300 s since lag 200 was sent
+        h.deliver()
+        assert replies() == ["Update: lag 200", "Update: lag 400"]
+        h.feed(check, Status.FAILING, "lag 500")  # held again
+        [inc] = h.incidents()
+        h.service.acknowledge(inc.id, "alice", "api")  # must not wait behind it
+        h.deliver()
+        assert replies() == ["Update: lag 200", "Update: lag 400", "Update: lag 500",
+                             ":eyes: Acknowledged by alice"]
+        assert [(e.action, e.state, e.payload["text"]) for e in h.outbox()] == [
+            ("open", "sent", None), ("update", "sent", "Update: lag 200"),
+            ("update", "skipped", "Update: lag 300"), ("update", "sent", "Update: lag 400"),
+            ("update", "sent", "Update: lag 500"),
+            ("acknowledge", "sent", ":eyes: Acknowledged by alice")]
+    finally:
+        h.close()

@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 
-from controlplane.kafka.child import ProbeInChild
-from controlplane.probes.base import Probe
+from controlplane.kafka.child import ChildClient, HostedProbe, ProbeInChild
+from controlplane.kafka.client import KafkaUnavailable
+from controlplane.probes.base import Probe, ProbeContext
 from controlplane.probes.kafka_canary import KafkaCanaryConfig, KafkaCanaryProbe
-from controlplane.probes.kafka_cluster import KafkaClusterConfig, KafkaClusterProbe
+from controlplane.probes.kafka_cluster import KafkaClusterConfig, KafkaClusterProbe, TopicPolicy
 from controlplane.results import Result, Status
+from controlplane.scheduler import CheckRunner
 from tests.services.common import free_port
 from tests.services.kafka import KafkaCluster, wait_until
 
@@ -92,3 +94,71 @@ def test_in_process_when_isolation_is_off(kafka1: KafkaCluster) -> None:
         assert probe.execute().status is Status.DEGRADED  # one broker, no replication
     finally:
         probe.close()
+
+
+def test_what_the_cluster_check_keeps_between_runs_survives_a_new_child(
+        kafka1: KafkaCluster) -> None:
+    kafka1.create_topic("child.calls.dlq", 1)
+    probe = KafkaClusterProbe(KafkaClusterConfig(
+        id="child-state", kind="kafka_cluster", bootstrap=kafka1.bootstrap, timeout=20,
+        topics=[TopicPolicy(name="child.calls.dlq", dlq=True, min_replication_factor=1,
+                            min_insync_replicas=1)]))
+    try:
+        assert probe.execute().details["dlq"] == {
+            "child.calls.dlq": {"messages": 0, "new": None}}
+        child = child_of(probe)
+        assert child.proc is not None
+        os.kill(child.proc.pid, signal.SIGKILL)
+        wait_until(lambda: not child.proc.is_alive(), 30, "child gone")  # type: ignore
+        kafka1.produce("child.calls.dlq", {0: 4})
+        after = probe.execute()
+    finally:
+        probe.close()
+    assert after.details["dlq"] == {"child.calls.dlq": {"messages": 4, "new": 4}}
+    assert after.message.endswith("; DLQ child.calls.dlq +4 messages since the last run")
+
+
+def test_a_stuck_client_process_fails_the_run_within_its_timeout_and_is_replaced(
+        kafka1: KafkaCluster) -> None:
+    cfg = KafkaClusterConfig(id="child-stuck", kind="kafka_cluster", topics=[],
+                             bootstrap=kafka1.bootstrap, timeout=3)
+    runner = CheckRunner(cfg, ProbeContext())
+    try:
+        assert runner.run().status is Status.DEGRADED  # one broker
+        assert isinstance(runner.probe, KafkaClusterProbe)
+        child = child_of(runner.probe)
+        assert child.proc is not None
+        stuck = child.proc.pid
+        os.kill(stuck, signal.SIGSTOP)  # alive, never answers
+        result = runner.run()  # through the scheduler's runner: overstaying is an `error`
+        assert result.status is Status.FAILING
+        assert result.message == (
+            f"cannot reach Kafka at {kafka1.bootstrap}: no answer within the check's "
+            "timeout (the client process was stopped and restarts on the next run); check "
+            "the address and port, the TLS settings and that the brokers are running")
+        wait_until(lambda: not os.path.exists(f"/proc/{stuck}"), 30, "stuck child killed")
+        again = runner.run()
+        assert again.status is Status.DEGRADED, again.message
+        assert child.proc is not None and child.proc.pid != stuck
+    finally:
+        runner.close()
+
+
+def test_start_up_counts_against_the_timeout_and_a_slow_start_serves_the_next_run(
+        kafka1: KafkaCluster) -> None:
+    cfg = KafkaClusterConfig(id="child-slow-start", kind="kafka_cluster", topics=[],
+                             bootstrap=kafka1.bootstrap, timeout=20)
+    client = ChildClient(cfg, HostedProbe)
+    try:
+        with pytest.raises(KafkaUnavailable) as info:
+            client.call("check", (None,), 0.001)  # no process starts in a millisecond
+        assert str(info.value) == ("the Kafka client process was still starting when the "
+                                   "check's timeout ran out; it goes on for the next run")
+        assert client.proc is not None
+        pid = client.proc.pid
+        outcome, state = client.call("check", (None,), 20)
+        assert outcome.status is Status.DEGRADED
+        assert list(state) == ["seen_brokers", "dlq_offsets"]
+        assert client.proc.pid == pid  # the same child, not a second one
+    finally:
+        client.close()

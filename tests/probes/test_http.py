@@ -374,3 +374,15 @@ def test_cli_bad_url_exits_2_with_the_reason() -> None:
     proc = run_cli("probe", "http", "ftp://example.org/")
     assert proc.returncode == 2
     assert "is not an http:// or https:// URL with a host" in proc.stderr
+
+
+def test_a_credential_in_the_url_query_never_reaches_the_result(
+        http_server: ScriptedServer) -> None:
+    http_server.route("/down", 503, "down")
+    start = http_server.redirect("/in", http_server.url("/down?sig=redirect-s3cret"), 302)
+    r = probe(start + "?token=query-s3cret&page=2")
+    assert r.status is Status.FAILING
+    text = r.model_dump_json()
+    assert "s3cret" not in text
+    assert r.details["url"] == start + "?token=***&page=2"
+    assert r.details["redirects"][0]["to"] == http_server.url("/down?sig=***")

@@ -41,3 +41,15 @@ def test_missing_bootstrap_exits_two() -> None:
     assert proc.returncode == 2
     assert proc.stderr.splitlines()[-1] == ("controlplane probe kafka-cluster: error: the "
                                             "following arguments are required: --bootstrap")
+
+
+def test_the_client_process_logs_like_its_parent() -> None:
+    address = f"127.0.0.1:{free_port()}"
+    proc = run_cli("--log-level", "DEBUG", "probe", "kafka-cluster", "--bootstrap", address,
+                   "--timeout", "2s", "--json")
+    assert proc.returncode == 1, proc.stderr
+    # librdkafka's own lines are logged in the child, at DEBUG, in the parent's format.
+    child_lines = [line for line in proc.stderr.splitlines()
+                   if "logger=controlplane.kafka.rdkafka" in line]
+    assert child_lines, proc.stderr
+    assert all(line.startswith("ts=") and " level=DEBUG " in line for line in child_lines)

@@ -12,7 +12,7 @@ from controlplane.probes.kafka_cluster import (
     TopicPolicy,
 )
 from controlplane.results import Status
-from tests.services.common import run_cli
+from tests.services.common import free_port, run_cli
 from tests.services.kafka import KafkaCluster, wait_until
 
 
@@ -122,3 +122,29 @@ def test_cli_reports_broker_count_as_json(kafka3: KafkaCluster) -> None:
     assert (out["kind"], out["status"]) == ("kafka_cluster", "failing")
     assert out["message"] == "3 of 4 brokers online"
     assert out["metrics"]["brokers"] == 3
+
+
+def test_an_unreadable_cluster_drops_its_under_replicated_series(kafka1: KafkaCluster) -> None:
+    m = Metrics()
+    good = probe(kafka1.bootstrap, [], cluster="main").execute()
+    KafkaClusterProbe.export_metrics(good, m)
+    get = m.registry.get_sample_value
+    assert get("controlplane_kafka_under_replicated_partitions", {"cluster": "main"}) == 0
+    down = probe(f"127.0.0.1:{free_port()}", [], cluster="main", timeout=2).execute()
+    assert down.status is Status.FAILING
+    assert down.details["cluster"] == "main"
+    KafkaClusterProbe.export_metrics(down, m)
+    assert get("controlplane_kafka_under_replicated_partitions", {"cluster": "main"}) is None
+
+
+def test_metadata_naming_no_controller_fails() -> None:
+    from types import SimpleNamespace
+
+    p = probe("127.0.0.1:9092", [], expect_brokers=3)
+    b = {i: SimpleNamespace(id=i, host=f"10.0.0.{i}", port=9092) for i in (1, 2, 3)}
+    p._brokers(SimpleNamespace(brokers=b, controller_id=2))  # all seen once
+    findings = p._brokers(SimpleNamespace(brokers={1: b[1], 3: b[3]}, controller_id=-1))
+    assert [(f.status, f.code, f.message) for f in findings] == [
+        (Status.FAILING, "brokers_missing",
+         "2 of 3 brokers online (offline: broker 2 10.0.0.2:9092)"),
+        (Status.FAILING, "no_controller", "no active controller")]

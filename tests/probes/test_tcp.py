@@ -137,3 +137,14 @@ def test_cli_exits_2_on_a_bad_target() -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("controlplane: target 'localhost' must be HOST:PORT, "
                                    "e.g. example.com:443 or [2001:db8::1]:443")
+
+
+@pytest.mark.parametrize("kind", ["tcp", "tls"])
+def test_cli_timeout_is_a_duration_like_every_other_probe(kind: str) -> None:
+    port = free_port()
+    ok = run_cli("probe", kind, f"127.0.0.1:{port}", "--timeout", "1m", "--json")
+    assert ok.returncode == 1, ok.stderr  # refused: failing, but the flag was understood
+    bad = run_cli("probe", kind, f"127.0.0.1:{port}", "--timeout", "soon")
+    assert (bad.returncode, bad.stderr) == (
+        2, "controlplane: timeout: 'soon' is not a duration; write it like 30s, 5m, 1h30m "
+           "or 2d\n")

@@ -108,3 +108,17 @@ def test_a_dropped_response_still_posts_the_message(slack_fake: SlackFake) -> No
     with pytest.raises(ConnectionError):
         client.chat_postMessage(channel="C0ONCALL", text="x")
     assert [m.text for m in slack_fake.messages()] == ["x"]
+
+
+def test_post_message_takes_a_channel_name_but_history_and_replies_need_the_id(
+        slack_fake: SlackFake) -> None:
+    c = _client(slack_fake)
+    posted = c.chat_postMessage(channel="#oncall", text="root")
+    assert (posted["channel"], [m.channel for m in slack_fake.messages()]) == (
+        "C0ONCALL", ["C0ONCALL"])
+    for call in (lambda: c.conversations_history(channel="#oncall"),
+                 lambda: c.conversations_history(channel="oncall"),
+                 lambda: c.conversations_replies(channel="#oncall", ts=posted["ts"])):
+        with pytest.raises(SlackApiError) as info:
+            call()
+        assert info.value.response["error"] == "channel_not_found"

@@ -69,7 +69,18 @@ def test_check_page_shows_history_and_chart(rt: Runtime, client: FlaskClient) ->
 
 def test_unknown_check_is_404(client: FlaskClient) -> None:
     assert client.get("/checks/nope").status_code == 404
-    assert client.get("/api/v1/checks/nope").status_code == 404
+    for path in ("/api/v1/checks/nope", "/api/v1/checks/nope/results"):
+        resp = client.get(path)
+        assert (resp.status_code, resp.get_json()) == (404, {"error": "no check with id 'nope'"})
+    resp = client.get("/api/v1/no-such-thing")
+    assert resp.status_code == 404 and "error" in resp.get_json()
+
+
+def test_a_bad_results_limit_is_400_saying_what_is_allowed(client: FlaskClient) -> None:
+    for bad in ("ten", "0"):
+        resp = client.get(f"/api/v1/checks/tls-prod/results?limit={bad}")
+        assert (resp.status_code, resp.get_json()) == (
+            400, {"error": f"limit must be a whole number from 1 to 5000, not {bad!r}"})
 
 
 def test_checks_api_lists_state_and_last_result(rt: Runtime, client: FlaskClient) -> None:
