@@ -47,6 +47,9 @@ class StoreConfig(_Model):
     dsn: str = "sqlite:///controlplane.db"
     raw_retention: Duration = 14 * 86400.0
     aggregate_retention: Duration = 400 * 86400.0
+    standby_retry: Duration = Field(default=5.0, gt=0, description=(
+        "PostgreSQL store shared by several instances: how often a standby tries to become "
+        "active, and the active one checks it still is"))
 
 
 class WebConfig(_Model):
@@ -226,11 +229,29 @@ def _problems(doc: Located, prefix: Path_, exc: ValidationError) -> list[Problem
     return out
 
 
+PATTERN_HINTS = {
+    r"^[a-z0-9][a-z0-9._-]*$": "is not a valid id: use lowercase letters, digits, '.', '_' "
+                               "and '-', starting with a letter or digit (e.g. "
+                               "tls-bic-sky-prod)",
+    r"^[A-Z][A-Z0-9_]*$": "is not a Jira project key: use its capital letters, as in the "
+                          "issue keys (OPS for OPS-123)",
+    r"^(AC[0-9a-fA-F]{32})?$": "is not a Twilio account SID: AC followed by 32 hex digits "
+                               "(Twilio console, Account info)",
+    r"^[0-9a-fA-F.:\[\]]+$": "is not a nameserver address: write IP or IP:PORT "
+                              "([IPv6]:PORT), e.g. 10.0.0.10:53",
+}
+"""Instructions for the fields checked by a regular expression."""
+
+
 def _message(err: Any) -> str:
     kind = err["type"]
     if kind == "missing":
         return "is required; add it"
     if kind == "extra_forbidden":
         return "unknown field; check its spelling or remove it"
+    if kind == "string_pattern_mismatch":
+        pattern = str((err.get("ctx") or {}).get("pattern", ""))
+        hint = PATTERN_HINTS.get(pattern, f"must match the pattern {pattern}")
+        return f"{err.get('input')!r} {hint}"
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ")

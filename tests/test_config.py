@@ -144,7 +144,9 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
                              "    kind: scripted\n")
     found = problems(path)
     assert len(found) == 2
-    assert found[1].startswith(f"{tmp_path}/checks/a.yaml:4: checks.1.id: String should match")
+    assert found[1] == (f"{tmp_path}/checks/a.yaml:4: checks.1.id: 'Bad Id' is not a valid id: "
+                        "use lowercase letters, digits, '.', '_' and '-', starting with a "
+                        "letter or digit (e.g. tls-bic-sky-prod)")
 
 
 def test_validate_cli_prints_problems_and_exits_1(tmp_path: Path) -> None:

@@ -122,6 +122,16 @@ def test_hourly_aggregates_give_uptime(pipeline: Pipeline) -> None:
         assert agg is not None and (agg.runs, agg.ok, agg.degraded, agg.failing) == (4, 2, 1, 1)
 
 
+def test_uptime_covers_exactly_the_window_not_whole_hours(pipeline: Pipeline) -> None:
+    now = T0 + timedelta(minutes=30)  # the 24 h window starts at 12:30 the day before
+    pipeline.process(result(Status.FAILING, minutes=-(23 * 60 + 45)), CHECK)  # 12:15: outside
+    pipeline.process(result(Status.OK, minutes=-(23 * 60 + 15)), CHECK)  # 12:45: inside
+    pipeline.process(result(Status.DEGRADED, minutes=10), CHECK)
+    with pipeline.store.session() as s:
+        assert uptime(s, "tls-x", timedelta(hours=24), now=now) == 1.0
+        assert uptime(s, "tls-x", timedelta(hours=24, minutes=20), now=now) == 2 / 3
+
+
 def test_retention_prunes_raw_rows_before_aggregates(pipeline: Pipeline) -> None:
     pipeline.process(result(Status.OK), CHECK)
     pipeline.process(result(Status.OK, minutes=60 * 24 * 3), CHECK)

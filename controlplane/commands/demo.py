@@ -67,6 +67,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         demo.stop()
         err(f"the demo could not start: {exc}")
         return EXIT_ERROR
+    except BaseException:
+        demo.stop()  # whatever went wrong, nothing the demo started outlives it
+        raise
     print(f"demo: sandbox up ({demo.sandbox.url('control')}/faults), "
           f"{len(cfg.checks)} checks configured", flush=True)
 

@@ -1,14 +1,15 @@
 """Message updates that replace each other instead of piling up.
 
 A check whose message changes every run (lag numbers, "expires in N days") makes a
-message update per run. Two rules keep that from becoming a reply and a comment per run:
+message update per run. By default every one is delivered, in order, outages included.
+Two opt-in rules keep that from becoming a reply and a comment per run:
 
-- **Coalescing** (always): a new message update replaces the incident's unsent,
-  never-attempted message updates queued after its last other notification (open,
+- **Coalescing** (``incidents.coalesce_updates``): a new message update replaces the
+  incident's unsent, never-attempted message updates queued after its last other notification (open,
   escalation, acknowledge, reminder, resolve); they are marked ``skipped``. An entry tried
   once may have reached the service, and the other actions carry news of their own: they
   stay and end the run, so the order against them holds.
-- **Spacing** (``incidents.update_interval``, off at 0): a message update is held until
+- **Spacing** (``incidents.update_interval``, implies coalescing): a message update is held until
   ``update_interval`` after the previous one was sent; while held, newer ones replace it.
   Any other notification releases a held update at once, so it never waits behind it.
 """

@@ -112,9 +112,12 @@ class IncidentsConfig(_Model):
     enabled: bool = True
     dashboard_url: str = Field(default="", description="public base URL of the dashboard")
     tick_interval: Duration = 15.0
+    coalesce_updates: bool = Field(default=False, description=(
+        "an unsent message update is replaced by a newer one (only the current message "
+        "goes out after an outage); off: every update is delivered, in order"))
     update_interval: Duration = Field(default=0.0, ge=0, description=(
         "hold a message update until this long after the previous one was sent (newer "
-        "ones replace it meanwhile); 0 = send each at once"))
+        "ones replace it meanwhile; implies coalesce_updates); 0 = send each at once"))
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
 
 

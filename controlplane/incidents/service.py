@@ -208,10 +208,12 @@ class IncidentService:
             if channel == "slack" and action == "open":
                 payload = {**payload, "channel": self._route(inc)}
             due = now
-            if coalesce:
+            # Off by default: every update is delivered, in order (outages included).
+            coalescing = self.cfg.coalesce_updates or self.cfg.update_interval > 0
+            if coalesce and coalescing:
                 due = updates.hold_until(s, inc.id, channel, now, self.cfg.update_interval)
                 self._coalesce(s, inc, channel, now)
-            else:
+            elif coalescing:
                 updates.release(s, inc.id, channel, now)
             s.add(OutboxRow(incident_id=inc.id, channel=channel, action=action, payload=payload,
                             idempotency_key=uuid.uuid4().hex, state=PENDING, attempts=0,

@@ -136,10 +136,21 @@ class Probe(ABC, Generic[ConfigT]):
 
 
 def _redacted(value: Any) -> Any:
+    """``value`` with credentials hidden; the same object when there is nothing to hide.
+
+    Hot for big results (10,000 lag rows): only strings that could hold a credential (every
+    redaction rule needs a ':' or '=') go through the regular expressions, and containers
+    are copied only where something changed."""
     if isinstance(value, str):
-        return redact(value)
+        return redact(value) if ":" in value or "=" in value else value
     if isinstance(value, dict):
-        return {k: _redacted(v) for k, v in value.items()}
+        for k, v in value.items():
+            if _redacted(v) is not v:
+                return {k: _redacted(v) for k, v in value.items()}
+        return value
     if isinstance(value, list):
-        return [_redacted(v) for v in value]
+        for v in value:
+            if _redacted(v) is not v:
+                return [_redacted(v) for v in value]
+        return value
     return value

@@ -3,8 +3,15 @@
 Fetches the front end's ``appconfig.json`` and judges every URL in it against the
 environment's hosts (``environments.<env>.hosts``). A URL whose host belongs to another
 environment is drift (failing): the 0.1.27-r121 production image shipped staging URLs.
-A host no environment claims is judged by ``unknown_hosts`` unless ``allowed_hosts``
-(shell-style patterns, for third parties) lets it through.
+
+A host is judged in this order:
+1. one of an environment's configured hosts: that environment's (ours: ok, another: drift);
+2. matched by ``allowed_hosts`` (shell-style patterns, for third parties): allowed;
+3. inside the platform's own domains (the parent domains of the configured hosts, e.g.
+   ``techhalo.ai``, ``halo360.ai``) with a label naming another environment (say
+   ``hub-staging.techhalo.ai``): drift; the guess is never applied to foreign domains, where
+   ``dev.azure.com`` or ``cdn.release.example.com`` say nothing about our environments;
+4. anything else is unknown, judged by ``unknown_hosts``.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -72,23 +80,42 @@ class ConfigDriftProbe(Probe[ConfigDriftConfig]):
     def _judge(self, key: str, value: str) -> dict[str, Any]:
         host = (urlsplit(value).hostname or "").lower()
         row: dict[str, Any] = {"key": key, "value": _safe(value), "host": host}
-        envs = self.context.environments
         own = self.config.env
-        owner = next((name for name, env in envs.items()
-                      if host in {h.lower() for h in env.hosts.values()}), None)
-        if owner is None:
-            labels = set(re.split(r"[.-]", host))
-            named = [name for name in envs if name != own and name in labels]
-            owner = named[0] if named and own not in labels else None
+        owner = self._configured_owner(host)
+        allowed = owner is None and self._allowed(host)
+        if owner is None and not allowed:
+            owner = self._named_owner(host)
         if owner == own:
             row["verdict"] = "ok"
         elif owner is not None:
             row["verdict"], row["env"] = "other_env", owner
-        elif any(fnmatch.fnmatch(host, p.lower()) for p in self.config.allowed_hosts):
+        elif allowed:
             row["verdict"] = "allowed"
         else:
             row["verdict"] = "unknown"
         return row
+
+    def _configured_owner(self, host: str) -> str | None:
+        """The environment that lists ``host`` among its hosts: a definite answer, so no
+        allowed_hosts pattern (say ``*.techhalo.ai``) can hide another environment's host."""
+        return next((name for name, env in self.context.environments.items()
+                     if host in {_hostname(h) for h in env.hosts.values()}), None)
+
+    def _allowed(self, host: str) -> bool:
+        return any(fnmatch.fnmatch(host, p.lower()) for p in self.config.allowed_hosts)
+
+    def _named_owner(self, host: str) -> str | None:
+        """Another environment named by a label of ``host``, for hosts in our own domains only.
+
+        ``hub-staging.techhalo.ai`` is staging's; ``dev.azure.com`` is nobody's."""
+        envs = self.context.environments
+        domains = platform_domains(envs)
+        if not any(host.endswith("." + d) for d in domains):
+            return None
+        own = self.config.env
+        labels = set(re.split(r"[.-]", host))
+        named = [name for name in envs if name != own and name in labels]
+        return named[0] if named and own not in labels else None
 
     def _verdict(self, url: str, rows: list[dict[str, Any]]) -> Outcome:
         cfg = self.config
@@ -115,6 +142,26 @@ class ConfigDriftProbe(Probe[ConfigDriftConfig]):
                            f"{listing}", metrics, details)
         return Outcome(Status.OK, f"all {len(rows)} URLs in appconfig.json point at {cfg.env}",
                        metrics, details)
+
+
+def platform_domains(environments: Mapping[str, Any]) -> set[str]:
+    """The platform's own domains: each configured host's parent domain.
+
+    ``api-halo-task.techhalo.ai`` gives ``techhalo.ai``; a two-label host (``example.com``)
+    stands for itself, so a short host never widens the domain to a whole top-level domain.
+    """
+    out: set[str] = set()
+    for env in environments.values():
+        for raw in env.hosts.values():
+            labels = _hostname(raw).split(".")
+            if len(labels) >= 2:
+                out.add(".".join(labels[1:]) if len(labels) > 2 else ".".join(labels))
+    return out
+
+
+def _hostname(host: str) -> str:
+    """A configured host without port, lower case (roles may carry ``host:port``)."""
+    return (urlsplit(f"//{host}").hostname or host).lower()
 
 
 def _urls(data: Any, prefix: str = "") -> list[tuple[str, str]]:

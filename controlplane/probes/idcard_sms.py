@@ -188,7 +188,8 @@ class IdCardSmsProbe(Probe[IdCardSmsConfig]):
         # Texts already there (earlier runs, other senders) are not the answer to this request.
         run.exclude = set(self._consumed) | (
             inbox_of(self.context.services).snapshot(cfg.phone) if cfg.receive == "webhook"
-            else twilio_snapshot(self._twilio(), cfg.phone))
+            else twilio_snapshot(self._twilio(), cfg.phone,
+                                 time.monotonic() + cfg.sla.request_link, cfg.poll_interval))
         headers = {"Authorization": f"Bearer {cfg.api_token.get_secret_value()}",
                    "Content-Type": "application/json", "Accept": "application/json"}
         try:

@@ -7,7 +7,6 @@ compresses it (speed 10 -> the r121 drift at 6 s), which the tests use.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import secrets
@@ -19,9 +18,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
 
 from controlplane.config import ControlPlaneConfig, load_config
+from controlplane.sandbox import jira_fake, slack_fake
 from controlplane.sandbox.kafka_broker import (
     DemoTraffic,
     KafkaBroker,
@@ -85,8 +84,7 @@ class Demo:
         self.sandbox.start()
         self._start_fakes()
         os.environ.update(self._variables())
-        if "backups" in ControlPlaneConfig.model_fields:
-            os.environ.update(self._start_data_services())
+        os.environ.update(self._start_data_services())
         os.environ.update(self._start_kafka())
         self.config_file = self._config_file()
         return load_config(self.config_file)
@@ -119,9 +117,10 @@ class Demo:
     def _start_kafka(self) -> dict[str, str]:
         """One local broker with the platform's topics and a trailing consumer group."""
         why = kafka_unavailable()
-        libs = kafka_libs()
-        if why is not None or libs is None:
-            self.say(f"demo: {why}; the Kafka checks are left out")
+        libs = kafka_libs() if why is None else None
+        if libs is None:
+            self.say(f"demo: {why or 'no Kafka jars in $CONTROLPLANE_CACHE/kafka'}; "
+                     "the Kafka checks are left out")
             return {}
         self.kafka = KafkaBroker(self.workdir, libs)  # set first: stop() kills a failed start
         self.kafka.start()
@@ -141,15 +140,10 @@ class Demo:
         return {"DEMO_AGE_RECIPIENT": str(identity.to_public()), "DEMO_AGE_IDENTITY": path}
 
     def _config_file(self) -> str:
-        """demo.yaml, plus the notifiers section when incidents and both fakes are here."""
-        base = demo_config_path()
-        parts = ["demo.yaml"]
-        if "notifiers" in ControlPlaneConfig.model_fields and len(self.fakes) == 2:
-            parts.append("demo-notifiers.yaml")
+        """demo.yaml, the notifiers (the Slack and Jira fakes), and backups when PostgreSQL runs."""
+        parts = ["demo.yaml", "demo-notifiers.yaml"]
         if self.postgres is not None:
             parts.append("demo-backups.yaml")
-        if len(parts) == 1:
-            return base
         path = os.path.join(self.workdir, "demo.yaml")
         with open(path, "w", encoding="utf-8") as out:
             for name in parts:
@@ -158,17 +152,10 @@ class Demo:
         return path
 
     def _start_fakes(self) -> None:
-        """Slack and Jira fakes, when this build has them (they come with incidents)."""
-        for name in ("slack_fake", "jira_fake"):
-            try:
-                module: Any = importlib.import_module(f"controlplane.sandbox.{name}")
-            except ImportError:
-                continue
-            starter = getattr(module, "start", None)
-            if starter is None:
-                continue
-            url, stop = starter("127.0.0.1", 0)
-            self.fakes[name] = (str(url), stop)
+        """The Slack and Jira fakes the demo's notifiers post to; one failing stops the demo."""
+        for name, start in (("slack_fake", slack_fake.start), ("jira_fake", jira_fake.start)):
+            url, stop = start("127.0.0.1", 0)
+            self.fakes[name] = (url, stop)
 
     def _variables(self) -> dict[str, str]:
         sb = self.sandbox
@@ -255,17 +242,11 @@ class Demo:
         ]
 
     def _fake_lines(self) -> list[str]:
-        lines = []
-        if "slack_fake" in self.fakes:
-            url = self.fakes["slack_fake"][0]
-            lines.append(f"demo: Slack (fake)    {url}   (curl -H 'Authorization: Bearer "
-                         f"xoxb-sandbox-token' '{url}/api/conversations.history?"
-                         "channel=C0ONCALL')")
-        if "jira_fake" in self.fakes:
-            url = self.fakes["jira_fake"][0]
-            lines.append(f"demo: Jira (fake)     {url}   (curl -u controlplane@example.com:"
-                         f"jira-sandbox-token '{url}/rest/api/2/search?jql=project=OPS')")
-        return lines
+        slack, jira = self.fakes["slack_fake"][0], self.fakes["jira_fake"][0]
+        return [f"demo: Slack (fake)    {slack}   (curl -H 'Authorization: Bearer "
+                f"xoxb-sandbox-token' '{slack}/api/conversations.history?channel=C0ONCALL')",
+                f"demo: Jira (fake)     {jira}   (curl -u controlplane@example.com:"
+                f"jira-sandbox-token '{jira}/rest/api/2/search?jql=project=OPS')"]
 
     def stop(self) -> None:
         self._stop.set()
@@ -285,4 +266,7 @@ class Demo:
                 except Exception:
                     log.exception("demo data service stop failed")
         self.sandbox.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        try:
+            shutil.rmtree(self.workdir)
+        except OSError as exc:
+            log.warning("demo work folder left behind path=%s error=%s", self.workdir, exc)

@@ -4,7 +4,8 @@ Speaks the real paths, JSON shapes and errors for what the platform uses: create
 message, fetch it, list with ``To``/``From``/``DateSent`` filters and paging, delivery
 status progression (queued -> sent -> delivered) with signed status callbacks, incoming
 phone numbers with ``SmsUrl``, and the inbound-SMS webhook signed with
-``X-Twilio-Signature`` exactly as Twilio computes it.
+``X-Twilio-Signature`` exactly as Twilio computes it. ``fail_requests`` makes the API answer
+Twilio-shaped errors (429 with ``Retry-After``, 503, ...) for a number of requests.
 """
 
 from __future__ import annotations
@@ -45,6 +46,28 @@ class Delivery:
 
 
 DeliveryPolicy = Callable[[str, str], Delivery]  # (from, to) -> Delivery
+
+# What Twilio answers for each status the fault switch can serve: (error code, message).
+API_ERRORS: dict[int, tuple[int, str]] = {
+    401: (20003, "Authenticate"),
+    404: (20404, "The requested resource was not found"),
+    429: (20429, "Too Many Requests"),
+    500: (20500, "Internal Server Error"),
+    503: (20503, "Service Unavailable"),
+}
+
+
+@dataclass
+class ApiFault:
+    """Answer ``status`` to the next ``count`` matching requests (None: until cleared),
+    after letting ``skip`` of them through. ``served`` counts the errors answered."""
+
+    status: int
+    count: int | None = 1
+    skip: int = 0
+    method: str | None = None  # GET, POST, ...; None matches every method
+    retry_after: int | None = None  # seconds, sent as Retry-After
+    served: int = 0
 
 
 @dataclass
@@ -97,6 +120,7 @@ class TwilioFake:
         self.messages: list[Message] = []
         self.numbers: dict[str, dict[str, Any]] = {}
         self.webhook_log: list[dict[str, Any]] = []
+        self.fault: ApiFault | None = None
         self._lock = threading.RLock()
         self._queue: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
@@ -205,6 +229,7 @@ class TwilioFake:
     def _build_app(self) -> Flask:
         app = Flask("twilio_fake")
         app.before_request(self._authenticate)
+        app.before_request(self._injected_error)
         app.add_url_rule(f"{API}/Messages.json", "create", self._create, methods=["POST"])
         app.add_url_rule(f"{API}/Messages.json", "list", self._list, methods=["GET"])
         app.add_url_rule(f"{API}/Messages/<sid>.json", "fetch", self._fetch, methods=["GET"])
@@ -226,6 +251,42 @@ class TwilioFake:
         if account is not None and account != self.account_sid:
             return _error(20404, f"The requested resource {request.path} was not found", 404)
         return None
+
+    # -- the fault switch ------------------------------------------------------------------
+
+    def fail_requests(self, status: int, count: int | None = 1, *, skip: int = 0,
+                      method: str | None = None, retry_after: int | None = None) -> ApiFault:
+        """Answer ``status`` (a Twilio-shaped error) to ``count`` authenticated requests."""
+        if status not in API_ERRORS:
+            raise ValueError(f"no Twilio error for status {status}; "
+                             f"choose one of {', '.join(map(str, API_ERRORS))}")
+        fault = ApiFault(status, count, skip, method.upper() if method else None, retry_after)
+        with self._lock:
+            self.fault = fault
+        return fault
+
+    def clear_fault(self) -> None:
+        with self._lock:
+            self.fault = None
+
+    def _injected_error(self) -> tuple[Response, int] | None:
+        with self._lock:
+            fault = self.fault
+            if fault is None or (fault.method and fault.method != request.method):
+                return None
+            if fault.skip > 0:
+                fault.skip -= 1
+                return None
+            if fault.count is not None and fault.served >= fault.count:
+                return None
+            fault.served += 1
+        code, message = API_ERRORS[fault.status]
+        log.info("twilio fake injecting status=%s code=%s path=%s", fault.status, code,
+                 request.path)
+        resp, status = _error(code, message, fault.status)
+        if fault.retry_after is not None:
+            resp.headers["Retry-After"] = str(fault.retry_after)
+        return resp, status
 
     def _create(self, account: str) -> tuple[Response, int]:
         form = request.form

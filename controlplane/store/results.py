@@ -119,15 +119,26 @@ def latest(session: Session, check_id: str) -> Result | None:
 
 def uptime(session: Session, check_id: str, window: timedelta,
            now: datetime | None = None) -> float | None:
-    """Share of runs in ``window`` that were ok or degraded, from hourly aggregates."""
+    """Share of runs in exactly the last ``window`` that were ok or degraded: whole hours
+    from the hourly aggregates, the part-hour at the window's start from the raw rows (kept
+    14 days by default, longer than any window shown)."""
     now = now or datetime.now(UTC)
+    start = now - window
+    first_full = _hour(start) if _hour(start) == start else _hour(start) + timedelta(hours=1)
     q = select(func.sum(HourlyAggregate.runs), func.sum(HourlyAggregate.ok),
                func.sum(HourlyAggregate.degraded)).where(
-        HourlyAggregate.check_id == check_id, HourlyAggregate.hour >= _hour(now - window))
+        HourlyAggregate.check_id == check_id, HourlyAggregate.hour >= first_full)
     runs, ok, degraded = session.execute(q).one()
+    part = session.execute(select(ResultRow.status, func.count()).where(
+        ResultRow.check_id == check_id, ResultRow.started_at >= start,
+        ResultRow.started_at < first_full).group_by(ResultRow.status)).all()
+    counts = {status: int(n) for status, n in part}
+    runs = (runs or 0) + sum(counts.values())
+    up = (ok or 0) + (degraded or 0) + counts.get(Status.OK.value, 0) \
+        + counts.get(Status.DEGRADED.value, 0)
     if not runs:
         return None
-    return float((ok or 0) + (degraded or 0)) / float(runs)
+    return float(up) / float(runs)
 
 
 def prune(session: Session, raw_retention_s: float, aggregate_retention_s: float,

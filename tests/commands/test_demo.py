@@ -165,12 +165,39 @@ def test_timeline_opens_notifies_and_resolves_the_r121_drift_incident(tmp_path: 
         resolved = wait_incident(proc, "config-drift-production",
                                  lambda i: i["resolved_at"] is not None, timeout=120)
         assert resolved["id"] == opened["id"]
+        assert_idcard_incident_moved_to_the_dropped_sms_and_resolved(proc, slack)
     finally:
         assert proc.stop() == 0
     assert [line.split(" in production")[0] for line in proc.lines
             if line.startswith("demo: t+")] == [
         "demo: t+1:00 set appconfig_staging", "demo: t+3:00 set sms_dropped",
         "demo: t+5:00 clear appconfig_staging", "demo: t+6:00 clear sms_dropped"]
+
+
+def assert_idcard_incident_moved_to_the_dropped_sms_and_resolved(proc: DemoProcess,
+                                                                 slack: str) -> None:
+    """idcard-sms-production fails from the drift (t+12 s) until the SMS flows (t+72 s);
+    every run starting after the drop (t+36 s) fails first at receive_sms, so the
+    incident's last failing word is the dropped SMS, whatever failed first."""
+    incident = wait_incident(proc, "idcard-sms-production",
+                             lambda i: i["resolved_at"] is not None, timeout=120)
+    detail = requests.get(f"{proc.url}/api/v1/incidents/{incident['id']}", timeout=10).json()
+    events = detail["timeline"]
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "opened" and kinds.count("resolved") == 1, events
+    before = events[:kinds.index("resolved")]  # notices of the resolution come after it
+    assert "notified" in [e["kind"] for e in before], events
+    failing = [e["message"] for e in before if e["kind"] in ("opened", "escalated", "updated")]
+    # Drift first (check_appconfig), if a run caught it before the drop; then the dropped SMS.
+    steps = [re.sub(r"^\w+ -> \w+: ", "", m).split(":")[0] for m in failing]
+    assert steps == sorted(steps) and set(steps) <= {"check_appconfig", "receive_sms"}, failing
+    assert failing[-1].endswith("receive_sms: no SMS delivered to +15550100001 within 15s "
+                                "(1 message(s) seen, status sent)"), failing
+    assert detail["notified"] is True
+    history = requests.get(f"{slack}/api/conversations.history?channel=C0ONCALL",
+                           headers={"Authorization": "Bearer xoxb-sandbox-token"},
+                           timeout=10).json()
+    assert any("idcard-sms-production" in json.dumps(m) for m in history["messages"])
 
 
 def test_demo_on_a_busy_port_says_so_and_cleans_up(tmp_path: Path) -> None:

@@ -22,3 +22,15 @@ def harness(slack_fake: SlackFake, jira_fake: JiraFake, tmp_path: Path,
     h = build(make_config(slack_fake, jira_fake, tmp_path / "cp.db"), clock)
     yield h
     h.close()
+
+
+@pytest.fixture
+def coalescing(slack_fake: SlackFake, jira_fake: JiraFake, tmp_path: Path,
+               clock: FakeClock) -> Iterator[Harness]:
+    """The harness with ``incidents.coalesce_updates`` on."""
+    jira_fake.clock = clock
+    cfg = make_config(slack_fake, jira_fake, tmp_path / "cp.db")
+    cfg.incidents.coalesce_updates = True
+    h = build(cfg, clock)
+    yield h
+    h.close()

@@ -54,7 +54,8 @@ def test_invalid_notifier_config_stops_start_up_with_file_and_line(tmp_path: Pat
         f"{path}:6: notifiers.slack.chanel: unknown field; check its spelling or remove it",
         f"{path}:8: notifiers.jira.server: must be the Jira base URL such as "
         "https://example.atlassian.net",
-        f"{path}:10: notifiers.jira.project: String should match pattern '^[A-Z][A-Z0-9_]*$'",
+        f"{path}:10: notifiers.jira.project: 'ops' is not a Jira project key: use its capital "
+        "letters, as in the issue keys (OPS for OPS-123)",
         f"{path}:11: notifiers.jira.min_severity: Input should be 'critical', 'major' or "
         "'minor'",
     ]

@@ -168,18 +168,18 @@ def test_open_incidents_metric_counts_by_severity(harness: Harness) -> None:
     assert 'controlplane_incidents_open{severity="major"} 0.0' in text
 
 
-def test_unsent_message_updates_coalesce_into_the_newest_in_order_with_ack_and_resolve(
-        harness: Harness, slack_fake: SlackFake, jira_fake: JiraFake) -> None:
+def test_with_coalescing_unsent_message_updates_give_way_to_the_newest_in_order(
+        coalescing: Harness, slack_fake: SlackFake, jira_fake: JiraFake) -> None:
     check = tls_check(id="kafka-lag-prod")
-    harness.feed(check, Status.FAILING, "lag 100", runs=2)  # open, not yet delivered
-    harness.feed(check, Status.FAILING, "lag 200")
-    harness.feed(check, Status.FAILING, "lag 300")
-    [inc] = harness.incidents()
-    harness.service.acknowledge(inc.id, "alice", "api")
-    harness.feed(check, Status.FAILING, "lag 400")
-    harness.feed(check, Status.FAILING, "lag 500")
-    harness.feed(check, Status.OK, "lag 0")
-    harness.deliver()
+    coalescing.feed(check, Status.FAILING, "lag 100", runs=2)  # open, not yet delivered
+    coalescing.feed(check, Status.FAILING, "lag 200")
+    coalescing.feed(check, Status.FAILING, "lag 300")
+    [inc] = coalescing.incidents()
+    coalescing.service.acknowledge(inc.id, "alice", "api")
+    coalescing.feed(check, Status.FAILING, "lag 400")
+    coalescing.feed(check, Status.FAILING, "lag 500")
+    coalescing.feed(check, Status.OK, "lag 0")
+    coalescing.deliver()
     [root] = slack_fake.messages(roots_only=True)
     assert root.text == "[RESOLVED] kafka-lag-prod (production, critical): lag 0"
     assert [m.text for m in slack_fake.messages(thread_ts=root.ts)] == [
@@ -188,7 +188,7 @@ def test_unsent_message_updates_coalesce_into_the_newest_in_order_with_ack_and_r
     assert [c["body"] for c in jira_fake.issue("OPS-1").comments] == [
         "Update: lag 300", "Acknowledged by alice", "Update: lag 500",
         "Resolved after 5s: lag 0"]
-    assert [(e.channel, e.action, e.state, e.payload["text"]) for e in harness.outbox()] == [
+    assert [(e.channel, e.action, e.state, e.payload["text"]) for e in coalescing.outbox()] == [
         ("slack", "open", "sent", None), ("jira", "open", "sent", None),
         ("slack", "update", "skipped", "Update: lag 200"),
         ("jira", "update", "skipped", "Update: lag 200"),
@@ -201,7 +201,7 @@ def test_unsent_message_updates_coalesce_into_the_newest_in_order_with_ack_and_r
         ("slack", "update", "sent", "Update: lag 500"),
         ("jira", "update", "sent", "Update: lag 500"),
         ("slack", "resolve", "sent", None), ("jira", "resolve", "sent", None)]
-    assert [e for e in harness.timeline(inc.id) if e[0] in ("updated", "coalesced")] == [
+    assert [e for e in coalescing.timeline(inc.id) if e[0] in ("updated", "coalesced")] == [
         ("updated", "lag 200"), ("updated", "lag 300"),
         ("coalesced", "slack: 1 unsent update replaced by the newest"),
         ("coalesced", "jira: 1 unsent update replaced by the newest"),
@@ -210,23 +210,23 @@ def test_unsent_message_updates_coalesce_into_the_newest_in_order_with_ack_and_r
         ("coalesced", "jira: 1 unsent update replaced by the newest")]
 
 
-def test_an_update_already_attempted_is_kept_and_later_ones_coalesce(
-        harness: Harness, slack_fake: SlackFake) -> None:
+def test_with_coalescing_an_update_already_attempted_is_kept_and_later_ones_merge(
+        coalescing: Harness, slack_fake: SlackFake) -> None:
     check = tls_check(id="kafka-lag-prod")
-    harness.feed(check, Status.FAILING, "lag 100", runs=2)
-    harness.deliver()
+    coalescing.feed(check, Status.FAILING, "lag 100", runs=2)
+    coalescing.deliver()
     slack_fake.down(503)
-    harness.feed(check, Status.FAILING, "lag 200")
-    harness.deliver(passes=1)  # tried once, may have reached Slack: it must stay
+    coalescing.feed(check, Status.FAILING, "lag 200")
+    coalescing.deliver(passes=1)  # tried once, may have reached Slack: it must stay
     for lag in (300, 400, 500):
-        harness.feed(check, Status.FAILING, f"lag {lag}")
+        coalescing.feed(check, Status.FAILING, f"lag {lag}")
     slack_fake.heal()
-    harness.clock.advance(60)
-    harness.deliver()
+    coalescing.clock.advance(60)
+    coalescing.deliver()
     [root] = slack_fake.messages(roots_only=True)
     assert [m.text for m in slack_fake.messages(thread_ts=root.ts)] == [
         "Update: lag 200", "Update: lag 500"]
-    assert [(e.action, e.state, e.attempts) for e in harness.outbox()
+    assert [(e.action, e.state, e.attempts) for e in coalescing.outbox()
             if e.channel == "slack"] == [
         ("open", "sent", 1), ("update", "sent", 2), ("update", "skipped", 0),
         ("update", "skipped", 0), ("update", "sent", 1)]

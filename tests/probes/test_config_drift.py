@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from controlplane.probes.config_drift import ConfigDriftConfig, ConfigDriftProbe
+from controlplane.probes.config_drift import ConfigDriftConfig, ConfigDriftProbe, platform_domains
 from controlplane.results import Result, Status
 from controlplane.sandbox.platform import ENVIRONMENTS, env_by_name
 from controlplane.sandbox.runner import Sandbox
@@ -190,3 +190,71 @@ def test_without_url_the_front_end_host_and_configured_path_are_used(sandbox: Sa
     result = ConfigDriftProbe(ConfigDriftConfig.model_validate(raw), context).execute()
     assert (result.status, result.message) == (
         Status.ERROR, f"https://{front}/config/app.json answered 404; cannot judge drift")
+
+
+def test_allowed_hosts_named_like_an_environment_are_not_drift(
+        appconfig_server: tuple[str, Any]) -> None:
+    url, doc = appconfig_server
+    doc["body"] = {"apiUrl": "https://api-halo-task.techhalo.ai",
+                   "pipelines": "https://dev.azure.com/org",
+                   "cdn": "https://cdn.release.example.com/assets"}
+    result = local(url, allowed_hosts=["dev.azure.com", "*.example.com"])
+    assert result.status == Status.OK
+    assert result.message == "all 3 URLs in appconfig.json point at production"
+    assert result.metrics == {"urls": 3, "drifted": 0, "unknown": 0}
+    assert [r["verdict"] for r in result.details["urls"]] == ["ok", "allowed", "allowed"]
+
+
+def test_foreign_hosts_named_like_an_environment_are_unknown_not_drift(
+        appconfig_server: tuple[str, Any]) -> None:
+    url, doc = appconfig_server
+    doc["body"] = {"apiUrl": "https://api-halo-task.techhalo.ai",
+                   "pipelines": "https://dev.azure.com/org",
+                   "cdn": "https://cdn.release.example.com/assets"}
+    result = local(url)
+    assert result.status == Status.DEGRADED
+    assert result.message == ("production appconfig.json has hosts no environment claims (add "
+                              "them to allowed_hosts if expected): "
+                              "pipelines=https://dev.azure.com/org, "
+                              "cdn=https://cdn.release.example.com/assets")
+    assert result.metrics == {"urls": 3, "drifted": 0, "unknown": 2}
+    assert [r["verdict"] for r in result.details["urls"]] == ["ok", "unknown", "unknown"]
+
+
+def test_hosts_in_the_platforms_own_domains_named_after_another_environment_are_drift(
+        appconfig_server: tuple[str, Any]) -> None:
+    url, doc = appconfig_server
+    doc["body"] = {"hub": "https://hub.dev.techhalo.ai", "cards": "https://cards-release.halo360.ai",
+                   "pipelines": "https://dev.azure.com/org"}
+    result = local(url, allowed_hosts=["dev.azure.com"])
+    assert result.status == Status.FAILING
+    assert result.message == ("production appconfig.json points at dev, release: "
+                              "dev: hub=https://hub.dev.techhalo.ai; "
+                              "release: cards=https://cards-release.halo360.ai")
+
+
+def test_an_allowed_pattern_never_hides_another_environments_configured_host(
+        appconfig_server: tuple[str, Any]) -> None:
+    url, doc = appconfig_server
+    doc["body"] = {"apiUrl": "https://api-halo-task-staging.techhalo.ai"}
+    result = local(url, allowed_hosts=["*.techhalo.ai"])
+    assert result.status == Status.FAILING
+    assert result.message == ("production appconfig.json points at staging: "
+                              "apiUrl=https://api-halo-task-staging.techhalo.ai")
+
+
+def test_an_allowed_pattern_lets_a_host_in_our_own_domain_through(
+        appconfig_server: tuple[str, Any]) -> None:
+    # A shared service the operator vouches for, though its name carries "dev".
+    url, doc = appconfig_server
+    doc["body"] = {"docs": "https://dev-portal.techhalo.ai"}
+    assert local(url).status == Status.FAILING
+    result = local(url, allowed_hosts=["dev-portal.techhalo.ai"])
+    assert (result.status, result.metrics["drifted"]) == (Status.OK, 0)
+
+
+def test_platform_domains_are_the_configured_hosts_parent_domains() -> None:
+    envs = sandbox_context().environments
+    assert platform_domains(envs) == {"techhalo.ai", "halo360.ai"}
+    envs["production"].hosts["short"] = "Example.COM:8443"
+    assert platform_domains(envs) == {"techhalo.ai", "halo360.ai", "example.com"}

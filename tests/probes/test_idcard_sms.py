@@ -16,6 +16,8 @@ from controlplane.probes.idcard_sms import STEPS, IdCardSmsConfig, IdCardSmsProb
 from controlplane.results import Result, Status
 from controlplane.sandbox.platform import ENVIRONMENTS, env_by_name
 from controlplane.sandbox.runner import Sandbox
+from controlplane.sandbox.twilio_fake import TwilioFake
+from tests.services.common import free_port
 from tests.services.sandbox import idcard_config, sandbox_context
 
 
@@ -208,6 +210,100 @@ def test_wrong_twilio_credentials_fail_before_texting(sandbox: Sandbox) -> None:
     # The run reads the number's existing texts before asking, so it fails before texting.
     assert result.message == ("request_link: Twilio API answered 401 (error 20003): "
                               "Authenticate")
+
+
+SLA = {"request_link": 30, "receive_sms": 30, "check_link_host": 30, "open_link": 30,
+       "check_appconfig": 30, "download_pdf": 30, "total": 60}
+
+
+def twilio_of(sb: Sandbox) -> TwilioFake:
+    assert sb.twilio is not None
+    return sb.twilio
+
+
+# The run lists the number's texts once before asking (skip=1), then polls the same list.
+
+def test_twilio_503_twice_while_polling_is_retried_and_the_run_passes(sandbox: Sandbox) -> None:
+    fault = twilio_of(sandbox).fail_requests(503, 2, skip=1, method="GET")
+    result = run(sandbox)
+    assert result.status == Status.OK, result.message
+    assert step(result, "receive_sms")[0] == Status.OK
+    assert fault.served == 2
+
+
+def test_twilio_503_before_texting_is_retried_and_the_run_passes(sandbox: Sandbox) -> None:
+    fault = twilio_of(sandbox).fail_requests(503, 2, method="GET")
+    result = run(sandbox)
+    assert result.status == Status.OK, result.message
+    assert step(result, "request_link") == (Status.OK,
+                                            "halo-task API accepted the request (202)")
+    assert fault.served == 2
+
+
+def test_twilio_rate_limit_within_the_deadline_waits_retry_after_and_passes(
+        sandbox: Sandbox) -> None:
+    fault = twilio_of(sandbox).fail_requests(429, 1, skip=1, method="GET", retry_after=1)
+    result = run(sandbox)
+    assert result.status == Status.OK, result.message
+    assert fault.served == 1
+
+
+def test_twilio_rate_limit_past_the_receive_deadline_fails_naming_the_rate_limit(
+        sandbox: Sandbox) -> None:
+    fault = twilio_of(sandbox).fail_requests(429, None, skip=1, method="GET", retry_after=1)
+    result = run(sandbox, sla={**SLA, "receive_sms": 3})
+    assert result.status == Status.FAILING
+    assert result.message == (
+        "receive_sms: no SMS delivered to +15550100001 within 3s (Twilio API rate limit "
+        "(429, error 20429): Too Many Requests; Twilio asks to retry after 1s; no retry fits "
+        "before the deadline)")
+    # Retry-After (1 s) paced the retries, not poll_interval (0.2 s): at most one a second.
+    assert 2 <= fault.served <= 4
+
+
+def test_twilio_retry_after_past_the_deadline_fails_without_waiting(sandbox: Sandbox) -> None:
+    fault = twilio_of(sandbox).fail_requests(429, None, skip=1, method="GET", retry_after=120)
+    result = run(sandbox)
+    assert result.message == (
+        "receive_sms: no SMS delivered to +15550100001 within 30s (Twilio API rate limit "
+        "(429, error 20429): Too Many Requests; Twilio asks to retry after 120s; no retry fits "
+        "before the deadline)")
+    assert fault.served == 1
+
+
+def test_twilio_unavailable_before_texting_past_the_deadline_fails_at_request_step(
+        sandbox: Sandbox) -> None:
+    fault = twilio_of(sandbox).fail_requests(503, None, method="GET")
+    result = run(sandbox, sla={**SLA, "request_link": 1})
+    assert result.message == ("request_link: Twilio API answered 503 (error 20503): Service "
+                              "Unavailable; retried until the deadline")
+    assert fault.served >= 2
+
+
+@pytest.mark.parametrize(("status", "error"), [
+    (401, "Twilio API answered 401 (error 20003): Authenticate"),
+    (404, "Twilio API answered 404 (error 20404): The requested resource was not found"),
+])
+def test_permanent_twilio_errors_while_polling_fail_at_once(sandbox: Sandbox, status: int,
+                                                            error: str) -> None:
+    fault = twilio_of(sandbox).fail_requests(status, None, skip=1, method="GET")
+    result = run(sandbox)
+    assert result.status == Status.FAILING
+    assert result.message == f"receive_sms: {error}"
+    assert fault.served == 1
+
+
+def test_unreachable_twilio_is_retried_until_the_deadline(sandbox: Sandbox) -> None:
+    port = free_port()  # nothing listens there
+    result = run(sandbox, sla={**SLA, "request_link": 1},
+                 twilio={"account_sid": twilio_of(sandbox).account_sid,
+                         "auth_token": twilio_of(sandbox).auth_token,
+                         "api_base": f"http://127.0.0.1:{port}"})
+    assert result.status == Status.FAILING
+    assert result.message.startswith("request_link: cannot reach the Twilio API: "
+                                     "ConnectionError: ")
+    assert f"port={port}" in result.message
+    assert result.message.endswith("; retried until the deadline")
 
 
 def test_secrets_never_appear_in_the_result(sandbox: Sandbox) -> None:

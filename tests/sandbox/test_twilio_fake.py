@@ -3,6 +3,7 @@ delivery status, signed status callbacks and the signed inbound webhook."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 from flask import Flask, request
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from werkzeug.serving import make_server
@@ -188,3 +189,64 @@ def test_inbound_webhook_is_signed_and_creates_an_inbound_message(
     assert not RequestValidator("another-token").validate(url, form, got[0]["signature"])
     inbound = [m for m in client.messages.list(to=TO) if m.direction == "inbound"]
     assert [(m.sid, m.status) for m in inbound] == [(form["MessageSid"], "received")]
+
+
+def test_injected_429_is_twilio_shaped_with_retry_after(fake: tuple[TwilioFake, Client]) -> None:
+    twilio, client = fake
+    fault = twilio.fail_requests(429, 1, retry_after=7)
+    with pytest.raises(TwilioException) as info:
+        client.messages.list(to=TO)
+    response = info.value.args[1]
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "7"
+    assert json.loads(response.text) == {
+        "code": 20429, "message": "Too Many Requests", "status": 429,
+        "more_info": "https://www.twilio.com/docs/errors/20429"}
+    assert client.messages.list(to=TO) == []  # the one error is spent
+    assert fault.served == 1
+
+
+def test_injected_503_fails_a_create_for_n_requests(fake: tuple[TwilioFake, Client]) -> None:
+    twilio, client = fake
+    fault = twilio.fail_requests(503, 2)
+    for _ in range(2):
+        with pytest.raises(TwilioRestException) as info:
+            client.messages.create(to=TO, from_=FROM, body="hello")
+        assert (info.value.status, info.value.code, info.value.msg) == (
+            503, 20503, "Unable to create record: Service Unavailable")
+    assert client.messages.create(to=TO, from_=FROM, body="hello").status == "queued"
+    assert fault.served == 2
+    assert len(twilio.messages) == 1  # a refused request creates nothing
+
+
+def test_injected_errors_can_skip_requests_and_match_one_method(
+        fake: tuple[TwilioFake, Client]) -> None:
+    twilio, client = fake
+    fault = twilio.fail_requests(503, None, skip=1, method="GET")
+    assert client.messages.list(to=TO) == []  # skipped
+    client.messages.create(to=TO, from_=FROM, body="hello")  # POST: not matched
+    for _ in range(3):  # count None: until cleared
+        with pytest.raises(TwilioException):
+            client.messages.list(to=TO)
+    twilio.clear_fault()
+    assert len(client.messages.list(to=TO)) == 1
+    assert fault.served == 3
+
+
+def test_wrong_credentials_are_401_even_while_errors_are_injected(
+        fake: tuple[TwilioFake, Client]) -> None:
+    twilio, _ = fake
+    fault = twilio.fail_requests(429, None)
+    other = twilio_client(twilio.account_sid, "wrong", str(fake[1].api.base_url))
+    with pytest.raises(TwilioException) as info:
+        other.messages.list(to=TO)
+    assert info.value.args[1].status_code == 401
+    assert fault.served == 0
+
+
+def test_an_error_twilio_does_not_answer_is_refused(fake: tuple[TwilioFake, Client]) -> None:
+    twilio, _ = fake
+    with pytest.raises(ValueError) as info:
+        twilio.fail_requests(418)
+    assert str(info.value) == ("no Twilio error for status 418; "
+                               "choose one of 401, 404, 429, 500, 503")

@@ -29,6 +29,7 @@ def sandbox(sandbox_platform: Sandbox) -> Iterator[Sandbox]:
     sandbox_platform.faults.clear()
     assert sandbox_platform.twilio is not None
     sandbox_platform.twilio.cancel_pending()  # e.g. a text delayed 120 s by sms_delayed
+    sandbox_platform.twilio.clear_fault()  # e.g. 429s a test asked of the Twilio API
     for env in ENVIRONMENTS:
         sandbox_platform.twilio.set_sms_url(env.phone, None)
 
