@@ -6,7 +6,9 @@ Two variants of the card page, chosen per sandbox (``Sandbox(card_page=...)``):
   the server, so a probe without JavaScript sees the PDF link a client would tap;
 - ``spa``: as the real bic-sky serves it, the bare app shell; ``main.js`` reads
   ``appconfig.json``, fetches the card from the halo-task API named there and only then
-  inserts the download link. A probe must run the script (``pdf.mode: browser``) to see it.
+  inserts the download link. A probe must run the script (``pdf.mode: browser``) to see it;
+- ``spa-blob``: the same app, but the control is a button whose click fetches the PDF and
+  saves it from a ``blob:`` URL (no href to follow).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ SHELL = """<!doctype html>
 """
 
 
-CARD_PAGES = ("server", "spa")
+CARD_PAGES = ("server", "spa", "spa-blob")
 
 # The single-page app's card route, as the Angular app does it: config first, then the
 # card from the API it names, then the link. Text goes in through textContent, never HTML.
@@ -52,8 +54,17 @@ if (match) {
     const h1 = document.createElement('h1'); h1.textContent = 'ID card';
     const name = document.createElement('p'); name.className = 'name';
     name.textContent = card.fullName;
-    const a = document.createElement('a'); a.className = 'download';
-    a.href = `${config.apiUrl}/api/idcards/${token}/pdf`; a.download = '';
+    const pdf = `${config.apiUrl}/api/idcards/${token}/pdf`;
+    const a = document.createElement(BLOB ? 'button' : 'a'); a.className = 'download';
+    if (BLOB) {
+      a.addEventListener('click', async () => {
+        const blob = await (await fetch(pdf)).blob();
+        const save = document.createElement('a');
+        save.href = URL.createObjectURL(blob); save.download = 'idcard.pdf'; save.click();
+      });
+    } else {
+      a.href = pdf; a.download = '';
+    }
     a.textContent = 'Download PDF';
     section.append(h1, name, a); root.replaceChildren(section);
   } catch (err) {
@@ -103,13 +114,14 @@ def create_app(sb: Sandbox) -> Flask:
 
     @app.get("/main.js")
     def main_js() -> Response:
-        if sb.card_page != "spa":
+        if sb.card_page == "server":
             abort(404)  # the server-rendered variant ships no app script
-        return Response(MAIN_JS, mimetype="text/javascript")
+        blob = "true" if sb.card_page == "spa-blob" else "false"
+        return Response(f"const BLOB = {blob};\n{MAIN_JS}", mimetype="text/javascript")
 
     @app.get("/idcard/<token>")
     def card(token: str) -> str:
-        if sb.card_page == "spa":
+        if sb.card_page != "server":
             return SHELL.format(content="")  # the app renders the card (or its error)
         link = sb.links.get(token)
         if link is None or link.env != g.env.name:

@@ -44,8 +44,9 @@ class Sandbox:
     """The simulated 360Voice platform. ``start()`` then read ``info()``; ``stop()`` at the end.
 
     ``card_page`` picks bic-agent's card page: ``server`` (rendered on the server, the
-    default) or ``spa`` (the app shell whose script adds the link, as the real front end
-    does); it may be changed while running.
+    default), ``spa`` (the app shell whose script adds the link, as the real front end
+    does) or ``spa-blob`` (the control is a button saving a blob); it may be changed while
+    running (bic_agent.CARD_PAGES).
 
     ``sms_webhook_url``, when given, is set as every synthetic phone's ``SmsUrl`` so the
     Twilio fake calls it (signed) for each delivered SMS, as Twilio does.
