@@ -46,9 +46,10 @@ def spa(sandbox: Sandbox) -> Iterator[Sandbox]:
     sandbox.card_page = "server"
 
 
-def browser_run(sb: Sandbox, **overrides: object) -> Result:
-    pdf = {"mode": "browser", "executable_path": CHROMIUM, **overrides.pop("pdf", {})}  # type: ignore[dict-item]
-    cfg = idcard_config(sb, pdf=pdf, **overrides)
+def browser_run(sb: Sandbox, pdf: dict[str, object] | None = None,
+                **overrides: object) -> Result:
+    cfg = idcard_config(sb, pdf={"mode": "browser", "executable_path": CHROMIUM, **(pdf or {})},
+                        **overrides)
     return IdCardSmsProbe(cfg, sandbox_context()).execute()
 
 
