@@ -12,6 +12,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,16 @@ def test_every_request_of_the_rendered_page_stays_on_loopback(spa: Sandbox) -> N
     assert result.details["browser_hosts"] == [PROD.frontend, PROD.api]
     resolver = Fetcher(spa.ca_file, spa.nameserver, 10)
     assert {resolver.resolve(h) for h in result.details["browser_hosts"]} == {"127.0.0.1"}
+
+
+@needs_chromium
+@pytest.mark.browser
+def test_browser_mode_runs_in_a_worker_thread_as_the_scheduler_runs_probes(
+        spa: Sandbox) -> None:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        result = pool.submit(browser_run, spa).result(timeout=120)
+    assert result.status == Status.OK, result.message
+    assert result.details["pdf_bytes"] == expected_pdf_bytes()
 
 
 @needs_chromium
