@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from controlplane.config import ControlPlaneConfig
+from controlplane.leader import Leadership
 from controlplane.metrics import Metrics
 from controlplane.pipeline import Pipeline
 from controlplane.probes.base import ProbeContext
@@ -50,16 +52,44 @@ class Runtime:
     scheduler: CheckScheduler
     components: list[Component] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    leadership: Leadership | None = None
+    leadership_lost: bool = False
+    on_leadership_lost: Callable[[], None] | None = None
+    """Called (from the leadership thread) when the lock is lost: stop the process."""
+    _started: list[Component] = field(default_factory=list)
+    _stopped: bool = False
 
     def component(self, name: str) -> Component | None:
         return next((c for c in self.components if c.name == name), None)
 
     def start(self) -> None:
+        """Start the checks, notifications and backups now, or stand by while another
+        instance is active on the same PostgreSQL store (controlplane/leader.py)."""
+        self.leadership = Leadership(self.store, self.config.store.standby_retry,
+                                     self._start_active, self._lost)
+        self.leadership.start()
+
+    @property
+    def role(self) -> str:
+        """``active``, ``standby``, or ``stopped`` (never started, or stopped)."""
+        if self._stopped:
+            return "stopped"
+        if self.leadership is None:  # scheduler started by hand (tests, benchmarks)
+            return "active" if self.scheduler.running else "stopped"
+        return "active" if self.leadership.active else "standby"
+
+    def _start_active(self) -> None:
         self.scheduler.add_maintenance("retention", self.prune, RETENTION_EVERY_S)
         for c in self.components:
             log.info("component starting name=%s", c.name)
             c.start()
+            self._started.append(c)
         self.scheduler.start()
+
+    def _lost(self) -> None:
+        self.leadership_lost = True
+        if self.on_leadership_lost is not None:
+            self.on_leadership_lost()
 
     def prune(self) -> None:
         """Drop raw results and aggregates past their retention."""
@@ -70,12 +100,17 @@ class Runtime:
 
     def stop(self, grace_period: float | None = None) -> bool:
         grace = self.config.scheduler.grace_period if grace_period is None else grace_period
+        self._stopped = True
+        if self.leadership is not None:
+            self.leadership.stop_trying()  # a standby must not take over while we stop
         finished = self.scheduler.shutdown(grace)
-        for c in reversed(self.components):
+        for c in reversed(self._started):
             try:
                 c.stop()
             except Exception:
                 log.exception("component stop failed name=%s", c.name)
+        if self.leadership is not None:
+            self.leadership.release()  # only now may another instance start
         self.store.close()
         return finished
 

@@ -47,6 +47,9 @@ class StoreConfig(_Model):
     dsn: str = "sqlite:///controlplane.db"
     raw_retention: Duration = 14 * 86400.0
     aggregate_retention: Duration = 400 * 86400.0
+    standby_retry: Duration = Field(default=5.0, gt=0, description=(
+        "PostgreSQL store shared by several instances: how often a standby tries to become "
+        "active, and the active one checks it still is"))
 
 
 class WebConfig(_Model):

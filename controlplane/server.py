@@ -22,6 +22,7 @@ def serve(cfg: ControlPlaneConfig, stop: threading.Event,
     runtime = build_runtime(cfg)
     server = make_server(cfg.web.host, cfg.web.port, create_app(runtime), threaded=True)
     web = threading.Thread(target=server.serve_forever, name="web", daemon=True)
+    runtime.on_leadership_lost = stop.set
     runtime.start()
     web.start()
     url = f"http://{cfg.web.host}:{server.server_port}"
@@ -35,4 +36,12 @@ def serve(cfg: ControlPlaneConfig, stop: threading.Event,
     finished = runtime.stop()
     if not finished:
         log.warning("grace period over with runs still in flight; exiting anyway")
+    if runtime.leadership_lost:
+        raise LeadershipLost("lost the store lock that makes this instance the active one; "
+                             "stopped so two instances never run at once (a restart stands "
+                             "by or takes over)")
     return finished
+
+
+class LeadershipLost(Exception):
+    """The instance stopped because another may have become active."""

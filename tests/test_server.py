@@ -92,7 +92,8 @@ def test_run_serves_checks_from_a_postgres_store_and_keeps_state_across_restarts
     first = Running(config, port, dsn)
     try:
         ready = first.wait_for("/readyz", lambda r: r.status_code == 200)
-        assert ready.json() == {"status": "ok", "store": True, "scheduler": True}
+        assert ready.json() == {"status": "ok", "store": True, "scheduler": True,
+                                "role": "active"}
         first.wait_for("/api/v1/checks/tcp-down", lambda r: r.json()["state"] == "failing")
         checks = first.wait_for("/api/v1/checks", lambda r: all(
             c["last_result"] for c in r.json()["checks"])).json()["checks"]
@@ -154,3 +155,36 @@ def test_run_refuses_to_start_when_the_sqlite_file_cannot_be_opened(tmp_path: Pa
     assert proc.stderr == (f"controlplane: refusing to start: cannot open the store "
                            f"sqlite:///{db}: unable to open database file; check store.dsn "
                            "and that the database is up\n")
+
+
+def test_a_second_run_on_the_same_store_stands_by_and_one_that_loses_its_lock_exits_1(
+        tmp_path: Path, pg_server: PgServer, listener: int, http_server: ScriptedServer) -> None:
+    dsn = pg_server.createdb(f"store_{uuid.uuid4().hex[:12]}")
+    url = http_server.route("/", 200, "up")
+    ports = free_port(), free_port()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = Running(write_config(tmp_path / "a", listener, free_port(), url, ports[0]),
+                    ports[0], dsn)
+    second: Running | None = None
+    try:
+        first.wait_for("/readyz", lambda r: r.json().get("role") == "active")
+        second = Running(write_config(tmp_path / "b", listener, free_port(), url, ports[1]),
+                         ports[1], dsn)
+        ready = second.wait_for("/readyz", lambda r: r.status_code == 200)
+        assert ready.json() == {"status": "ok", "store": True, "scheduler": False,
+                                "role": "standby"}
+        db = dsn.rsplit("/", 1)[1]
+        pg_server.execute(  # the active instance's lock connection goes
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_database d "
+            f"ON d.oid = l.database WHERE l.locktype = 'advisory' AND d.datname = '{db}'")
+        _, err = first.proc.communicate(timeout=90)
+        assert first.proc.returncode == 1
+        assert err.strip().endswith(
+            "controlplane: lost the store lock that makes this instance the active one; "
+            "stopped so two instances never run at once (a restart stands by or takes over)")
+        second.wait_for("/readyz", lambda r: r.json().get("role") == "active")
+    finally:
+        for r in (first, second):
+            if r is not None and r.proc.poll() is None:
+                r.stop()

@@ -101,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if cfg is None:
         err("refusing to start: the configuration is invalid (see above)")
         return EXIT_ERROR
-    from controlplane.server import serve
+    from controlplane.server import LeadershipLost, serve
     from controlplane.store.db import StoreUnavailable
 
     stop = threading.Event()
@@ -118,5 +118,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except StoreUnavailable as exc:
         err(f"refusing to start: {exc}")
         return EXIT_ERROR
+    except LeadershipLost as exc:
+        err(str(exc))
+        return EXIT_FAILING
     print("controlplane: stopped", flush=True)
     return EXIT_OK

@@ -163,7 +163,10 @@ class ChildClient:
         then killed), ClientDied when it dies."""
         deadline = time.monotonic() + timeout
         conn = self._ready_conn(deadline)
-        left = max(self.MIN_CALL_S, deadline - time.monotonic())
+        left = deadline - time.monotonic()
+        if left < self.MIN_CALL_S:  # too little to do anything useful, or to fit the margin
+            raise KafkaUnavailable("the Kafka client process took the check's timeout to "
+                                   "start; it is ready for the next run")
         try:
             conn.send((method, args, left))
         except OSError:  # it died between runs, after the liveness check

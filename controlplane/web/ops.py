@@ -24,6 +24,7 @@ def readyz() -> tuple[Response, int]:
     rt = runtime()
     store_ok = rt.store.ping()
     sched_ok = rt.scheduler.running
-    ok = store_ok and sched_ok
+    # A standby serves the dashboard and API from the shared store: ready too.
+    ok = store_ok and (sched_ok or rt.role == "standby")
     return jsonify(status="ok" if ok else "unavailable", store=store_ok,
-                   scheduler=sched_ok), 200 if ok else 503
+                   scheduler=sched_ok, role=rt.role), 200 if ok else 503

@@ -151,9 +151,13 @@ def test_start_up_counts_against_the_timeout_and_a_slow_start_serves_the_next_ru
     client = ChildClient(cfg, HostedProbe)
     try:
         with pytest.raises(KafkaUnavailable) as info:
-            client.call("check", (None,), 0.001)  # no process starts in a millisecond
-        assert str(info.value) == ("the Kafka client process was still starting when the "
-                                   "check's timeout ran out; it goes on for the next run")
+            client.call("check", (None,), 0.001)  # no check fits in a millisecond
+        # Still starting, or (a warm fork server is quick) ready with no time left to check.
+        assert str(info.value) in (
+            "the Kafka client process was still starting when the check's timeout ran out; "
+            "it goes on for the next run",
+            "the Kafka client process took the check's timeout to start; it is ready for "
+            "the next run")
         assert client.proc is not None
         pid = client.proc.pid
         outcome, state = client.call("check", (None,), 20)

@@ -386,3 +386,14 @@ def test_a_credential_in_the_url_query_never_reaches_the_result(
     assert "s3cret" not in text
     assert r.details["url"] == start + "?token=***&page=2"
     assert r.details["redirects"][0]["to"] == http_server.url("/down?sig=***")
+
+
+def test_a_slow_server_shows_in_the_first_byte_phase(http_server: ScriptedServer) -> None:
+    r = probe(http_server.route("/slow", 200, "late", delay=0.4, body_delay=0.3))
+    m = r.metrics
+    assert r.status is Status.OK
+    # The server waits 0.4 s before its status line and 0.3 s more before the body: each
+    # wait lands in its own phase, never in connecting.
+    assert m["first_byte_s"] is not None and m["first_byte_s"] >= 0.4
+    assert m["transfer_s"] is not None and m["transfer_s"] >= 0.3
+    assert m["connect_s"] is not None and m["connect_s"] < m["first_byte_s"]
