@@ -25,6 +25,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--sms-webhook", metavar="URL",
                      help="set as the synthetic phones' SmsUrl (e.g. a control plane's "
                           "http://127.0.0.1:8080/webhooks/twilio/sms)")
+    run.add_argument("--card-page", choices=("server", "spa", "spa-blob"), default="server",
+                     help="bic-agent's card page: rendered on the server (default) or the "
+                          "app shell whose script adds the PDF link, as the real front end (spa; "
+                          "spa-blob: a button that saves the PDF from a blob: URL)")
     run.set_defaults(handler=cmd_run)
 
     fault = ssub.add_parser("fault", help="inject, clear or list faults")
@@ -58,7 +62,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    sb = Sandbox(directory=args.dir or default_state_dir(), sms_webhook_url=args.sms_webhook)
+    sb = Sandbox(directory=args.dir or default_state_dir(), sms_webhook_url=args.sms_webhook,
+                 card_page=args.card_page)
     sb.start()
     try:
         print_info(sb.info())

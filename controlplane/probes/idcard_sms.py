@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from twilio.rest import Client
 
 from controlplane.durations import Duration
+from controlplane.probes import idcard_browser
 from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeContext, ProbeError
 from controlplane.probes.sitefetch import Fetched, Fetcher, FetchError
 from controlplane.probes.sms_inbox import (
@@ -90,6 +91,7 @@ class IdCardSmsConfig(CheckConfig):
     appconfig_path: str = "/assets/appconfig.json"
     appconfig_api_key: str = "apiUrl"
     pdf_link_pattern: str = PDF_LINK
+    pdf: idcard_browser.PdfSettings = Field(default_factory=idcard_browser.PdfSettings)
     ca_file: str | None = None
     nameserver: str | None = Field(default=None, pattern=r"^[0-9a-fA-F.:\[\]]+$")
     cert_warn_days: float = Field(default=14.0, ge=0)
@@ -136,12 +138,14 @@ class IdCardSmsProbe(Probe[IdCardSmsConfig]):
         if missing:
             raise ProbeError(f"not configured: {', '.join(missing)} empty; set the environment "
                              "variables the check reads them from (see docs/idcard.md)")
+        chromium = idcard_browser.preflight(cfg.pdf) if cfg.pdf.mode == "browser" else ""
         frontend, api_host = self._host("idcard_frontend", cfg.frontend_host), \
             self._host("halo_task_api", cfg.api_host)
         fetch = Fetcher(cfg.ca_file, cfg.nameserver, min(cfg.timeout, 30.0))
         rec = StepRecorder()
         run = _Run(frontend=frontend, api_host=api_host)
-        t0 = time.monotonic()
+        t0 = run.t0 = time.monotonic()
+        run.chromium = chromium
         failed: Step | None = None
         try:
             with rec.step("request_link") as s:
@@ -298,25 +302,56 @@ class IdCardSmsProbe(Probe[IdCardSmsConfig]):
 
     def _download_pdf(self, fetch: Fetcher, run: _Run) -> str:
         assert run.page is not None
-        match = re.search(self.config.pdf_link_pattern, run.page.text())
+        if self.config.pdf.mode == "browser":
+            return self._download_pdf_rendered(run)
+        text = run.page.text()
+        match = re.search(self.config.pdf_link_pattern, text)
         if match is None:
-            raise StepFailed("the card page has no PDF download link")
+            raise StepFailed("the card page has no PDF download link" + _app_hint(
+                text, self.config.shell_marker))
         url = urljoin(run.page.url, match.group(1).replace("&amp;", "&"))
+        return self._fetch_pdf(fetch, url, run)
+
+    def _download_pdf_rendered(self, run: _Run) -> str:
+        """pdf.mode browser: the link the page's JavaScript renders, within the step's SLA."""
+        cfg = self.config
+        start = time.monotonic()
+        deadline = min(start + cfg.sla.download_pdf, run.t0 + cfg.timeout - 1)
+        limit = (f"download_pdf's {cfg.sla.download_pdf:g}s SLA"
+                 if deadline == start + cfg.sla.download_pdf else "the check's timeout")
+        fetch = Fetcher(cfg.ca_file, cfg.nameserver, max(0.5, min(deadline - start, 30.0)))
+        try:
+            found = idcard_browser.render_card(run.link, cfg.pdf, run.chromium, fetch,
+                                               deadline, limit)
+        finally:
+            log.info("idcard browser render check=%s took=%.1fs", cfg.id,
+                     time.monotonic() - start)
+        run.browser_hosts = found.hosts
+        if found.url is not None:
+            return self._fetch_pdf(fetch, found.url, run)
+        assert found.body is not None
+        return self._check_pdf(found.body, found.content_type, run)
+
+    def _fetch_pdf(self, fetch: Fetcher, url: str, run: _Run) -> str:
         try:
             got = fetch.request("GET", url, headers={"Accept": "application/pdf"})
         except FetchError as exc:
             raise StepFailed(f"PDF download failed: {exc}") from None
         if got.status != 200:
             raise StepFailed(f"PDF download answered {got.status}, expected 200")
-        if got.content_type != "application/pdf":
-            raise StepFailed(f"PDF download has Content-Type {got.content_type or 'none'}, "
+        return self._check_pdf(got.body, got.content_type, run)
+
+    def _check_pdf(self, body: bytes, content_type: str | None, run: _Run) -> str:
+        """The same checks whichever way the PDF came (a download event may have no type)."""
+        if content_type is not None and content_type != "application/pdf":
+            raise StepFailed(f"PDF download has Content-Type {content_type or 'none'}, "
                              "expected application/pdf")
-        text = _pdf_text(got.body)
+        text = _pdf_text(body)
         if self.config.client_name.lower() not in " ".join(text.split()).lower():
-            raise StepFailed(f"the PDF ({len(got.body)} bytes) does not contain the client's "
+            raise StepFailed(f"the PDF ({len(body)} bytes) does not contain the client's "
                              f"name {self.config.client_name!r}")
-        run.pdf_bytes = len(got.body)
-        return f"valid PDF, {len(got.body)} bytes, names {self.config.client_name}"
+        run.pdf_bytes = len(body)
+        return f"valid PDF, {len(body)} bytes, names {self.config.client_name}"
 
     # -- verdict ---------------------------------------------------------------------------------
 
@@ -337,8 +372,11 @@ class IdCardSmsProbe(Probe[IdCardSmsConfig]):
         metrics: dict[str, float | None] = {"total_seconds": round(total, 3),
                                             "sms_latency_seconds": _round(run.sms_latency),
                                             "cert_days_left": _round(run.cert_days_left)}
-        details = {"link": redact(run.link) if run.link else None, "pdf_bytes": run.pdf_bytes,
-                   "steps_passed": sum(1 for s in steps if s.status != Status.FAILING)}
+        details: dict[str, Any] = {
+            "link": redact(run.link) if run.link else None, "pdf_bytes": run.pdf_bytes,
+            "steps_passed": sum(1 for s in steps if s.status != Status.FAILING)}
+        if run.browser_hosts is not None:  # where the rendered page's requests went
+            details["browser_hosts"] = run.browser_hosts
         if failed is not None:
             return Outcome(failed.status, f"{failed.name}: {failed.message}", metrics, details,
                            steps)
@@ -365,6 +403,9 @@ class _Run:
         self.sms_latency: float | None = None
         self.cert_days_left: float | None = None
         self.pdf_bytes: int | None = None
+        self.t0 = time.monotonic()
+        self.chromium = ""  # the browser to launch in pdf.mode browser
+        self.browser_hosts: list[str] | None = None
 
 
 def _round(value: float | None) -> float | None:
@@ -399,6 +440,18 @@ def _dig(data: Any, dotted: str) -> Any:
             return None
         data = data[part]
     return data
+
+
+def _app_hint(page: str, shell_marker: str) -> str:
+    """Why a page may lack the link: a JavaScript app adds it only when its script runs."""
+    scripts = len(re.findall(r"<script\b", page, re.IGNORECASE))
+    if not scripts and shell_marker not in page:
+        return ""
+    parts = ([f"{shell_marker}>"] if shell_marker in page else []) + (
+        [f"{scripts} <script> tag{'s' if scripts != 1 else ''}"] if scripts else [])
+    return (f" in its HTML; it is a JavaScript app ({', '.join(parts)}) that adds the link "
+            "when its script runs: set pdf.mode: browser on the check to render it in "
+            "headless chromium")
 
 
 def _problem_detail(got: Fetched) -> str:

@@ -86,11 +86,13 @@ class Fetcher:
         raise FetchError(f"cannot resolve {host}: no A record from nameserver {nameserver}")
 
     def request(self, method: str, url: str, *, headers: dict[str, str] | None = None,
-                body: bytes | None = None, max_redirects: int = 5) -> Fetched:
+                body: bytes | None = None, max_redirects: int = 5,
+                follow: bool = True) -> Fetched:
+        """``follow=False`` returns a redirect as is (a browser the probe serves follows it)."""
         for _ in range(max_redirects + 1):
             got = self._once(method, url, headers or {}, body)
             location = got.headers.get("location")
-            if got.status not in REDIRECTS or not location or method != "GET":
+            if not follow or got.status not in REDIRECTS or not location or method != "GET":
                 return got
             url = urljoin(url, location)
         raise FetchError(f"more than {max_redirects} redirects starting at {url}")

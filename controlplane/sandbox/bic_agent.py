@@ -1,7 +1,14 @@
 """bic-agent, simulated: the Angular app shell, appconfig.json per environment, the card page.
 
-The card page is what the Angular app renders after fetching the card; we render it on
-the server so a probe without JavaScript sees the same PDF link a client would tap.
+Two variants of the card page, chosen per sandbox (``Sandbox(card_page=...)``):
+
+- ``server`` (default): what the Angular app renders after fetching the card, rendered on
+  the server, so a probe without JavaScript sees the PDF link a client would tap;
+- ``spa``: as the real bic-sky serves it, the bare app shell; ``main.js`` reads
+  ``appconfig.json``, fetches the card from the halo-task API named there and only then
+  inserts the download link. A probe must run the script (``pdf.mode: browser``) to see it;
+- ``spa-blob``: the same app, but the control is a button whose click fetches the PDF and
+  saves it from a ``blob:`` URL (no href to follow).
 """
 
 from __future__ import annotations
@@ -9,7 +16,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, abort, g, jsonify, request
 
 from controlplane.sandbox.platform import SandboxEnv, env_by_host, env_by_name
 
@@ -21,6 +28,49 @@ SHELL = """<!doctype html>
 <base href="/"><meta name="viewport" content="width=device-width, initial-scale=1">
 </head><body><app-root>{content}</app-root>
 <script src="main.js" type="module"></script></body></html>
+"""
+
+
+CARD_PAGES = ("server", "spa", "spa-blob")
+
+# The single-page app's card route, as the Angular app does it: config first, then the
+# card from the API it names, then the link. Text goes in through textContent, never HTML.
+MAIN_JS = """const root = document.querySelector('app-root');
+const match = location.pathname.match(/^\\/idcard\\/([^/]+)$/);
+function show(cls, text) {
+  const p = document.createElement('p'); p.className = cls; p.textContent = text;
+  root.replaceChildren(p);
+}
+if (match) {
+  const token = encodeURIComponent(match[1]);
+  show('loading', 'Loading your ID card\u2026');
+  try {
+    const config = await (await fetch('/assets/appconfig.json')).json();
+    const resp = await fetch(`${config.apiUrl}/api/idcards/${token}`,
+                             {headers: {'Accept': 'application/json'}});
+    if (!resp.ok) throw new Error(`card ${resp.status}`);
+    const card = await resp.json();
+    const section = document.createElement('section'); section.className = 'idcard';
+    const h1 = document.createElement('h1'); h1.textContent = 'ID card';
+    const name = document.createElement('p'); name.className = 'name';
+    name.textContent = card.fullName;
+    const pdf = `${config.apiUrl}/api/idcards/${token}/pdf`;
+    const a = document.createElement(BLOB ? 'button' : 'a'); a.className = 'download';
+    if (BLOB) {
+      a.addEventListener('click', async () => {
+        const blob = await (await fetch(pdf)).blob();
+        const save = document.createElement('a');
+        save.href = URL.createObjectURL(blob); save.download = 'idcard.pdf'; save.click();
+      });
+    } else {
+      a.href = pdf; a.download = '';
+    }
+    a.textContent = 'Download PDF';
+    section.append(h1, name, a); root.replaceChildren(section);
+  } catch (err) {
+    show('idcard-error', 'This ID card link is invalid or has expired.');
+  }
+}
 """
 
 
@@ -62,8 +112,17 @@ def create_app(sb: Sandbox) -> Flask:
     def config() -> Response:
         return jsonify(appconfig(sb, g.env))
 
+    @app.get("/main.js")
+    def main_js() -> Response:
+        if sb.card_page == "server":
+            abort(404)  # the server-rendered variant ships no app script
+        blob = "true" if sb.card_page == "spa-blob" else "false"
+        return Response(f"const BLOB = {blob};\n{MAIN_JS}", mimetype="text/javascript")
+
     @app.get("/idcard/<token>")
     def card(token: str) -> str:
+        if sb.card_page != "server":
+            return SHELL.format(content="")  # the app renders the card (or its error)
         link = sb.links.get(token)
         if link is None or link.env != g.env.name:
             return SHELL.format(content='<p class="idcard-error">This ID card link is invalid '

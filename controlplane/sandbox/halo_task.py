@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, jsonify, request
 from twilio.base.exceptions import TwilioException, TwilioRestException
@@ -61,6 +62,17 @@ def create_app(sb: Sandbox) -> Flask:
         if sb.faults.active("halo_task_500", env) is not None:
             return problem(500, "An error occurred while processing your request.")
         return None
+
+    @app.after_request
+    def cors(resp: Response) -> Response:
+        # The card page's app (on the environment's front-end host) reads the card
+        # cross-origin, as the real Angular app does.
+        origin = request.headers.get("Origin", "")
+        env = getattr(g, "env", None)
+        if env is not None and urlsplit(origin).hostname in (env.frontend, env.bic_agent):
+            resp.headers["Access-Control-Allow-Origin"] = origin
+            resp.headers["Vary"] = "Origin"
+        return resp
 
     @app.get("/health")
     def health() -> Response:

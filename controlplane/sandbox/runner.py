@@ -43,12 +43,21 @@ def default_state_dir() -> str:
 class Sandbox:
     """The simulated 360Voice platform. ``start()`` then read ``info()``; ``stop()`` at the end.
 
+    ``card_page`` picks bic-agent's card page: ``server`` (rendered on the server, the
+    default), ``spa`` (the app shell whose script adds the link, as the real front end
+    does) or ``spa-blob`` (the control is a button saving a blob); it may be changed while
+    running (bic_agent.CARD_PAGES).
+
     ``sms_webhook_url``, when given, is set as every synthetic phone's ``SmsUrl`` so the
     Twilio fake calls it (signed) for each delivered SMS, as Twilio does.
     """
 
     def __init__(self, directory: str | None = None, sms_webhook_url: str | None = None,
-                 ports: dict[str, int] | None = None) -> None:
+                 ports: dict[str, int] | None = None, card_page: str = "server") -> None:
+        if card_page not in bic_agent.CARD_PAGES:
+            raise ValueError(f"card_page {card_page!r} is not one of "
+                             f"{', '.join(bic_agent.CARD_PAGES)}")
+        self.card_page = card_page
         self.directory = directory or tempfile.mkdtemp(prefix="cp-sandbox-")
         self.sms_webhook_url = sms_webhook_url
         self._want_ports = ports or {}
@@ -184,7 +193,8 @@ class Sandbox:
         data: dict[str, Any] = {
             "control_url": self.url("control"), "ca_file": self.ca_file,
             "state_file": os.path.join(self.directory, "state.json"),
-            "nameserver": self.nameserver, "twilio_api_base": self.url("twilio"),
+            "nameserver": self.nameserver, "card_page": self.card_page,
+            "twilio_api_base": self.url("twilio"),
             "twilio_account_sid": self.twilio.account_sid,
             "ports": {p: s.port for p, s in self.servers.items()} | {"dns": self.dns_port},
             "environments": {e.name: {"hosts": e.hosts, "phone": e.phone, "sender": e.sender}

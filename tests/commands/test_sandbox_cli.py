@@ -120,3 +120,30 @@ def test_each_fault_set_with_the_cli_breaks_its_idcard_step(
     assert result.status == status, result.message
     assert [(s.name, s.status) for s in result.steps if s.status != Status.OK] == [(step, status)]
     assert result.message.startswith(f"{step}: {message}"), result.message
+
+
+def test_sandbox_run_with_card_page_spa_serves_the_single_page_card(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CONTROLPLANE_CACHE": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "controlplane", "sandbox", "run",
+                             "--card-page", "spa"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        state = tmp_path / "sandbox" / "state.json"
+        deadline = time.monotonic() + 60
+        while not state.exists():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "sandbox did not write its state file"
+            time.sleep(0.1)
+        time.sleep(0.2)
+        info = json.loads(state.read_text())
+        assert info["card_page"] == "spa"
+        from controlplane.probes.sitefetch import Fetcher
+
+        port = info["ports"]["bic_agent"]
+        got = Fetcher(info["ca_file"], info["nameserver"], 20).request(
+            "GET", f"https://bic-sky.halo360.ai:{port}/main.js")
+        assert (got.status, got.content_type) == (200, "text/javascript")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0

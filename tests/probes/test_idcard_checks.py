@@ -31,6 +31,7 @@ def test_every_environment_has_an_idcard_and_a_drift_check(no_secrets: None) -> 
         assert isinstance(idcard, IdCardSmsConfig) and isinstance(drift, ConfigDriftConfig)
         assert (idcard.env, drift.env) == (env, env)
         assert idcard.receive == "poll" and idcard.timeout >= idcard.sla.total
+        assert idcard.pdf.mode == "browser"  # the real front ends render the link in JS
         assert drift.url is None  # derived from environments.<env>.hosts.idcard_frontend
 
 
