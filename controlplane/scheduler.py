@@ -52,6 +52,16 @@ class CheckRunner:
     def run(self) -> Result:
         return self.run_or_join()[0]
 
+    def wait_idle(self) -> None:
+        """Wait for the run in flight, if any, to return (at most until it counts as hung):
+        a run asked for by hand must see the world as it is now, not when that run began."""
+        with self._lock:
+            if self._busy is None or not self._busy.is_alive():
+                return
+            done, since = self._done, self._busy_since
+        done.wait(max(0.0, since + self.check.timeout + HARD_TIMEOUT_MARGIN_S
+                      - time.monotonic()))
+
     def run_or_join(self) -> tuple[Result, bool]:
         """(result, fresh). A run asked for while one is in flight within its time (a manual
         run during a scheduled one, or the reverse) waits for that run and returns its result
@@ -165,16 +175,19 @@ class CheckScheduler:
         with self._idle:
             self._in_flight += 1
         try:
-            self.run_now(check_id)
+            self.run_now(check_id, by_hand=False)
         finally:
             with self._idle:
                 self._in_flight -= 1
                 self._idle.notify_all()
 
-    def run_now(self, check_id: str) -> Result:
-        """Run one check now (also used by the CLI and the API) and feed the sink; if it is
-        already running, wait for that run's result instead of starting a second."""
+    def run_now(self, check_id: str, by_hand: bool = True) -> Result:
+        """Run one check now and feed the sink. By hand (CLI, API) a run in flight is
+        waited for and a new one started after it; on schedule, a run that finds one in
+        flight shares its result instead (it is recorded once)."""
         runner = self.runners[check_id]
+        if by_hand:
+            runner.wait_idle()
         result, fresh = runner.run_or_join()
         if not fresh:
             return result  # the run in flight was recorded by whoever started it

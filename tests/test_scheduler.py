@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -254,25 +255,47 @@ def test_hung_probe_is_recorded_as_error_and_other_checks_go_on() -> None:
     assert {r.status for r in results if r.check == "fine"} == {Status.OK}
 
 
-def test_a_manual_run_during_a_scheduled_one_shares_its_result_and_records_it_once() -> None:
+def _in_flight(s: CheckScheduler, check_id: str) -> tuple[threading.Thread, list[Result]]:
+    """A run of ``check_id`` started on another thread, once it is under way."""
+    first: list[Result] = []
+    thread = threading.Thread(target=lambda: first.append(s.run_now(check_id)))
+    thread.start()
+    runner = s.runners[check_id]
+    deadline = time.monotonic() + 10
+    while not (runner._busy and runner._busy.is_alive()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return thread, first
+
+
+def test_a_scheduled_run_finding_one_in_flight_shares_its_result_and_records_it_once() -> None:
     sink = Sink()
     s = sched(sink, ScriptedConfig(id="slow", kind="scripted", interval=3600, timeout=10,
                                    sleep_s=1.5))
-    first: list[Result] = []
-    in_flight = threading.Thread(target=lambda: first.append(s.run_now("slow")))
-    in_flight.start()
+    thread, first = _in_flight(s, "slow")
     try:
-        runner = s.runners["slow"]
-        deadline = time.monotonic() + 10
-        while not (runner._busy and runner._busy.is_alive()) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        second = s.run_now("slow")  # e.g. POST /api/v1/checks/slow/run
-        in_flight.join(10)
+        second = s.run_now("slow", by_hand=False)  # what the scheduler's job does
+        thread.join(10)
     finally:
         s.shutdown(5)
     assert second is first[0]
     assert (second.status, second.message) == (Status.OK, "scripted ok")
     assert sink.results == [second]
+
+
+def test_a_run_by_hand_during_another_waits_for_it_then_runs_afresh() -> None:
+    sink = Sink()
+    s = sched(sink, ScriptedConfig(id="slow", kind="scripted", interval=3600, timeout=10,
+                                   sleep_s=1.5))
+    thread, first = _in_flight(s, "slow")
+    try:
+        second = s.run_now("slow")  # e.g. POST /api/v1/checks/slow/run after a fix
+        thread.join(10)
+    finally:
+        s.shutdown(5)
+    assert second is not first[0]
+    assert second.status is Status.OK
+    assert second.started_at >= first[0].started_at + timedelta(seconds=1.5)
+    assert sink.results == [first[0], second]
 
 
 def test_scheduled_runs_report_how_late_they_start() -> None:
