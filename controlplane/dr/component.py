@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -88,20 +89,18 @@ class BackupOps:
 
     def scheduled_backup(self, name: str) -> None:
         """A cron-triggered backup: a crash is reported with its check id, never lost."""
-        try:
-            self.run_backup(name)
-        except Exception as exc:
-            capture(exc, backup_check_id(name), component=name, job="backup")
-            log.exception("scheduled backup crashed check=%s component=%s",
-                          backup_check_id(name), name)
+        self._scheduled("backup", backup_check_id(name), name, self.run_backup)
 
     def scheduled_drill(self, name: str) -> None:
+        self._scheduled("drill", drill_check_id(name), name, self.run_drill)
+
+    @staticmethod
+    def _scheduled(job: str, check_id: str, name: str, run: Callable[[str], object]) -> None:
         try:
-            self.run_drill(name)
+            run(name)
         except Exception as exc:
-            capture(exc, drill_check_id(name), component=name, job="drill")
-            log.exception("scheduled drill crashed check=%s component=%s",
-                          drill_check_id(name), name)
+            capture(exc, check_id, component=name, job=job)
+            log.exception("scheduled %s crashed check=%s component=%s", job, check_id, name)
 
     def export_backup_metrics(self) -> None:
         """backup_* gauges from the catalog, so they survive restarts and count backups
