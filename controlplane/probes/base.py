@@ -112,7 +112,7 @@ class Probe(ABC, Generic[ConfigT]):
             # ``&sig=``) or a DSN never reaches the store, the API, pages or logs.
             message=redact(outcome.message),
             metrics=outcome.metrics,
-            details=_redacted(outcome.details),
+            details=_redacted(outcome.details) if self.redact_details else outcome.details,
             steps=[st.model_copy(update={"message": redact(st.message)})
                    for st in outcome.steps],
         )
@@ -122,6 +122,10 @@ class Probe(ABC, Generic[ConfigT]):
         """Set this kind's own metrics (beyond the check_* family) from a result."""
 
     # -- ad-hoc use from `controlplane probe KIND TARGET ...` -------------------------------
+
+    redact_details: ClassVar[bool] = True
+    """False only for kinds whose details hold nothing but names and numbers read from the
+    target (and are big enough for the walk to cost: 10,000 lag rows)."""
 
     cli_name: ClassVar[str | None] = None
     """Name under `controlplane probe`; None means the kind is not offered ad hoc."""

@@ -91,6 +91,8 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
     kind: ClassVar[str] = "kafka_lag"
     config_model: ClassVar[type[CheckConfig]] = KafkaLagConfig
     cli_name: ClassVar[str | None] = "kafka-lag"
+    # Details are group, topic and partition names with offsets, lags and statuses.
+    redact_details: ClassVar[bool] = False
     _exported: ClassVar[dict[str, set[tuple[str, ...]]]] = {}
     _export_lock: ClassVar[threading.Lock] = threading.Lock()
 
