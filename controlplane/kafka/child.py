@@ -22,6 +22,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
@@ -48,6 +49,9 @@ def _context() -> ForkServerContext:
         ctx = mp.get_context("forkserver")
         assert isinstance(ctx, ForkServerContext)
         ctx.set_forkserver_preload(PRELOAD)
+        # Started now, when the checks are built, so the seconds a cold fork server takes
+        # never count against a check's run.
+        forkserver.ensure_running()
         _CONTEXT = ctx
     return _CONTEXT
 
@@ -106,6 +110,7 @@ class ChildClient:
     def __init__(self, cfg: KafkaCheckConfig, factory: Factory) -> None:
         self.cfg = cfg
         self.factory = factory
+        _context()
         self.proc: BaseProcess | None = None
         self.conn: Connection | None = None
         self.ready = False

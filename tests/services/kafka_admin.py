@@ -99,8 +99,10 @@ class AdminWorker:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
+            # spawn, not forkserver: the fork server is the product's, started with its own
+            # preloaded modules (controlplane/kafka/child.py); ours must not start it first.
             self._pool = ProcessPoolExecutor(max_workers=1,
-                                             mp_context=mp.get_context("forkserver"))
+                                             mp_context=mp.get_context("spawn"))
         return self._pool
 
     def call(self, fn: Callable[..., T], *args: Any, timeout: float = 300) -> T:
