@@ -53,10 +53,25 @@ def topic_names(bootstrap: str) -> set[str]:
 
 
 def topic_ready(bootstrap: str, name: str, partitions: int) -> bool:
-    md = _admin(bootstrap).list_topics(topic=name, timeout=10)
+    """Every partition has a leader that answers for it: a leader in the metadata can still
+    refuse ListOffsets for a moment while its log is created, and the checks read those."""
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import OffsetSpec
+
+    admin = _admin(bootstrap)
+    md = admin.list_topics(topic=name, timeout=10)
     t = md.topics.get(name)
-    return bool(t and t.error is None and len(t.partitions) == partitions
-                and all(p.leader >= 0 for p in t.partitions.values()))
+    if not (t and t.error is None and len(t.partitions) == partitions
+            and all(p.leader >= 0 for p in t.partitions.values())):
+        return False
+    futures = admin.list_offsets({TopicPartition(name, p): OffsetSpec.latest()
+                                  for p in t.partitions}, request_timeout=10)
+    try:
+        for fut in futures.values():
+            fut.result(15)
+    except Exception:
+        return False
+    return True
 
 
 def create_topic(bootstrap: str, name: str, partitions: int, replication: int,
