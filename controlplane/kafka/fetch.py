@@ -6,7 +6,6 @@ sliding windows and time tables stay in the parent, so a child that dies loses n
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 
@@ -24,8 +23,6 @@ from controlplane.kafka.client import (
 )
 from controlplane.kafka.offsets import Snapshot, collect, select_groups
 from controlplane.probes.base import ProbeError
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
