@@ -28,9 +28,13 @@ from tests.services.kafka import KafkaCluster, kafka_libs, kafka_version
 
 TOOL = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
 # The JVM options Kafka's own bin/kafka-run-class.sh gives its tools.
-TOOL_JVM = ["-Xmx256M", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-            "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
-            "-Djava.awt.headless=true"]
+KAFKA_JVM = ["-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+             "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
+             "-Djava.awt.headless=true"]
+TOOL_JVM = ["-Xmx256M", *KAFKA_JVM]
+# The broker runs as kafka-server-start.sh runs it (the tests' quick-start flags, C1 only
+# and the serial collector, would make every request slower than on a real broker).
+BROKER_JVM = KAFKA_JVM
 
 
 def build(cluster: KafkaCluster, groups: int, partitions: int) -> None:
@@ -113,7 +117,8 @@ def main() -> int:
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
     cluster = KafkaCluster(base, 1, heap="1g", extra_properties={
-        "offsets.topic.num.partitions": 50, "num.io.threads": 4, "num.network.threads": 3})
+        "offsets.topic.num.partitions": 50, "num.io.threads": 4, "num.network.threads": 3},
+        jvm_flags=BROKER_JVM)
     try:
         cluster.setup()
         cluster.start()

@@ -1,8 +1,15 @@
 """Collect committed and log-end offsets for many consumer groups in few round trips.
 
-One ``describe_consumer_groups`` for all groups (their state and members' assignments),
-one ``list_consumer_group_offsets`` per group (the client's limit), all in flight at
-once, then a single ``list_offsets`` for the union of every group's partitions.
+One ``list_consumer_groups`` (every group's state), ``describe_consumer_groups`` only for
+the groups that may have members (their assignments: a member may own a partition the
+group never committed on), one ``list_consumer_group_offsets`` per group (the client's
+limit), all in flight at once, then ``list_offsets`` for the union of every group's
+partitions.
+
+An EMPTY group is not described: it has no members, so there is nothing to learn, and
+describing costs each group a coordinator lookup and two requests (librdkafka tries
+KIP-848's ConsumerGroupDescribe first, then the classic DescribeGroups). A group that
+gains members between the listing and the offset fetch shows them on the next run.
 Rows follow Kafka's ConsumerGroupCommand: every partition the group has a commit on or a
 member is assigned, ``committed`` None where there is no commit.
 """
@@ -36,6 +43,8 @@ CHUNK = 500
 """Partitions per ListOffsets request."""
 GROUP_CHUNK = 50
 """Groups per DescribeGroups call (smaller requests, answered in parallel)."""
+EMPTY = "EMPTY"
+"""A listed group's state when it has no members (ConsumerGroupState.EMPTY)."""
 
 
 @dataclass
@@ -56,32 +65,42 @@ class Snapshot:
 
 
 def select_groups(admin: AdminClient, names: list[str], patterns: list[str],
-                  deadline: Deadline) -> list[str]:
-    """Named groups as given; patterns (full match) and the no-filter case list the cluster."""
-    if names and not patterns:
-        return list(dict.fromkeys(names))
+                  deadline: Deadline) -> dict[str, str | None]:
+    """The groups to read, each with its state as listed (None: not in the listing, e.g.
+    deleted, or on a broker that did not answer): the named ones, then those matching a
+    pattern (full match), or every group when neither is given."""
     listing = wait(admin.list_consumer_groups(request_timeout=deadline.left()), deadline,
                    "listing consumer groups")
-    found = sorted(g.group_id for g in listing.valid)
-    compiled = [re.compile(p) for p in patterns]
-    picked = [g for g in found if not compiled or any(rx.fullmatch(g) for rx in compiled)]
-    return list(dict.fromkeys([*names, *picked]))
+    states = {g.group_id: g.state.name if g.state is not None else None
+              for g in listing.valid}
+    if names and not patterns:
+        picked: list[str] = []
+    else:
+        compiled = [re.compile(p) for p in patterns]
+        picked = [g for g in sorted(states)
+                  if not compiled or any(rx.fullmatch(g) for rx in compiled)]
+    return {g: states.get(g) for g in dict.fromkeys([*names, *picked])}
 
 
-def collect(admin: AdminClient, groups: list[str], topic_ok: Any, deadline: Deadline,
-            known_topics: set[str] | None = None) -> Snapshot:
-    """Offsets of ``groups`` on the partitions whose topic passes ``topic_ok(topic)``."""
+def collect(admin: AdminClient, listed: dict[str, str | None], topic_ok: Any,
+            deadline: Deadline, known_topics: set[str] | None = None) -> Snapshot:
+    """Offsets of the ``listed`` groups (name: listed state) on the partitions whose topic
+    passes ``topic_ok(topic)``."""
+    groups = list(listed)
     result = {g: GroupOffsets(g) for g in groups}
     if groups:
+        to_describe = [g for g in groups if listed[g] != EMPTY]
         described: dict[str, Future[Any]] = {}
-        for i in range(0, len(groups), GROUP_CHUNK):
-            described.update(admin.describe_consumer_groups(groups[i:i + GROUP_CHUNK],
-                                                            request_timeout=deadline.left()))
+        for i in range(0, len(to_describe), GROUP_CHUNK):
+            described.update(admin.describe_consumer_groups(
+                to_describe[i:i + GROUP_CHUNK], request_timeout=deadline.left()))
         fetches = {g: admin.list_consumer_group_offsets(
             [ConsumerGroupTopicPartitions(g)], request_timeout=deadline.left())[g]
             for g in groups}
         for g in groups:
-            _fill_group(result[g], described[g], fetches[g], topic_ok, deadline)
+            if g not in described:
+                result[g].state = EMPTY
+            _fill_group(result[g], described.get(g), fetches[g], topic_ok, deadline)
     wanted = sorted({tp for go in result.values() for tp in go.committed})
     missing: list[str] = []
     if known_topics is not None:
@@ -90,16 +109,11 @@ def collect(admin: AdminClient, groups: list[str], topic_ok: Any, deadline: Dead
     return Snapshot(result, ends, errors, missing)
 
 
-def _fill_group(out: GroupOffsets, described: Future[Any], fetched: Future[Any],
+def _fill_group(out: GroupOffsets, described: Future[Any] | None, fetched: Future[Any],
                 topic_ok: Any, deadline: Deadline) -> None:
     try:
-        desc = described.result(timeout=deadline.wait_s())
-        out.state = desc.state.name
-        out.members = len(desc.members)
-        for member in desc.members:
-            for tp in member.assignment.topic_partitions:
-                if topic_ok(tp.topic):
-                    out.committed.setdefault((tp.topic, tp.partition), None)
+        if described is not None:
+            _fill_members(out, described.result(timeout=deadline.wait_s()), topic_ok)
         offsets = fetched.result(timeout=deadline.wait_s())
     except KafkaException as exc:
         out.error = describe(exc)
@@ -114,6 +128,15 @@ def _fill_group(out: GroupOffsets, described: Future[Any], fetched: Future[Any],
         if topic_ok(tp.topic):
             # Negative means "no commit" (OFFSET_INVALID), shown by Kafka's tool as "-".
             out.committed[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else None
+
+
+def _fill_members(out: GroupOffsets, desc: Any, topic_ok: Any) -> None:
+    out.state = desc.state.name
+    out.members = len(desc.members)
+    for member in desc.members:
+        for tp in member.assignment.topic_partitions:
+            if topic_ok(tp.topic):
+                out.committed.setdefault((tp.topic, tp.partition), None)
 
 
 def _end_offsets(admin: AdminClient, tps: list[TP], deadline: Deadline

@@ -58,8 +58,9 @@ def kafka_libs() -> Path:
 
 
 def java_cmd(main_class: str, *args: str, log_config: Path | None = None,
-             heap: str = "256m") -> list[str]:
-    cmd = ["java", "-Xms64m", f"-Xmx{heap}", *JVM_FLAGS, "-cp", str(kafka_libs() / "*")]
+             heap: str = "256m", flags: list[str] | None = None) -> list[str]:
+    cmd = ["java", "-Xms64m", f"-Xmx{heap}", *(JVM_FLAGS if flags is None else flags),
+           "-cp", str(kafka_libs() / "*")]
     if log_config is not None:
         cmd.append(f"-Dlog4j.configuration=file:{log_config}")
     return [*cmd, main_class, *args]
@@ -108,6 +109,8 @@ class KafkaCluster:
     tls: ServerFiles | None = None
     """When set, every node also listens with TLS (PEM keystore) on ``tls_port``."""
     extra_properties: dict[str, object] = field(default_factory=dict)
+    jvm_flags: list[str] | None = None
+    """JVM options for the brokers; None: quick start-up for tests (JVM_FLAGS)."""
     nodes: list[KafkaNode] = field(default_factory=list)
     cluster_id: str = field(
         default_factory=lambda: base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22])
@@ -189,7 +192,8 @@ class KafkaCluster:
         out = (node.dir / "stdout.log").open("ab")
         node.proc = subprocess.Popen(
             java_cmd("kafka.Kafka", str(node.dir / "server.properties"),
-                     log_config=node.dir / "log4j.properties", heap=self.heap),
+                     log_config=node.dir / "log4j.properties", heap=self.heap,
+                     flags=self.jvm_flags),
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=_die_with_parent)
         out.close()
