@@ -16,6 +16,7 @@ check's config, e.g. the lag reader or the in-process probe itself.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import multiprocessing as mp
 import os
@@ -28,7 +29,12 @@ from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from controlplane.kafka.client import KafkaCheckConfig, KafkaUnavailable, unreachable_message
+from controlplane.kafka.client import (
+    KafkaCheckConfig,
+    KafkaUnavailable,
+    gc_paused,
+    unreachable_message,
+)
 from controlplane.probes.base import Outcome, ProbeError
 from controlplane.results import Status
 
@@ -79,7 +85,11 @@ def _child_main(conn: Connection, factory: Factory, cfg_json: str, kind: str,
         conn.send(("error", str(exc)))
         return
     conn.send(("ready",))
+    # This process only ever runs one request at a time, so its garbage is collected
+    # between requests, after the answer has gone, rather than in the middle of one.
+    gc.disable()
     while True:
+        gc.collect()
         try:
             request = conn.recv()
         except (EOFError, OSError):
@@ -180,7 +190,8 @@ class ChildClient:
             self.kill()
             raise KafkaUnavailable("no answer within the check's timeout (the client "
                                    "process was stopped and restarts on the next run)")
-        answer = self._recv(conn)
+        with gc_paused():  # unpickling 10,000 rows would trigger collections that find nothing
+            answer = self._recv(conn)
         if answer[0] == "ok":
             return answer[1]
         if answer[0] == "unavailable":

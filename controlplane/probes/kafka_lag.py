@@ -26,6 +26,7 @@ from controlplane.kafka.client import (
     Deadline,
     KafkaCheckConfig,
     KafkaUnavailable,
+    gc_paused,
     tls_arguments,
     tls_values,
     unreachable_message,
@@ -70,7 +71,7 @@ class KafkaLagConfig(KafkaCheckConfig):
         return v
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     group: str
     topic: str
@@ -132,8 +133,9 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
                       duration_s=round(time.monotonic() - t0, 6),
                       message=f"{len(snap.groups)} groups")]
         missing_topics = sorted(set(cfg.topics) - known) if known is not None else []
-        rows = self._evaluate(snap)
-        return self._outcome(snap, rows, missing_topics, steps)
+        with gc_paused():
+            rows = self._evaluate(snap)
+            return self._outcome(snap, rows, missing_topics, steps)
 
     def _evaluate(self, snap: Snapshot, now: float | None = None) -> list[Row]:
         # ``now`` is this run's sample time (the tests pass their own clock).
@@ -142,10 +144,12 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
         for (topic, partition), end_offset in snap.end_offsets.items():
             tables.add(topic, partition, end_offset, now)
         rows: list[Row] = []
+        end_of, table_of = snap.end_offsets.get, tables.tables.get  # 10,000 rows a run
         for name, go in snap.groups.items():
             has_members = go.members > 0
-            for (topic, partition), committed in sorted(go.committed.items()):
-                end = snap.end_offsets.get((topic, partition))
+            for tp, committed in sorted(go.committed.items()):
+                topic, partition = tp
+                end = end_of(tp)
                 if committed is not None and end is not None:
                     lag: int | None = end - committed
                     w = windows.add_values(name, topic, partition, committed, end)
@@ -153,8 +157,9 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
                 else:
                     lag = None
                     status = windows.evaluate(name, topic, partition, has_members, allowed)
-                rows.append(Row(name, topic, partition, committed, end, lag,
-                                tables.lag_seconds(topic, partition, committed, now), status))
+                table = table_of(tp)
+                secs = None if table is None else table.lag_seconds(committed, now)
+                rows.append(Row(name, topic, partition, committed, end, lag, secs, status))
         # Forget partitions no longer watched; every current one was just touched, so a
         # surplus in size is the only sign there is anything to forget.
         if len(tables.tables) > len(snap.end_offsets):
