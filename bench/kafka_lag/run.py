@@ -133,7 +133,7 @@ def main() -> int:
     ap.add_argument("--groups", type=int, default=200)
     ap.add_argument("--partitions", type=int, default=50)
     ap.add_argument("--runs", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=3, help="untimed runs after the first")
+    ap.add_argument("--warmup", type=int, default=10, help="untimed runs after the first")
     ap.add_argument("--live", type=int, default=20, help="groups with a live member")
     ap.add_argument("--settle", type=float, default=20, help="seconds idle after the build")
     ap.add_argument("--tool-runs", type=int, default=3)
