@@ -64,8 +64,10 @@ def fetch(admin: AdminClient, sel: Selection, deadline: Deadline) -> Fetched:
             known = {name for name, t in md.topics.items() if t.error is None}
     except KafkaException as exc:
         raise KafkaUnavailable(f"connecting: {describe(exc)}") from exc
-    groups = select_groups(admin, sel.groups, sel.group_patterns, deadline)
-    snap = collect(admin, groups, TopicFilter(sel.topics, sel.topic_patterns), deadline, known)
+    listing = select_groups(admin, sel.groups, sel.group_patterns, deadline)
+    snap = collect(admin, listing.states, TopicFilter(sel.topics, sel.topic_patterns),
+                   deadline, known)
+    snap.listing_errors = listing.errors
     return Fetched(snap, known)
 
 

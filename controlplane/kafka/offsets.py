@@ -34,7 +34,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec
 from confluent_kafka.cimpl import _AdminClientImpl
 
-from controlplane.kafka.client import Deadline, describe, wait
+from controlplane.kafka.client import Deadline, KafkaUnavailable, describe, wait
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,10 @@ CHUNK = 500
 """Partitions per ListOffsets request."""
 GROUP_CHUNK = 50
 """Groups per DescribeGroups call (smaller requests, answered in parallel)."""
+LIST_SHARE = 0.25
+LIST_MIN_S = 1.0
+"""The group listing gets a quarter of the run's time, at least a second (see
+_list_groups)."""
 EMPTY = "EMPTY"
 """A listed group's state when it has no members (ConsumerGroupState.EMPTY)."""
 
@@ -62,24 +66,58 @@ class Snapshot:
     end_offsets: dict[TP, int]
     end_errors: dict[TP, str]
     missing_topics: list[str]
+    listing_errors: list[str] = field(default_factory=list)
+    """Brokers whose group listing failed, when the listing chose the groups (patterns or
+    all groups): the groups they coordinate are missing from this snapshot."""
+
+
+@dataclass
+class Listing:
+    states: dict[str, str | None]
+    """Group name: its state as listed, None when not listed (deleted, or on a broker that
+    did not answer)."""
+    errors: list[str]
 
 
 def select_groups(admin: AdminClient, names: list[str], patterns: list[str],
-                  deadline: Deadline) -> dict[str, str | None]:
-    """The groups to read, each with its state as listed (None: not in the listing, e.g.
-    deleted, or on a broker that did not answer): the named ones, then those matching a
-    pattern (full match), or every group when neither is given."""
-    listing = wait(admin.list_consumer_groups(request_timeout=deadline.left()), deadline,
-                   "listing consumer groups")
+                  deadline: Deadline) -> Listing:
+    """The groups to read: the named ones, then those matching a pattern (full match), or
+    every group when neither is given; each with its listed state."""
+    listed, errors = _list_groups(admin, deadline, needed=bool(patterns or not names))
+    if names and not patterns:
+        return Listing({g: listed.get(g) for g in dict.fromkeys(names)}, [])
+    compiled = [re.compile(p) for p in patterns]
+    picked = [g for g in sorted(listed)
+              if not compiled or any(rx.fullmatch(g) for rx in compiled)]
+    return Listing({g: listed.get(g) for g in dict.fromkeys([*names, *picked])}, errors)
+
+
+def _list_groups(admin: AdminClient, deadline: Deadline, needed: bool
+                 ) -> tuple[dict[str, str | None], list[str]]:
+    """Every listed group's state, and the brokers' listing errors.
+
+    ListGroups goes to every broker, and one that crashed stays in the metadata until its
+    session times out; a request to it waits its whole timeout. So the listing gets a share
+    of the run's time, and what answered within it is used. When the listing only saves
+    requests (named groups), failing to list costs nothing but those requests.
+    """
+    budget = Deadline(min(deadline.left(), max(LIST_MIN_S, deadline.left() * LIST_SHARE)))
+    try:
+        listing = wait(admin.list_consumer_groups(request_timeout=budget.left()), budget,
+                       "listing consumer groups")
+    except KafkaUnavailable:
+        if needed:
+            raise
+        return {}, []
     states = {g.group_id: g.state.name if g.state is not None else None
               for g in listing.valid}
-    if names and not patterns:
-        picked: list[str] = []
-    else:
-        compiled = [re.compile(p) for p in patterns]
-        picked = [g for g in sorted(states)
-                  if not compiled or any(rx.fullmatch(g) for rx in compiled)]
-    return {g: states.get(g) for g in dict.fromkeys([*names, *picked])}
+    return states, [_error_text(e) for e in listing.errors]
+
+
+def _error_text(err: Any) -> str:
+    if isinstance(err, BaseException):
+        return describe(err)
+    return f"{err.str()} ({err.name()})" if hasattr(err, "name") else str(err)
 
 
 def collect(admin: AdminClient, listed: dict[str, str | None], topic_ok: Any,

@@ -174,6 +174,10 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
         problems: list[tuple[Status, str]] = []
         for topic in missing_topics:
             problems.append((Status.FAILING, f"topic {topic} does not exist (deleted?)"))
+        if snap.listing_errors:
+            problems.append((Status.FAILING, "consumer groups could not be listed on every "
+                             f"broker ({'; '.join(snap.listing_errors)}); the groups they "
+                             "coordinate are missing from this run"))
         groups, topics = _summaries(snap, rows)
         for name, go in snap.groups.items():
             summary = groups[name]

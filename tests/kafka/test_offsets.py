@@ -41,9 +41,10 @@ def test_only_groups_that_may_have_members_are_described(kafka1: KafkaCluster) -
         spy = DescribeSpy(kafka1.bootstrap)
         names = ["offsets-idle", "offsets-live", "offsets-never-existed"]
         listed = select_groups(spy, names, [], Deadline(20))  # type: ignore[arg-type]
-        assert listed == {"offsets-idle": "EMPTY", "offsets-live": "STABLE",
-                          "offsets-never-existed": None}
-        snap = collect(spy, listed, lambda _t: True, Deadline(20))  # type: ignore[arg-type]
+        assert listed.states == {"offsets-idle": "EMPTY", "offsets-live": "STABLE",
+                                 "offsets-never-existed": None}
+        snap = collect(spy, listed.states, lambda _t: True,
+                       Deadline(20))  # type: ignore[arg-type]
     finally:
         live.close()
     assert spy.described == ["offsets-live", "offsets-never-existed"]

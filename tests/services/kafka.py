@@ -322,6 +322,9 @@ class KafkaCluster:
         finally:
             c.close()
 
+    def coordinator_of(self, group: str) -> int:
+        return WORKER.call(kafka_admin.coordinator_of, self.bootstrap, group)
+
     def consumer_group_command(self, *args: str) -> str:
         """Run Kafka's own ConsumerGroupCommand from the same jars; stdout."""
         return self.consumer_group_command_output(*args)[0]

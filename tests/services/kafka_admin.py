@@ -102,6 +102,21 @@ def delete_topic(bootstrap: str, name: str) -> None:
     _admin(bootstrap).delete_topics([name], request_timeout=60)[name].result(90)
 
 
+def coordinator_of(bootstrap: str, group: str) -> int:
+    """The broker id coordinating ``group`` (a group that does not exist has one too);
+    retried while a new cluster's coordinators are still loading (NOT_COORDINATOR)."""
+    deadline = time.monotonic() + 60
+    while True:
+        (fut,) = _admin(bootstrap).describe_consumer_groups([group],
+                                                            request_timeout=20).values()
+        try:
+            return int(fut.result(30).coordinator.id)
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no coordinator for {group}: {exc}") from None
+            time.sleep(0.5)
+
+
 def delete_group(bootstrap: str, group: str) -> None:
     _admin(bootstrap).delete_consumer_groups([group], request_timeout=30)[group].result(60)
 
