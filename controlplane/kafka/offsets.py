@@ -30,9 +30,7 @@ from confluent_kafka import (
     KafkaException,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.admin._listoffsets import OffsetSpec
-from confluent_kafka.cimpl import _AdminClientImpl
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from controlplane.kafka.client import Deadline, KafkaUnavailable, describe, wait
 
@@ -47,6 +45,7 @@ LIST_SHARE = 0.25
 LIST_MIN_S = 1.0
 """The group listing gets a quarter of the run's time, at least a second (see
 _list_groups)."""
+NO_END = "no log-end offset came back (its leader did not answer in time)"
 EMPTY = "EMPTY"
 """A listed group's state when it has no members (ConsumerGroupState.EMPTY)."""
 
@@ -184,20 +183,44 @@ def _end_offsets(admin: AdminClient, tps: list[TP], deadline: Deadline
     # Chunks, all in flight at once: librdkafka's handling of one ListOffsets grows faster
     # than linearly with its partition count (10,000 partitions: 0.5 s in one request,
     # 0.05 s in 20 requests of 500, measured with bench/kafka_lag).
-    chunks = [_list_latest(admin, tps[i:i + CHUNK], deadline)
+    chunks = [(tps[i:i + CHUNK], _list_latest(admin, tps[i:i + CHUNK], deadline))
               for i in range(0, len(tps), CHUNK)]
     answers: dict[Any, Any] = {}
-    for chunk in chunks:
-        answers.update(wait(chunk, deadline, "reading log-end offsets"))
     ends: dict[TP, int] = {}
     errors: dict[TP, str] = {}
+    failed: list[KafkaUnavailable] = []
+    for asked, chunk in chunks:
+        try:
+            answers.update(wait(chunk, deadline, "reading log-end offsets"))
+        except KafkaUnavailable as exc:
+            # A chunk holding a partition whose leader hangs fails whole; the other chunks
+            # still count, and its partitions say why they have no log-end offset.
+            failed.append(exc)
+            errors.update(dict.fromkeys(asked, str(exc)))
+    if len(failed) == len(chunks):
+        raise failed[0]  # nothing was read: the cluster is not there
     for tp, info in answers.items():
         key = (tp.topic, tp.partition)
         if isinstance(info, KafkaError):
             errors[key] = f"{info.str()} ({info.name()})"
+        elif info.offset < 0:  # librdkafka's "unknown" (-1001) when the leader timed out
+            errors[key] = NO_END
         else:
             ends[key] = info.offset
     return ends, errors
+
+
+def _fast_list_offsets() -> Any:
+    """The C method behind AdminClient.list_offsets (see _list_latest), or None: it is
+    internal, and a client version without it must still work."""
+    try:
+        from confluent_kafka.cimpl import _AdminClientImpl
+    except ImportError:
+        return None
+    return getattr(_AdminClientImpl, "list_offsets", None)
+
+
+_FAST_LIST_OFFSETS = _fast_list_offsets()
 
 
 def _list_latest(admin: AdminClient, tps: list[TP], deadline: Deadline) -> Future[Any]:
@@ -209,7 +232,7 @@ def _list_latest(admin: AdminClient, tps: list[TP], deadline: Deadline) -> Futur
     the wrapper calls. Should the wrapper's internals change, fall back to it.
     """
     latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-    impl = getattr(_AdminClientImpl, "list_offsets", None)
+    impl = _FAST_LIST_OFFSETS
     if impl is not None:
         request = [TopicPartition(t, p, latest._value) for t, p in tps]
         fut: Future[Any] = Future()

@@ -24,10 +24,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from confluent_kafka import KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.admin._config import ConfigResource
-from confluent_kafka.admin._listoffsets import OffsetSpec
-from confluent_kafka.admin._resource import ResourceType
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # public, not in __all__
+    AdminClient,
+    ConfigResource,
+    OffsetSpec,
+    ResourceType,
+)
 from pydantic import BaseModel, ConfigDict, Field
 
 from controlplane.durations import parse_duration
@@ -231,17 +233,32 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
         dlqs = [p.name for p in self.config.topics if p.dlq and p.name in md.topics]
         tps = [TopicPartition(t, pid) for t in dlqs for pid in md.topics[t].partitions]
         totals: dict[str, int] = dict.fromkeys(dlqs, 0)
+        unreadable: dict[str, str] = {}
         if tps:
             latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
             futs = admin.list_offsets({tp: latest for tp in tps},
                                       request_timeout=deadline.left())
             for tp, fut in futs.items():
+                # One DLQ partition without a leader must not hide the rest of the answer
+                # (that is when the offline finding matters most).
                 try:
-                    totals[tp.topic] += fut.result(timeout=deadline.wait_s()).offset
+                    offset = fut.result(timeout=deadline.wait_s()).offset
                 except (KafkaException, TimeoutError) as exc:
-                    raise KafkaUnavailable(f"reading DLQ offsets of {tp.topic}: "
-                                           f"{describe(exc)}") from exc
-        out: dict[str, dict[str, Any]] = {}
+                    unreadable.setdefault(tp.topic, f"{tp.topic}[{tp.partition}]: "
+                                                    f"{describe(exc)}")
+                    continue
+                if offset < 0:  # librdkafka's "unknown" (-1001) when the leader timed out
+                    unreadable.setdefault(tp.topic, f"{tp.topic}[{tp.partition}]: no "
+                                                    "offset came back (its leader did not "
+                                                    "answer in time)")
+                else:
+                    totals[tp.topic] += offset
+        for topic, reason in unreadable.items():
+            del totals[topic]  # its last total stays, for the next readable run
+            findings.append(Finding(Status.FAILING, "dlq_unreadable",
+                                    f"cannot read the offsets of DLQ {reason}"))
+        out: dict[str, dict[str, Any]] = {
+            topic: {"messages": None, "new": None} for topic in unreadable}
         for topic, total in totals.items():
             last = self.dlq_offsets.get(topic)
             new = None if last is None or total < last else total - last

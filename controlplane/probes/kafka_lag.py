@@ -161,7 +161,11 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
                 secs = None if table is None else table.lag_seconds(committed, now)
                 rows.append(Row(name, topic, partition, committed, end, lag, secs, status))
         # Forget partitions no longer watched; every current one was just touched, so a
-        # surplus in size is the only sign there is anything to forget.
+        # surplus in size is the only sign there is anything to forget. Not after a partial
+        # read: a group that could not be read this once keeps its window (a STOPped group
+        # must not look new, and OK, for the next `window` runs).
+        if _partial(snap):
+            return rows
         if len(tables.tables) > len(snap.end_offsets):
             tables.forget_except(set(snap.end_offsets))
         if len(windows.windows) > len(rows):
@@ -184,7 +188,7 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
             if go.error:
                 summary["status"] = GroupStatus.ERROR.name
                 problems.append((Status.FAILING, f"group {name}: {go.error}"))
-            elif go.state == "DEAD" and not go.committed:
+            elif go.state == "DEAD" and not go.committed and name in cfg.groups:
                 summary["status"] = GroupStatus.ERROR.name
                 problems.append((Status.FAILING, f"group {name} does not exist (deleted?)"))
         problems += _status_problems(rows)
@@ -207,7 +211,7 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
         message = _summary(problems) if problems else _ok_message(rows, metrics)
         details = {"partitions": [r.as_dict() for r in rows], "groups": groups,
                    "topics": topics, "problems": [m for _, m in problems],
-                   "missing_topics": missing_topics}
+                   "missing_topics": missing_topics, "listing_errors": snap.listing_errors}
         return Outcome(status, message, metrics=metrics, details=details, steps=steps)
 
     def _threshold_problems(self, rows: list[Row]) -> list[tuple[Status, str]]:
@@ -255,11 +259,16 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
         for name, g in groups.items():
             seen.add(("g", name))
             metrics.kafka_group_status.labels(name).set(GroupStatus[g["status"]].value)
+        # Groups the listing could not reach this run are unknown, not gone: ERROR.
+        unlisted = bool(result.details.get("listing_errors"))
         with cls._export_lock:
             stale = cls._exported.get(result.check, set()) - seen
-            cls._exported[result.check] = seen
+            kept = {k for k in stale if k[0] == "g"} if unlisted else set()
+            cls._exported[result.check] = seen | kept
         for key in stale:
-            if key[0] == "p":
+            if key in kept:
+                metrics.kafka_group_status.labels(*key[1:]).set(GroupStatus.ERROR.value)
+            elif key[0] == "p":
                 _remove(metrics.kafka_lag, key[1:])
                 _remove(metrics.kafka_lag_seconds, key[1:])
             else:
@@ -300,6 +309,12 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
             group_patterns=args.group_regex, topics=args.topic, lag_warn=args.lag_warn,
             lag_crit=args.lag_crit, timeout=parse_duration(args.timeout),
             **tls_values(args))
+
+
+def _partial(snap: Snapshot) -> bool:
+    """Some of what the check watches could not be read this run."""
+    return bool(snap.listing_errors or snap.end_errors
+                or any(go.error for go in snap.groups.values()))
 
 
 def _remove(gauge: Any, labels: tuple[str, ...]) -> None:

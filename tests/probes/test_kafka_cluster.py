@@ -75,7 +75,10 @@ def test_new_dlq_messages_degrade_and_many_fail(kafka1: KafkaCluster) -> None:
 def test_three_brokers_one_stopped_fails_then_recovers(kafka3: KafkaCluster) -> None:
     kafka3.create_topic("ha.calls", 3)
     kafka3.create_topic("ha.solo", 1, assignment=[[3]])  # one replica, on the broker we stop
-    p = probe(kafka3.bootstrap, [TopicPolicy(name="ha.calls")], expect_brokers=3)
+    # ha.solo is also watched as a DLQ: its offsets become unreadable with its only broker.
+    solo = TopicPolicy(name="ha.solo", min_replication_factor=1, min_insync_replicas=1,
+                       dlq=True)
+    p = probe(kafka3.bootstrap, [TopicPolicy(name="ha.calls"), solo], expect_brokers=3)
     # Until every broker has the new topic's metadata the first runs may see it as unknown.
     healthy = wait_until(lambda: (r := p.execute()).status is Status.OK and r, 60,
                          "a healthy first run")
@@ -96,6 +99,9 @@ def test_three_brokers_one_stopped_fails_then_recovers(kafka3: KafkaCluster) -> 
     assert urp == ["ha.calls[0]", "ha.calls[1]", "ha.calls[2]"]
     assert "under-replicated partitions: " in result.message
     assert "ha.calls[0,1,2]" in result.message
+    # The unreadable DLQ is one more finding; it hides none of the others.
+    assert "cannot read the offsets of DLQ ha.solo[0]: " in result.message
+    assert result.details["dlq"]["ha.solo"] == {"messages": None, "new": None}
     m = Metrics()
     KafkaClusterProbe.export_metrics(result, m)
     assert m.registry.get_sample_value("controlplane_kafka_under_replicated_partitions",

@@ -148,3 +148,48 @@ def test_series_of_a_group_no_longer_watched_are_removed() -> None:
     assert get("controlplane_kafka_consumergroup_status", {"group": "g"}) == 0
     assert get("controlplane_kafka_consumergroup_lag",
                {"group": "g", "topic": "t", "partition": "1"}) == 11
+
+
+def test_a_group_unreadable_for_one_run_keeps_its_window() -> None:
+    p = lag_probe(window=3)
+    stuck = {"g": {("t", 0): 2}, "h": {("u", 0): 0}}
+    ends = {("t", 0): 9, ("u", 0): 0}
+    for i in range(3):
+        stopped = run(p, snapshot(stuck, ends, members=0), 1000.0 + 10 * i)
+    assert stopped.message == "group g STOP on t[0]"
+    unreadable = snapshot({"g": {}, "h": {("u", 0): 0}}, {("u", 0): 0}, members=0)
+    unreadable.groups["g"].error = "no answer within the check's timeout"
+    during = run(p, unreadable, 1030.0)
+    assert during.message == "group g: no answer within the check's timeout"
+    # Had the window been forgotten, g would read OK for the next three runs.
+    after = run(p, snapshot(stuck, ends, members=0), 1040.0)
+    assert after.message == "group g STOP on t[0]"
+
+
+def test_groups_the_listing_missed_are_exported_as_error_not_dropped() -> None:
+    p = lag_probe(group_patterns=["g|h"])
+    both = snapshot({"g": {("t", 0): 1}, "h": {("u", 0): 0}}, {("t", 0): 3, ("u", 0): 0})
+    m = Metrics()
+    KafkaLagProbe.export_metrics(run(p, both, 1000.0), m)
+    partial = snapshot({"h": {("u", 0): 0}}, {("u", 0): 0})
+    partial.listing_errors = ["Local: Timed out (_TIMED_OUT)"]
+    result = run(p, partial, 1010.0)
+    assert result.message == (
+        "consumer groups could not be listed on every broker (Local: Timed out (_TIMED_OUT)); "
+        "the groups they coordinate are missing from this run")
+    KafkaLagProbe.export_metrics(result, m)
+    get = m.registry.get_sample_value
+    assert get("controlplane_kafka_consumergroup_status", {"group": "g"}) == 5  # ERROR
+    assert get("controlplane_kafka_consumergroup_status", {"group": "h"}) == 0
+    # Its lag series go: an old number would look current.
+    assert get("controlplane_kafka_consumergroup_lag",
+               {"group": "g", "topic": "t", "partition": "0"}) is None
+
+
+def test_a_group_picked_by_pattern_that_vanished_is_not_a_failure() -> None:
+    p = lag_probe(group_patterns=["g.*"])
+    snap = snapshot({"g1": {("t", 0): 1}, "g2": {}}, {("t", 0): 1})
+    snap.groups["g2"].state = "DEAD"
+    assert run(p, snap, 1000.0).status is Status.OK
+    named = lag_probe(groups=["g2"])
+    assert run(named, snap, 1000.0).message == "group g2 does not exist (deleted?)"

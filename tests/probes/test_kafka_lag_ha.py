@@ -1,18 +1,22 @@
 """kafka_lag on a 3-node cluster with a crashed broker: the check still answers within its
 timeout (run through the scheduler's CheckRunner, which records a probe that overstays as
-an `error`), reads what the live brokers hold and says what it could not list."""
+an `error`), reads what the live brokers hold and says what it could not read."""
 
 from __future__ import annotations
 
 import signal
 
+from controlplane.kafka.offsets import CHUNK
 from controlplane.probes.base import ProbeContext
 from controlplane.probes.kafka_lag import KafkaLagConfig
-from controlplane.results import Status
+from controlplane.results import Result, Status
 from controlplane.scheduler import CheckRunner
 from tests.services.kafka import KafkaCluster, wait_until
 
-HEALTHY = "1 groups, 1 partitions, total lag 3, max lag 3"
+# lagha.a's partitions are caught up: a time lag of 0 s, known from the first sample.
+HEALTHY = f"1 groups, {CHUNK + 1} partitions, total lag 3, max lag 3, max time lag 0s"
+UNLISTED = ("consumer groups could not be listed on every broker (Local: Timed out "
+            "(_TIMED_OUT)); the groups they coordinate are missing from this run")
 
 
 def runner(bootstrap: str, **kw: object) -> CheckRunner:
@@ -21,14 +25,24 @@ def runner(bootstrap: str, **kw: object) -> CheckRunner:
     return CheckRunner(cfg, ProbeContext())
 
 
+def lags(result: Result) -> dict[tuple[str, int], tuple[int | None, int | None]]:
+    return {(r["topic"], r["partition"]): (r["end_offset"], r["lag"])
+            for r in result.details["partitions"] if r["lag"] != 0}
+
+
 def test_crashed_broker_leaves_the_lag_answered_in_time_naming_what_is_missing(
         kafka3: KafkaCluster) -> None:
     coordinator = kafka3.coordinator_of("lagha-g")
-    # The group's data (coordinator, topic) stays on live brokers; another broker crashes.
-    kafka3.create_topic("lagha.t", 1, assignment=[[coordinator]])
-    kafka3.produce("lagha.t", {0: 5})
-    kafka3.commit("lagha-g", {("lagha.t", 0): 2})
     victim = next(n for n in kafka3.nodes if n.node_id != coordinator)
+    # The group's coordinator and most of its partitions stay on a live broker: lagha.a
+    # (CHUNK - 1 partitions) and lagha.t fill the first ListOffsets request exactly; lagha.z,
+    # alone in the second, lives on the broker that crashes.
+    kafka3.create_topic("lagha.a", CHUNK - 1, assignment=[[coordinator]] * (CHUNK - 1))
+    kafka3.create_topic("lagha.t", 1, assignment=[[coordinator]])
+    kafka3.create_topic("lagha.z", 1, assignment=[[victim.node_id]])
+    kafka3.produce("lagha.t", {0: 5})
+    kafka3.commit("lagha-g", {("lagha.t", 0): 2, ("lagha.z", 0): 0,
+                              **{("lagha.a", p): 0 for p in range(CHUNK - 1)}})
     by_pattern = runner(kafka3.bootstrap, group_patterns=["lagha-.*"])
     by_name = runner(kafka3.bootstrap, groups=["lagha-g"])
     try:
@@ -39,23 +53,28 @@ def test_crashed_broker_leaves_the_lag_answered_in_time_naming_what_is_missing(
         kafka3.stop_node(victim, signal.SIGKILL)
         result = by_pattern.run()
         assert result.status is Status.FAILING, result.message
-        assert result.message.startswith("consumer groups could not be listed on every broker (")
-        assert result.message.endswith(
-            "); the groups they coordinate are missing from this run")
-        rows = result.details["partitions"]
-        assert [(r["group"], r["committed"], r["end_offset"], r["lag"]) for r in rows] == [
-            ("lagha-g", 2, 5, 3)]
+        problems = result.details["problems"]
+        assert problems[0] == UNLISTED
+        # lagha.z's request fails; the other request's rows are all there.
+        assert problems[1].startswith("cannot read the log-end offset of lagha.z[0]: ")
+        assert len(problems) == 2
+        assert lags(result) == {("lagha.t", 0): (5, 3), ("lagha.z", 0): (None, None)}
+        assert len(result.details["partitions"]) == CHUNK + 1
 
-        # Named groups need no complete listing: the same crash costs them nothing.
+        # Named groups need no complete listing: only the unreadable partition is reported.
         named = by_name.run()
-        assert (named.status, named.message) == (Status.OK, HEALTHY)
+        assert named.status is Status.FAILING, named.message
+        assert named.message.startswith("cannot read the log-end offset of lagha.z[0]: ")
+        assert lags(named) == {("lagha.t", 0): (5, 3), ("lagha.z", 0): (None, None)}
     finally:
         kafka3.restart_node(victim)
         for r in (by_pattern, by_name):
             r.close()
     again = runner(kafka3.bootstrap, group_patterns=["lagha-.*"])
     try:
-        wait_until(lambda: again.run().status is Status.OK, 120,
-                   "the lag check to list every broker again", interval=2)
+        wait_until(lambda: again.run().message == HEALTHY, 120,
+                   "the lag check to read every broker again", interval=2)
     finally:
         again.close()
+        for topic in ("lagha.a", "lagha.t", "lagha.z"):  # the cluster is shared
+            kafka3.delete_topic(topic)
