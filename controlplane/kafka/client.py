@@ -174,6 +174,9 @@ def gc_paused() -> Iterator[None]:
     ones (windows and time tables); the collections this triggers cost 10-25 ms a run and
     find nothing, since those objects are freed by reference counting. The block is short
     (tens of milliseconds), so other threads lose nothing by waiting for the next collection.
+    Only the CPU-bound part of a run is paused, never a wait on the network. A process
+    forked (plain fork) inside a pause would start with collection off; the Kafka client
+    processes come from the fork server, which never pauses.
     """
     global _gc_holders, _gc_was_enabled
     with _gc_lock:
