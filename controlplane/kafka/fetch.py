@@ -6,10 +6,12 @@ sliding windows and time tables stay in the parent, so a child that dies loses n
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from controlplane.kafka.child import ChildClient
@@ -21,8 +23,16 @@ from controlplane.kafka.client import (
     client_config,
     describe,
 )
-from controlplane.kafka.offsets import Snapshot, collect, select_groups
+from controlplane.kafka.offsets import (
+    LIST_MIN_S,
+    LIST_SHARE,
+    Snapshot,
+    collect,
+    select_groups,
+)
 from controlplane.probes.base import ProbeError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,22 +63,44 @@ class Fetched:
     """All topics of the cluster, read only when the check names topics."""
 
 
-def fetch(admin: AdminClient, sel: Selection, deadline: Deadline) -> Fetched:
+def fetch(admin: AdminClient, sel: Selection, deadline: Deadline,
+          trap: ErrorTrap | None = None) -> Fetched:
     """Groups, committed and log-end offsets; KafkaUnavailable if the cluster is not there."""
-    try:
-        # One-topic Metadata (any live broker answers): a down cluster fails here once.
-        admin.list_topics(topic="__consumer_offsets", timeout=deadline.left())
-        known = None
-        if sel.topics:
-            md = admin.list_topics(timeout=deadline.left())
+    # One-topic Metadata (any live broker answers): a down cluster fails here once.
+    _metadata(admin, deadline, trap, topic="__consumer_offsets")
+    known = None
+    if sel.topics:
+        md = _metadata(admin, deadline, trap)
+        if md is not None:
             known = {name for name, t in md.topics.items() if t.error is None}
-    except KafkaException as exc:
-        raise KafkaUnavailable(f"connecting: {describe(exc)}") from exc
     listing = select_groups(admin, sel.groups, sel.group_patterns, deadline)
     snap = collect(admin, listing.states, TopicFilter(sel.topics, sel.topic_patterns),
                    deadline, known)
     snap.listing_errors = listing.errors
     return Fetched(snap, known)
+
+
+def _metadata(admin: AdminClient, deadline: Deadline, trap: ErrorTrap | None,
+              topic: str | None = None) -> Any:
+    """A Metadata answer within a share of the run's time, or None.
+
+    librdkafka sends it to any broker it holds a connection to, and a broker that hangs
+    without closing its connections (a frozen VM) looks alive until the controller fences
+    it. A timeout with no broker error reported means exactly that: the run goes on with
+    the brokers that answer. A timeout after connection errors means the cluster is down.
+    """
+    budget = Deadline(min(deadline.left(), max(LIST_MIN_S, deadline.left() * LIST_SHARE)))
+    try:
+        return admin.list_topics(topic=topic, timeout=budget.left())
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else None
+        if trap is not None and getattr(err, "code", lambda: None)() == KafkaError._TIMED_OUT:
+            admin.poll(0)  # delivers the errors the client saw meanwhile to the trap
+            if trap.last is None:
+                log.info("metadata request unanswered with no broker error; going on "
+                         "(a broker may hang) timeout_s=%.1f", budget.left(0))
+                return None
+        raise KafkaUnavailable(f"connecting: {describe(exc)}") from exc
 
 
 class InProcessClient:
@@ -86,7 +118,7 @@ class InProcessClient:
         self.admin.poll(0)
         self.trap.take()  # errors from before this run are not this run's answer
         try:
-            return fetch(self.admin, sel, Deadline(timeout))
+            return fetch(self.admin, sel, Deadline(timeout), self.trap)
         except KafkaUnavailable as exc:
             self.admin.poll(0)
             exc.client_error = self.trap.take()  # type: ignore[attr-defined]
