@@ -33,4 +33,5 @@ def test_hung_broker_does_not_stop_named_groups_being_read(kafka3: KafkaCluster)
     finally:
         os.killpg(victim.proc.pid, signal.SIGCONT)
         runner.close()
+        kafka3.wait_ready()  # the cluster is shared: whole again before the next test
         kafka3.delete_topic("laghang.t")

@@ -99,7 +99,21 @@ def create_topic(bootstrap: str, name: str, partitions: int, replication: int,
 
 
 def delete_topic(bootstrap: str, name: str) -> None:
-    _admin(bootstrap).delete_topics([name], request_timeout=60)[name].result(90)
+    """Delete and wait. "Unknown topic" is the state asked for: an earlier attempt, maybe
+    by a child that died, got through (a broker just back from a stop can drop answers)."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            _admin(bootstrap).delete_topics([name], request_timeout=30)[name].result(60)
+            return
+        except Exception as exc:
+            text = repr(exc)
+            if "UNKNOWN_TOPIC_OR_PART" in text:
+                return
+            if time.monotonic() > deadline:
+                # cimpl's exceptions do not pickle back to the test process: send the text.
+                raise RuntimeError(f"deleting topic {name}: {text}") from None
+            time.sleep(1)
 
 
 def coordinator_of(bootstrap: str, group: str) -> int:
