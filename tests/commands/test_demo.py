@@ -154,10 +154,18 @@ def test_timeline_opens_notifies_and_resolves_the_r121_drift_incident(tmp_path: 
         assert str(opened["message"]).startswith("production appconfig.json points at "
                                                  "staging: agentUrl=https://halovoice-staging")
         slack = proc.wait_line("demo: Slack (fake)").split()[3]
-        history = requests.get(f"{slack}/api/conversations.history?channel=C0ONCALL",
-                               headers={"Authorization": "Bearer xoxb-sandbox-token"},
-                               timeout=10).json()
-        assert any("config-drift-production" in json.dumps(m) for m in history["messages"])
+        # "notified" may name another channel (Jira) first: wait for the Slack post itself.
+        deadline = time.monotonic() + 60
+        while True:
+            history = requests.get(f"{slack}/api/conversations.history?channel=C0ONCALL",
+                                   headers={"Authorization": "Bearer xoxb-sandbox-token"},
+                                   timeout=10).json()
+            posted = any("config-drift-production" in json.dumps(m)
+                         for m in history["messages"])
+            if posted or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert posted, history["messages"]
         proc.wait_line("demo: timeline done", timeout=180)
         control = json.loads((tmp_path / "cache" / "sandbox" / "state.json").read_text())[
             "control_url"]
