@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from controlplane.backups.config import BackupsConfig, BlobConfig, DrConfig
 from controlplane.durations import Duration
 from controlplane.incidents.config import IncidentsConfig, NotifiersConfig, SilenceConfig
+from controlplane.oncall.config import OncallConfig
 from controlplane.probes import probe_class, valid_kinds
 from controlplane.probes.base import CheckConfig
 from controlplane.yamlsource import ConfigError, Located, Path_, Problem, load_located
@@ -94,6 +95,7 @@ class ControlPlaneConfig(_Model):
     blob: BlobConfig = Field(default_factory=BlobConfig)
     backups: BackupsConfig = Field(default_factory=BackupsConfig)
     dr: DrConfig = Field(default_factory=DrConfig)
+    oncall: OncallConfig = Field(default_factory=OncallConfig)
 
     @field_validator("environments")
     @classmethod
