@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "controlplane.commands.core",
     "controlplane.commands.probe",
     "controlplane.commands.silence",
+    "controlplane.commands.oncall",
     "controlplane.commands.backup",
     "controlplane.commands.sandbox",
     "controlplane.commands.demo",

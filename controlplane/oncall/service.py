@@ -85,3 +85,13 @@ class OncallService:
         with self.store.session() as s:
             return [overrides.to_json(r) for r in overrides.listed(
                 s, self.clock(), schedule=schedule, include_old=include_old)]
+
+    def feed_shifts(self, schedule: str, at: datetime | None = None, back_days: int = 7,
+                    ahead_days: int = 56) -> list[Shift]:
+        """Shifts for a calendar feed: from a week back to eight weeks ahead, whole shifts
+        at both ends (a clipped one would show a false handoff in the calendar)."""
+        at = at or self.clock()
+        start, end = at - timedelta(days=back_days), at + timedelta(days=ahead_days)
+        first, last = self.on_call(schedule, start), self.on_call(schedule, end)
+        return self.shifts(schedule, first.start if first else start,
+                           last.end if last else end)
