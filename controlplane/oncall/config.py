@@ -210,10 +210,85 @@ class OverrideConfig(_Model):
         return self
 
 
+TARGET = re.compile(r"(oncall|person|channel):([a-z0-9][a-z0-9._-]*)")
+
+
+class PolicyMatch(_Model):
+    """Which incidents a policy takes: severity in the list, every label equal, env in the
+    list (an empty list or mapping matches everything)."""
+
+    severity: list[Literal["critical", "major", "minor"]] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    env: list[str] = Field(default_factory=list)
+
+
+class StepConfig(_Model):
+    """One escalation step: ``after`` the previous step (the first: after the incident
+    opened), page ``notify`` targets through the ``via`` channels."""
+
+    after: Duration = 0.0
+    notify: list[str] = Field(min_length=1, description=(
+        "oncall:<schedule> (who is on call when the step fires), person:<id>, or "
+        "channel:<name> (the channel's own destination, e.g. the Slack channel)"))
+    via: list[str] = Field(default_factory=list, description=(
+        "channels that reach the people targets (their Slack id, phone or email)"))
+
+    @field_validator("notify")
+    @classmethod
+    def _targets(cls, v: list[str]) -> list[str]:
+        for target in v:
+            if not TARGET.fullmatch(target):
+                raise ValueError(f"{target!r} is not a target; write oncall:<schedule>, "
+                                 "person:<id> or channel:<name>, e.g. oncall:primary")
+        return v
+
+    @model_validator(mode="after")
+    def _via(self) -> StepConfig:
+        people = [t for t in self.notify if not t.startswith("channel:")]
+        if people and not self.via:
+            raise ValueError(f"{people[0]} needs via: the channels that page people, "
+                             "e.g. via: [sms] or via: [slack]")
+        return self
+
+    def channel_targets(self) -> list[str]:
+        return [t.split(":", 1)[1] for t in self.notify if t.startswith("channel:")]
+
+
+class PolicyConfig(_Model):
+    match: PolicyMatch = Field(default_factory=PolicyMatch)
+    steps: list[StepConfig] = Field(min_length=1)
+    repeat: int = Field(default=0, ge=0, le=20, description=(
+        "run the whole chain this many more times while nobody acknowledges"))
+    repeat_after: Duration = Field(default=600.0, description=(
+        "pause between the last step and the next round's first step"))
+
+
+DEFAULT_POLICIES: dict[str, Any] = {"critical": {
+    "match": {"severity": ["critical"]},
+    "steps": [
+        {"after": "0s", "notify": ["channel:slack", "oncall:primary"], "via": ["slack"]},
+        {"after": "5m", "notify": ["oncall:primary"], "via": ["sms"]},
+        {"after": "10m", "notify": ["oncall:secondary"], "via": ["sms", "call"]},
+        {"after": "15m", "notify": ["person:manager"], "via": ["sms", "email"]}]}}
+"""The platform's default when schedules exist and ``policies`` is not set: critical ->
+the Slack channel and a DM to the primary on-call at once; SMS to them after 5 min; SMS
+and a call to the secondary at 15 min; the manager at 30 min (delays add up)."""
+
+
 class OncallConfig(_Model):
     people: dict[Id, PersonConfig] = Field(default_factory=dict)
     schedules: dict[Id, ScheduleConfig] = Field(default_factory=dict)
     overrides: list[OverrideConfig] = Field(default_factory=list)
+    policies: dict[Id, PolicyConfig] | None = Field(default=None, description=(
+        "escalation policies, the first that matches an incident applies; default "
+        "DEFAULT_POLICIES when schedules are configured, none otherwise"))
+
+    def effective_policies(self) -> dict[str, PolicyConfig]:
+        if self.policies is not None:
+            return self.policies
+        if not self.schedules:
+            return {}
+        return {k: PolicyConfig.model_validate(v) for k, v in DEFAULT_POLICIES.items()}
 
     @model_validator(mode="after")
     def _references(self) -> OncallConfig:
@@ -231,9 +306,30 @@ class OncallConfig(_Model):
             self._person_ref(ov.person, ("overrides", oi, "person"), errors)
             if ov.covers is not None:
                 self._person_ref(ov.covers, ("overrides", oi, "covers"), errors)
+        self._policy_refs(errors)
         if errors:
             raise ValidationError.from_exception_data("OncallConfig", errors)
         return self
+
+    def _policy_refs(self, errors: list[InitErrorDetails]) -> None:
+        default = self.policies is None
+        for pid, policy in self.effective_policies().items():
+            for si, step in enumerate(policy.steps):
+                for ti, target in enumerate(step.notify):
+                    kind, _, ref = target.partition(":")
+                    loc: tuple[str | int, ...] = ("policies", pid, "steps", si, "notify", ti)
+                    hint = (" (the default escalation policy pages oncall:primary, "
+                            "oncall:secondary and person:manager; define them, or write "
+                            "your own oncall.policies, or policies: {} for none)") \
+                        if default else ""
+                    if default:
+                        loc = ("schedules",) if kind == "oncall" else ("people",)
+                    if kind == "oncall" and ref not in self.schedules:
+                        errors.append(_error(loc, target, f"unknown schedule {ref!r}; use one "
+                                             f"of: {_names(self.schedules)}{hint}"))
+                    elif kind == "person" and ref not in self.people:
+                        errors.append(_error(loc, target, f"unknown person {ref!r}; use one "
+                                             f"of: {_names(self.people)}{hint}"))
 
     def _person_ref(self, person: str, loc: tuple[str | int, ...],
                     errors: list[InitErrorDetails]) -> None:

@@ -22,6 +22,7 @@ oncall:
           email: bob@techhalo.ai, timezone: Europe/Berlin}
     carol: {name: "Carol Diaz, SRE", phone: "+12125550003", timezone: America/New_York}
     dave: {name: Dave Okafor, phone: "+12125550004", timezone: America/New_York}
+    manager: {name: Dana Fox, phone: "+4915110000009", email: dana@techhalo.ai}
   schedules:
     primary:
       name: Platform primary

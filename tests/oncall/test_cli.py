@@ -69,7 +69,7 @@ def test_override_add_list_and_remove_on_the_store(config_path: Path) -> None:
 
 @pytest.mark.parametrize(("command", "args", "message"), [
     (["override", "add"], ["--schedule", "primary", "--person", "zed", "--duration", "1h"],
-     "unknown person 'zed'; use one of: alice, bob, carol, dave"),
+     "unknown person 'zed'; use one of: alice, bob, carol, dave, manager"),
     (["override", "add"], ["--schedule", "primary", "--person", "bob"],
      "give the end as --until TIME or --duration D (one of them)"),
     (["override", "add"], ["--schedule", "primary", "--person", "bob", "--covers", "bob",

@@ -32,6 +32,13 @@ VALID = """oncall:
   overrides:
     - {schedule: primary, person: bob, covers: alice, from: "2026-12-24T09:00:00+01:00",
        to: "2026-12-27T09:00:00+01:00", reason: holidays}
+  policies:
+    kafka:
+      match: {labels: {team: kafka}}
+      repeat: 2
+      steps:
+        - {notify: ["channel:slack", "oncall:primary"], via: [slack]}
+        - {after: 5m, notify: [person:bob], via: [sms, call]}
 """
 
 
@@ -53,6 +60,10 @@ def test_a_valid_oncall_section_loads_with_its_defaults(tmp_path: Path) -> None:
     assert (second.handoff, second.shift_seconds) == (time(21), 43200.0)
     assert oncall.people["bob"].slack is None
     assert oncall.overrides[0].covers == "alice"
+    kafka = oncall.effective_policies()["kafka"]
+    assert (kafka.repeat, kafka.repeat_after, [st.after for st in kafka.steps]) == (
+        2, 600.0, [0.0, 300.0])
+    assert kafka.steps[0].channel_targets() == ["slack"]
 
 
 def test_unknown_people_and_schedules_are_named_at_their_line(tmp_path: Path) -> None:
@@ -66,6 +77,7 @@ def test_unknown_people_and_schedules_are_named_at_their_line(tmp_path: Path) ->
   overrides:
     - {schedule: secondary, person: alice, covers: bob,
        from: "2026-12-24T09:00:00Z", to: "2026-12-25T09:00:00Z"}
+  policies: {}
 """) == [
         "9: oncall.schedules.primary.layers.0.people.1: unknown person 'zed'; define them "
         "under oncall.people or use one of: alice",
@@ -128,3 +140,41 @@ def test_a_schedule_needs_a_layer_and_a_layer_people(tmp_path: Path) -> None:
          "7: oncall.schedules.secondary.layers.0.people: List should have at least 1 item "
          "after validation, not 0",
          "7: oncall.schedules.secondary.layers.0.start: is required; add it"]
+
+
+def test_policy_steps_name_real_targets_and_say_how_to_reach_people(tmp_path: Path) -> None:
+    assert _load(tmp_path, """oncall:
+  people: {alice: {name: Alice}}
+  schedules: {primary: {layers: [{rotation: daily, start: 2026-11-30, people: [alice]}]}}
+  policies:
+    critical:
+      steps:
+        - {notify: [oncall:primary]}
+        - {notify: [alice], via: [sms]}
+        - {notify: [oncall:secondary, person:bob], via: [sms]}
+""") == ["9: oncall.policies.critical.steps.0: oncall:primary needs via: the channels that "
+         "page people, e.g. via: [sms] or via: [slack]",
+         "10: oncall.policies.critical.steps.1.notify: 'alice' is not a target; write "
+         "oncall:<schedule>, person:<id> or channel:<name>, e.g. oncall:primary"]
+    assert _load(tmp_path, """oncall:
+  people: {alice: {name: Alice}}
+  schedules: {primary: {layers: [{rotation: daily, start: 2026-11-30, people: [alice]}]}}
+  policies:
+    critical:
+      steps:
+        - {notify: [oncall:secondary, person:bob], via: [sms]}
+""") == ["9: oncall.policies.critical.steps.0.notify.0: unknown schedule 'secondary'; use "
+         "one of: primary",
+         "9: oncall.policies.critical.steps.0.notify.1: unknown person 'bob'; use one of: "
+         "alice"]
+
+
+def test_the_default_policy_says_which_schedules_and_people_it_needs(tmp_path: Path) -> None:
+    hint = ("(the default escalation policy pages oncall:primary, oncall:secondary and "
+            "person:manager; define them, or write your own oncall.policies, or "
+            "policies: {} for none)")
+    assert _load(tmp_path, """oncall:
+  people: {alice: {name: Alice}}
+  schedules: {primary: {layers: [{rotation: daily, start: 2026-11-30, people: [alice]}]}}
+""") == [f"4: oncall.people: unknown person 'manager'; use one of: alice {hint}",
+         f"5: oncall.schedules: unknown schedule 'secondary'; use one of: primary {hint}"]

@@ -14,7 +14,7 @@ PEOPLE = {p: {"name": p.title()} for p in ("alice", "bob", "carol", "dave")}
 
 def _schedule(*layers: dict[str, Any], timezone: str = "Europe/Berlin") -> ScheduleConfig:
     cfg = OncallConfig.model_validate({"people": PEOPLE, "schedules": {
-        "primary": {"timezone": timezone, "layers": list(layers)}}})
+        "primary": {"timezone": timezone, "layers": list(layers)}}, "policies": {}})
     return cfg.schedules["primary"]
 
 

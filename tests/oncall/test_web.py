@@ -104,7 +104,7 @@ def test_a_bad_override_is_refused_with_what_to_fix(rt: Runtime) -> None:
         return out
 
     assert post({**base, "person": "zed", "duration": "8h"}) == {
-        "error": "unknown person 'zed'; use one of: alice, bob, carol, dave"}
+        "error": "unknown person 'zed'; use one of: alice, bob, carol, dave, manager"}
     assert post(base) == {"error": "give the end as to or duration (one of them)"}
     assert post({**base, "to": "2029-12-31T00:00:00Z"}) == {
         "error": "the end must be after the start"}
