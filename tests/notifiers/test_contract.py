@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 
-from controlplane.incidents.config import JiraConfig, SlackConfig
 from controlplane.notifiers.base import Notification, Notifier, TransportError
-from controlplane.notifiers.jira import JiraNotifier
-from controlplane.notifiers.slack import SlackNotifier
+from controlplane.notifiers.jira import JiraConfig, JiraNotifier
+from controlplane.notifiers.slack import SlackConfig, SlackNotifier
 from controlplane.sandbox.jira_fake import JiraFake
 from controlplane.sandbox.slack_fake import SlackFake
 

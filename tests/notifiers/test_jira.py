@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.notifiers.jira import dedup_label
+from controlplane.notifiers.jira import JiraConfig, dedup_label
 from controlplane.results import Status
 from controlplane.sandbox.jira_fake import JiraFake
 from tests.incidents.harness import FakeClock, build, make_config, tls_check
@@ -26,7 +26,7 @@ def test_a_lost_local_store_never_creates_a_second_ticket(tmp_path: Path,
         h = build(make_config(None, jira_fake, tmp_path / db), clock)
         h.feed(tls_check(), Status.FAILING, "expired", runs=2)
         h.deliver()
-        assert h.incidents()[0].jira_key == "OPS-1"
+        assert h.incidents()[0].refs["jira"]["key"] == "OPS-1"
         h.close()
     assert list(jira_fake.issues) == ["OPS-1"]
     labels = jira_fake.issue("OPS-1").fields["labels"]
@@ -48,7 +48,7 @@ def test_failing_again_within_the_reopen_window_reopens_the_same_ticket(
     issue = jira_fake.issue("OPS-1")
     assert (issue.status, issue.transitions) == ("Reopened", ["Done", "Reopen"])
     assert issue.comments[-1]["body"] == "Failing again: expired again"
-    assert [i.jira_key for i in h.incidents()] == ["OPS-1", "OPS-1"]
+    assert [i.refs["jira"]["key"] for i in h.incidents()] == ["OPS-1", "OPS-1"]
     h.close()
 
 
@@ -90,8 +90,8 @@ def test_a_comment_identical_to_the_last_one_is_skipped(tmp_path: Path,
 def test_a_missing_resolve_transition_is_a_permanent_error_naming_the_options(
         tmp_path: Path, jira_fake: JiraFake) -> None:
     cfg = make_config(None, jira_fake, tmp_path / "cp.db")
-    assert cfg.notifiers.jira is not None
-    cfg.notifiers.jira.resolve_transition = "Close"
+    assert isinstance(cfg.notifiers["jira"], JiraConfig)
+    cfg.notifiers["jira"].resolve_transition = "Close"
     h = build(cfg)
     check = tls_check()
     h.feed(check, Status.FAILING, "expired", runs=2)
@@ -107,8 +107,8 @@ def test_a_missing_resolve_transition_is_a_permanent_error_naming_the_options(
 def test_wrong_jira_credentials_are_a_permanent_error(tmp_path: Path,
                                                       jira_fake: JiraFake) -> None:
     cfg = make_config(None, jira_fake, tmp_path / "cp.db")
-    assert cfg.notifiers.jira is not None
-    cfg.notifiers.jira.token = type(cfg.notifiers.jira.token)("wrong")
+    assert isinstance(cfg.notifiers["jira"], JiraConfig)
+    cfg.notifiers["jira"].token = type(cfg.notifiers["jira"].token)("wrong")
     h = build(cfg)
     h.feed(tls_check(), Status.FAILING, "expired", runs=2)
     h.deliver()
@@ -154,7 +154,7 @@ def test_on_jira_cloud_the_enhanced_search_finds_the_ticket_again(tmp_path: Path
             h = build(make_config(None, cloud, tmp_path / db))
             h.feed(tls_check(), Status.FAILING, "expired", runs=2)
             h.deliver()
-            assert h.incidents()[0].jira_key == "OPS-1"
+            assert h.incidents()[0].refs["jira"]["key"] == "OPS-1"
             h.close()
         assert list(cloud.issues) == ["OPS-1"]
         assert cloud.count("GET", "/rest/api/2/search/jql", 200) == 2

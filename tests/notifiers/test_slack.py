@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 from slack_sdk import WebClient
 
-from controlplane.incidents.config import SlackConfig
 from controlplane.notifiers.base import Notification, TransportError
-from controlplane.notifiers.slack import SlackNotifier, route
+from controlplane.notifiers.slack import SlackConfig, SlackNotifier, route
 from controlplane.results import Status
 from controlplane.sandbox.slack_fake import SlackFake
 from tests.incidents.harness import FakeClock, build, make_config, tls_check
@@ -74,7 +73,7 @@ def test_a_lost_answer_after_slack_posted_the_root_does_not_post_it_twice(
         assert slack_fake.count("conversations.history") == 1
         [entry] = h.outbox()
         assert (entry.state, entry.attempts) == ("sent", 2)
-        assert h.incidents()[0].slack_ts == root.ts
+        assert h.incidents()[0].refs["slack"]["ts"] == root.ts
     finally:
         h.close()
 
