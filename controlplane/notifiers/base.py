@@ -29,12 +29,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from controlplane.durations import Duration
 
 Severity = Literal["critical", "major", "minor"]
 SEVERITY_RANK: dict[str, int] = {"minor": 0, "major": 1, "critical": 2}
 Event = Literal["open", "update", "reminder", "acknowledge", "resolve"]
-ACTIONS: tuple[str, ...] = ("open", "update", "reminder", "acknowledge", "resolve")
+ACTIONS: tuple[Event, ...] = ("open", "update", "reminder", "acknowledge", "resolve")
 PAGING_EVENTS: tuple[Event, ...] = ("open", "resolve")
 Clock = Callable[[], datetime]
 Refs = dict[str, str]
@@ -66,6 +68,16 @@ class FilteredConfig(ChannelConfig):
 
     min_severity: Severity = "critical"
     events: list[Event] = Field(default_factory=lambda: list(PAGING_EVENTS))
+    repeat_interval: Duration | None = Field(default=None, description=(
+        "repeat an unacknowledged incident this often (needs reminder in events); "
+        "none: never"))
+
+    @field_validator("repeat_interval")
+    @classmethod
+    def _not_noise(cls, v: float | None) -> float | None:
+        if v is not None and v < 60:
+            raise ValueError("must be at least 60s; reminders more often are noise")
+        return v
 
 
 @dataclass(frozen=True)
@@ -136,7 +148,8 @@ class Notifier(ABC, Generic[C]):
 
     def reminder_interval(self) -> float | None:
         """Seconds between reminders of an unacknowledged incident; None = no reminders."""
-        return None
+        cfg = getattr(self, "cfg", None)
+        return cfg.repeat_interval if isinstance(cfg, FilteredConfig) else None
 
     # -- delivery -----------------------------------------------------------------------------
 
