@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from controlplane.notifiers.jira import JiraConfig, dedup_label
+from controlplane.notifiers.base import ACTIONS, Incident, Notification
+from controlplane.notifiers.jira import JiraConfig, JiraNotifier, dedup_label
 from controlplane.results import Status
 from controlplane.sandbox.jira_fake import JiraFake
 from tests.incidents.harness import FakeClock, build, make_config, tls_check
+from tests.notifiers.test_contract import PAYLOAD
 
 
 def test_dedup_label_is_a_stable_hash_of_the_key() -> None:
@@ -161,3 +164,49 @@ def test_on_jira_cloud_the_enhanced_search_finds_the_ticket_again(tmp_path: Path
         assert cloud.count("GET", "/rest/api/2/search", 410) == 0
     finally:
         cloud.stop()
+
+
+def test_a_person_commenting_between_a_lost_answer_and_the_retry_causes_no_duplicate(
+        jira_fake: JiraFake) -> None:
+    n = JiraNotifier(JiraConfig(server=jira_fake.url, user=jira_fake.user,
+                                token=jira_fake.token, project="OPS"))
+    refs = n.notify(Notification(1, 1, "open", dict(PAYLOAD), "k1", 0, datetime.now(UTC)))
+    update = {**PAYLOAD, "text": "Update: expired 1 day ago"}
+    queued = datetime.now(UTC)
+    n.notify(Notification(2, 1, "update", update, "k2", 0, queued, refs))  # answer "lost"
+    jira_fake.issue("OPS-1").comments.append(
+        {"id": "77", "body": "Looking into it", "author": {"name": "alice"},
+         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")})
+    n.notify(Notification(2, 1, "update", update, "k2", 1, queued, refs))  # the retry
+    assert [c["body"] for c in jira_fake.issue("OPS-1").comments] == [
+        "Update: expired 1 day ago", "Looking into it"]
+
+
+def test_a_message_that_comes_back_later_is_commented_again(tmp_path: Path,
+                                                           jira_fake: JiraFake) -> None:
+    # Only comments made since the notification was queued count as its earlier attempts.
+    clock = FakeClock()
+    jira_fake.clock = clock
+    h = build(make_config(None, jira_fake, tmp_path / "cp.db"), clock)
+    try:
+        check = tls_check()
+        h.feed(check, Status.FAILING, "expired", runs=2)
+        for message in ("lag 500", "lag 900", "lag 500"):
+            clock.advance(600)
+            h.feed(check, Status.FAILING, message)
+            h.deliver()
+        assert [c["body"] for c in jira_fake.issue("OPS-1").comments] == [
+            "Update: lag 500", "Update: lag 900", "Update: lag 500"]
+    finally:
+        h.close()
+
+
+def test_jira_takes_its_minimum_severity_and_never_reminders() -> None:
+    n = JiraNotifier(JiraConfig(server="https://jira.example.com", token="t", project="OPS",
+                                min_severity="major"))
+    major = Incident(1, "c", "production", "tls", "major", "open", "failing")
+    minor = Incident(2, "c", "production", "tls", "minor", "open", "failing")
+    assert [e for e in ACTIONS if n.wants(major, e)] == [
+        "open", "update", "acknowledge", "resolve"]
+    assert [e for e in ACTIONS if n.wants(minor, e)] == []
+    assert n.reminder_interval() is None
