@@ -23,6 +23,7 @@ from slack_sdk.errors import SlackApiError
 
 from controlplane.durations import Duration
 from controlplane.notifiers.base import (
+    PAGE,
     ChannelConfig,
     Clock,
     Incident,
@@ -121,6 +122,7 @@ class SlackNotifier(Notifier[SlackConfig]):
 
     channel = "slack"
     config_model = SlackConfig
+    contact = "slack"
 
     def __init__(self, cfg: SlackConfig, clock: Clock = system_clock) -> None:
         super().__init__(cfg, clock)
@@ -141,6 +143,9 @@ class SlackNotifier(Notifier[SlackConfig]):
         try:
             if n.action == "open":
                 return self._open(n)
+            if n.action == PAGE:
+                self._page(n)
+                return {}
             if n.action == "resolve":
                 self._update_root(n, resolved=True)
                 self._reply(n, self._resolve_text(n.payload))
@@ -173,6 +178,16 @@ class SlackNotifier(Notifier[SlackConfig]):
             channel=channel, text=self._summary(n.payload), blocks=self._blocks(n.payload),
             metadata=self._metadata(n), unfurl_links=False)
         return {"channel": str(resp["channel"]), "ts": str(resp["ts"])}
+
+    def _page(self, n: Notification) -> None:
+        # A DM by member id (Slack opens the conversation). Not looked up before a resend:
+        # a DM's history needs its D… id, which only the answer we did not record had.
+        text = escape(n.payload.get("text") or n.payload["message"])
+        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}},
+                  *self._blocks(n.payload)]
+        for user in n.to:
+            self.client.chat_postMessage(channel=user, text=text, blocks=blocks,
+                                         metadata=self._metadata(n), unfurl_links=False)
 
     def _reply(self, n: Notification, text: str) -> None:
         channel, ts = self._root(n)
