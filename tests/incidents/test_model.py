@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+import pytest
+from sqlalchemy import text
 
 from controlplane.incidents import queries
 from controlplane.incidents.model import IncidentRow
 from controlplane.store import Store
+from tests.services.postgres import PgServer
 
 
-def test_an_old_store_gets_refs_filled_from_the_old_columns(tmp_path: Path) -> None:
-    dsn = f"sqlite:///{tmp_path / 'old.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def dsn(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'old.db'}"
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.createdb(f"refs_{uuid.uuid4().hex[:8]}")
+
+
+def test_an_old_store_gets_refs_filled_from_the_old_columns(dsn: str) -> None:
     Store(dsn).close()  # today's schema, then made into the old one
-    engine = create_engine(dsn)
+    engine = Store(dsn).engine
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE incidents DROP COLUMN refs"))
         for ddl in ("slack_channel VARCHAR(80)", "slack_ts VARCHAR(40)", "jira_key VARCHAR(40)"):
@@ -26,7 +36,7 @@ def test_an_old_store_gets_refs_filled_from_the_old_columns(tmp_path: Path) -> N
                 "labels, state, status, message, opened_at, since, notified, "
                 "last_notified_message, slack_channel, slack_ts, jira_key) VALUES (:id, 'c/p', "
                 "'c', 'p', 'tls', '', 'critical', '{}', 'open', 'failing', 'm', "
-                "'2026-11-26 12:00:00', '2026-11-26 12:00:00', 1, '', :ch, :ts, :key)"),
+                "'2026-11-26 12:00:00', '2026-11-26 12:00:00', true, '', :ch, :ts, :key)"),
                 {"id": i, "ch": channel, "ts": ts, "key": key})
     engine.dispose()
     store = Store(dsn)
