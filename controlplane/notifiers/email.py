@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
+from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any, Literal
@@ -43,6 +44,9 @@ from controlplane.notifiers.base import (
 log = logging.getLogger(__name__)
 
 EMAIL_EVENTS: tuple[Event, ...] = ("open", "acknowledge", "resolve")
+# Subjects are at most 200 characters: no folding (some folders start the value on a line
+# of its own, which readers then show with a leading space).
+MAIL_POLICY = policy.SMTP.clone(max_line_length=998)
 
 
 class EmailConfig(FilteredConfig):
@@ -131,7 +135,7 @@ class EmailNotifier(Notifier[EmailConfig]):
 
     def _message(self, n: Notification) -> EmailMessage:
         p = n.payload
-        msg = EmailMessage()
+        msg = EmailMessage(policy=MAIL_POLICY)
         domain = self.cfg.sender.rpartition("@")[2]
         msg["Message-ID"] = f"<{n.idempotency_key}@{domain}>"
         first = n.refs.get("message_id")
@@ -159,7 +163,8 @@ def _body(n: Notification) -> str:
         lines.append(str(p["message"]))
     lines += ["", f"Check: {p['check']} ({p.get('kind', '')})",
               f"Environment: {p['env'] or '-'}", f"Severity: {p['severity']}",
-              f"Status: {p['status']}", f"Since: {p['since']}"]
+              f"Status: {'resolved' if n.action == 'resolve' else p['status']}",
+              f"Since: {p['since']}"]
     for label, key in (("Acknowledged by", "acknowledged_by"), ("Runbook", "runbook"),
                        ("Dashboard", "dashboard")):
         if p.get(key):

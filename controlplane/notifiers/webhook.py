@@ -108,9 +108,9 @@ class WebhookNotifier(Notifier[WebhookConfig]):
         headers = {**self.cfg.headers, "Content-Type": "application/json",
                    TIMESTAMP_HEADER: stamp, KEY_HEADER: n.idempotency_key,
                    SIGNATURE_HEADER: sign(self.cfg.secret.get_secret_value(), stamp, body)}
-        url = (n.to or [self.cfg.url])[0]
-        try:
-            resp = self.session.post(url, data=body, headers=headers, timeout=self.cfg.timeout,
+        try:  # always the configured URL: a stored entry cannot send our signature elsewhere
+            resp = self.session.post(self.cfg.url, data=body, headers=headers,
+                                     timeout=self.cfg.timeout,
                                      verify=self.cfg.ca_file or True, allow_redirects=False)
         except requests.RequestException as exc:
             raise TransportError(f"webhook unreachable: {type(exc).__name__}") from None

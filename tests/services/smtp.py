@@ -10,7 +10,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email import message_from_bytes
+from email import message_from_bytes, policy
 from email.message import Message
 from typing import Any
 
@@ -49,11 +49,12 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.box.mails.append(message_from_bytes(envelope.original_content or b""))
+        self.box.mails.append(message_from_bytes(envelope.original_content or b"",
+                                                 policy=policy.default))
         self.box.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         if self.box.drop_after_data > 0:
             self.box.drop_after_data -= 1
-            session.transport.close()  # stored, then the answer is lost
+            server.transport.close()  # stored, then the answer is lost
         return "250 Message accepted for delivery"
 
 
@@ -61,7 +62,7 @@ def _authenticate(server: Any, session: Any, envelope: Any, mechanism: str,
                   auth_data: Any) -> AuthResult:
     ok = isinstance(auth_data, LoginPassword) and auth_data.login == USER.encode() and \
         auth_data.password == PASSWORD.encode()
-    return AuthResult(success=ok)
+    return AuthResult(success=ok, handled=False)  # aiosmtpd answers 235 or 535
 
 
 @dataclass
