@@ -242,12 +242,30 @@ class StepConfig(_Model):
                                  "person:<id> or channel:<name>, e.g. oncall:primary")
         return v
 
+    @field_validator("via")
+    @classmethod
+    def _can_page(cls, v: list[str]) -> list[str]:
+        from controlplane.notifiers import notifier_class, valid_channels
+
+        paging = [c for c in valid_channels() if notifier_class(c).contact]
+        for channel in v:
+            if channel not in paging:
+                raise ValueError(f"{channel!r} cannot page a person; use one of: "
+                                 + ", ".join(paging))
+        return v
+
     @model_validator(mode="after")
     def _via(self) -> StepConfig:
+        from controlplane.notifiers import valid_channels
+
         people = [t for t in self.notify if not t.startswith("channel:")]
         if people and not self.via:
             raise ValueError(f"{people[0]} needs via: the channels that page people, "
                              "e.g. via: [sms] or via: [slack]")
+        for channel in self.channel_targets():
+            if channel not in valid_channels():
+                raise ValueError(f"channel:{channel} is not a channel; use one of: "
+                                 + ", ".join(valid_channels()))
         return self
 
     def channel_targets(self) -> list[str]:

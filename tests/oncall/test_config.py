@@ -152,10 +152,13 @@ def test_policy_steps_name_real_targets_and_say_how_to_reach_people(tmp_path: Pa
         - {notify: [oncall:primary]}
         - {notify: [alice], via: [sms]}
         - {notify: [oncall:secondary, person:bob], via: [sms]}
+        - {notify: [channel:pager], via: [jira]}
 """) == ["9: oncall.policies.critical.steps.0: oncall:primary needs via: the channels that "
          "page people, e.g. via: [sms] or via: [slack]",
          "10: oncall.policies.critical.steps.1.notify: 'alice' is not a target; write "
-         "oncall:<schedule>, person:<id> or channel:<name>, e.g. oncall:primary"]
+         "oncall:<schedule>, person:<id> or channel:<name>, e.g. oncall:primary",
+         "12: oncall.policies.critical.steps.3.via: 'jira' cannot page a person; use one "
+         "of: call, email, slack, sms"]
     assert _load(tmp_path, """oncall:
   people: {alice: {name: Alice}}
   schedules: {primary: {layers: [{rotation: daily, start: 2026-11-30, people: [alice]}]}}
@@ -167,6 +170,12 @@ def test_policy_steps_name_real_targets_and_say_how_to_reach_people(tmp_path: Pa
          "one of: primary",
          "9: oncall.policies.critical.steps.0.notify.1: unknown person 'bob'; use one of: "
          "alice"]
+    assert _load(tmp_path, """oncall:
+  people: {alice: {name: Alice}}
+  schedules: {primary: {layers: [{rotation: daily, start: 2026-11-30, people: [alice]}]}}
+  policies: {critical: {steps: [{notify: [channel:pager]}]}}
+""") == ["6: oncall.policies.critical.steps.0: channel:pager is not a channel; use one of: "
+         "call, email, jira, slack, sms, webhook"]
 
 
 def test_the_default_policy_says_which_schedules_and_people_it_needs(tmp_path: Path) -> None:
