@@ -64,6 +64,8 @@ class Escalation(Protocol):
 
     def committed(self) -> None: ...
 
+    def state(self, s: Session, incident_id: int) -> dict[str, Any] | None: ...
+
 
 class IncidentService:
     def __init__(self, store: Store, incidents: IncidentsConfig,

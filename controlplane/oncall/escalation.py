@@ -36,6 +36,7 @@ from controlplane.incidents.model import OPEN, IncidentRow, UTCDateTime
 from controlplane.oncall import overrides
 from controlplane.oncall.config import OncallConfig, PersonConfig, PolicyConfig, StepConfig
 from controlplane.oncall.schedule import on_call
+from controlplane.results import iso
 from controlplane.store import Base, Store
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,8 @@ class Escalator:
         if row is None:
             return None
         return {"policy": row.policy, "round": row.round, "next_step": row.step + 1,
-                "next_at": row.next_at.isoformat(), "state": row.state, "reason": row.reason}
+                "next_at": iso(row.next_at) if row.state == ACTIVE else None,
+                "state": row.state, "reason": row.reason}
 
     # -- firing ------------------------------------------------------------------------------
 

@@ -86,6 +86,10 @@ def test_ack_reply_from_the_paged_person_acknowledges_and_stops_the_chain(
     assert ("acknowledged", "acknowledged by Alice Martin via sms") in events
     assert events[-1] == ("escalation", "escalation stopped: acknowledged by Alice Martin "
                                         "via sms")
+    detail = requests.get(f"{base}/api/v1/incidents/{inc}", timeout=10).json()
+    assert detail["escalation"] == {
+        "policy": "all", "round": 0, "next_step": 2, "next_at": None, "state": "stopped",
+        "reason": "acknowledged by Alice Martin via sms"}
     again = _reply(base, fake.auth_token, CAROL, f"ACK #{inc}")
     assert "Acknowledged incident" in again.text  # acknowledging twice is harmless
 
