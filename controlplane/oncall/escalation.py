@@ -221,7 +221,7 @@ class Escalator:
                 continue
             done += self._page(host, s, inc, step, person_id, why, text, label, now)
         summary = f"{label}: " + ("; ".join(done) if done else "nobody could be paged")
-        host.event(s, inc, "escalated", summary, now)
+        host.event(s, inc, "paged", summary, now)
         host.trail(s, inc, f":rotating_light: Escalation {summary}", now)
         log.info("escalation step fired incident=%s policy=%s round=%d step=%d pages=%d",
                  inc.id, row.policy, row.round, row.step + 1, len(done))

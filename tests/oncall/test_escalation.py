@@ -114,7 +114,7 @@ def pages(fake: TwilioFake) -> list[tuple[str, str]]:
 
 
 def escalations(h: Harness, incident_id: int) -> list[str]:
-    return [m for k, m in h.timeline(incident_id) if k in ("escalated", "escalation")]
+    return [m for k, m in h.timeline(incident_id) if k in ("paged", "escalation")]
 
 
 def test_a_critical_incident_walks_the_default_chain_to_the_manager(

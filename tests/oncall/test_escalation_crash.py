@@ -81,7 +81,7 @@ def _steps(db: Path) -> list[str]:
     try:
         with engine.connect() as conn:
             rows = conn.execute(text("SELECT message FROM incident_events WHERE kind = "
-                                     "'escalated' ORDER BY id")).all()
+                                     "'paged' ORDER BY id")).all()
             return [r[0] for r in rows]
     finally:
         engine.dispose()
