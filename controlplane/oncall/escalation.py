@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -33,7 +32,7 @@ from sqlalchemy import Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from controlplane.incidents.model import OPEN, IncidentRow, UTCDateTime
-from controlplane.oncall import overrides
+from controlplane.oncall import overrides, tables
 from controlplane.oncall.config import OncallConfig, PersonConfig, PolicyConfig, StepConfig
 from controlplane.oncall.schedule import on_call
 from controlplane.results import iso
@@ -81,16 +80,8 @@ class Host(Protocol):
     def notified_channels(self, s: Session, inc: IncidentRow) -> set[str]: ...
 
 
-_ready: set[int] = set()
-_ready_lock = threading.Lock()
-
-
 def ensure_table(store: Store) -> None:
-    with _ready_lock:
-        if id(store.engine) in _ready:
-            return
-        EscalationRow.__table__.create(store.engine, checkfirst=True)  # type: ignore[attr-defined]
-        _ready.add(id(store.engine))
+    tables.ensure(store, EscalationRow.__table__)  # type: ignore[arg-type]
 
 
 class Escalator:

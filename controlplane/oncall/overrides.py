@@ -8,7 +8,6 @@ its row (``removed_at``), so who changed the schedule stays on record.
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +15,7 @@ from sqlalchemy import Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from controlplane.incidents.model import UTCDateTime
+from controlplane.oncall import tables
 from controlplane.oncall.config import OncallConfig
 from controlplane.oncall.schedule import Override
 from controlplane.results import iso
@@ -40,17 +40,9 @@ class OverrideRow(Base):
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
-_ready: set[int] = set()
-_ready_lock = threading.Lock()
-
-
 def ensure_table(store: Store) -> None:
     """Create the overrides table on ``store`` if it is not there yet (once per engine)."""
-    with _ready_lock:
-        if id(store.engine) in _ready:
-            return
-        OverrideRow.__table__.create(store.engine, checkfirst=True)  # type: ignore[attr-defined]
-        _ready.add(id(store.engine))
+    tables.ensure(store, OverrideRow.__table__)  # type: ignore[arg-type]
 
 
 def add(s: Session, cfg: OncallConfig, *, schedule: str, person: str, covers: str | None,
