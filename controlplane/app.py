@@ -11,16 +11,19 @@ import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from controlplane.config import ControlPlaneConfig
 from controlplane.leader import Leadership
 from controlplane.metrics import Metrics
 from controlplane.pipeline import Pipeline
-from controlplane.probes.base import ProbeContext
+from controlplane.probes.base import ProbeContext, Services
 from controlplane.scheduler import CheckScheduler
 from controlplane.store import Store
 from controlplane.store.results import prune
+
+if TYPE_CHECKING:
+    from controlplane.dr.component import BackupOps
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,9 @@ class Runtime:
     context: ProbeContext
     scheduler: CheckScheduler
     components: list[Component] = field(default_factory=list)
-    extras: dict[str, Any] = field(default_factory=dict)
+    backup_ops: BackupOps | None = None
+    """Backups, drills and DR evaluation, shared by the backups component, the web views
+    and the CLI (controlplane/dr/component.py ``ops_for``)."""
     leadership: Leadership | None = None
     leadership_lost: bool = False
     on_leadership_lost: Callable[[], None] | None = None
@@ -122,7 +127,8 @@ def build_runtime(config: ControlPlaneConfig, metrics: Metrics | None = None) ->
     store = Store(config.store.dsn)
     metrics = metrics or Metrics()
     pipeline = Pipeline(store, metrics, tracer)
-    context = ProbeContext(environments=dict(config.environments))
+    context = ProbeContext(environments=dict(config.environments),
+                           services=Services(store=store, dr=config.dr))
     scheduler = CheckScheduler(config.checks, pipeline.process, context,
                                config.scheduler.max_concurrency, config.scheduler.jitter)
     scheduler.on_start_delay = metrics.scheduler_start_delay.observe

@@ -17,7 +17,7 @@ from controlplane.backups.config import BackupsConfig, BlobConfig, DrConfig
 from controlplane.durations import Duration
 from controlplane.incidents.config import IncidentsConfig, NotifiersConfig, SilenceConfig
 from controlplane.probes import probe_class, valid_kinds
-from controlplane.probes.base import CheckConfig
+from controlplane.probes.base import CheckConfig, CheckDefaults, with_defaults
 from controlplane.yamlsource import ConfigError, Located, Path_, Problem, load_located
 
 __all__ = ["ConfigError", "ControlPlaneConfig", "load_config"]
@@ -69,13 +69,6 @@ class TelemetryConfig(_Model):
     service_name: str = "controlplane"
     otlp_endpoint: str | None = None
     sentry_dsn: SecretStr | None = None
-
-
-class CheckDefaults(_Model):
-    interval: Duration = 60.0
-    timeout: Duration = 10.0
-    failure_threshold: int = Field(default=2, ge=1)
-    success_threshold: int = Field(default=1, ge=1)
 
 
 class ControlPlaneConfig(_Model):
@@ -213,9 +206,9 @@ def _validate_check(
         problems.append(doc.problem(("kind",), f"unknown check kind {kind!r}; valid kinds are: "
                                     + ", ".join(valid_kinds()), path))
         return None
-    merged = {**defaults.model_dump(), **raw}
+    model = probe_class(kind).config_model
     try:
-        return probe_class(kind).config_model.model_validate(merged)
+        return model.model_validate(with_defaults(model, raw, defaults))
     except ValidationError as exc:
         problems += _problems(doc, path, exc)
         return None

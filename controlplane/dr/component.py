@@ -47,8 +47,9 @@ class BackupOps:
         self.backups, self.dr = backups, dr
         self.store, self.blob, self.pipeline = store, blob, pipeline
         self.context = context or ProbeContext()
-        self.context.services.setdefault("store", store)
-        self.context.services.setdefault("dr_config", dr)
+        services = self.context.services
+        services.store = services.store or store
+        services.dr = services.dr or dr
 
     def run_backup(self, name: str, progress: object = None) -> Result:
         job = BackupJob(name, self.backups, self.store, self.blob, progress)  # type: ignore[arg-type]
@@ -203,14 +204,12 @@ def warn_if_drills_restore_on_source(name: str, comp: BackupComponentConfig) -> 
 
 def ops_for(runtime: Runtime) -> BackupOps:
     """The runtime's BackupOps (created once and shared with the web views)."""
-    ops = runtime.extras.get("backup_ops")
-    if ops is None:
+    if runtime.backup_ops is None:
         cfg = runtime.config
-        ops = BackupOps(cfg.backups, cfg.dr, runtime.store, open_blob_store(cfg.blob),
-                        runtime.pipeline, runtime.context)
-        runtime.extras["backup_ops"] = ops
-    assert isinstance(ops, BackupOps)
-    return ops
+        runtime.backup_ops = BackupOps(cfg.backups, cfg.dr, runtime.store,
+                                       open_blob_store(cfg.blob), runtime.pipeline,
+                                       runtime.context)
+    return runtime.backup_ops
 
 
 def create(runtime: Runtime) -> BackupsComponent | None:

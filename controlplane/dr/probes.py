@@ -3,7 +3,7 @@
 Backup jobs, drills and the DR tracker produce Results of these kinds; the checks below
 give those Results their CheckConfig (so they travel the same pipeline: evaluator,
 incidents, metrics) and, configured in checks/*.yaml, re-evaluate the catalog on schedule.
-They read the store the running control plane lends in ``context.services["store"]``.
+They read the store the running control plane lends in ``context.services.store``.
 """
 
 from __future__ import annotations
@@ -25,29 +25,29 @@ class BackupCheckConfig(CheckConfig):
     kind: Literal["backup"] = "backup"
     component: str
     failure_threshold: int = Field(default=1, ge=1)
-    severity: Literal["critical", "major", "minor"] = "critical"
+    severity: Severity = "critical"
 
 
 class DrillCheckConfig(CheckConfig):
     kind: Literal["drill"] = "drill"
     component: str
     failure_threshold: int = Field(default=1, ge=1)
-    severity: Literal["critical", "major", "minor"] = "critical"
+    severity: Severity = "critical"
 
 
 class DrCheckConfig(CheckConfig):
     kind: Literal["dr"] = "dr"
     component: str
     failure_threshold: int = Field(default=1, ge=1)
-    severity: Literal["critical", "major", "minor"] = "major"
+    severity: Severity = "major"
 
 
 def _store(probe: Probe[Any]) -> Store:
-    store = probe.context.services.get("store")
+    store = probe.context.services.store
     if store is None:
         raise ProbeError("this check reads the backup catalog; run it inside the control "
                          "plane (`controlplane run`), or use `controlplane backup list`")
-    return store  # type: ignore[no-any-return]
+    return store
 
 
 class BackupProbe(Probe[BackupCheckConfig]):
@@ -105,7 +105,7 @@ class DrProbe(Probe[DrCheckConfig]):
     def check(self) -> Outcome:
         from controlplane.dr.tracker import evaluate_one, human_duration
 
-        dr = self.context.services.get("dr_config")
+        dr = self.context.services.dr
         if dr is None:
             raise ProbeError("the dr check needs the control plane's dr config")
         targets = dr.targets()

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from controlplane.durations import Duration
+from controlplane.severity import SEVERITY_RANK as SEVERITY_RANK
+from controlplane.severity import Severity as Severity
 
-Severity = Literal["critical", "major", "minor"]
-SEVERITY_RANK: dict[str, int] = {"minor": 0, "major": 1, "critical": 2}
 # Public (C), private/group (G) and DM (D) conversation ids. Names are refused: the
 # idempotency lookup (conversations.history) accepts only ids, so a name would make every
 # retried root message fail with channel_not_found.
