@@ -1,8 +1,10 @@
 """Assembles a running control plane from a config: store, pipeline, scheduler, web.
 
-Capabilities beyond checks (incidents, backups, DR, …) plug in as *components*: a
-module listed in ``COMPONENTS`` exposing ``create(runtime) -> Component | None``. The
-runtime starts them after the pipeline exists and stops them in reverse order.
+Capabilities beyond checks (incidents, backups, DR, …) are *features*
+(controlplane/features.py); a feature's component is a module exposing
+``create(runtime) -> Component | None``. The runtime starts them after the pipeline exists
+(before the scheduler, so they can add jobs to it) and stops them in reverse order, after
+the scheduler has given runs in flight their grace period.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from controlplane.config import ControlPlaneConfig
+from controlplane.features import component_modules
 from controlplane.leader import Leadership
 from controlplane.metrics import Metrics
 from controlplane.pipeline import Pipeline
@@ -28,14 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETENTION_EVERY_S = 3600.0
-
-# One line per pluggable capability; each module has create(runtime) -> Component | None.
-COMPONENTS: list[str] = [
-    "controlplane.sentry",
-    "controlplane.incidents.component",
-    "controlplane.dr.component",
-]
-
 
 class Component(Protocol):
     name: str
@@ -133,7 +128,7 @@ def build_runtime(config: ControlPlaneConfig, metrics: Metrics | None = None) ->
                                config.scheduler.max_concurrency, config.scheduler.jitter)
     scheduler.on_start_delay = metrics.scheduler_start_delay.observe
     runtime = Runtime(config, store, metrics, pipeline, context, scheduler)
-    for name in COMPONENTS:
+    for name in component_modules():
         component = importlib.import_module(name).create(runtime)
         if component is not None:
             runtime.components.append(component)

@@ -11,7 +11,16 @@ import glob
 import os
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from controlplane.backups.config import BackupsConfig, BlobConfig, DrConfig
 from controlplane.durations import Duration
@@ -88,6 +97,28 @@ class ControlPlaneConfig(_Model):
     backups: BackupsConfig = Field(default_factory=BackupsConfig)
     dr: DrConfig = Field(default_factory=DrConfig)
 
+    _builtin: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _add_builtin_checks(self) -> ControlPlaneConfig:
+        """``checks`` is the one catalog: the YAML checks, then the features' built-in ones
+        (controlplane/features.py), built here so every way of making a config has them."""
+        from controlplane import features
+
+        builtins = features.builtin_checks(self)
+        have = {c.id: c for c in self.checks}
+        for check_id, (feature, check) in builtins.items():
+            if check_id not in have:
+                self.checks.append(check)
+            elif have[check_id] != check:
+                raise ValueError(builtin_message(check_id, feature))
+        self._builtin = {check_id: feature for check_id, (feature, _) in builtins.items()}
+        return self
+
+    def builtin_feature(self, check_id: str) -> str | None:
+        """The feature that builds check ``check_id``; None for a check from YAML."""
+        return self._builtin.get(check_id)
+
     @field_validator("environments")
     @classmethod
     def _some_environment(cls, v: dict[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
@@ -123,11 +154,12 @@ def load_config(path: str | None = None) -> ControlPlaneConfig:
         sources += _check_entries(file, problems)
     defaults = cfg.defaults if cfg else CheckDefaults()
     envs = set(cfg.environments) if cfg else set()
-    checks = _validate_checks(sources, defaults, envs, problems)
+    builtin = {c.id: cfg.builtin_feature(c.id) or "" for c in cfg.checks} if cfg else {}
+    checks = _validate_checks(sources, defaults, envs, builtin, problems)
     if problems:
         raise ConfigError(problems)
     assert cfg is not None
-    cfg.checks = checks
+    cfg.checks = checks + cfg.checks  # the YAML checks, then the built-in ones
     cfg.source = os.path.abspath(path)
     return cfg
 
@@ -169,6 +201,7 @@ def _validate_checks(
     sources: list[tuple[Located, Path_, Any]],
     defaults: CheckDefaults,
     envs: set[str],
+    builtin: dict[str, str],
     problems: list[Problem],
 ) -> list[CheckConfig]:
     checks: list[CheckConfig] = []
@@ -176,6 +209,10 @@ def _validate_checks(
     for doc, path, raw in sources:
         check = _validate_check(doc, path, raw, defaults, problems)
         if check is None:
+            continue
+        if check.id in builtin:
+            problems.append(doc.problem(("id",), builtin_message(check.id, builtin[check.id]),
+                                        path))
             continue
         if check.env and envs and check.env not in envs:
             problems.append(doc.problem(("env",), f"unknown environment {check.env!r}; "
@@ -189,6 +226,13 @@ def _validate_checks(
         seen[check.id] = (doc, path)
         checks.append(check)
     return checks
+
+
+def builtin_message(check_id: str, feature: str) -> str:
+    return (f"check {check_id!r} is built in (the {feature} feature makes it from its own "
+            "config section) and is already on the status page, in the API and on the "
+            "scheduler; remove it from here (a kind's thresholds come from its kind, its "
+            "severity from its component)")
 
 
 def _validate_check(
