@@ -119,7 +119,7 @@ def build_runtime(config: ControlPlaneConfig, metrics: Metrics | None = None) ->
     from controlplane.telemetry import setup_telemetry
 
     tracer = setup_telemetry(config.telemetry)
-    store = Store(config.store.dsn)
+    store = Store(config.store.dsn)  # opening it runs `controlplane db upgrade`
     metrics = metrics or Metrics()
     pipeline = Pipeline(store, metrics, tracer)
     context = ProbeContext(environments=dict(config.environments),
