@@ -18,6 +18,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "release's newest")
     _args(p)
     p.set_defaults(handler=cmd_current)
+    p = dsub.add_parser("revision", help="(developers) write the next migration from what "
+                        "the features' tables have that the newest revision lacks")
+    p.add_argument("-m", "--message", required=True, help="what the revision changes")
+    p.set_defaults(handler=cmd_revision)
 
 
 def _args(p: argparse.ArgumentParser) -> None:
@@ -76,4 +80,14 @@ def cmd_current(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"revision {rev or 'none'} (newest: {migrate.head()})")
+    return EXIT_OK
+
+
+def cmd_revision(args: argparse.Namespace) -> int:
+    from controlplane.features import table_metadata
+    from controlplane.store import migrate
+
+    path = migrate.new_revision(args.message, table_metadata())
+    print(f"wrote {path}; read it, complete what autogenerate cannot see (renames, data), "
+          "and add a test in tests/store/test_migrate.py")
     return EXIT_OK

@@ -15,13 +15,15 @@ made it, and then carries the version like any other.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from importlib import resources
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, MetaData, create_engine, text
 
 log = logging.getLogger(__name__)
 # Alembic says "Context impl SQLiteImpl" on every open; our one line says what changed.
@@ -31,12 +33,35 @@ MIGRATION_LOCK = 0x63705F6D6967  # "cp_mig"; leader.py's lock is another key
 """PostgreSQL advisory lock held while migrating."""
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
+def alembic_config(connection: Connection | None = None,
+                   metadata: MetaData | None = None) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location",
-                        str(resources.files("controlplane.store").joinpath("migrations")))
+    cfg.set_main_option("script_location", script_location())
     cfg.attributes["connection"] = connection
+    cfg.attributes["metadata"] = metadata
     return cfg
+
+
+def script_location() -> str:
+    return str(resources.files("controlplane.store").joinpath("migrations"))
+
+
+def new_revision(message: str, metadata: MetaData) -> str:
+    """Write the next revision file: what ``metadata`` (every feature's tables) has that
+    the newest revision lacks, compared on a scratch SQLite database. Read and complete it
+    before committing: autogenerate cannot see renames or move data."""
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = create_engine(f"sqlite:///{os.path.join(tmp, 'scratch.db')}")
+        try:
+            upgrade(engine)
+            with engine.connect() as conn:
+                number = f"{int(head()) + 1:04d}"
+                script = command.revision(alembic_config(conn, metadata), message=message,
+                                          autogenerate=True, rev_id=number)
+        finally:
+            engine.dispose()
+    path = script.path if script is not None and not isinstance(script, list) else ""
+    return str(path)
 
 
 def head() -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, inspect, text
 
 from controlplane.backups import catalog
 from controlplane.features import table_metadata
@@ -124,3 +124,21 @@ def test_db_upgrade_on_an_unreachable_store_exits_2_without_the_password() -> No
     assert proc.stderr.startswith("controlplane: cannot open the store "
                                   "postgresql+psycopg://cp:***@127.0.0.1:1/cp: ")
     assert "hunter2" not in proc.stderr
+
+
+def test_a_new_revision_is_written_from_what_the_models_have_and_the_newest_lacks() -> None:
+    metadata = MetaData()
+    for table in table_metadata().tables.values():
+        table.to_metadata(metadata)
+    Table("oncall_overrides", metadata, Column("id", Integer, primary_key=True),
+          Column("who", String(120), nullable=False))
+    path = Path(migrate.new_revision("on-call overrides", metadata))
+    try:
+        assert path.name == "0003_on_call_overrides.py"
+        text_ = path.read_text()
+        assert 'down_revision = "0002"' in text_ or "down_revision = '0002'" in text_
+        assert "op.create_table('oncall_overrides'" in text_
+        # Only the difference: the tables the newest revision already has are not repeated.
+        assert "'results'" not in text_
+    finally:
+        path.unlink()
