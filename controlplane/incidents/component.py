@@ -24,13 +24,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def escalation(cfg: ControlPlaneConfig, store: Store) -> Escalation | None:
+def escalation(cfg: ControlPlaneConfig) -> Escalation | None:
     """On-call escalation when policies apply (docs/oncall.md), else None."""
     if not cfg.oncall.effective_policies():
         return None
     from controlplane.oncall.escalation import Escalator
 
-    return Escalator(cfg.oncall, store)
+    return Escalator(cfg.oncall)
 
 
 class IncidentsComponent:
@@ -46,7 +46,7 @@ class IncidentsComponent:
         self.service = IncidentService(store, cfg.incidents, channels, metrics, clock,
                                        dashboard_url=cfg.web.public_url,
                                        wake=lambda: self.worker.wake() if self.worker else None,
-                                       escalation=escalation(cfg, store))
+                                       escalation=escalation(cfg))
         self.worker = OutboxWorker(store, channels, cfg.incidents.outbox, metrics, clock,
                                    on_idle=self.service.tick,
                                    idle_every=cfg.incidents.tick_interval)

@@ -32,11 +32,11 @@ from sqlalchemy import Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from controlplane.incidents.model import OPEN, IncidentRow, UTCDateTime
-from controlplane.oncall import overrides, tables
+from controlplane.oncall import overrides
 from controlplane.oncall.config import OncallConfig, PersonConfig, PolicyConfig, StepConfig
 from controlplane.oncall.schedule import on_call
 from controlplane.results import iso
-from controlplane.store import Base, Store
+from controlplane.store import Base
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +80,11 @@ class Host(Protocol):
     def notified_channels(self, s: Session, inc: IncidentRow) -> set[str]: ...
 
 
-def ensure_table(store: Store) -> None:
-    tables.ensure(store, EscalationRow.__table__)  # type: ignore[arg-type]
-
-
 class Escalator:
-    def __init__(self, config: OncallConfig, store: Store) -> None:
+    def __init__(self, config: OncallConfig) -> None:
         self.config = config
         self.policies = config.effective_policies()
         self._fired: list[int] = []
-        ensure_table(store)
-        overrides.ensure_table(store)
 
     def committed(self) -> None:
         """Called after the tick's transaction committed (the crash hook's ``between``)."""

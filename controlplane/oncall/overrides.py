@@ -1,8 +1,8 @@
 """Overrides kept in the store: added and removed through the CLI, the API or /oncall.
 
-The feature owns its table and creates it itself (:func:`ensure_table`) on whichever store
-it is handed, so the store needs to know nothing about on-call. A removed override keeps
-its row (``removed_at``), so who changed the schedule stays on record.
+The table is the on-call feature's (controlplane/features.py), made by migration 0004. A
+removed override keeps its row (``removed_at``), so who changed the schedule stays on
+record.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from sqlalchemy import Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from controlplane.incidents.model import UTCDateTime
-from controlplane.oncall import tables
 from controlplane.oncall.config import OncallConfig
 from controlplane.oncall.schedule import Override
 from controlplane.results import iso
-from controlplane.store import Base, Store
+from controlplane.store import Base
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +37,6 @@ class OverrideRow(Base):
     source: Mapped[str] = mapped_column(String(10), default="api")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-
-
-def ensure_table(store: Store) -> None:
-    """Create the overrides table on ``store`` if it is not there yet (once per engine)."""
-    tables.ensure(store, OverrideRow.__table__)  # type: ignore[arg-type]
 
 
 def add(s: Session, cfg: OncallConfig, *, schedule: str, person: str, covers: str | None,

@@ -22,7 +22,6 @@ class OncallService:
         self.config = config
         self.store = store
         self.clock = clock
-        overrides.ensure_table(store)
 
     def on_call(self, schedule: str, at: datetime | None = None) -> Shift | None:
         """The shift on call for ``schedule`` at ``at`` (default now); None for a gap.

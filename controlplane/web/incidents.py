@@ -28,7 +28,7 @@ def incident_service() -> IncidentService:
     # touches no network.
     return IncidentService(rt.store, rt.config.incidents, build_notifiers(rt.config.notifiers),
                            rt.metrics, dashboard_url=rt.config.web.public_url,
-                           escalation=escalation(rt.config, rt.store))
+                           escalation=escalation(rt.config))
 
 
 @bp.get("/api/v1/incidents")

@@ -20,7 +20,7 @@ from twilio.request_validator import RequestValidator
 
 from controlplane.notifiers.twilio import TwilioConfig
 from controlplane.probes.idcard_sms import IdCardSmsConfig
-from controlplane.probes.sms_inbox import Sms, inbox_of
+from controlplane.probes.inbox import Sms
 from controlplane.web import runtime
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def inbound_sms() -> tuple[Response, int] | Response:
     ack = ACK.fullmatch(params.get("Body", ""))
     if ack:
         return _acknowledge(int(ack.group(1)), params.get("From", ""))
-    inbox_of(runtime().context.services).add(Sms(
+    runtime().context.services.sms_inbox.add(Sms(
         sid=params.get("MessageSid") or params.get("SmsSid", ""), to=to,
         from_=params.get("From", ""), body=params.get("Body", ""), status="received"))
     log.info("twilio webhook accepted sid=%s to=%s", params.get("MessageSid", ""), to)
