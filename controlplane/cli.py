@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "controlplane.commands.probe",
     "controlplane.commands.silence",
     "controlplane.commands.backup",
+    "controlplane.commands.runbook",
     "controlplane.commands.sandbox",
     "controlplane.commands.demo",
 ]

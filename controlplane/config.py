@@ -18,6 +18,7 @@ from controlplane.durations import Duration
 from controlplane.incidents.config import IncidentsConfig, NotifiersConfig, SilenceConfig
 from controlplane.probes import probe_class, valid_kinds
 from controlplane.probes.base import CheckConfig
+from controlplane.runbooks.config import RunbookConfig, check_runbook_links, load_runbooks
 from controlplane.yamlsource import ConfigError, Located, Path_, Problem, load_located
 
 __all__ = ["ConfigError", "ControlPlaneConfig", "load_config"]
@@ -94,6 +95,8 @@ class ControlPlaneConfig(_Model):
     blob: BlobConfig = Field(default_factory=BlobConfig)
     backups: BackupsConfig = Field(default_factory=BackupsConfig)
     dr: DrConfig = Field(default_factory=DrConfig)
+    runbook_files: list[str] = Field(default_factory=lambda: ["runbooks/*.yaml"])
+    runbooks: list[RunbookConfig] = Field(default_factory=list)
 
     @field_validator("environments")
     @classmethod
@@ -101,6 +104,12 @@ class ControlPlaneConfig(_Model):
         if not v:
             raise ValueError("you must define at least one environment")
         return v
+
+    def runbook(self, runbook_id: str) -> RunbookConfig:
+        for r in self.runbooks:
+            if r.id == runbook_id:
+                return r
+        raise KeyError(runbook_id)
 
     def check(self, check_id: str) -> CheckConfig:
         for c in self.checks:
@@ -118,6 +127,9 @@ def load_config(path: str | None = None) -> ControlPlaneConfig:
         raise ConfigError([main.problem((), "the top level must be a mapping of sections")])
     problems: list[Problem] = []
     inline_checks = data.pop("checks", None) or []
+    if data.pop("runbooks", None) is not None:
+        problems.append(main.problem(("runbooks",), "runbooks live in their own files, one "
+                                     "per file (runbook_files, default runbooks/*.yaml)"))
     cfg = _validate_main(main, data, problems)
     base = os.path.dirname(os.path.abspath(path))
     sources: list[tuple[Located, Path_, Any]] = []
@@ -131,10 +143,13 @@ def load_config(path: str | None = None) -> ControlPlaneConfig:
     defaults = cfg.defaults if cfg else CheckDefaults()
     envs = set(cfg.environments) if cfg else set()
     checks = _validate_checks(sources, defaults, envs, problems)
+    runbooks = load_runbooks(base, cfg.runbook_files if cfg else ["runbooks/*.yaml"], problems)
+    check_runbook_links(sources, runbooks, problems)
     if problems:
         raise ConfigError(problems)
     assert cfg is not None
     cfg.checks = checks
+    cfg.runbooks = runbooks
     cfg.source = os.path.abspath(path)
     return cfg
 

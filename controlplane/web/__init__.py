@@ -22,6 +22,7 @@ BLUEPRINTS = [
     "controlplane.web.slack_webhook",
     "controlplane.web.dr",
     "controlplane.web.twilio_webhook",
+    "controlplane.web.runbooks",
 ]
 
 
