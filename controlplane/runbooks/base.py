@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 class ActionArgs(BaseModel):
     """Arguments of one action; each action subclasses it with its own fields."""
 
-    model_config = ConfigDict(extra="forbid")
+    # A template such as "{{ params.port }}" keeps its value's type; a text field takes it.
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
 
 ArgsT = TypeVar("ArgsT", bound=ActionArgs)
@@ -101,8 +102,11 @@ class StepContext:
         return max(0.0, self.deadline - time.monotonic())
 
     def sleep(self, seconds: float) -> bool:
-        """Wait; False when the step was cancelled (or timed out) meanwhile."""
-        return not self.cancelled.wait(max(0.0, min(seconds, self.remaining())))
+        """Wait; False when the step was cancelled or reached its deadline meanwhile."""
+        left = self.remaining()
+        if self.cancelled.wait(max(0.0, min(seconds, left))):
+            return False
+        return seconds <= left
 
 
 class Action(ABC, Generic[ArgsT]):

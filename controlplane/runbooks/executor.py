@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.2
 PROGRESS_EVERY_S = 0.5
+GRACE_S = 1.0
+"""Past its deadline an action gets this long to stop by itself (and say why)."""
 
 
 class Stop(Exception):
@@ -262,12 +264,14 @@ class RunExecutor:
                 stop.set()  # tell the action; give it a moment to stop cleanly
                 worker.join(5.0)
                 return CANCELLED, "cancelled while running", {}
-            if time.monotonic() >= ctx.deadline and worker.is_alive():
-                stop.set()
+            if time.monotonic() >= ctx.deadline + GRACE_S and worker.is_alive():
+                stop.set()  # the action ignored its deadline: stop waiting for it
                 worker.join(2.0)
                 return TIMED_OUT, f"timed out after {timeout:g}s", {}
         if "failed" in box:
             exc = box["failed"]
+            if time.monotonic() >= ctx.deadline:
+                return TIMED_OUT, f"timed out after {timeout:g}s: {exc.message}", exc.outputs
             return FAILED, exc.message, exc.outputs
         result: ActionResult = box["result"]
         return SUCCEEDED, result.message, result.outputs
