@@ -322,10 +322,11 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     from controlplane.runbooks import runs
+    from controlplane.runbooks.audit import Audit
 
     cfg = _config(args)
     try:
-        status = runs.cancel(_store(cfg), args.run, args.by)
+        status = runs.cancel(_store(cfg), args.run, args.by, [Audit(cfg).on_finish])
     except (runs.NotFound, runs.RunRefused) as exc:
         err(str(exc))
         return EXIT_ERROR

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from controlplane.results import utcnow
 from controlplane.runbooks.base import Services
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[str, int], None]
 """Called with ("started" | "finished", run id) from the run's thread."""
+Hook = Callable[[Session, RunRow], None]
+"""Called inside the transaction that starts (claims) or ends a run: what it writes is
+committed with that change or not at all (the audit trail)."""
 
 
 class Engine:
@@ -53,6 +57,8 @@ class Engine:
         self.poll_s, self.heartbeat_s, self.stale_after_s = poll_s, heartbeat_s, stale_after_s
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.listeners: list[Listener] = []
+        self.start_hooks: list[Hook] = []
+        self.finish_hooks: list[Hook] = []
         self._cancels: dict[int, threading.Event] = {}
         self._threads: dict[int, threading.Thread] = {}
         self._lock = threading.Lock()
@@ -125,6 +131,8 @@ class Engine:
             row.status, row.owner, row.heartbeat_at = RUNNING, self.instance, utcnow()
             if row.started_at is None:
                 row.started_at = utcnow()
+            for hook in self.start_hooks:
+                hook(s, row)
         return True
 
     def recover(self, run_id: int) -> None:
@@ -180,7 +188,8 @@ class Engine:
         beat.start()
         self._notify("started", run_id)
         try:
-            status = RunExecutor(self.store, rb, run_id, self.services, cancel).execute()
+            status = RunExecutor(self.store, rb, run_id, self.services, cancel,
+                                 self.finish_hooks).execute()
         finally:
             beat_stop.set()
             beat.join()

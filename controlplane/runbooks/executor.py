@@ -14,11 +14,13 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from controlplane.logs import redact
 from controlplane.probes.base import _redacted
@@ -63,9 +65,11 @@ class Stop(Exception):
 
 class RunExecutor:
     def __init__(self, store: Store, rb: RunbookConfig, run_id: int, services: Services,
-                 cancelled: threading.Event) -> None:
+                 cancelled: threading.Event,
+                 finish_hooks: list[Callable[[Session, RunRow], None]] | None = None) -> None:
         self.store, self.rb, self.run_id, self.services = store, rb, run_id, services
         self.cancelled = cancelled
+        self.finish_hooks = finish_hooks or []
         with store.session() as s:
             row = s.get(RunRow, run_id)
             assert row is not None and row.started_at is not None
@@ -97,6 +101,8 @@ class RunExecutor:
                 row = s.get(RunRow, self.run_id)
                 assert row is not None
                 finish(s, row, status, message)
+                for hook in self.finish_hooks:
+                    hook(s, row)
         log.info("runbook run ended run=%s runbook=%s status=%s message=%s", self.run_id,
                  self.rb.id, status, message)
         return status

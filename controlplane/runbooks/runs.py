@@ -7,6 +7,7 @@ web UI of a standby, the CLI); the engine of the active instance does the work.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -91,9 +92,11 @@ def start(store: Store, rb: RunbookConfig, params: dict[str, Any], by: str, trig
     return Started(run_id, QUEUED)
 
 
-def cancel(store: Store, run_id: int, by: str) -> str:
-    """Ask a run to stop. A run nobody is executing (queued, interrupted, waiting) ends
-    at once; a running step is told to stop and the run ends when it does."""
+def cancel(store: Store, run_id: int, by: str,
+           finish_hooks: list[Callable[[Session, RunRow], None]] | None = None) -> str:
+    """Ask a run to stop. A run nobody is executing (queued, interrupted) ends at once
+    (``finish_hooks`` run in that transaction, like the engine's); a running step is told
+    to stop and the run ends when it does."""
     ensure_tables(store)
     with store.session() as s:
         row = s.get(RunRow, run_id)
@@ -103,10 +106,12 @@ def cancel(store: Store, run_id: int, by: str) -> str:
             raise RunRefused(f"run {run_id} is already {row.status}")
         row.cancel_requested, row.cancelled_by = True, by
         if row.status in (QUEUED, INTERRUPTED):
-            finish(s, row, CANCELLED, f"cancelled by {by}")
             for st in s.scalars(select(StepRow).where(StepRow.run_id == run_id,
                                                       StepRow.status == INTERRUPTED)):
                 st.status, st.finished_at = CANCELLED, utcnow()
+            finish(s, row, CANCELLED, f"cancelled by {by}")
+            for hook in finish_hooks or []:
+                hook(s, row)
         return row.status
 
 
@@ -150,6 +155,7 @@ def get(store: Store, run_id: int) -> dict[str, Any]:
         if row is None:
             raise NotFound(f"no runbook run {run_id}")
         out = row.to_dict()
+        out["jira_key"] = _jira_key(s, row.audit_incident_id or row.incident_id)
         out["steps"] = [st.to_dict() for st in s.scalars(
             select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.seq))]
         out["decisions"] = [d.to_dict() for d in s.scalars(
@@ -181,3 +187,13 @@ def stale_runs(store: Store, older_than: datetime) -> list[int]:
         return list(s.scalars(select(RunRow.id).where(
             RunRow.status.in_(EXECUTING),
             (RunRow.heartbeat_at.is_(None)) | (RunRow.heartbeat_at < older_than))))
+
+
+def _jira_key(s: Session, incident_id: int | None) -> str | None:
+    """The Jira issue holding the run's trail (its own, or its incident's)."""
+    if incident_id is None:
+        return None
+    from controlplane.incidents.model import IncidentRow
+
+    inc = s.get(IncidentRow, incident_id)
+    return inc.jira_key if inc is not None and inc.jira_key else None

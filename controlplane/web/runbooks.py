@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, jsonify, render_template, request
 
 from controlplane.runbooks import runs
+from controlplane.runbooks.audit import Audit
 from controlplane.runbooks.config import RunbookConfig
 from controlplane.web import runtime
 from controlplane.web.auth import require_admin
@@ -129,7 +130,8 @@ def api_reject(run_id: int) -> tuple[Response, int]:
 def api_cancel(run_id: int) -> tuple[Response, int]:
     body = request.get_json(silent=True) or {}
     try:
-        status = runs.cancel(runtime().store, run_id, str(body.get("by") or "api"))
+        status = runs.cancel(runtime().store, run_id, str(body.get("by") or "api"),
+                             [Audit(runtime().config).on_finish])
     except runs.NotFound as exc:
         return jsonify(error=str(exc)), 404
     except runs.RunRefused as exc:

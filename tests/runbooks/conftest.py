@@ -14,7 +14,7 @@ import yaml
 
 from controlplane.app import Runtime, build_runtime
 from controlplane.config import ControlPlaneConfig, load_config
-from controlplane.runbooks import runs
+from controlplane.runbooks import audit, runs
 from controlplane.runbooks.base import Services
 from controlplane.runbooks.engine import Engine
 
@@ -97,6 +97,7 @@ def make_site(tmp_path: Path) -> Iterator[MakeSite]:
         rt = build_runtime(cfg)
         engine = Engine(rt.store, cfg.runbooks, Services(rt), poll_s=0.1, heartbeat_s=0.2,
                         stale_after_s=stale_after_s)
+        audit.attach(rt, engine)
         rt.extras["runbook_engine"] = engine
         if start:
             engine.start()
