@@ -68,8 +68,20 @@ def _add(sub: Sub, name: str, help_: str, handler: Any) -> argparse.ArgumentPars
     p: argparse.ArgumentParser = sub.add_parser(name, help=help_)
     p.add_argument("--config", metavar="FILE",
                    help="main config file (default: $CONTROLPLANE_CONFIG or ./controlplane.yaml)")
-    p.set_defaults(handler=handler)
+    p.set_defaults(handler=_exit_code(handler))
     return p
+
+
+def _exit_code(handler: Any) -> Any:
+    """Helpers stop a command with SystemExit(code) after reporting; return the code."""
+    def run(args: argparse.Namespace) -> int:
+        try:
+            code: int = handler(args)
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        return code
+
+    return run
 
 
 def _config(args: argparse.Namespace) -> ControlPlaneConfig:
