@@ -24,7 +24,7 @@ def _site(make_site: MakeSite) -> tuple[Site, FlaskClient]:
 
 
 def test_starting_a_run_needs_the_admin_token(make_site: MakeSite) -> None:
-    site, client = _site(make_site)
+    _, client = _site(make_site)
     resp = client.post("/api/v1/runbooks/restore/runs", json={"params": {}})
     assert resp.status_code == 401
     assert resp.get_json() == {"error": "missing or wrong admin token (Authorization: Bearer …)"}
@@ -58,7 +58,7 @@ def test_run_approve_and_watch_through_the_api(make_site: MakeSite) -> None:
 
 
 def test_bad_parameters_are_a_409_naming_them(make_site: MakeSite) -> None:
-    _site_, client = _site(make_site)
+    _, client = _site(make_site)
     resp = client.post("/api/v1/runbooks/restore/runs", headers=AUTH,
                        json={"params": {"mode": "slow"}})
     assert resp.status_code == 409
@@ -67,7 +67,7 @@ def test_bad_parameters_are_a_409_naming_them(make_site: MakeSite) -> None:
 
 
 def test_dry_run_through_the_api_changes_nothing(make_site: MakeSite) -> None:
-    site, client = _site(make_site)
+    _, client = _site(make_site)
     resp = client.post("/api/v1/runbooks/restore/plan", json={"params": {"db": "x"}})
     assert resp.status_code == 200
     plan = resp.get_json()["plan"]
