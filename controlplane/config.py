@@ -144,7 +144,7 @@ def load_config(path: str | None = None) -> ControlPlaneConfig:
     envs = set(cfg.environments) if cfg else set()
     checks = _validate_checks(sources, defaults, envs, problems)
     runbooks = load_runbooks(base, cfg.runbook_files if cfg else ["runbooks/*.yaml"], problems)
-    check_runbook_links(sources, runbooks, problems)
+    check_runbook_links(sources, runbooks, problems, list(cfg.dr.targets()) if cfg else None)
     if problems:
         raise ConfigError(problems)
     assert cfg is not None

@@ -187,10 +187,14 @@ def _result(run: RunRow) -> str:
 
 
 def attach(runtime: Runtime, engine: Engine) -> None:
-    """Write the trail with the engine's start and end transactions; wake the outbox."""
+    """Write the trail (and a measuring runbook's drill row) with the engine's start and
+    end transactions; wake the outbox."""
     audit = Audit(runtime.config)
     engine.start_hooks.append(audit.on_start)
     engine.finish_hooks.append(audit.on_finish)
+    from controlplane.runbooks.measure import Measure
+
+    engine.finish_hooks.append(Measure(runtime.config).on_finish)
 
     def wake(_event: str, _run_id: int) -> None:
         component = runtime.component("incidents")

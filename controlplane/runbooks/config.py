@@ -12,7 +12,7 @@ import glob
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from controlplane.durations import Duration, parse_duration
 from controlplane.runbooks import action_class, valid_actions
@@ -95,8 +95,17 @@ class RunbookConfig(_Model):
     auto: bool = Field(default=False, description="start when an incident of a check "
                                                   "naming this runbook opens")
     schedule: str | None = Field(default=None, description="cron: run as a drill")
+    measures: str | None = Field(default=None, description=(
+        "a DR component (dr.components): a run's duration is its measured RTO on /dr"))
     steps: list[StepConfig] = Field(min_length=1)
     source: str = ""
+    _doc: Located | None = PrivateAttr(default=None)
+    """Where it was read from: later checks (against other sections) point at its lines."""
+
+    def problem(self, path: Path_, message: str) -> Problem:
+        if self._doc is None:
+            return Problem(self.source, 1, ".".join(map(str, path)), message)
+        return self._doc.problem(path, message)
 
     @field_validator("schedule")
     @classmethod
@@ -178,6 +187,7 @@ def _load_file(file: str, problems: list[Problem]) -> RunbookConfig | None:
         problems += _problems(doc, (), exc)
     _check_steps(doc, doc.data, problems)
     if rb is not None:
+        rb._doc = doc
         _check_params(doc, rb, problems)
     return rb if len(problems) == before else None
 
@@ -288,9 +298,14 @@ def _check_expr(doc: Located, path: Path_, text: str, params: set[str], earlier:
 
 
 def check_runbook_links(sources: list[tuple[Located, Path_, Any]], runbooks: list[Any],
-                        problems: list[Problem]) -> None:
-    """A check's ``runbook:`` must resolve: a runbook id, or an http(s) URL."""
+                        problems: list[Problem], dr_components: list[str] | None = None) -> None:
+    """A check's ``runbook:`` must resolve: a runbook id, or an http(s) URL; a runbook's
+    ``measures:`` must name a DR component."""
     ids = sorted(r.id for r in runbooks)
+    for rb in runbooks:
+        if rb.measures and dr_components is not None and rb.measures not in dr_components:
+            problems.append(rb.problem(("measures",), f"unknown DR component {rb.measures!r};"
+                                       " use one of: " + ", ".join(sorted(dr_components))))
     for doc, path, raw in sources:
         link = raw.get("runbook") if isinstance(raw, dict) else None
         if not isinstance(link, str) or link.startswith(("http://", "https://")):
