@@ -14,6 +14,7 @@ from flask import Blueprint, Response, abort, jsonify, render_template, request
 from controlplane.runbooks import runs
 from controlplane.runbooks.audit import Audit
 from controlplane.runbooks.config import RunbookConfig
+from controlplane.runbooks.links import runbook_url
 from controlplane.web import runtime
 from controlplane.web.auth import require_admin
 
@@ -21,6 +22,12 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("runbooks", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/runbooks")
+
+
+@bp.app_template_filter("runbook_url")
+def _runbook_url(value: str | None) -> str | None:
+    """Runbook links on every page (incidents, checks) lead to /runbooks/<id>."""
+    return runbook_url(value)
 
 
 def _runbook(rb_id: str) -> RunbookConfig:

@@ -108,3 +108,26 @@ def test_cancel_through_the_api(make_site: MakeSite) -> None:
     assert resp.status_code == 200
     run = site.wait(run_id)
     assert (run["status"], run["message"]) == ("cancelled", "cancelled by dave during step ask")
+
+
+def test_runbook_links_on_incident_pages_and_the_api_lead_to_the_runbook_page(
+        make_site: MakeSite) -> None:
+    from controlplane.incidents.model import IncidentRow
+    from controlplane.results import utcnow
+
+    site, client = _site(make_site)
+    with site.runtime.store.session() as s:
+        for i, link in enumerate(("restore", "https://wiki.example.com/tls")):
+            s.add(IncidentRow(dedup_key=f"c{i}/production", check_id=f"c{i}", env="production",
+                              kind="tcp", name="", severity="major", labels={}, runbook=link,
+                              state="open", status="failing", message="down",
+                              opened_at=utcnow(), since=utcnow(), notified=False,
+                              last_notified_message=""))
+    page = client.get("/incidents/1").get_data(as_text=True)
+    assert '<a href="/runbooks/restore">Runbook</a>' in page
+    page = client.get("/incidents/2").get_data(as_text=True)
+    assert '<a href="https://wiki.example.com/tls">Runbook</a>' in page
+    listing = client.get("/api/v1/incidents").get_json()
+    got = {i["check"]: (i["runbook"], i["runbook_url"]) for i in listing["incidents"]}
+    assert got == {"c0": ("restore", "/runbooks/restore"),
+                   "c1": ("https://wiki.example.com/tls", "https://wiki.example.com/tls")}
