@@ -42,7 +42,8 @@ def plan(runtime: Runtime, rb: RunbookConfig, given: dict[str, Any]) -> list[str
 
 def _step_lines(prefix: str, step: StepConfig, scope: dict[str, Any],
                 services: Services) -> list[str]:
-    flags = [f"timeout {step.timeout_s():g}s", "idempotent" if step.idempotent else
+    resumable = step.idempotent or getattr(action_class(step.action), "resumable", False)
+    flags = [f"timeout {step.timeout_s():g}s", "idempotent" if resumable else
              "not idempotent"]
     if isinstance(step.on_failure, str):
         flags.append(f"on failure {step.on_failure}")

@@ -30,10 +30,10 @@ def test_dry_run_prints_the_plan_and_changes_nothing(config: str,
     assert capsys.readouterr().out.splitlines() == [
         "dry-run of greet: Runbook greet (owner dr-team); nothing is changed",
         'parameters: {"who": "ops"}',
-        "1. hello [note] (timeout 10s, not idempotent, on failure stop)",
+        "1. hello [note] (timeout 10s, idempotent, on failure stop)",
         '     args {"text": "hello ops"}',
         "     show: hello ops",
-        "2. bye [note] (timeout 10s, not idempotent, on failure stop)",
+        "2. bye [note] (timeout 10s, idempotent, on failure stop)",
         "     only when params.who == 'nobody'",
         '     args {"text": "bye"}',
         "     show: bye"]

@@ -49,23 +49,39 @@ def select_checks(services: Services, args: CheckRunArgs) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
+class CheckRunner:
+    """Probes of configured checks, kept across runs (a lag check's Burrow window needs
+    its earlier samples); each result goes through the pipeline (state, incidents,
+    metrics) as a scheduled run's would."""
+
+    def __init__(self, services: Services, ids: list[str]) -> None:
+        rt = services.runtime
+        self.pipeline = rt.pipeline
+        self.checks = [rt.config.check(i) for i in ids]
+        self.probes = [probe_class(c.kind)(c, rt.context) for c in self.checks]
+
+    def run(self) -> list[Result]:
+        """Every check once, in parallel."""
+        def one(i: int) -> Result:
+            result = self.probes[i].execute()
+            self.pipeline.process(result, self.checks[i])
+            return result
+
+        with ThreadPoolExecutor(max(1, min(16, len(self.probes)))) as pool:
+            return list(pool.map(one, range(len(self.probes))))
+
+    def close(self) -> None:
+        for p in self.probes:
+            p.close()
+
+
 def run_checks(services: Services, ids: list[str]) -> list[Result]:
-    """Run checks at once, in parallel; each result goes through the pipeline (state,
-    incidents, metrics) as a scheduled run's would."""
-    rt = services.runtime
-
-    def one(check_id: str) -> Result:
-        check = rt.config.check(check_id)
-        probe = probe_class(check.kind)(check, rt.context)
-        try:
-            result = probe.execute()
-        finally:
-            probe.close()
-        rt.pipeline.process(result, check)
-        return result
-
-    with ThreadPoolExecutor(max(1, min(16, len(ids)))) as pool:
-        return list(pool.map(one, ids))
+    """Run checks once, at once, in parallel."""
+    runner = CheckRunner(services, ids)
+    try:
+        return runner.run()
+    finally:
+        runner.close()
 
 
 class CheckRun(Action[CheckRunArgs]):

@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from controlplane.durations import Duration
 from controlplane.results import Result
-from controlplane.runbooks.actions.checks import run_checks
+from controlplane.runbooks.actions.checks import CheckRunner, run_checks
 from controlplane.runbooks.base import (
     Action,
     ActionArgs,
@@ -28,6 +28,16 @@ class DescribeArgs(ActionArgs):
 class HealthyArgs(DescribeArgs):
     lag_checks: list[str] = Field(default_factory=list, description="kafka_lag checks that "
                                                                     "must be ok")
+
+    @field_validator("lag_checks", mode="before")
+    @classmethod
+    def _comma_list(cls, v: object) -> object:
+        # A runbook parameter is a string: "a,b" (or "") names the checks.
+        if isinstance(v, str):
+            return [x.strip() for x in v.split(",") if x.strip()]
+        if isinstance(v, list):
+            return [x for x in v if not (isinstance(x, str) and not x.strip())]
+        return v
     deadline: Duration = Field(default=900.0, gt=0)
     interval: Duration = Field(default=10.0, gt=0)
 
@@ -99,11 +109,19 @@ class KafkaWaitHealthy(Action[HealthyArgs]):
         _kind(self.services, a.cluster_check, "kafka_cluster")
         for lag in a.lag_checks:
             _kind(self.services, lag, "kafka_lag")
+        runner = CheckRunner(self.services, [a.cluster_check, *a.lag_checks])
+        try:
+            return self._wait(ctx, runner)
+        finally:
+            runner.close()
+
+    def _wait(self, ctx: StepContext, runner: CheckRunner) -> ActionResult:
+        a = self.args
         t0 = time.monotonic()
         attempts, why = 0, ""
         while True:
             attempts += 1
-            cluster, *lags = run_checks(self.services, [a.cluster_check, *a.lag_checks])
+            cluster, *lags = runner.run()
             urp = cluster.metrics.get("under_replicated_partitions")
             bad = [f"{r.check} {r.status.value}: {r.message}" for r in lags
                    if r.status.value != "ok"]
