@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.incidents.model import PENDING, RESOLVED, IncidentRow, OutboxRow
-from controlplane.notifiers.base import duration_text
+from controlplane.notifiers.base import Incident, duration_text
 from controlplane.notifiers.jira import dedup_label
 from controlplane.results import iso, utcnow
 from controlplane.runbooks.model import DecisionRow, RunRow, StepRow
@@ -40,16 +40,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AUDIT_KIND = "runbook"
+AUDIT_CHANNELS = ("slack", "jira")
 
 
 class Audit:
     def __init__(self, config: ControlPlaneConfig) -> None:
+        from controlplane.notifiers import build_notifiers
+
         self.config = config
-        notifiers = config.notifiers
-        self.channels = [name for name, c in (("slack", notifiers.slack),
-                                              ("jira", notifiers.jira)) if c and c.enabled]
+        # Auditors read Jira; Slack gets the start and the end. Other channels page people
+        # about incidents: a runbook run is not one.
+        self.notifiers = {name: n for name, n in build_notifiers(config.notifiers).items()
+                          if name in AUDIT_CHANNELS}
         if not config.incidents.enabled:
-            self.channels = []  # no outbox worker would ever deliver them
+            self.notifiers = {}  # no outbox worker would ever deliver them
+        self.channels = list(self.notifiers)
         self.public_url = config.web.public_url.rstrip("/")
 
     def on_start(self, s: Session, run: RunRow) -> None:
@@ -108,17 +113,26 @@ class Audit:
     def _entries(self, s: Session, incident_id: int, action: str, text: str,
                  payload: dict[str, Any], only: str | None = None) -> None:
         now = utcnow()
+        view = _view(s, incident_id)
         for channel in self.channels:
             if only and channel != only:
                 continue
+            if view.kind != AUDIT_KIND and not self._reached(s, incident_id, channel, view):
+                continue
             body = {**payload, "text": text}
-            if channel == "slack" and action == "open":
-                assert self.config.notifiers.slack is not None
-                body["channel"] = self.config.notifiers.slack.channel
+            if action == "open":
+                body["to"] = self.notifiers[channel].route(_view(s, incident_id))
             s.add(OutboxRow(incident_id=incident_id, channel=channel, action=action,
                             payload=body, idempotency_key=uuid.uuid4().hex, state=PENDING,
                             attempts=0, created_at=now, next_attempt_at=now, last_error="",
                             response={}))
+
+    def _reached(self, s: Session, incident_id: int, channel: str, view: Incident) -> bool:
+        """Whether an incident's own notifications go to ``channel`` (its Jira issue or Slack
+        thread exists to comment on): the channel wants its updates and it was announced."""
+        inc = s.get(IncidentRow, incident_id)
+        return bool(inc is not None and inc.notified and
+                    self.notifiers[channel].wants(view, "update"))
 
     def _payload(self, inc: IncidentRow, run: RunRow, text: str | None) -> dict[str, Any]:
         end = run.finished_at or utcnow()
@@ -171,6 +185,14 @@ class Audit:
                          + (f": {d.comment}" if d.comment else ""))
         lines.append(f"Run page: {self.link(run.id)}")
         return "\n".join(lines)
+
+
+def _view(s: Session, incident_id: int) -> Incident:
+    inc = s.get(IncidentRow, incident_id)
+    assert inc is not None
+    return Incident(id=inc.id, check=inc.check_id, env=inc.env, kind=inc.kind,
+                    severity=inc.severity, state=inc.state, status=inc.status,
+                    labels=dict(inc.labels or {}))
 
 
 def _params(params: dict[str, Any]) -> str:

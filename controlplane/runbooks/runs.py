@@ -196,4 +196,5 @@ def _jira_key(s: Session, incident_id: int | None) -> str | None:
     from controlplane.incidents.model import IncidentRow
 
     inc = s.get(IncidentRow, incident_id)
-    return inc.jira_key if inc is not None and inc.jira_key else None
+    key = ((inc.refs or {}).get("jira") or {}).get("key") if inc is not None else None
+    return str(key) if key else None

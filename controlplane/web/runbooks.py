@@ -168,6 +168,7 @@ def run_page(run_id: int) -> str:
         run = runs.get(rt.store, run_id)
     except runs.NotFound as exc:
         abort(404, description=str(exc))
-    jira = rt.config.notifiers.jira
-    jira_url = f"{jira.server}/browse/{run['jira_key']}" if jira and run["jira_key"] else None
+    jira = rt.config.notifiers.get("jira")
+    server = getattr(jira, "server", "")
+    jira_url = f"{server}/browse/{run['jira_key']}" if server and run["jira_key"] else None
     return render_template("runbook_run.html", run=run, jira_url=jira_url)

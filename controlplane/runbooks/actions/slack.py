@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
+from controlplane.notifiers.slack import SlackConfig
 from controlplane.runbooks.base import Action, ActionArgs, ActionFailed, ActionResult, StepContext
 
 
@@ -21,11 +22,14 @@ class NotifySlack(Action[SlackArgs]):
     default_timeout = 60.0
     example_args: ClassVar[dict[str, object]] = {"text": "Restore started"}
 
-    def _channel(self) -> str:
-        slack = self.services.config.notifiers.slack
-        if slack is None:
+    def _config(self) -> SlackConfig:
+        slack = self.services.config.notifiers.get("slack")
+        if not isinstance(slack, SlackConfig):
             raise ActionFailed("Slack is not configured: set notifiers.slack")
-        return self.args.channel or slack.channel
+        return slack
+
+    def _channel(self) -> str:
+        return self.args.channel or self._config().channel
 
     def plan(self) -> list[str]:
         try:
@@ -39,8 +43,7 @@ class NotifySlack(Action[SlackArgs]):
         from slack_sdk.errors import SlackApiError
 
         channel = self._channel()
-        slack = self.services.config.notifiers.slack
-        assert slack is not None
+        slack = self._config()
         client = WebClient(token=slack.token.get_secret_value(), base_url=slack.base_url,
                            timeout=int(slack.timeout))
         try:
