@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, render_template, request
 
+from controlplane.notifiers.slack import SlackConfig, parse_runbook_button
 from controlplane.runbooks import runs
 from controlplane.runbooks.audit import Audit
 from controlplane.runbooks.config import RunbookConfig
@@ -172,3 +173,29 @@ def run_page(run_id: int) -> str:
     server = getattr(jira, "server", "")
     jira_url = f"{server}/browse/{run['jira_key']}" if server and run["jira_key"] else None
     return render_template("runbook_run.html", run=run, jira_url=jira_url)
+
+
+def run_from_slack(slack: SlackConfig, value: str, user_id: str, by: str) -> str:
+    """The signed, admin-only Run runbook button of an incident's Slack message; returns
+    the ephemeral answer the presser sees."""
+    if user_id not in slack.admins:
+        log.warning("slack run runbook refused: not an admin user=%s", user_id)
+        return ("Only Slack admins may run runbooks (notifiers.slack.admins); ask one, or "
+                "use the dashboard with the admin token")
+    assert slack.signing_secret is not None
+    parsed = parse_runbook_button(slack.signing_secret.get_secret_value(), value)
+    if parsed is None:
+        log.warning("slack run runbook refused: bad button signature user=%s", user_id)
+        return "This button is not one the control plane sent; nothing was started"
+    rb_id, incident_id = parsed
+    try:
+        rb = runtime().config.runbook(rb_id)
+    except KeyError:
+        return f"Runbook {rb_id} is no longer defined; nothing was started"
+    try:
+        started = runs.start(runtime().store, rb, {}, f"{by} (slack)", "slack", incident_id)
+    except runs.RunRefused as exc:
+        return f"Not started: {exc}"
+    _wake()
+    base = runtime().config.web.public_url.rstrip("/")
+    return f"Started runbook {rb.id}: run #{started.run_id} {base}/runbooks/runs/{started.run_id}"
