@@ -77,6 +77,7 @@ def test_run_a_runbook_with_an_approval_from_the_dashboard(server: ServerProcess
             for i in range(3):
                 expect(rows.nth(i).locator(".status")).to_have_text("succeeded")
             expect(page.locator("#approve")).to_be_hidden()
+            expect(page.locator("#decisions")).to_contain_text("approved")
             page.goto(f"{server.url}/runbooks")
             expect(page.locator("#runbooks")).to_contain_text("succeeded")
         finally:

@@ -98,8 +98,23 @@
       cell(tr, JSON.stringify(keys.length ? s.outputs : s.progress), "mono");
     });
     var waiting = data.status === "waiting_approval" || data.status === "interrupted";
+    var interrupted = data.status === "interrupted";
+    // An interrupted step is not re-run: the human says whether it completed.
+    text(document.getElementById("approve"), interrupted ? "It completed: continue" : "Approve");
+    text(document.getElementById("reject"), interrupted ? "It failed" : "Reject");
     document.getElementById("approve").hidden = !waiting;
     document.getElementById("reject").hidden = !waiting;
+    var decisions = document.getElementById("decisions");
+    while (decisions.rows.length > 1) { decisions.deleteRow(1); }
+    data.decisions.forEach(function (d) {
+      var tr = decisions.insertRow(-1);
+      cell(tr, d.step);
+      cell(tr, d.approved ? "approved" : "rejected");
+      cell(tr, d.by);
+      cell(tr, d.via);
+      cell(tr, d.at, "mono");
+      cell(tr, d.comment);
+    });
     document.getElementById("cancel").hidden = FINAL.indexOf(data.status) >= 0;
     return FINAL.indexOf(data.status) < 0;
   }
