@@ -32,9 +32,9 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from controlplane.durations import Duration
+from controlplane.severity import SEVERITY_RANK as SEVERITY_RANK
+from controlplane.severity import Severity as Severity
 
-Severity = Literal["critical", "major", "minor"]
-SEVERITY_RANK: dict[str, int] = {"minor": 0, "major": 1, "critical": 2}
 Event = Literal["open", "update", "reminder", "acknowledge", "resolve"]
 ACTIONS: tuple[Event, ...] = ("open", "update", "reminder", "acknowledge", "resolve")
 PAGING_EVENTS: tuple[Event, ...] = ("open", "resolve")

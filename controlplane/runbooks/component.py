@@ -26,14 +26,13 @@ log = logging.getLogger(__name__)
 
 def engine_for(runtime: Runtime) -> Engine:
     """The runtime's engine (created once; the CLI and the web views share it)."""
-    engine = runtime.extras.get("runbook_engine")
+    engine = runtime.runbook_engine
     if engine is None:
         engine = Engine(runtime.store, runtime.config.runbooks, Services(runtime))
         from controlplane.runbooks import audit
 
         audit.attach(runtime, engine)
-        runtime.extras["runbook_engine"] = engine
-    assert isinstance(engine, Engine)
+        runtime.runbook_engine = engine
     return engine
 
 

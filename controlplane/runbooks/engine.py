@@ -33,7 +33,6 @@ from controlplane.runbooks.model import (
     WAITING,
     RunRow,
     StepRow,
-    ensure_tables,
 )
 from controlplane.runbooks.runs import count, finish, lock_slot, stale_runs
 from controlplane.store import Store
@@ -51,7 +50,6 @@ class Engine:
     def __init__(self, store: Store, runbooks: list[RunbookConfig], services: Services,
                  poll_s: float = 1.0, heartbeat_s: float = 2.0,
                  stale_after_s: float = 15.0) -> None:
-        ensure_tables(store)
         self.store, self.services = store, services
         self.runbooks = {r.id: r for r in runbooks}
         self.poll_s, self.heartbeat_s, self.stale_after_s = poll_s, heartbeat_s, stale_after_s

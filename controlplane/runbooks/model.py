@@ -1,7 +1,7 @@
 """Tables of runbook runs: the run, each step attempt, each human decision.
 
-The feature creates its own tables (:func:`ensure_tables`) when its engine or views
-first touch a store, so the store module needs no list of them.
+Listed in the runbooks feature's ``tables`` (controlplane/features.py); the schema comes
+from migration 0004.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controlplane.incidents.model import UTCDateTime
-from controlplane.store import Base, Store
+from controlplane.store import Base
 
 # Run states. Active ones hold a concurrency slot.
 QUEUED, RUNNING, WAITING, INTERRUPTED = "queued", "running", "waiting_approval", "interrupted"
@@ -130,15 +130,3 @@ class SlotRow(Base):
 
     runbook_id: Mapped[str] = mapped_column(String(80), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, default=0)
-
-
-_TABLES = [RunRow.__table__, StepRow.__table__, DecisionRow.__table__, SlotRow.__table__]
-_ready: set[int] = set()
-
-
-def ensure_tables(store: Store) -> None:
-    """Create this feature's tables once per store (no-op when they exist)."""
-    if id(store) in _ready:
-        return
-    Base.metadata.create_all(store.engine, tables=_TABLES)  # type: ignore[arg-type]
-    _ready.add(id(store))

@@ -28,7 +28,6 @@ from controlplane.runbooks.model import (
     RunRow,
     SlotRow,
     StepRow,
-    ensure_tables,
 )
 from controlplane.store import Store
 
@@ -68,7 +67,6 @@ def start(store: Store, rb: RunbookConfig, params: dict[str, Any], by: str, trig
           incident_id: int | None = None) -> Started:
     """Store a new run as queued (the engine picks it up); RunRefused when the runbook is
     busy and refuses, or the parameters are wrong."""
-    ensure_tables(store)
     try:
         values = rb.resolve_params(params)
     except ValueError as exc:
@@ -97,7 +95,6 @@ def cancel(store: Store, run_id: int, by: str,
     """Ask a run to stop. A run nobody is executing (queued, interrupted) ends at once
     (``finish_hooks`` run in that transaction, like the engine's); a running step is told
     to stop and the run ends when it does."""
-    ensure_tables(store)
     with store.session() as s:
         row = s.get(RunRow, run_id)
         if row is None:
@@ -118,7 +115,6 @@ def cancel(store: Store, run_id: int, by: str,
 def decide(store: Store, run_id: int, approved: bool, by: str, via: str,
            comment: str = "") -> str:
     """Record a human's decision on the step the run waits on; returns that step's id."""
-    ensure_tables(store)
     with store.session() as s:
         row = s.get(RunRow, run_id)
         if row is None:
@@ -149,7 +145,6 @@ def finish(s: Session, row: RunRow, status: str, message: str) -> None:
 
 def get(store: Store, run_id: int) -> dict[str, Any]:
     """A run with its steps and decisions, as the API shows it."""
-    ensure_tables(store)
     with store.session() as s:
         row = s.get(RunRow, run_id)
         if row is None:
@@ -164,7 +159,6 @@ def get(store: Store, run_id: int) -> dict[str, Any]:
 
 
 def history(store: Store, runbook_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    ensure_tables(store)
     with store.session() as s:
         q = select(RunRow).order_by(RunRow.id.desc()).limit(limit)
         if runbook_id is not None:
@@ -174,7 +168,6 @@ def history(store: Store, runbook_id: str | None = None, limit: int = 50) -> lis
 
 def last_runs(store: Store) -> dict[str, dict[str, Any]]:
     """The newest run of each runbook."""
-    ensure_tables(store)
     with store.session() as s:
         newest = select(func.max(RunRow.id)).group_by(RunRow.runbook_id)
         return {r.runbook_id: r.to_dict() for r in s.scalars(

@@ -51,7 +51,7 @@ def describe(rb: RunbookConfig) -> dict[str, Any]:
 
 
 def _wake() -> None:
-    engine = runtime().extras.get("runbook_engine")
+    engine = runtime().runbook_engine
     if engine is not None:
         engine.wake()
 

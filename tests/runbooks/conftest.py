@@ -98,7 +98,7 @@ def make_site(tmp_path: Path) -> Iterator[MakeSite]:
         engine = Engine(rt.store, cfg.runbooks, Services(rt), poll_s=0.1, heartbeat_s=0.2,
                         stale_after_s=stale_after_s)
         audit.attach(rt, engine)
-        rt.extras["runbook_engine"] = engine
+        rt.runbook_engine = engine
         if start:
             engine.start()
         site = Site(path, cfg, rt, engine)

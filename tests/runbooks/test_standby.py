@@ -53,7 +53,8 @@ def test_a_standby_queues_and_the_active_instance_runs(two: tuple[Runtime, Runti
     assert resp.status_code == 201
     run_id = resp.get_json()["run"]
     _wait(a, run_id, "succeeded")
-    engine_a = a.extras["runbook_engine"]
+    engine_a = a.runbook_engine
+    assert engine_a is not None
     with a.store.session() as s:
         from controlplane.runbooks.model import RunRow
 
