@@ -8,9 +8,8 @@ standbys still serve the pages and queue runs, which the active engine picks up.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING
-
-from apscheduler.schedulers.background import BackgroundScheduler
 
 from controlplane.runbooks.base import Services
 from controlplane.runbooks.config import RunbookConfig
@@ -42,17 +41,15 @@ class RunbooksComponent:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.engine = engine_for(runtime)
-        self._scheduler = BackgroundScheduler(timezone="UTC")
 
     def start(self) -> None:
+        """Scheduled drills join the main scheduler's jobs (started after components)."""
         from controlplane.backups.config import cron_trigger
 
         for rb in self.runtime.config.runbooks:
             if rb.schedule:
-                self._scheduler.add_job(self.scheduled, cron_trigger(rb.schedule), args=[rb],
-                                        id=f"runbook-{rb.id}", max_instances=1, coalesce=True,
-                                        misfire_grace_time=3600)
-        self._scheduler.start()
+                self.runtime.scheduler.add_job(f"runbook-{rb.id}", partial(self.scheduled, rb),
+                                               cron_trigger(rb.schedule))
         self.engine.start()
 
     def scheduled(self, rb: RunbookConfig) -> None:
@@ -88,8 +85,6 @@ class RunbooksComponent:
                  run.run_id)
 
     def stop(self) -> None:
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
         self.engine.stop()
 
 

@@ -67,7 +67,8 @@ def test_the_schedule_queues_a_drill_refused_while_one_runs(two: tuple[Runtime, 
     a.start()
     comp = a.component("runbooks")
     assert isinstance(comp, RunbooksComponent)
-    assert [j.id for j in comp._scheduler.get_jobs()] == ["runbook-rb"]
+    assert ("runbook-rb", "cron[month='*', day='*', day_of_week='*', hour='4', minute='0']") \
+        in a.scheduler.jobs()
     rb = a.config.runbook("rb")
     comp.scheduled(rb)
     comp.scheduled(rb)  # refused: the first is still queued or running
