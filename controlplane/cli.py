@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "controlplane.commands.silence",
     "controlplane.commands.oncall",
     "controlplane.commands.backup",
+    "controlplane.commands.runbook",
     "controlplane.commands.sandbox",
     "controlplane.commands.demo",
 ]

@@ -301,6 +301,7 @@ class IncidentService:
             "name": inc.name, "severity": inc.severity, "status": inc.status,
             "state": inc.state, "message": inc.message, "since": iso(inc.since),
             "labels": inc.labels or {}, "runbook": self.runbook_link(inc.runbook),
+            "runbook_id": inc.runbook if inc.runbook and "://" not in inc.runbook else None,
             "dashboard": self.link(inc.id), "dedup_key": inc.dedup_key, "text": text,
             "acknowledged_by": inc.acknowledged_by,
             "duration_s": round((end - inc.since).total_seconds(), 3),

@@ -23,6 +23,7 @@ BLUEPRINTS = [
     "controlplane.web.dr",
     "controlplane.web.twilio_webhook",
     "controlplane.web.oncall",
+    "controlplane.web.runbooks",
 ]
 
 
