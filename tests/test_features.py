@@ -108,3 +108,21 @@ def state(rt: object, check_id: str) -> tuple[str, int]:
         row = s.get(CheckStateRow, check_id)
         assert row is not None
         return row.state, row.fail_streak
+
+
+def test_check_list_and_run_include_the_built_in_checks(tmp_path: Path) -> None:
+    from tests.services.common import run_cli
+
+    path = str(write_config(tmp_path))
+    listed = run_cli("check", "list", "--config", path)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == [
+        "ID          KIND           ENV         INTERVAL",
+        "backup-app  backup         production  300s  (built in: backups)",
+        "drill-app   drill          production  300s  (built in: backups)",
+        "dr-app      dr                         600s  (built in: backups)"]
+    # A built-in check run by hand reads the control plane's own store.
+    ran = run_cli("check", "run", "backup-app", "--json", "--config", path)
+    assert ran.returncode == 0, ran.stderr
+    assert '"message": "no backup of app yet"' in ran.stdout
+    assert '"status": "degraded"' in ran.stdout
