@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "controlplane.commands.backup",
     "controlplane.commands.sandbox",
     "controlplane.commands.demo",
+    "controlplane.commands.smoke",
 ]
 
 EXIT_OK, EXIT_FAILING, EXIT_ERROR = 0, 1, 2
