@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.rest import Client
+if TYPE_CHECKING:  # the SDK loads when a probe talks to Twilio: start-up stays quick
+    from twilio.rest import Client
 
 from controlplane.results import StepFailed
 
@@ -94,6 +94,8 @@ def twilio_error(exc: Exception) -> str:
 
 def _error_parts(exc: Exception) -> tuple[int | None, Any, Any]:
     """(HTTP status, Twilio error code, message); status None when nothing answered."""
+    from twilio.base.exceptions import TwilioRestException
+
     if isinstance(exc, TwilioRestException):
         return exc.status, exc.code, exc.msg
     status = getattr(_response(exc), "status_code", None)
@@ -133,6 +135,8 @@ def call_twilio(call: Callable[[], T], deadline: float,
     Retry-After that reaches past the deadline ends the wait now: obeying it would only
     hold the verdict back.
     """
+    from twilio.base.exceptions import TwilioException
+
     while True:
         try:
             return call()
