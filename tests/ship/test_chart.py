@@ -181,3 +181,36 @@ def test_bad_values_fail_with_a_message_naming_them(flag: str, message: str) -> 
     assert proc.returncode == 1
     assert "values don't meet the specifications of the schema" in proc.stderr
     assert message in proc.stderr, proc.stderr
+
+
+SCHEMAS = Path(os.environ.get("CONTROLPLANE_CACHE", Path.home() / ".cache" / "controlplane")
+               ) / "k8s-schemas" / "v1.34.0"
+
+
+def kubeconform(manifests: str) -> subprocess.CompletedProcess[str]:
+    """kubeconform -strict offline, with the Kubernetes 1.34 schemas of the kubernetes-validate
+    wheel (scripts/setup.d/60-ship.sh); the Prometheus Operator's kinds have no schema there."""
+    if not (SCHEMAS / "deployment-apps-v1.json").is_file():
+        pytest.fail("no Kubernetes schemas: run scripts/setup.d/60-ship.sh")
+    return subprocess.run(
+        [tool("kubeconform"), "-strict", "-summary", "-skip", "ServiceMonitor,PrometheusRule",
+         "-schema-location", f"{SCHEMAS}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json", "-"],
+        input=manifests, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_kubeconform_accepts_every_rendered_object(value_set: str | None) -> None:
+    rendered = helm("template", "cp", str(CHART), *values_args(value_set)).stdout
+    count = len([d for d in yaml.safe_load_all(rendered) if d])
+    crds = 2 if value_set == "production.yaml" else 0
+    proc = kubeconform(rendered)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"Valid: {count - crds}, Invalid: 0, Errors: 0, Skipped: {crds}" in proc.stdout
+
+
+def test_kubeconform_rejects_a_misspelled_field() -> None:
+    rendered = helm("template", "cp", str(CHART)).stdout.replace("  replicas: 2", "  replica: 2")
+    proc = kubeconform(rendered)
+    assert proc.returncode == 1
+    assert "Deployment cp-controlplane is invalid" in proc.stdout
+    assert "'replica'" in proc.stdout
