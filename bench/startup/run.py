@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -67,17 +68,21 @@ def write_config(directory: Path, root: Path, url: str) -> Path:
     return path
 
 
-def timed(cmd: list[str], env: dict[str, str], server: FirstProbe | None) -> tuple[float, float]:
-    """(seconds to the first probe or nan, seconds to exit)."""
+def timed(cmd: list[str], env: dict[str, str],
+          server: FirstProbe | None) -> tuple[float, float, float]:
+    """(seconds to the first probe or nan, seconds to exit, CPU seconds of the process)."""
     before = len(server.arrivals) if server else 0
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     t_exit = time.monotonic() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
     first = server.arrivals[before] - t0 if server and len(server.arrivals) > before \
         else float("nan")
-    return first, t_exit
+    return first, t_exit, cpu
 
 
 def measure(root: Path, runs: int) -> dict[str, Any]:
@@ -91,13 +96,16 @@ def measure(root: Path, runs: int) -> dict[str, Any]:
         for _ in range(2):
             timed(help_cmd, env, None)
             timed(smoke_cmd, env, server)
-        helps, firsts, exits = [], [], []
+        out: dict[str, list[float]] = {k: [] for k in
+                                       ("help", "help_cpu", "first_probe", "smoke_exit",
+                                        "smoke_cpu")}
         for _ in range(runs):
-            helps.append(timed(help_cmd, env, None)[1])
-            first, t_exit = timed(smoke_cmd, env, server)
-            firsts.append(first)
-            exits.append(t_exit)
-    return {"help": helps, "first_probe": firsts, "smoke_exit": exits}
+            _, t_help, cpu_help = timed(help_cmd, env, None)
+            first, t_exit, cpu = timed(smoke_cmd, env, server)
+            for key, value in (("help", t_help), ("help_cpu", cpu_help), ("first_probe", first),
+                               ("smoke_exit", t_exit), ("smoke_cpu", cpu)):
+                out[key].append(value)
+    return out
 
 
 def row(name: str, values: list[float]) -> str:
@@ -117,6 +125,9 @@ def section(results: dict[str, Any], runs: int, load: float, command: str) -> st
         row("`controlplane --help` (whole process)", results["help"]),
         row("`controlplane smoke` to the first probe's request", results["first_probe"]),
         row("`controlplane smoke` to exit (one loopback check)", results["smoke_exit"]),
+        row("CPU time of `controlplane --help` (user + sys)", results["help_cpu"]),
+        row("CPU time of `controlplane smoke`, start to exit (user + sys)",
+            results["smoke_cpu"]),
     ]
     return "\n".join(lines) + "\n"
 
