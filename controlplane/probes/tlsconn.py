@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 
+from controlplane.deadline import Deadline
 from controlplane.probes.base import CheckConfig, ProbeError
 
 if TYPE_CHECKING:  # cryptography and pyOpenSSL (~0.2 s) load when a probe connects, so
@@ -94,7 +95,7 @@ class Handshake:
     chain: list[x509.Certificate]
 
 
-def connect(host: str, port: int, deadline: float) -> tuple[socket.socket, float]:
+def connect(host: str, port: int, deadline: Deadline) -> tuple[socket.socket, float]:
     """A connected TCP socket and the connect time; Unreachable with the reason."""
     t0 = time.monotonic()
     try:
@@ -109,7 +110,7 @@ def connect(host: str, port: int, deadline: float) -> tuple[socket.socket, float
     return sock, time.monotonic() - t0
 
 
-def handshake(host: str, port: int, servername: str | None, deadline: float) -> Handshake:
+def handshake(host: str, port: int, servername: str | None, deadline: Deadline) -> Handshake:
     """Connect and complete a TLS handshake without judging the certificate."""
     from OpenSSL import SSL
 
@@ -146,7 +147,7 @@ def handshake(host: str, port: int, servername: str | None, deadline: float) -> 
     return result
 
 
-def _drive_handshake(conn: SSL.Connection, sock: socket.socket, deadline: float) -> None:
+def _drive_handshake(conn: SSL.Connection, sock: socket.socket, deadline: Deadline) -> None:
     from OpenSSL import SSL
 
     while True:
@@ -161,8 +162,8 @@ def _drive_handshake(conn: SSL.Connection, sock: socket.socket, deadline: float)
             raise TimeoutError("timed out during the TLS handshake")
 
 
-def _left(deadline: float) -> float:
-    left = deadline - time.monotonic()
+def _left(deadline: Deadline) -> float:
+    left = deadline.remaining()
     if left <= 0:
         raise TimeoutError("timed out")
     return left
