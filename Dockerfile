@@ -26,6 +26,7 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin controlplane
 COPY controlplane.yaml /etc/controlplane/controlplane.yaml
 COPY checks /etc/controlplane/checks
+COPY runbooks /etc/controlplane/runbooks
 USER 10001:10001
 WORKDIR /tmp
 EXPOSE 8080

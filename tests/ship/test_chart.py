@@ -161,6 +161,8 @@ def test_config_map_holds_a_config_that_validates(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "checks").glob("*.yaml")) == shipped
     for name in shipped:
         assert (tmp_path / "checks" / name).read_text() == (ROOT / "checks" / name).read_text()
+    runbooks = sorted(p.name for p in (ROOT / "runbooks").glob("*.yaml"))
+    assert runbooks and sorted(p.name for p in (tmp_path / "runbooks").glob("*.yaml")) == runbooks
     proc = run_cli("validate", "--config", str(tmp_path / "controlplane.yaml"),
                    env={"CONTROLPLANE_STORE_DSN": "postgresql://cp@db/cp",
                         "CONTROLPLANE_ADMIN_TOKEN": "t"})

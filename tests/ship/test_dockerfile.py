@@ -41,4 +41,4 @@ def test_the_build_context_leaves_out_tests_and_local_state() -> None:
     assert ignore[1] == "*"  # everything out, then only what the image needs back in
     allowed = {line[1:] for line in ignore if line.startswith("!")}
     assert allowed == {"pyproject.toml", "README.md", "controlplane/", "controlplane.yaml",
-                       "checks/"}
+                       "checks/", "runbooks/"}
