@@ -24,6 +24,7 @@ KINDS: dict[str, str] = {
     "dr": "controlplane.dr.probes:DrProbe",
     "idcard_sms": "controlplane.probes.idcard_sms:IdCardSmsProbe",
     "config_drift": "controlplane.probes.config_drift:ConfigDriftProbe",
+    "postgres": "controlplane.probes.postgres:PostgresProbe",
 }
 
 
