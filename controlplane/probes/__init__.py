@@ -25,6 +25,7 @@ KINDS: dict[str, str] = {
     "idcard_sms": "controlplane.probes.idcard_sms:IdCardSmsProbe",
     "config_drift": "controlplane.probes.config_drift:ConfigDriftProbe",
     "postgres": "controlplane.probes.postgres:PostgresProbe",
+    "rabbitmq": "controlplane.probes.rabbitmq:RabbitMqProbe",
 }
 
 

@@ -118,3 +118,50 @@ def _human(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f}m"
     return f"{seconds / 3600:.1f}h"
+
+
+class TlsRules(BaseModel):
+    """The TLS probe's rules (chain, name, version, expiry) for a service's TLS listener."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ca_file: str | None = Field(default=None, description="PEM bundle to trust; default: the "
+                                "system trust store")
+    servername: str | None = Field(default=None, description="SNI and expected name; "
+                                   "default: the host")
+    verify_hostname: bool = True
+    warn_days: float = Field(default=21, ge=0)
+    crit_days: float = Field(default=7, ge=0)
+    min_version: str = Field(default="1.2", pattern=r"^1\.[0-3]$")
+
+
+def judge_tls(found: Findings, host: str, port: int, rules: TlsRules, deadline: Deadline,
+              metrics: dict[str, float | None], details: dict[str, Any]) -> bool:
+    """One handshake judged exactly as a `tls` check would; False if the listener fails it.
+
+    Certificate expiry within warn_days only degrades; the run goes on."""
+    from controlplane.probes import tls as tls_kind  # the `tls` kind's own judge
+    from controlplane.probes.tlsconn import Unreachable, handshake, load_trust
+
+    cfg = tls_kind.TlsCheckConfig(
+        id="tls-rules", target=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        servername=rules.servername, ca_file=rules.ca_file,
+        verify_hostname=rules.verify_hostname, warn_days=rules.warn_days,
+        crit_days=rules.crit_days, min_version=rules.min_version)
+    store = load_trust(rules.ca_file)
+    try:
+        hs = handshake(host, port, cfg.expected_name, time.monotonic() + deadline.left())
+    except Unreachable as exc:
+        found.add(exc.stage, Status.FAILING, str(exc))
+        return False
+    except TimeoutError:
+        raise ProbeError(f"{host}:{port}: no TLS handshake within {deadline.timeout:g}s") \
+            from None
+    judged = tls_kind.judge(cfg, hs, store)
+    for key in ("days_left", "earliest_not_after", "handshake_s"):
+        metrics[f"tls_{key}" if key != "handshake_s" else key] = judged.metrics.get(key)
+    details["tls"] = {k: judged.details[k] for k in ("subject", "issuer", "not_after",
+                                                     "tls_version")}
+    found.add("tls", judged.status, "" if judged.status == Status.OK else judged.message,
+              hs.handshake_s)
+    return judged.status in (Status.OK, Status.DEGRADED)
