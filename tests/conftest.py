@@ -20,6 +20,7 @@ pytest_plugins: list[str] = [
     "tests.services.kafka",
     "tests.services.sandbox",
     "tests.services.rabbitmq",
+    "tests.services.s3",
 ]
 
 

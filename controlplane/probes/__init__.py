@@ -26,6 +26,7 @@ KINDS: dict[str, str] = {
     "config_drift": "controlplane.probes.config_drift:ConfigDriftProbe",
     "postgres": "controlplane.probes.postgres:PostgresProbe",
     "rabbitmq": "controlplane.probes.rabbitmq:RabbitMqProbe",
+    "s3": "controlplane.probes.s3:S3Probe",
 }
 
 
