@@ -21,6 +21,7 @@ pytest_plugins: list[str] = [
     "tests.services.sandbox",
     "tests.services.rabbitmq",
     "tests.services.s3",
+    "tests.services.clickhouse",
 ]
 
 

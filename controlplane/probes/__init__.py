@@ -27,6 +27,7 @@ KINDS: dict[str, str] = {
     "postgres": "controlplane.probes.postgres:PostgresProbe",
     "rabbitmq": "controlplane.probes.rabbitmq:RabbitMqProbe",
     "s3": "controlplane.probes.s3:S3Probe",
+    "clickhouse": "controlplane.probes.clickhouse:ClickHouseProbe",
 }
 
 

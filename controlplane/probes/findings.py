@@ -165,3 +165,22 @@ def judge_tls(found: Findings, host: str, port: int, rules: TlsRules, deadline: 
     found.add("tls", judged.status, "" if judged.status == Status.OK else judged.message,
               hs.handshake_s)
     return judged.status in (Status.OK, Status.DEGRADED)
+
+
+_REASONS = {"Connection refused": "connection refused",
+            "Name or service not known": "cannot resolve the host",
+            "Temporary failure in name resolution": "cannot resolve the host",
+            "No address associated with hostname": "cannot resolve the host",
+            "CERTIFICATE_VERIFY_FAILED": "TLS certificate not trusted (certificate verify "
+                                         "failed)",
+            "doesn't match": "TLS certificate is not valid for the host",
+            "timed out": "timed out"}
+
+
+def connection_reason(exc: BaseException) -> str:
+    """A short reason for an HTTP client's connection error (requests/urllib3 nest them)."""
+    text = str(exc)
+    for marker, reason in _REASONS.items():
+        if marker in text:
+            return reason
+    return text[:200]

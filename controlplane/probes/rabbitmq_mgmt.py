@@ -10,7 +10,7 @@ import requests
 from pydantic import BaseModel, ConfigDict, Field
 
 from controlplane.probes.base import ProbeError
-from controlplane.probes.findings import Deadline, Findings
+from controlplane.probes.findings import Deadline, Findings, connection_reason
 from controlplane.results import Status
 
 if TYPE_CHECKING:
@@ -51,10 +51,10 @@ class Management:
                              f"{deadline.timeout:g}s") from None
         except requests.exceptions.SSLError as exc:
             raise _MgmtFailed(f"management API {self.url}: TLS failed: "
-                              f"{_short(exc)}") from None
+                              f"{connection_reason(exc)}") from None
         except requests.ConnectionError as exc:
             raise _MgmtFailed(f"management API {self.url}: cannot connect: "
-                              f"{_short(exc)}") from None
+                              f"{connection_reason(exc)}") from None
         if resp.status_code == 401:
             raise _MgmtFailed(f"management API {self.url}: authentication failed for user "
                               f"{self.auth[0]!r}")
@@ -193,12 +193,3 @@ def _queue_problems(rule: QueueRule, messages: int, unacked: int, consumers: int
 
 def _mib(value: Any) -> str:
     return f"{value / 1048576:.1f} MiB" if isinstance(value, int | float) else "?"
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc)
-    for marker in ("Connection refused", "Name or service not known",
-                   "CERTIFICATE_VERIFY_FAILED", "timed out"):
-        if marker in text:
-            return marker.lower().replace("_", " ")
-    return text[:200]
