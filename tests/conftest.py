@@ -22,6 +22,7 @@ pytest_plugins: list[str] = [
     "tests.services.rabbitmq",
     "tests.services.s3",
     "tests.services.clickhouse",
+    "tests.services.smtp",
 ]
 
 

@@ -28,6 +28,7 @@ KINDS: dict[str, str] = {
     "rabbitmq": "controlplane.probes.rabbitmq:RabbitMqProbe",
     "s3": "controlplane.probes.s3:S3Probe",
     "clickhouse": "controlplane.probes.clickhouse:ClickHouseProbe",
+    "smtp": "controlplane.probes.smtp:SmtpProbe",
 }
 
 

@@ -8,14 +8,20 @@ worst finding leads the message while all of them stay in ``details.problems``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from controlplane.durations import Duration
 from controlplane.probes.base import Outcome, ProbeError
 from controlplane.results import Status, Step
+
+if TYPE_CHECKING:
+    from controlplane.probes.tlsconn import Handshake
+
+Handshaker = Callable[[str, int, "str | None", float], "Handshake"]
 
 
 class Findings:
@@ -136,10 +142,12 @@ class TlsRules(BaseModel):
 
 
 def judge_tls(found: Findings, host: str, port: int, rules: TlsRules, deadline: Deadline,
-              metrics: dict[str, float | None], details: dict[str, Any]) -> bool:
+              metrics: dict[str, float | None], details: dict[str, Any],
+              handshaker: Handshaker | None = None) -> bool:
     """One handshake judged exactly as a `tls` check would; False if the listener fails it.
 
-    Certificate expiry within warn_days only degrades; the run goes on."""
+    Certificate expiry within warn_days only degrades; the run goes on. ``handshaker``
+    replaces the direct TLS connect (SMTP's STARTTLS)."""
     from controlplane.probes import tls as tls_kind  # the `tls` kind's own judge
     from controlplane.probes.tlsconn import Unreachable, handshake, load_trust
 
@@ -150,7 +158,8 @@ def judge_tls(found: Findings, host: str, port: int, rules: TlsRules, deadline: 
         crit_days=rules.crit_days, min_version=rules.min_version)
     store = load_trust(rules.ca_file)
     try:
-        hs = handshake(host, port, cfg.expected_name, time.monotonic() + deadline.left())
+        hs = (handshaker or handshake)(host, port, cfg.expected_name,
+                                       time.monotonic() + deadline.left())
     except Unreachable as exc:
         found.add(exc.stage, Status.FAILING, str(exc))
         return False
