@@ -29,6 +29,7 @@ KINDS: dict[str, str] = {
     "s3": "controlplane.probes.s3:S3Probe",
     "clickhouse": "controlplane.probes.clickhouse:ClickHouseProbe",
     "smtp": "controlplane.probes.smtp:SmtpProbe",
+    "vendor_status": "controlplane.probes.vendor_status:VendorStatusProbe",
 }
 
 
