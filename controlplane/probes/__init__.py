@@ -30,6 +30,7 @@ KINDS: dict[str, str] = {
     "clickhouse": "controlplane.probes.clickhouse:ClickHouseProbe",
     "smtp": "controlplane.probes.smtp:SmtpProbe",
     "vendor_status": "controlplane.probes.vendor_status:VendorStatusProbe",
+    "vendor_api": "controlplane.probes.vendor_api:VendorApiProbe",
 }
 
 
