@@ -31,6 +31,7 @@ KINDS: dict[str, str] = {
     "smtp": "controlplane.probes.smtp:SmtpProbe",
     "vendor_status": "controlplane.probes.vendor_status:VendorStatusProbe",
     "vendor_api": "controlplane.probes.vendor_api:VendorApiProbe",
+    "kafka_tls": "controlplane.probes.kafka_tls:KafkaTlsProbe",
 }
 
 

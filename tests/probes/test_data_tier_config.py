@@ -9,7 +9,7 @@ from tests.services.common import ROOT
 
 SECRETS = ["RABBITMQ_PASSWORD", "CLICKHOUSE_PASSWORD", "HALOTASKS_PG_PASSWORD",
            "S3_SECRET_ACCESS_KEY", "SMTP_PASSWORD", "OPENAI_API_KEY", "STRIPE_SECRET_KEY",
-           "TWILIO_AUTH_TOKEN"]
+           "TWILIO_AUTH_TOKEN", "KAFKA_EXTERNAL_PASSWORD"]
 
 
 def test_data_and_vendor_checks_load_without_their_secrets(
@@ -20,10 +20,10 @@ def test_data_and_vendor_checks_load_without_their_secrets(
     kinds = {c.id: c.kind for c in cfg.checks}
     assert {k: kinds[k] for k in ("rabbitmq-cloudamqp", "clickhouse-cloud",
                                   "postgres-halotasks-release", "s3-transcripts",
-                                  "smtp-relay")} == {
+                                  "smtp-relay", "kafka-external-production")} == {
         "rabbitmq-cloudamqp": "rabbitmq", "clickhouse-cloud": "clickhouse",
         "postgres-halotasks-release": "postgres", "s3-transcripts": "s3",
-        "smtp-relay": "smtp"}
+        "smtp-relay": "smtp", "kafka-external-production": "kafka_tls"}
     assert sorted(i for i, k in kinds.items() if k == "vendor_status") == [
         "vendor-status-clicksend", "vendor-status-cloudamqp", "vendor-status-openai",
         "vendor-status-sentry", "vendor-status-twilio"]
