@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 from controlplane.backups.config import BackupsConfig, BlobConfig, DrConfig
 from controlplane.durations import Duration
-from controlplane.incidents.config import IncidentsConfig, NotifiersConfig, SilenceConfig
+from controlplane.incidents.config import IncidentsConfig, SilenceConfig
+from controlplane.notifiers import validate_channels
+from controlplane.notifiers.base import ChannelConfig
 from controlplane.probes import probe_class, valid_kinds
 from controlplane.probes.base import CheckConfig
 from controlplane.yamlsource import ConfigError, Located, Path_, Problem, load_located
@@ -78,6 +88,10 @@ class CheckDefaults(_Model):
     success_threshold: int = Field(default=1, ge=1)
 
 
+Notifiers = Annotated[dict[str, ChannelConfig], BeforeValidator(validate_channels)]
+"""``notifiers:``: channel name -> that channel's own config model (the registry's)."""
+
+
 class ControlPlaneConfig(_Model):
     environments: dict[str, EnvironmentConfig] = Field(default_factory=dict, validate_default=True)
     store: StoreConfig = Field(default_factory=StoreConfig)
@@ -89,7 +103,7 @@ class ControlPlaneConfig(_Model):
     checks: list[CheckConfig] = Field(default_factory=list)
     source: str = ""
     incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
-    notifiers: NotifiersConfig = Field(default_factory=NotifiersConfig)
+    notifiers: Notifiers = Field(default_factory=dict)
     silences: list[SilenceConfig] = Field(default_factory=list)
     blob: BlobConfig = Field(default_factory=BlobConfig)
     backups: BackupsConfig = Field(default_factory=BackupsConfig)

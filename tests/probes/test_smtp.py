@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,12 +13,12 @@ from controlplane.probes.smtp import SmtpCheckConfig, SmtpProbe
 from controlplane.results import Result, Status
 from tests.services.certs import CertFactory
 from tests.services.common import free_port
-from tests.services.smtp import SmtpServer, smtp_server
+from tests.services.smtp import PASSWORD, USER, SmtpServer, smtp_running
 
 
 def probe(srv: SmtpServer, **fields: Any) -> Result:
     base: dict[str, Any] = {"id": "smtp-test", "host": "localhost", "port": srv.port,
-                            "user": srv.user, "password": srv.password,
+                            "user": USER, "password": PASSWORD,
                             "tls_rules": {"ca_file": str(srv.ca_file)}, "timeout": 5}
     return SmtpProbe(SmtpCheckConfig(**{**base, **fields})).execute()
 
@@ -28,50 +27,51 @@ def steps(result: Result) -> dict[str, Status]:
     return {s.name: s.status for s in result.steps}
 
 
-def test_starttls_auth_and_canary_are_ok(smtp: SmtpServer) -> None:
-    result = probe(smtp, canary_from="monitor@techhalo.test", canary_to="inbox@techhalo.test")
+def test_starttls_auth_and_canary_are_ok(smtp_server: SmtpServer) -> None:
+    result = probe(smtp_server, canary_from="monitor@techhalo.test",
+                   canary_to="inbox@techhalo.test")
     assert result.status == Status.OK, result.message
-    assert result.message == (f"SMTP localhost:{smtp.port}: mail.techhalo.test accepted "
-                              "STARTTLS, AUTH, canary sent")
+    assert result.message.startswith(f"SMTP localhost:{smtp_server.port}: ")
+    assert result.message.endswith(" accepted STARTTLS, AUTH, canary sent")
     assert steps(result) == {"tls": Status.OK, "ehlo": Status.OK, "auth": Status.OK,
                              "canary": Status.OK}
     assert (result.metrics["tls_days_left"] or 0) > 80
     assert result.details["tls"]["tls_version"] == "TLSv1.3"
     assert "auth" in result.details["extensions"]
-    [(envelope, message)] = smtp.messages
-    assert envelope.rcpt_tos == ["inbox@techhalo.test"]
+    [message] = smtp_server.box.mails
+    assert smtp_server.box.envelopes == [("monitor@techhalo.test", ["inbox@techhalo.test"])]
     assert message["X-Controlplane-Check"] == "smtp-test"
     assert message["Subject"].startswith("controlplane canary ")
 
 
-def test_wrong_password_fails_without_showing_it(smtp: SmtpServer) -> None:
-    result = probe(smtp, password="hunter2-wrong")
+def test_wrong_password_fails_without_showing_it(smtp_server: SmtpServer) -> None:
+    result = probe(smtp_server, password="hunter2-wrong")
     assert result.status == Status.FAILING
-    assert result.message == (f"SMTP localhost:{smtp.port}: authentication failed for user "
-                              f"{smtp.user!r} (535: wrong user or password)")
+    assert result.message == (f"SMTP localhost:{smtp_server.port}: authentication failed for user "
+                              f"{USER!r} (535: wrong user or password)")
     assert "hunter2" not in result.model_dump_json()
     assert steps(result)["auth"] == Status.FAILING
 
 
-def test_untrusted_certificate_fails_before_login(smtp: SmtpServer,
+def test_untrusted_certificate_fails_before_login(smtp_server: SmtpServer,
                                                   certs: CertFactory) -> None:
-    result = probe(smtp, tls_rules={"ca_file": str(certs.self_signed().ca_file)})
+    result = probe(smtp_server, tls_rules={"ca_file": str(certs.self_signed().ca_file)})
     assert result.status == Status.FAILING
     assert result.message.startswith("certificate verify failed: unable to get local issuer")
     assert steps(result) == {"tls": Status.FAILING}
-    assert smtp.messages == []
+    assert smtp_server.box.mails == []
 
 
-def test_certificate_for_another_name_fails(tmp_path: Path) -> None:
-    with smtp_server(tmp_path, names=["mail.other.test"]) as srv:
+def test_certificate_for_another_name_fails(certs: CertFactory) -> None:
+    with smtp_running(certs, names=["mail.other.test"]) as srv:
         result = probe(srv)
     assert result.status == Status.FAILING
     assert result.message == ("certificate is not valid for localhost; its names are: "
                               "mail.other.test")
 
 
-def test_expiring_certificate_degrades_but_mail_still_flows(smtp: SmtpServer) -> None:
-    result = probe(smtp, tls_rules={"ca_file": str(smtp.ca_file), "warn_days": 100,
+def test_expiring_certificate_degrades_but_mail_still_flows(smtp_server: SmtpServer) -> None:
+    result = probe(smtp_server, tls_rules={"ca_file": str(smtp_server.ca_file), "warn_days": 100,
                                     "crit_days": 7})
     assert result.status == Status.DEGRADED
     assert "within the warning threshold of 100 days" in result.message

@@ -1,84 +1,101 @@
-"""A real SMTP server on loopback (aiosmtpd) with STARTTLS required and AUTH LOGIN/PLAIN.
+"""A real SMTP server on loopback (aiosmtpd): STARTTLS required, AUTH required after it.
 
-``with smtp_server() as srv:`` yields host, port, user, password and the CA file that
-trusts its certificate; accepted messages are kept in ``srv.messages``.
+``smtp_server`` is the fixture; ``smtp_running(certs, names)`` the same server as a
+context manager, for a certificate with other names.
+
+The handler keeps every accepted mail and can be told to answer a 4xx (an outage) or a
+5xx (a rejection) to recipients, or to accept a mail and drop the connection before the
+final reply (the mail IS stored; the client cannot know).
 """
 
 from __future__ import annotations
 
 import ssl
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from email import message_from_bytes
+from email import message_from_bytes, policy
 from email.message import Message
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.services.certs import CertFactory
 from tests.services.common import free_port
 
-USER = "alerts@techhalo.test"
-PASSWORD = "s3cret-smtp-pass"
+USER, PASSWORD = "controlplane", "smtp-secret-password"
+
+
+@dataclass
+class Mailbox:
+    """What the server received, and the answers it is told to give."""
+
+    mails: list[Message] = field(default_factory=list)
+    envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
+    rcpt_answer: str | None = None  # e.g. "451 4.3.0 try later", "550 5.1.1 no such user"
+    drop_after_data: int = 0  # accept this many mails, then close without the 250
+
+    def message_ids(self) -> list[str]:
+        return [str(m["Message-ID"]) for m in self.mails]
+
+
+class _Handler:
+    def __init__(self, box: Mailbox) -> None:
+        self.box = box
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:
+        if self.box.rcpt_answer:
+            return self.box.rcpt_answer
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.box.mails.append(message_from_bytes(envelope.original_content or b"",
+                                                 policy=policy.default))
+        self.box.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        if self.box.drop_after_data > 0:
+            self.box.drop_after_data -= 1
+            server.transport.close()  # stored, then the answer is lost
+        return "250 Message accepted for delivery"
+
+
+def _authenticate(server: Any, session: Any, envelope: Any, mechanism: str,
+                  auth_data: Any) -> AuthResult:
+    ok = isinstance(auth_data, LoginPassword) and auth_data.login == USER.encode() and \
+        auth_data.password == PASSWORD.encode()
+    return AuthResult(success=ok, handled=False)  # aiosmtpd answers 235 or 535
 
 
 @dataclass
 class SmtpServer:
     host: str
     port: int
-    user: str
-    password: str
-    ca_file: Path
-    messages: list[tuple[Envelope, Message]] = field(default_factory=list)
-
-
-class _Keep:
-    """aiosmtpd handler: accept every message and keep it."""
-
-    def __init__(self, server: SmtpServer) -> None:
-        self.server = server
-
-    async def handle_DATA(self, smtp: SMTP, session: Session, envelope: Envelope) -> str:
-        content = envelope.content if isinstance(envelope.content, bytes) else b""
-        self.server.messages.append((envelope, message_from_bytes(content)))
-        return "250 OK"
-
-
-def _authenticator(user: str, password: str) -> Any:
-    def check(server: SMTP, session: Session, envelope: Envelope, mechanism: str,
-              auth_data: Any) -> AuthResult:
-        ok = isinstance(auth_data, LoginPassword) and \
-            auth_data.login.decode() == user and auth_data.password.decode() == password
-        return AuthResult(success=ok, handled=False)
-    return check
+    ca_file: str
+    box: Mailbox
 
 
 @contextmanager
-def smtp_server(directory: Path | None = None, *, names: list[str] | None = None,
-                user: str = USER, password: str = PASSWORD) -> Iterator[SmtpServer]:
-    """An SMTP server with a certificate for ``names`` (default localhost, 127.0.0.1)."""
-    with tempfile.TemporaryDirectory(prefix="cp-smtp-") as tmp:
-        files = CertFactory(directory or Path(tmp)).server(names or ["localhost", "127.0.0.1"])
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(str(files.cert_file), str(files.key_file))
-        server = SmtpServer("127.0.0.1", free_port(), user, password, files.ca_file)
-        controller = Controller(_Keep(server), hostname=server.host, port=server.port,
-                                server_hostname="mail.techhalo.test", tls_context=ctx,
-                                require_starttls=True, auth_require_tls=True,
-                                authenticator=_authenticator(user, password))
-        controller.start()
-        try:
-            yield server
-        finally:
-            controller.stop()
+def smtp_running(certs: CertFactory, names: list[str] | None = None) -> Iterator[SmtpServer]:
+    """The server, with a certificate for ``names`` (default 127.0.0.1 and localhost)."""
+    files = certs.server(names or ["127.0.0.1", "localhost"])
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(files.cert_file), str(files.key_file))
+    box = Mailbox()
+    port = free_port()
+    controller = Controller(_Handler(box), hostname="127.0.0.1", port=port, tls_context=ctx,
+                            require_starttls=True, authenticator=_authenticate,
+                            auth_require_tls=True)
+    controller.start()
+    try:
+        yield SmtpServer("127.0.0.1", port, str(files.ca_file), box)
+    finally:
+        controller.stop()
 
 
 @pytest.fixture
-def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
-    with smtp_server(tmp_path / "smtp-certs") as server:
+def smtp_server(certs: CertFactory) -> Iterator[SmtpServer]:
+    with smtp_running(certs) as server:
         yield server
