@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from controlplane.probes.postgres import PostgresCheckConfig, PostgresProbe
 from controlplane.results import Result, Status
 from tests.services.certs import CertFactory
 from tests.services.common import free_port
-from tests.services.postgres import PASSWORD, PgServer, start_pg_server
+from tests.services.postgres import BINDIR, PASSWORD, PgServer, start_pg_server
 
 pytestmark = pytest.mark.postgres
 
@@ -264,3 +266,49 @@ def test_thresholds_must_be_ordered() -> None:
                                          r"connections_crit \(0.5\)"):
         PostgresCheckConfig(id="x", host="h", user="u", connections_warn=0.9,
                             connections_crit=0.5)
+
+
+@pytest.fixture
+def primary_with_replica() -> Iterator[tuple[PgServer, PgServer]]:
+    """A primary and a streaming standby made with pg_basebackup -R (Debian's binaries)."""
+    primary = start_pg_server()
+    # a directory of its own the postgres user can enter (pytest's tmp_path is root's 0700)
+    replica = PgServer(tempfile.mkdtemp(prefix="cp-pg-replica-"), free_port())
+    os.chmod(replica.root, 0o755)
+    if os.geteuid() == 0:
+        shutil.chown(replica.root, "postgres", "postgres")
+    env = {**os.environ, "PGPASSWORD": PASSWORD}
+    base = [f"{BINDIR}/pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port),
+            "-U", "postgres", "-D", replica.datadir, "-R", "-X", "stream"]
+    cmd = ["runuser", "-u", "postgres", "--", "env", f"PGPASSWORD={PASSWORD}", *base] \
+        if os.geteuid() == 0 else base
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    replica.start()
+    try:
+        yield primary, replica
+    finally:
+        replica.destroy()
+        primary.destroy()
+
+
+def test_streaming_replica_is_counted_and_a_missing_second_one_fails(
+        primary_with_replica: tuple[PgServer, PgServer]) -> None:
+    primary, _ = primary_with_replica
+
+    def run(expect: int) -> Result:
+        return PostgresProbe(PostgresCheckConfig(
+            id="pg-primary", host="127.0.0.1", port=primary.port, user="postgres",
+            password=PASSWORD, sslmode="disable", expect_replicas=expect,
+            max_replication_lag=30, timeout=5)).execute()
+
+    deadline = time.monotonic() + 30
+    while (result := run(1)).status != Status.OK:
+        assert time.monotonic() < deadline, result.message
+        time.sleep(0.5)
+    assert result.metrics["replicas"] == 1
+    assert steps(result)["replication"] == Status.OK
+    assert [r["state"] for r in result.details["replicas"]] == ["streaming"]
+    two = run(2)
+    assert two.status == Status.FAILING
+    assert two.message == "1 streaming replica(s), expected 2"
