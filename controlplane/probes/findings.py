@@ -140,6 +140,12 @@ class TlsRules(BaseModel):
     crit_days: float = Field(default=7, ge=0)
     min_version: str = Field(default="1.2", pattern=r"^1\.[0-3]$")
 
+    @field_validator("min_version", mode="before")
+    @classmethod
+    def _version_text(cls, v: Any) -> Any:
+        # YAML reads `min_version: 1.2` as a float
+        return f"{v:.1f}" if isinstance(v, float) else v
+
 
 def judge_tls(found: Findings, host: str, port: int, rules: TlsRules, deadline: Deadline,
               metrics: dict[str, float | None], details: dict[str, Any],

@@ -127,3 +127,8 @@ def test_canary_fields_go_together() -> None:
     with pytest.raises(ValueError, match="canary_from and canary_to go together"):
         SmtpCheckConfig(id="x", host="h", canary_to="a@b.test")
 
+
+
+def test_min_version_written_as_a_yaml_number_is_read() -> None:
+    cfg = SmtpCheckConfig(id="x", host="h", tls_rules={"min_version": 1.3})
+    assert cfg.tls_rules.min_version == "1.3"
