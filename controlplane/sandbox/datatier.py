@@ -48,8 +48,10 @@ def s3_unavailable() -> str | None:
 class LocalRabbitMq:
     """One RabbitMQ node for the demo; ``user``/``password`` may use the management API."""
 
-    def __init__(self, workdir: str) -> None:
+    def __init__(self, workdir: str, tls: tuple[Path, Path] | None = None) -> None:
         self.root = Path(workdir) / "rabbitmq"
+        self.tls = tls  # (chain file, key file): AMQPS on amqps_port too
+        self.amqps_port = _free_port() if tls else 0
         self.amqp_port, self.mgmt_port = _free_port(), _free_port()
         self.epmd_port, self.dist_port = _free_port(), _free_port()
         self.node = f"cpdemo{self.epmd_port}@localhost"
@@ -70,7 +72,8 @@ class LocalRabbitMq:
             f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {self.mgmt_port}\n"
             f"loopback_users = none\ndefault_user = {self.user}\n"
             f"default_pass = {self.password}\ndefault_user_tags.administrator = true\n"
-            "collect_statistics_interval = 2000\n")
+            "disk_free_limit.absolute = 1MB\n"
+            "collect_statistics_interval = 1000\n" + self._tls_conf())
         dist_args = "-kernel inet_dist_use_interface {127,0,0,1}"
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
@@ -97,6 +100,14 @@ class LocalRabbitMq:
             time.sleep(0.5)
         self._declare_queue()
         return self
+
+    def _tls_conf(self) -> str:
+        if self.tls is None:
+            return ""
+        cert, key = self.tls
+        return (f"listeners.ssl.default = 127.0.0.1:{self.amqps_port}\n"
+                f"ssl_options.certfile = {cert}\nssl_options.keyfile = {key}\n"
+                "ssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n")
 
     def _ctl(self, *args: str) -> int:
         return subprocess.run([str(RABBIT_BIN / "rabbitmqctl"), "-n", self.node, *args],
