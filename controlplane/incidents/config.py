@@ -12,6 +12,8 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controlplane.durations import Duration
+from controlplane.severity import SEVERITY_RANK as SEVERITY_RANK
+from controlplane.severity import Severity as Severity
 
 
 class _Model(BaseModel):

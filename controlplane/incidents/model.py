@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,17 +15,11 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
-    event,
-    inspect,
-    update,
 )
-from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controlplane.store.db import Base
-
-log = logging.getLogger(__name__)
 
 OPEN, ACKNOWLEDGED, RESOLVED = "open", "acknowledged", "resolved"
 ACTIVE_STATES = (OPEN, ACKNOWLEDGED)
@@ -143,37 +136,3 @@ class SilenceRow(Base):
     expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     source: Mapped[str] = mapped_column(String(10), default="api")
 
-
-# -- stores created before channel references moved into ``refs`` --------------------------
-# Until the schema is managed by migrations: add ``refs`` and fill it from the columns it
-# replaces (slack_channel, slack_ts, jira_key). The old columns stay, unused and nullable.
-_OLD_REFS = {"slack_channel": ("slack", "channel"), "slack_ts": ("slack", "ts"),
-             "jira_key": ("jira", "key")}
-
-
-@event.listens_for(Base.metadata, "after_create")
-def _add_refs(_metadata: object, connection: Connection, **_kw: object) -> None:
-    have = {c["name"] for c in inspect(connection).get_columns("incidents")}
-    if "refs" in have:
-        return
-    guard = " IF NOT EXISTS" if connection.dialect.name == "postgresql" else ""
-    try:
-        connection.exec_driver_sql(f"ALTER TABLE incidents ADD COLUMN{guard} refs JSON")
-    except (OperationalError, ProgrammingError) as exc:
-        if "duplicate column" not in str(exc):
-            raise
-        return  # another process upgraded it first
-    old = [c for c in _OLD_REFS if c in have]
-    if old:
-        cols = ", ".join(old)
-        for row in connection.exec_driver_sql(f"SELECT id, {cols} FROM incidents").all():
-            refs: dict[str, dict[str, str]] = {}
-            for name, value in zip(old, row[1:], strict=True):
-                if value:
-                    channel, key = _OLD_REFS[name]
-                    refs.setdefault(channel, {})[key] = str(value)
-            connection.execute(update(IncidentRow).where(IncidentRow.id == row[0])
-                               .values(refs=refs))
-    connection.execute(update(IncidentRow).where(IncidentRow.refs.is_(None)).values(refs={}))
-    log.info("store upgraded table=incidents added_column=refs filled_from=%s",
-             ",".join(old) or "-")

@@ -19,9 +19,10 @@ from controlplane.probes.base import Outcome, ProbeError
 from controlplane.results import Status, Step
 
 if TYPE_CHECKING:
+    from controlplane.deadline import Deadline as SharedDeadline
     from controlplane.probes.tlsconn import Handshake
 
-Handshaker = Callable[[str, int, "str | None", float], "Handshake"]
+Handshaker = Callable[[str, int, "str | None", "SharedDeadline"], "Handshake"]
 
 
 class Findings:
@@ -154,6 +155,7 @@ def judge_tls(found: Findings, host: str, port: int, rules: TlsRules, deadline: 
 
     Certificate expiry within warn_days only degrades; the run goes on. ``handshaker``
     replaces the direct TLS connect (SMTP's STARTTLS)."""
+    from controlplane.deadline import Deadline as SharedDeadline
     from controlplane.probes import tls as tls_kind  # the `tls` kind's own judge
     from controlplane.probes.tlsconn import Unreachable, handshake, load_trust
 
@@ -165,7 +167,7 @@ def judge_tls(found: Findings, host: str, port: int, rules: TlsRules, deadline: 
     store = load_trust(rules.ca_file)
     try:
         hs = (handshaker or handshake)(host, port, cfg.expected_name,
-                                       time.monotonic() + deadline.left())
+                                       SharedDeadline(deadline.left()))
     except Unreachable as exc:
         found.add(exc.stage, Status.FAILING, str(exc))
         return False

@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 from OpenSSL import SSL
 
+from controlplane.deadline import Deadline
 from controlplane.probes.tlsconn import (
     Handshake,
     Unreachable,
@@ -27,10 +28,10 @@ from controlplane.probes.tlsconn import (
 
 
 def smtp_starttls_handshake(host: str, port: int, servername: str | None,
-                            deadline: float) -> Handshake:
+                            deadline: Deadline) -> Handshake:
     sock, connect_s = connect(host, port, deadline)
     try:
-        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        sock.settimeout(max(deadline.remaining(), 0.001))
         replies = sock.makefile("rb")
         _expect(replies, 220, f"SMTP {host}:{port}: greeting")
         sock.sendall(b"EHLO controlplane\r\n")
@@ -68,7 +69,7 @@ def _expect(replies: BinaryIO, code: int, what: str) -> list[str]:
 
 
 def _tls_on(sock: socket.socket, host: str, port: int, servername: str | None,
-            deadline: float, connect_s: float) -> Handshake:
+            deadline: Deadline, connect_s: float) -> Handshake:
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
     ctx.set_min_proto_version(SSL.TLS1_VERSION)
     ctx.set_cipher_list(b"DEFAULT:@SECLEVEL=0")

@@ -111,8 +111,6 @@ class Demo:
         env = {"DEMO_PG_DSN": self.postgres.seed("halotasks"),
                "DEMO_PG_PORT": str(self.postgres.port),
                "DEMO_PG_PASSWORD": self.postgres.password}
-        shutil.copy(demo_config_path("demo-backup-checks.yaml"),
-                    os.path.join(self.workdir, "checks", "backups.yaml"))
         self._add_checks("demo-postgres-check.yaml", "postgres.yaml")
         env.update(self._age_key())
         azurite = azurite_binary()

@@ -118,19 +118,15 @@ class Call:
     end_time: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
-        uri = f"/2010-04-01/Accounts/{self.account_sid}/Calls/{self.sid}.json"
+        done = self.status == "completed"
         return {
-            "account_sid": self.account_sid, "annotation": None, "answered_by": None,
-            "api_version": "2010-04-01", "caller_name": None,
-            "date_created": _rfc2822(self.date_created),
-            "date_updated": _rfc2822(self.date_updated), "direction": "outbound-api",
-            "duration": "12" if self.status == "completed" else None,
-            "end_time": _rfc2822(self.end_time), "forwarded_from": None, "from": self.from_,
-            "from_formatted": self.from_, "group_sid": None, "parent_call_sid": None,
-            "phone_number_sid": None, "price": None, "price_unit": "USD", "sid": self.sid,
-            "start_time": _rfc2822(self.start_time), "status": self.status,
-            "subresource_uris": {}, "to": self.to, "to_formatted": self.to,
-            "trunk_sid": None, "uri": uri, "queue_time": "0",
+            "account_sid": self.account_sid, "api_version": "2010-04-01", "sid": self.sid,
+            "date_created": _rfc2822(self.date_created), "direction": "outbound-api",
+            "date_updated": _rfc2822(self.date_updated), "duration": "12" if done else None,
+            "start_time": _rfc2822(self.start_time), "end_time": _rfc2822(self.end_time),
+            "from": self.from_, "to": self.to, "status": self.status, "price": None,
+            "parent_call_sid": None, "answered_by": None, "subresource_uris": {},
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Calls/{self.sid}.json",
         }
 
 
@@ -358,31 +354,13 @@ class TwilioFake:
             return jsonify(msg.to_json())
 
     def _list(self, account: str) -> Response | tuple[Response, int]:
-        args = request.args
         try:
-            size = min(1000, max(1, int(args.get("PageSize", "50"))))
-            page = max(0, int(args.get("Page", "0")))
-            filters = _date_filters(args)
+            filters = _date_filters(request.args)
         except ValueError as exc:
             return _error(20001, f"Invalid parameter: {exc}", 400)
         with self._lock:
-            rows = [m for m in self.messages
-                    if (not args.get("To") or m.to == args["To"])
-                    and (not args.get("From") or m.from_ == args["From"])
-                    and all(f(m) for f in filters)]
-            rows.sort(key=lambda m: m.date_created, reverse=True)  # newest first, like Twilio
-            chunk = [m.to_json() for m in rows[page * size:(page + 1) * size]]
-        base = f"/2010-04-01/Accounts/{account}/Messages.json"
-        keep = urlencode([(k, v) for k, v in args.items() if k not in ("Page", "PageToken")])
-        has_next = (page + 1) * size < len(rows)
-        return jsonify({
-            "messages": chunk, "page": page, "page_size": size, "start": page * size,
-            "end": page * size + max(0, len(chunk) - 1), "uri": request.full_path,
-            "first_page_uri": f"{base}?{keep}&Page=0",
-            "previous_page_uri": f"{base}?{keep}&Page={page - 1}" if page else None,
-            "next_page_uri": f"{base}?{keep}&Page={page + 1}&PageToken=PA{page + 1}"
-            if has_next else None,
-        })
+            rows = [m for m in self.messages if all(f(m) for f in filters)]
+        return _page(account, "Messages", rows)
 
     # -- voice calls ---------------------------------------------------------------------------
 
@@ -421,29 +399,9 @@ class TwilioFake:
             return jsonify(call.to_json())
 
     def _list_calls(self, account: str) -> Response | tuple[Response, int]:
-        args = request.args
-        try:
-            size = min(1000, max(1, int(args.get("PageSize", "50"))))
-            page = max(0, int(args.get("Page", "0")))
-        except ValueError as exc:
-            return _error(20001, f"Invalid parameter: {exc}", 400)
         with self._lock:
-            rows = [c for c in self.calls
-                    if (not args.get("To") or c.to == args["To"])
-                    and (not args.get("From") or c.from_ == args["From"])]
-            rows.sort(key=lambda c: c.date_created, reverse=True)
-            chunk = [c.to_json() for c in rows[page * size:(page + 1) * size]]
-        base = f"/2010-04-01/Accounts/{account}/Calls.json"
-        keep = urlencode([(k, v) for k, v in args.items() if k not in ("Page", "PageToken")])
-        has_next = (page + 1) * size < len(rows)
-        return jsonify({
-            "calls": chunk, "page": page, "page_size": size, "start": page * size,
-            "end": page * size + max(0, len(chunk) - 1), "uri": request.full_path,
-            "first_page_uri": f"{base}?{keep}&Page=0",
-            "previous_page_uri": f"{base}?{keep}&Page={page - 1}" if page else None,
-            "next_page_uri": f"{base}?{keep}&Page={page + 1}&PageToken=PA{page + 1}"
-            if has_next else None,
-        })
+            rows = list(self.calls)
+        return _page(account, "Calls", rows)
 
     def _create_number(self, account: str) -> tuple[Response, int]:
         number = request.form.get("PhoneNumber", "")
@@ -471,6 +429,31 @@ class TwilioFake:
         with self._lock:
             self.numbers[number] = {"sid": _sid("PN"), "account_sid": self.account_sid,
                                     "phone_number": number, "sms_url": url}
+
+
+def _page(account: str, kind: str, rows: list[Any]) -> Response | tuple[Response, int]:
+    """One page of Messages or Calls, ``To``/``From`` filtered, newest first, like Twilio."""
+    args = request.args
+    try:
+        size = min(1000, max(1, int(args.get("PageSize", "50"))))
+        page = max(0, int(args.get("Page", "0")))
+    except ValueError as exc:
+        return _error(20001, f"Invalid parameter: {exc}", 400)
+    rows = [r for r in rows if (not args.get("To") or r.to == args["To"])
+            and (not args.get("From") or r.from_ == args["From"])]
+    rows.sort(key=lambda r: r.date_created, reverse=True)
+    chunk = [r.to_json() for r in rows[page * size:(page + 1) * size]]
+    base = f"/2010-04-01/Accounts/{account}/{kind}.json"
+    keep = urlencode([(k, v) for k, v in args.items() if k not in ("Page", "PageToken")])
+    has_next = (page + 1) * size < len(rows)
+    return jsonify({
+        kind.lower(): chunk, "page": page, "page_size": size, "start": page * size,
+        "end": page * size + max(0, len(chunk) - 1), "uri": request.full_path,
+        "first_page_uri": f"{base}?{keep}&Page=0",
+        "previous_page_uri": f"{base}?{keep}&Page={page - 1}" if page else None,
+        "next_page_uri": f"{base}?{keep}&Page={page + 1}&PageToken=PA{page + 1}"
+        if has_next else None,
+    })
 
 
 def _error(code: int, message: str, status: int) -> tuple[Response, int]:

@@ -52,7 +52,9 @@ def test_demo_watches_all_four_environments_with_every_local_kind(demo: DemoProc
         kinds.add("rabbitmq")
     if s3_unavailable() is None:
         kinds.add("s3")
-    assert len(rows) == 25 + (4 if postgres_bindir() else 0) + (
+    # with PostgreSQL: the backups feature's built-in backup, drill and four dr checks
+    # (postgres, kafka, kubernetes-secrets, cluster-rebuild) and the postgres check
+    assert len(rows) == 25 + (7 if postgres_bindir() else 0) + (
         3 if kafka_unavailable() is None else 0) + (
         1 if rabbitmq_unavailable() is None else 0) + (1 if s3_unavailable() is None else 0)
     assert {r["env"] for r in rows} == {"production", "release", "staging", "dev", ""}

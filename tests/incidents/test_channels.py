@@ -122,3 +122,19 @@ def test_routing_is_asked_when_queued_and_kept_with_the_entry(
     [open_] = [e for e in harness.outbox() if e.channel == "slack"]
     assert open_.payload["to"] == ["C0KAFKA"]
     assert [m.channel for m in slack_fake.messages()] == ["C0KAFKA"]
+
+
+def test_incidents_import_no_channel_module() -> None:
+    # Only the contract and the registry: a channel is added without touching incidents.
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "controlplane" / "incidents"
+    imported = set()
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(a.name for a in node.names)
+    assert sorted(m for m in imported if m.startswith("controlplane.notifiers")) == [
+        "controlplane.notifiers", "controlplane.notifiers.base"]
