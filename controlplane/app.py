@@ -31,6 +31,7 @@ COMPONENTS: list[str] = [
     "controlplane.sentry",
     "controlplane.incidents.component",
     "controlplane.dr.component",
+    "controlplane.manifest.component",
 ]
 
 

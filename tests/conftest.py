@@ -19,6 +19,7 @@ pytest_plugins: list[str] = [
     "tests.services.azurite",
     "tests.services.kafka",
     "tests.services.sandbox",
+    "tests.services.kube",
 ]
 
 

@@ -24,6 +24,9 @@ KINDS: dict[str, str] = {
     "dr": "controlplane.dr.probes:DrProbe",
     "idcard_sms": "controlplane.probes.idcard_sms:IdCardSmsProbe",
     "config_drift": "controlplane.probes.config_drift:ConfigDriftProbe",
+    "k8s_workload": "controlplane.probes.k8s_workload:K8sWorkloadProbe",
+    "release_drift": "controlplane.probes.release_drift:ReleaseDriftProbe",
+    "aks": "controlplane.probes.aks:AksProbe",
 }
 
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The Kubernetes test bed (tests/services/kube.py): kube-apiserver, kube-controller-manager and
-# kube-scheduler built from k8s.io/kubernetes through the Go module proxy, kine (SQLite) as
-# their storage and kwok for fake nodes, plus kwok's stage YAMLs. Everything lands in
-# $CONTROLPLANE_CACHE/kube/<version>/bin; a warm run only checks the stamps.
+# The Kubernetes test bed (tests/services/kube.py): kube-apiserver, kube-controller-manager,
+# kube-scheduler and kubectl (restore by hand) built from k8s.io/kubernetes through the Go
+# module proxy, kine (SQLite) as their storage and kwok for fake nodes, plus kwok's stage
+# YAMLs. Everything lands in $CONTROLPLANE_CACHE/kube/<version>/bin; a warm run only checks
+# the stamps.
 set -euo pipefail
 CACHE="${CONTROLPLANE_CACHE:-$HOME/.cache/controlplane}"
 KUBE_VERSION=v1.34.2
@@ -54,7 +55,8 @@ build_kwok() {
 }
 
 build_kube() {
-  local names=(kube-apiserver kube-controller-manager kube-scheduler) stamp="k8s.io/kubernetes@$KUBE_VERSION"
+  local names=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  local stamp="k8s.io/kubernetes@$KUBE_VERSION"
   local todo=()
   for n in "${names[@]}"; do stamped "$n" "$stamp" || todo+=("$n"); done
   [ ${#todo[@]} -eq 0 ] && return
@@ -78,7 +80,7 @@ build_kube() {
   printf 'package kubewrapper\n' >"$wrap/doc.go"
   local pkgs=()
   for n in "${todo[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$n"); done
-  echo "kube: building ${todo[*]} from k8s.io/kubernetes $KUBE_VERSION (cold: ~15 min on 2 cores)"
+  echo "kube: building ${todo[*]} from k8s.io/kubernetes $KUBE_VERSION (cold: 15-40 min on 2 busy cores)"
   (cd "$wrap" && go build -trimpath -o "$BIN/" \
     -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION" "${pkgs[@]}")
   for n in "${todo[@]}"; do echo "$stamp" >"$BIN/$n.version"; done
