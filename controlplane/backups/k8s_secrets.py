@@ -153,6 +153,11 @@ class SecretsBackup:
             step = self.rec.steps[-1].name if self.rec.steps else "start"
             self._delete(blob_name)
             return self._failed(backup_id, started, t0, step, str(exc))
+        except Exception as exc:  # recorded as failed, never left running
+            log.exception("backup crashed component=%s", COMPONENT)
+            self._delete(blob_name)
+            return self._failed(backup_id, started, t0, "crash",
+                                f"{type(exc).__name__}: {exc}")
         duration = round(time.monotonic() - t0, 3)
         with self.store.session() as s:
             row = s.get(BackupRow, backup_id)
@@ -189,7 +194,7 @@ class SecretsBackup:
                 self._progress("upload", 0)
                 self.blob.put_bytes(blob_name, sealed)
                 self._progress("upload", len(sealed))
-            except (CryptoError, BlobError) as exc:
+            except (CryptoError, BlobError, OSError) as exc:
                 raise StepFailed(f"upload failed: {exc}") from None
             st.message = f"{len(plain)} bytes, {len(sealed)} encrypted"
         manifest: dict[str, Any] = {
@@ -204,7 +209,7 @@ class SecretsBackup:
         with self.rec.step("manifest") as st:
             try:
                 self.blob.put_bytes(manifest_name, data)
-            except BlobError as exc:
+            except (BlobError, OSError) as exc:
                 raise StepFailed(f"manifest upload failed: {exc}") from None
             st.message = manifest_name
         return manifest, hashlib.sha256(data).hexdigest()
@@ -216,7 +221,7 @@ class SecretsBackup:
     def _delete(self, name: str) -> None:
         try:
             self.blob.delete(name)
-        except BlobError:
+        except (BlobError, OSError):
             log.warning("could not delete partial blob name=%s; delete it by hand", name)
 
     def _failed(self, backup_id: str, started: Any, t0: float, step: str,

@@ -141,8 +141,9 @@ def api_client(conn: ClusterConnection) -> Any:
             config.load_incluster_config(client_configuration=cfg)
         else:
             cfg.host = str(conn.api_server).rstrip("/")
-            cfg.api_key = {"authorization": _read_token(str(conn.token_file))}
-            cfg.api_key_prefix = {"authorization": "Bearer"}
+            # The scheme goes into the value: client releases differ in which key they look
+            # up the prefix under ("authorization" before v36, "BearerToken" since).
+            cfg.api_key = {"authorization": "Bearer " + _read_token(str(conn.token_file))}
             if conn.ca_file:
                 cfg.ssl_ca_cert = conn.ca_file
     except (config.ConfigException, OSError) as exc:
@@ -172,7 +173,8 @@ def describe_error(exc: BaseException, what: str, server: str = "") -> KubeError
     """One sentence for a failed API call ``what`` (e.g. "list deployments in ns")."""
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError as Urllib3Error
-    from urllib3.exceptions import MaxRetryError, ReadTimeoutError
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+    from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
     if isinstance(exc, KubeError):
         return exc
@@ -180,7 +182,10 @@ def describe_error(exc: BaseException, what: str, server: str = "") -> KubeError
         return _api_error(exc, what)
     reason = exc.reason if isinstance(exc, MaxRetryError) and exc.reason else exc
     where = f" at {server}" if server else ""
-    if isinstance(reason, ReadTimeoutError | TimeoutError):
+    # Connect, TLS handshake or read: a hung server times out in any of them. (A refused
+    # connection is a NewConnectionError, which urllib3 derives from its timeout class.)
+    if isinstance(reason, Urllib3Timeout | TimeoutError) and not isinstance(
+            reason, NewConnectionError):
         return KubeError(f"the Kubernetes API{where} did not answer in time while trying to "
                          f"{what} (timed out); is the API server overloaded or hung?")
     if isinstance(reason, Urllib3Error | OSError):
@@ -191,6 +196,10 @@ def describe_error(exc: BaseException, what: str, server: str = "") -> KubeError
 
 def _api_error(exc: Any, what: str) -> KubeError:
     status = int(exc.status or 0)
+    if status == 0:  # the client turns urllib3's SSLError into a status-less ApiException
+        reason = str(exc.reason or "").strip().splitlines()
+        return KubeError(f"TLS with the Kubernetes API failed while trying to {what}: "
+                         f"{reason[-1] if reason else 'SSLError'}; check ca_file")
     message = _status_message(exc.body) or str(exc.reason or "")
     if status == 401:
         return KubeError(f"401 Unauthorized while trying to {what}: the API server refused the "

@@ -37,10 +37,12 @@ ZONE_LABEL = "topology.kubernetes.io/zone"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 
 # Static token users: name -> groups. ``controlplane`` is the product's own user: it gets
-# no rights here; tests bind it to deploy/rbac so a missing permission fails a test.
+# no rights here; tests bind it to deploy/rbac so a missing permission fails a test. The
+# controller-manager runs every controller under its own identity (no per-controller
+# service-account credentials here), which the bootstrap RBAC does not cover: masters.
 USERS: dict[str, tuple[str, ...]] = {
     "admin": ("system:masters",),
-    "system:kube-controller-manager": (),
+    "system:kube-controller-manager": ("system:masters",),
     "system:kube-scheduler": (),
     "kwok": ("system:masters",),
     "controlplane": (),
@@ -183,8 +185,6 @@ class KubeCluster:
             "--leader-elect=false", "--secure-port=0", "--bind-address=127.0.0.1",
             f"--service-account-private-key-file={pki.sa_key_file}",
             f"--root-ca-file={pki.ca_file}", "--use-service-account-credentials=false",
-            "--controllers=*,-nodeipam,-nodelifecycle,-service-lb-controller,-route,"
-            "-cloud-node-lifecycle,-persistentvolume-binder,-attachdetach,-ttl",
             "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10"])
         sched = self._spawn("kube-scheduler", [
             f"--kubeconfig={self.kubeconfig('system:kube-scheduler')}",
@@ -245,8 +245,7 @@ class KubeCluster:
         cfg = client.Configuration()
         cfg.host = self.server
         cfg.ssl_ca_cert = self.ca_file
-        cfg.api_key = {"authorization": self.tokens[user]}
-        cfg.api_key_prefix = {"authorization": "Bearer"}
+        cfg.api_key = {"authorization": "Bearer " + self.tokens[user]}
         return client.ApiClient(cfg)
 
     # -- readiness ----------------------------------------------------------------------
