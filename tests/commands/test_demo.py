@@ -64,8 +64,10 @@ def test_demo_cluster_shows_the_platforms_p4_posture_and_the_r121_image(
     release = run_check(demo, "release-production")
 
     assert workloads["status"] == "degraded", workloads["message"]
-    assert str(workloads["message"]).startswith("360voice-prod: 3/3 workloads ready; voice360: "
-                                                "deploymentMissingReplicas, ")
+    message = str(workloads["message"])
+    assert message.startswith("360voice-prod: 3/3 workloads ready; bic-agent: "
+                              "missingPodDisruptionBudget, ")
+    assert "; voice360: deploymentMissingReplicas, missingPodDisruptionBudget, " in message
     assert release["status"] == "failing"
     assert release["message"] == ("production runs bic-agent bic-agent:0.1.27-r121, a known "
                                   "bad image: ships staging URLs in appconfig.json")
