@@ -284,7 +284,7 @@ class Demo:
                 log.exception("demo fake stop failed name=%s", name)
         if self.kafka_traffic is not None:
             self.kafka_traffic.stop()
-        for service in (self.kube, self.kafka, self.azurite, self.postgres):
+        for service in (self.kafka, self.azurite, self.postgres, self.kube):
             if service is not None:
                 try:
                     service.stop()
