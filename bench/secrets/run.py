@@ -47,40 +47,32 @@ def fill(cluster: Any, ns: str, count: int, keys: int) -> None:
 
 
 def child(mode: str, spec: dict[str, Any]) -> dict[str, Any]:
-    """Runs in a fresh process: one measured step."""
-    from controlplane.k8s.client import ClusterConnection, Kube
+    """Runs in a fresh process: one measured step. Imports and the store (open for the
+    life of a running control plane) come before the clock starts."""
+    from kubernetes import client
+
+    from controlplane.backups.blob import LocalBlobStore
+    from controlplane.backups.k8s_secrets import SecretsBackup, SecretsBackupConfig, load
+    from controlplane.k8s import restore
+    from controlplane.k8s.client import ClusterConnection, Kube, api_client
+    from controlplane.store import Store
 
     conn = ClusterConnection(api_server=spec["server"], token_file=spec["token_file"],
                              ca_file=spec["ca_file"])
+    store, blobs = Store(spec["store"]), LocalBlobStore(spec["blobs"])
     t0 = time.monotonic()
     if mode == "list":
-        from kubernetes import client
-
-        from controlplane.k8s.client import api_client
-
-        items = client.CoreV1Api(api_client(conn)).list_namespaced_secret(spec["ns"]).items
-        n = len(items)
+        n = len(client.CoreV1Api(api_client(conn)).list_namespaced_secret(spec["ns"]).items)
     elif mode == "backup":
-        from controlplane.backups.blob import LocalBlobStore
-        from controlplane.backups.k8s_secrets import SecretsBackup, SecretsBackupConfig
-        from controlplane.store import Store
-
         cfg = SecretsBackupConfig(cluster=conn, namespaces=[spec["ns"]],
                                   recipients=[spec["recipient"]], timeout=120)
-        result = SecretsBackup(cfg, Store(spec["store"]), LocalBlobStore(spec["blobs"])).run()
+        result = SecretsBackup(cfg, store, blobs).run()
         assert result.status.value == "ok", result.message
         n = int(result.metrics["secrets"] or 0)
     else:
-        from controlplane.backups.blob import LocalBlobStore
-        from controlplane.backups.k8s_secrets import load
-        from controlplane.k8s import restore
-        from controlplane.store import Store
-
-        _, items = load(Store(spec["store"]), LocalBlobStore(spec["blobs"]), spec["backup_id"],
-                        spec["key"])
+        _, items = load(store, blobs, spec["backup_id"], spec["key"])
         with Kube(conn, 120) as kube:
-            plan = restore.plan(kube, items, {}, overwrite=True)
-        n = len(plan)
+            n = len(restore.plan(kube, items, {}, overwrite=True))
     seconds = time.monotonic() - t0
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"mode": mode, "items": n, "seconds": seconds, "rss_mb": rss_mb}
