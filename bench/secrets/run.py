@@ -137,7 +137,7 @@ def write_results(rows: list[dict[str, Any]], count: int, keys: int) -> None:
     load = os.getloadavg()[0]
     names = {"list": "bare LIST (`kubernetes` client, models)",
              "backup": "backup end to end (LIST, age, local blob, manifest, catalog)",
-             "dry-run": "restore dry-run of all (verify + one GET each)"}
+             "dry-run": "restore dry-run of all (download, verify every hash, LIST the target)"}
     table = "\n".join(f"| {names[r['mode']]} | {r['items']} | {r['seconds']:.2f} | "
                       f"{r['rss_mb']:.0f} MB |" for r in rows)
     section = f"""## secrets
