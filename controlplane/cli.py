@@ -15,11 +15,15 @@ from collections.abc import Sequence
 # One line per command family; each module has register(subparsers).
 COMMAND_MODULES = [
     "controlplane.commands.core",
+    "controlplane.commands.db",
     "controlplane.commands.probe",
     "controlplane.commands.silence",
+    "controlplane.commands.oncall",
     "controlplane.commands.backup",
+    "controlplane.commands.runbook",
     "controlplane.commands.sandbox",
     "controlplane.commands.demo",
+    "controlplane.commands.smoke",
     "controlplane.commands.manifest",
     "controlplane.commands.secrets",
 ]

@@ -9,15 +9,29 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from controlplane.backups.config import BackupsConfig, BlobConfig, DrConfig
 from controlplane.durations import Duration
-from controlplane.incidents.config import IncidentsConfig, NotifiersConfig, SilenceConfig
+from controlplane.incidents.config import IncidentsConfig, SilenceConfig
+from controlplane.notifiers import validate_channels
+from controlplane.notifiers.base import ChannelConfig
+from controlplane.oncall.config import OncallConfig
 from controlplane.probes import probe_class, valid_kinds
-from controlplane.probes.base import CheckConfig
+from controlplane.probes.base import CheckConfig, CheckDefaults, with_defaults
+from controlplane.runbooks.config import RunbookConfig, check_runbook_links, load_runbooks
 from controlplane.yamlsource import ConfigError, Located, Path_, Problem, load_located
 
 __all__ = ["ConfigError", "ControlPlaneConfig", "load_config"]
@@ -71,11 +85,8 @@ class TelemetryConfig(_Model):
     sentry_dsn: SecretStr | None = None
 
 
-class CheckDefaults(_Model):
-    interval: Duration = 60.0
-    timeout: Duration = 10.0
-    failure_threshold: int = Field(default=2, ge=1)
-    success_threshold: int = Field(default=1, ge=1)
+Notifiers = Annotated[dict[str, ChannelConfig], BeforeValidator(validate_channels)]
+"""``notifiers:``: channel name -> that channel's own config model (the registry's)."""
 
 
 class ControlPlaneConfig(_Model):
@@ -89,11 +100,36 @@ class ControlPlaneConfig(_Model):
     checks: list[CheckConfig] = Field(default_factory=list)
     source: str = ""
     incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
-    notifiers: NotifiersConfig = Field(default_factory=NotifiersConfig)
+    notifiers: Notifiers = Field(default_factory=dict)
     silences: list[SilenceConfig] = Field(default_factory=list)
     blob: BlobConfig = Field(default_factory=BlobConfig)
     backups: BackupsConfig = Field(default_factory=BackupsConfig)
     dr: DrConfig = Field(default_factory=DrConfig)
+    oncall: OncallConfig = Field(default_factory=OncallConfig)
+    runbook_files: list[str] = Field(default_factory=lambda: ["runbooks/*.yaml"])
+    runbooks: list[RunbookConfig] = Field(default_factory=list)
+
+    _builtin: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _add_builtin_checks(self) -> ControlPlaneConfig:
+        """``checks`` is the one catalog: the YAML checks, then the features' built-in ones
+        (controlplane/features.py), built here so every way of making a config has them."""
+        from controlplane import features
+
+        builtins = features.builtin_checks(self)
+        have = {c.id: c for c in self.checks}
+        for check_id, (feature, check) in builtins.items():
+            if check_id not in have:
+                self.checks.append(check)
+            elif have[check_id] != check:
+                raise ValueError(builtin_message(check_id, feature))
+        self._builtin = {check_id: feature for check_id, (feature, _) in builtins.items()}
+        return self
+
+    def builtin_feature(self, check_id: str) -> str | None:
+        """The feature that builds check ``check_id``; None for a check from YAML."""
+        return self._builtin.get(check_id)
 
     @field_validator("environments")
     @classmethod
@@ -101,6 +137,12 @@ class ControlPlaneConfig(_Model):
         if not v:
             raise ValueError("you must define at least one environment")
         return v
+
+    def runbook(self, runbook_id: str) -> RunbookConfig:
+        for r in self.runbooks:
+            if r.id == runbook_id:
+                return r
+        raise KeyError(runbook_id)
 
     def check(self, check_id: str) -> CheckConfig:
         for c in self.checks:
@@ -118,6 +160,9 @@ def load_config(path: str | None = None) -> ControlPlaneConfig:
         raise ConfigError([main.problem((), "the top level must be a mapping of sections")])
     problems: list[Problem] = []
     inline_checks = data.pop("checks", None) or []
+    if data.pop("runbooks", None) is not None:
+        problems.append(main.problem(("runbooks",), "runbooks live in their own files, one "
+                                     "per file (runbook_files, default runbooks/*.yaml)"))
     cfg = _validate_main(main, data, problems)
     base = os.path.dirname(os.path.abspath(path))
     sources: list[tuple[Located, Path_, Any]] = []
@@ -130,11 +175,15 @@ def load_config(path: str | None = None) -> ControlPlaneConfig:
         sources += _check_entries(file, problems)
     defaults = cfg.defaults if cfg else CheckDefaults()
     envs = set(cfg.environments) if cfg else set()
-    checks = _validate_checks(sources, defaults, envs, problems)
+    builtin = {c.id: cfg.builtin_feature(c.id) or "" for c in cfg.checks} if cfg else {}
+    checks = _validate_checks(sources, defaults, envs, builtin, problems)
+    runbooks = load_runbooks(base, cfg.runbook_files if cfg else ["runbooks/*.yaml"], problems)
+    check_runbook_links(sources, runbooks, problems, list(cfg.dr.targets()) if cfg else None)
     if problems:
         raise ConfigError(problems)
     assert cfg is not None
-    cfg.checks = checks
+    cfg.checks = checks + cfg.checks  # the YAML checks, then the built-in ones
+    cfg.runbooks = runbooks
     cfg.source = os.path.abspath(path)
     return cfg
 
@@ -176,6 +225,7 @@ def _validate_checks(
     sources: list[tuple[Located, Path_, Any]],
     defaults: CheckDefaults,
     envs: set[str],
+    builtin: dict[str, str],
     problems: list[Problem],
 ) -> list[CheckConfig]:
     checks: list[CheckConfig] = []
@@ -183,6 +233,10 @@ def _validate_checks(
     for doc, path, raw in sources:
         check = _validate_check(doc, path, raw, defaults, problems)
         if check is None:
+            continue
+        if check.id in builtin:
+            problems.append(doc.problem(("id",), builtin_message(check.id, builtin[check.id]),
+                                        path))
             continue
         if check.env and envs and check.env not in envs:
             problems.append(doc.problem(("env",), f"unknown environment {check.env!r}; "
@@ -196,6 +250,13 @@ def _validate_checks(
         seen[check.id] = (doc, path)
         checks.append(check)
     return checks
+
+
+def builtin_message(check_id: str, feature: str) -> str:
+    return (f"check {check_id!r} is built in (the {feature} feature makes it from its own "
+            "config section) and is already on the status page, in the API and on the "
+            "scheduler; remove it from here (a kind's thresholds come from its kind, its "
+            "severity from its component)")
 
 
 def _validate_check(
@@ -213,9 +274,9 @@ def _validate_check(
         problems.append(doc.problem(("kind",), f"unknown check kind {kind!r}; valid kinds are: "
                                     + ", ".join(valid_kinds()), path))
         return None
-    merged = {**defaults.model_dump(), **raw}
+    model = probe_class(kind).config_model
     try:
-        return probe_class(kind).config_model.model_validate(merged)
+        return model.model_validate(with_defaults(model, raw, defaults))
     except ValidationError as exc:
         problems += _problems(doc, path, exc)
         return None

@@ -9,9 +9,12 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from controlplane.cli import EXIT_ERROR, EXIT_FAILING, EXIT_OK, err
-from controlplane.config import ConfigError, ControlPlaneConfig, load_config
+
+if TYPE_CHECKING:  # pydantic and every config model load when a command reads the config
+    from controlplane.config import ControlPlaneConfig
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,8 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
 
 
 def load_or_report(path: str | None) -> ControlPlaneConfig | None:
+    from controlplane.config import ConfigError, load_config
+
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -53,6 +58,8 @@ def load_or_report(path: str | None) -> ControlPlaneConfig | None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from controlplane.config import ConfigError, load_config
+
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
@@ -60,7 +67,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return EXIT_ERROR if exc.unreadable else EXIT_FAILING
     print(f"{cfg.source}: valid ({len(cfg.checks)} checks, "
-          f"{len(cfg.environments)} environments)")
+          f"{len(cfg.environments)} environments"
+          + (f", {len(cfg.runbooks)} runbooks)" if cfg.runbooks else ")"))
     return EXIT_OK
 
 
@@ -69,7 +77,7 @@ def cmd_check_list(args: argparse.Namespace) -> int:
     if cfg is None:
         return EXIT_ERROR
     rows = [{"id": c.id, "kind": c.kind, "env": c.env, "interval_s": c.interval,
-             "enabled": c.enabled} for c in cfg.checks]
+             "enabled": c.enabled, "builtin": cfg.builtin_feature(c.id)} for c in cfg.checks]
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
@@ -77,7 +85,8 @@ def cmd_check_list(args: argparse.Namespace) -> int:
     print(f"{'ID':<{width}}  {'KIND':<14} {'ENV':<11} INTERVAL")
     for r in rows:
         print(f"{r['id']:<{width}}  {r['kind']:<14} {r['env']:<11} {r['interval_s']:g}s"
-              + ("" if r["enabled"] else "  (disabled)"))
+              + ("" if r["enabled"] else "  (disabled)")
+              + (f"  (built in: {r['builtin']})" if r["builtin"] else ""))
     return EXIT_OK
 
 
@@ -91,9 +100,25 @@ def cmd_check_run(args: argparse.Namespace) -> int:
         err(f"no check with id {args.id!r}; `controlplane check list` shows the ids")
         return EXIT_ERROR
     from controlplane.commands.probe import run_and_print
-    from controlplane.probes.base import ProbeContext
+    from controlplane.probes.base import ProbeContext, Services
 
-    return run_and_print(check, ProbeContext(environments=dict(cfg.environments)), args.json)
+    services = Services(dr=cfg.dr)
+    if cfg.builtin_feature(check.id):
+        # Built-in checks read the control plane's own store (the backup catalog).
+        from controlplane.store import Store
+        from controlplane.store.db import StoreUnavailable
+
+        try:
+            services.store = Store(cfg.store.dsn)
+        except StoreUnavailable as exc:
+            err(str(exc))
+            return EXIT_ERROR
+    try:
+        return run_and_print(check, ProbeContext(environments=dict(cfg.environments),
+                                                 services=services), args.json)
+    finally:
+        if services.store is not None:
+            services.store.close()
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from controlplane.evaluator import State, Transition
 from controlplane.incidents import coalesce as updates
 from controlplane.incidents import silences
-from controlplane.incidents.config import SEVERITY_RANK, IncidentsConfig, NotifiersConfig
+from controlplane.incidents.config import IncidentsConfig
 from controlplane.incidents.model import (
     ACKNOWLEDGED,
     ACTIVE_STATES,
@@ -34,37 +34,55 @@ from controlplane.incidents.model import (
     OutboxRow,
 )
 from controlplane.metrics import Metrics
-from controlplane.notifiers.jira import dedup_label
+from controlplane.notifiers.base import Clock, Incident, Notifier, system_clock
 from controlplane.probes.base import CheckConfig
 from controlplane.results import Result, Status, iso
 from controlplane.store import Store
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
+__all__ = ["Clock", "IncidentService", "dedup_key", "system_clock"]
 _LEVEL = {Status.DEGRADED: "degraded", Status.FAILING: "failing", Status.ERROR: "failing"}
-
-
-def system_clock() -> datetime:
-    return datetime.now(UTC)
 
 
 def dedup_key(check_id: str, env: str) -> str:
     return f"{check_id}/{env}"
 
 
+class Escalation(Protocol):
+    """Paging people while an incident stays open (controlplane/oncall/escalation.py): told
+    of opens, acknowledgments and resolutions, and ticked, inside the service's own
+    transaction so a step and the change it reacts to commit together."""
+
+    def start(self, host: IncidentService, s: Session, inc: IncidentRow,
+              now: datetime) -> None: ...
+
+    def stop(self, host: IncidentService, s: Session, inc: IncidentRow, reason: str,
+             now: datetime) -> None: ...
+
+    def tick(self, host: IncidentService, s: Session, now: datetime) -> None: ...
+
+    def committed(self) -> None: ...
+
+    def state(self, s: Session, incident_id: int) -> dict[str, Any] | None: ...
+
+
 class IncidentService:
-    def __init__(self, store: Store, incidents: IncidentsConfig, notifiers: NotifiersConfig,
-                 metrics: Metrics | None = None, clock: Clock = system_clock,
-                 dashboard_url: str = "", wake: Callable[[], None] | None = None) -> None:
+    def __init__(self, store: Store, incidents: IncidentsConfig,
+                 channels: dict[str, Notifier[Any]], metrics: Metrics | None = None,
+                 clock: Clock = system_clock, dashboard_url: str = "",
+                 wake: Callable[[], None] | None = None,
+                 escalation: Escalation | None = None) -> None:
         self.store = store
         self.cfg = incidents
-        self.notifiers = notifiers
+        self.channels = channels
+        """The enabled channels; only their rules are asked here (delivery is the outbox's)."""
         self.metrics = metrics
         self.clock = clock
         self.dashboard_url = (incidents.dashboard_url or dashboard_url).rstrip("/")
         self._wake = wake or (lambda: None)
         self._lock = threading.RLock()
+        self.escalation = escalation
 
     # -- pipeline hooks ---------------------------------------------------------------------
 
@@ -117,6 +135,8 @@ class IncidentService:
             inc.state, inc.acknowledged_at, inc.acknowledged_by = ACKNOWLEDGED, now, by
             self._event(s, inc, "acknowledged", f"acknowledged by {by} via {via}", now)
             self._notify(s, inc, "acknowledge", now, text=f":eyes: Acknowledged by {by}")
+            if self.escalation is not None:
+                self.escalation.stop(self, s, inc, f"acknowledged by {by} via {via}", now)
         self._after_change()
         return inc
 
@@ -135,19 +155,31 @@ class IncidentService:
                         inc.silenced_by = None
                         self._notify(s, inc, "open", now)
                     continue
-                if inc.state == OPEN and silence is None and self._reminder_due(inc, now):
+                due = self._reminders_due(s, inc, now) if inc.state == OPEN and \
+                    silence is None else []
+                if due:
                     self._event(s, inc, "reminder", f"still {inc.status}", now)
                     self._notify(s, inc, "reminder", now, text=(
                         f":alarm_clock: Still {inc.status} since {iso(inc.since)}, not "
-                        f"acknowledged: {inc.message}"))
+                        f"acknowledged: {inc.message}"), only=due)
+            if self.escalation is not None:
+                self.escalation.tick(self, s, now)
+        if self.escalation is not None:
+            self.escalation.committed()
         self._after_change()
 
-    def _reminder_due(self, inc: IncidentRow, now: datetime) -> bool:
-        slack = self.notifiers.slack
-        if slack is None or not slack.enabled:
-            return False
-        last = inc.last_notified_at or inc.opened_at
-        return (now - last).total_seconds() >= slack.repeat_interval
+    def _reminders_due(self, s: Session, inc: IncidentRow, now: datetime) -> list[str]:
+        """Channels whose own reminder interval has passed since their last notification."""
+        view, due = _view(inc), []
+        for name, channel in self.channels.items():
+            interval = channel.reminder_interval()
+            if interval is None or not channel.wants(view, "reminder"):
+                continue
+            last = s.scalar(select(func.max(OutboxRow.created_at)).where(
+                OutboxRow.incident_id == inc.id, OutboxRow.channel == name))
+            if (now - (_aware(last) or inc.opened_at)).total_seconds() >= interval:
+                due.append(name)
+        return due
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -172,14 +204,20 @@ class IncidentService:
             inc.silenced_by = silence.id
             self._event(s, inc, "silenced", f"not notified: silence #{silence.id} "
                         f"({silence.comment}) by {silence.author}", now)
+        else:
+            self._notify(s, inc, "open", now)
+        if self.escalation is not None:  # held while silenced; the tick resumes it
+            self.escalation.start(self, s, inc, now)
+        if silence is not None:
             return
-        self._notify(s, inc, "open", now)
         log.info("incident opened id=%s check=%s env=%s severity=%s", inc.id, check.id,
                  check.env, check.severity)
 
     def _resolve(self, s: Session, inc: IncidentRow, message: str, now: datetime) -> None:
         inc.state, inc.resolved_at, inc.message = RESOLVED, now, message
         self._event(s, inc, "resolved", f"recovered: {message}", now)
+        if self.escalation is not None:
+            self.escalation.stop(self, s, inc, "resolved", now)
         if inc.notified:
             # Sent even during a silence: an open thread must not be left hanging.
             self._notify(s, inc, "resolve", now, force=True)
@@ -195,7 +233,7 @@ class IncidentService:
 
     def _notify(self, s: Session, inc: IncidentRow, action: str, now: datetime,
                 text: str | None = None, force: bool = False,
-                coalesce: bool = False) -> None:
+                coalesce: bool = False, only: list[str] | None = None) -> None:
         if action != "open" and not inc.notified:
             return  # nothing was announced (silenced), so there is nothing to follow up
         if action not in ("open", "resolve") and not force and self._silence(s, inc, now):
@@ -204,9 +242,10 @@ class IncidentService:
         payload = self.payload(inc, now, text)
         if coalesce:
             payload["coalesce"] = True
-        for channel in self._channels(inc, action):
-            if channel == "slack" and action == "open":
-                payload = {**payload, "channel": self._route(inc)}
+        view = _view(inc)
+        for channel, notifier in self.channels.items():
+            if (only is not None and channel not in only) or not notifier.wants(view, action):
+                continue
             due = now
             # Off by default: every update is delivered, in order (outages included).
             coalescing = self.cfg.coalesce_updates or self.cfg.update_interval > 0
@@ -215,7 +254,8 @@ class IncidentService:
                 self._coalesce(s, inc, channel, now)
             elif coalescing:
                 updates.release(s, inc.id, channel, now)
-            s.add(OutboxRow(incident_id=inc.id, channel=channel, action=action, payload=payload,
+            routed = {**payload, "to": notifier.route(view)}
+            s.add(OutboxRow(incident_id=inc.id, channel=channel, action=action, payload=routed,
                             idempotency_key=uuid.uuid4().hex, state=PENDING, attempts=0,
                             created_at=now, next_attempt_at=due, last_error="", response={}))
         if action == "open":
@@ -228,23 +268,30 @@ class IncidentService:
             self._event(s, inc, "coalesced", f"{channel}: {replaced} unsent "
                         f"update{'s' if replaced > 1 else ''} replaced by the newest", now)
 
-    def _channels(self, inc: IncidentRow, action: str) -> list[str]:
-        out = []
-        for channel in self._channels_configured():
-            if channel == "jira":
-                jira = self.notifiers.jira
-                assert jira is not None
-                if action == "reminder" or \
-                        SEVERITY_RANK[inc.severity] < SEVERITY_RANK[jira.min_severity]:
-                    continue  # reminders are for on-call; Jira gets what auditors need
-            out.append(channel)
-        return out
+    # -- what escalation uses (the Host protocol of controlplane/oncall/escalation.py) ------
 
-    def _route(self, inc: IncidentRow) -> str:
-        from controlplane.notifiers.slack import route
+    def silence_of(self, s: Session, inc: IncidentRow, now: datetime) -> Any:
+        return self._silence(s, inc, now)
 
-        assert self.notifiers.slack is not None
-        return route(self.notifiers.slack, inc.severity, inc.env, inc.labels or {})
+    def event(self, s: Session, inc: IncidentRow, kind: str, message: str,
+              now: datetime) -> None:
+        self._event(s, inc, kind, message, now)
+
+    def queue(self, s: Session, inc: IncidentRow, channel: str, action: str, now: datetime,
+              text: str, to: list[str] | None, extra: dict[str, Any]) -> None:
+        """One outbox entry to ``channel`` (to ``to``, or where the channel routes)."""
+        payload = {**self.payload(inc, now, text), **extra}
+        payload["to"] = to if to is not None else self.channels[channel].route(_view(inc))
+        s.add(OutboxRow(incident_id=inc.id, channel=channel, action=action, payload=payload,
+                        idempotency_key=uuid.uuid4().hex, state=PENDING, attempts=0,
+                        created_at=now, next_attempt_at=now, last_error="", response={}))
+
+    def trail(self, s: Session, inc: IncidentRow, text: str, now: datetime) -> None:
+        """An update for the channels that keep the incident's story (thread, ticket)."""
+        self._notify(s, inc, "update", now, text=text)
+
+    def notified_channels(self, s: Session, inc: IncidentRow) -> set[str]:
+        return set(s.scalars(select(OutboxRow.channel).where(OutboxRow.incident_id == inc.id)))
 
     def payload(self, inc: IncidentRow, now: datetime, text: str | None = None) -> dict[str, Any]:
         """A snapshot of the incident for one notification (rendered by each notifier)."""
@@ -254,8 +301,8 @@ class IncidentService:
             "name": inc.name, "severity": inc.severity, "status": inc.status,
             "state": inc.state, "message": inc.message, "since": iso(inc.since),
             "labels": inc.labels or {}, "runbook": self.runbook_link(inc.runbook),
-            "dashboard": self.link(inc.id), "dedup_key": inc.dedup_key,
-            "dedup_label": dedup_label(inc.dedup_key), "text": text,
+            "runbook_id": inc.runbook if inc.runbook and "://" not in inc.runbook else None,
+            "dashboard": self.link(inc.id), "dedup_key": inc.dedup_key, "text": text,
             "acknowledged_by": inc.acknowledged_by,
             "duration_s": round((end - inc.since).total_seconds(), 3),
         }
@@ -282,9 +329,18 @@ class IncidentService:
                 OutboxRow.state == PENDING).group_by(OutboxRow.channel)).all())
         for sev in ("critical", "major", "minor"):
             self.metrics.incidents_open.labels(sev).set(rows.get(sev, 0))
-        for channel in self._channels_configured():
+        for channel in self.channels:
             self.metrics.notifications_pending.labels(channel).set(pending.get(channel, 0))
 
-    def _channels_configured(self) -> list[str]:
-        return [name for name, c in (("slack", self.notifiers.slack),
-                                     ("jira", self.notifiers.jira)) if c and c.enabled]
+
+def _view(inc: IncidentRow) -> Incident:
+    return Incident(id=inc.id, check=inc.check_id, env=inc.env, kind=inc.kind,
+                    severity=inc.severity, state=inc.state, status=inc.status,
+                    labels=dict(inc.labels or {}))
+
+
+def _aware(at: datetime | None) -> datetime | None:
+    # func.max() bypasses the UTC column type: SQLite hands back a naive datetime.
+    if at is None or at.tzinfo is not None:
+        return at
+    return at.replace(tzinfo=UTC)

@@ -1,7 +1,7 @@
 """Release manifests in the store: what each environment ran, recorded when it changed.
 
-The table lives here, with its own ``ensure_tables`` (create if missing), so it needs no
-line in the store's table list; a migration tool can take it over as it stands.
+The table is declared here (feature ``release_manifest`` in controlplane/features.py) and
+created by migration 0006.
 """
 
 from __future__ import annotations
@@ -37,17 +37,6 @@ class ReleaseManifestRow(Base):
                 "source": self.source, "services": self.services}
 
 
-_ready: set[int] = set()
-
-
-def ensure_tables(store: Store) -> None:
-    """Create the table in this store once per process (no-op when it exists)."""
-    if id(store.engine) in _ready:
-        return
-    Base.metadata.create_all(store.engine, tables=[ReleaseManifestRow.__table__])  # type: ignore[list-item]
-    _ready.add(id(store.engine))
-
-
 def fingerprint(services: dict[str, Any]) -> str:
     """What makes two manifests the same release: images, digests and Helm revisions."""
     canon = {name: {k: s.get(k) for k in ("image", "digest", "helm_release", "helm_revision")}
@@ -61,7 +50,6 @@ def record(store: Store, env: str, services: dict[str, Any], source: str = "",
 
     Returns (the current manifest, whether it was new). A digest that only now became known
     (pod status reports it) for the same image updates the newest row in place."""
-    ensure_tables(store)
     fp = fingerprint(services)
     with store.session() as s:
         last = _latest(s, env)
@@ -82,7 +70,6 @@ def _latest(s: Session, env: str) -> ReleaseManifestRow | None:
 
 def latest(store: Store, env: str, at: datetime | None = None) -> dict[str, Any] | None:
     """The newest manifest of ``env`` (as of ``at`` when given)."""
-    ensure_tables(store)
     with store.session() as s:
         q = select(ReleaseManifestRow).where(ReleaseManifestRow.env == env)
         if at is not None:
@@ -93,7 +80,6 @@ def latest(store: Store, env: str, at: datetime | None = None) -> dict[str, Any]
 
 def history(store: Store, env: str, limit: int = 50) -> list[dict[str, Any]]:
     """Manifests of ``env``, newest first."""
-    ensure_tables(store)
     with store.session() as s:
         rows = s.scalars(select(ReleaseManifestRow).where(ReleaseManifestRow.env == env)
                          .order_by(ReleaseManifestRow.id.desc()).limit(limit)).all()
@@ -105,6 +91,5 @@ def all_of(store: Store, env: str) -> list[dict[str, Any]]:
 
 
 def environments(store: Store) -> list[str]:
-    ensure_tables(store)
     with store.session() as s:
         return sorted(set(s.scalars(select(ReleaseManifestRow.env)).all()))

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # public, not in __all__
@@ -43,13 +43,16 @@ from controlplane.kafka.client import (
     KafkaUnavailable,
     client_config,
     describe,
+    request_deadline,
     tls_arguments,
     tls_values,
     unreachable_message,
 )
-from controlplane.metrics import Metrics
 from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError
 from controlplane.results import Result, Status, Step
+
+if TYPE_CHECKING:  # prometheus_client loads with the metrics, not with the config
+    from controlplane.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +140,7 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
 
     def _inspect(self) -> Outcome:
         cfg = self.config
-        deadline = Deadline(cfg.timeout)
+        deadline = request_deadline(cfg.timeout)
         admin = self.admin()
         admin.poll(0)
         self.trap.take()  # errors from before this run are not this run's answer

@@ -16,17 +16,17 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator
 
 from controlplane.durations import Duration, parse_duration
 from controlplane.kafka.child import ClientDied, died_message
 from controlplane.kafka.client import (
-    Deadline,
     KafkaCheckConfig,
     KafkaUnavailable,
     gc_paused,
+    request_deadline,
     tls_arguments,
     tls_values,
     unreachable_message,
@@ -35,9 +35,11 @@ from controlplane.kafka.fetch import InProcessClient, IsolatedClient, Selection
 from controlplane.kafka.offsets import Snapshot
 from controlplane.kafka.status import GroupStatus, StatusWindows
 from controlplane.kafka.timelag import TimeLagTables
-from controlplane.metrics import Metrics
 from controlplane.probes.base import CheckConfig, Outcome, Probe
 from controlplane.results import Result, Status, Step
+
+if TYPE_CHECKING:  # prometheus_client loads with the metrics, not with the config
+    from controlplane.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +120,7 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
 
     def check(self) -> Outcome:
         cfg = self.config
-        deadline = Deadline(cfg.timeout)
+        deadline = request_deadline(cfg.timeout)
         t0 = time.monotonic()
         try:
             fetched = self.client().fetch(self.selection, deadline.left())

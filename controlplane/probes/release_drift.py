@@ -58,7 +58,7 @@ class ReleaseDriftProbe(Probe[ReleaseDriftConfig]):
         cfg = self.config
         if not cfg.env:
             raise ProbeError("release_drift needs env (the environment this namespace is)")
-        store = self.context.services.get("store")
+        store = self.context.services.store
         if store is None:
             raise ProbeError("release_drift records manifests in the store; run it inside "
                              "the control plane (`controlplane run`)")

@@ -14,10 +14,9 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from cryptography import x509
-from OpenSSL import crypto
 from pydantic import Field, field_validator, model_validator
 
+from controlplane.deadline import Deadline
 from controlplane.probes.base import CheckConfig, Outcome, Probe
 from controlplane.probes.tlsconn import (
     EndpointConfig,
@@ -34,7 +33,10 @@ from controlplane.probes.tlsconn import (
 )
 from controlplane.results import Status, Step
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # cryptography and pyOpenSSL load when a probe runs (tlsconn)
+    from cryptography import x509
+    from OpenSSL import crypto
+
     from controlplane.metrics import Metrics
     from controlplane.results import Result
 
@@ -85,7 +87,7 @@ class TlsProbe(Probe[TlsCheckConfig]):
     def check(self) -> Outcome:
         c = self.config
         store = load_trust(c.ca_file)
-        deadline = time.monotonic() + c.timeout
+        deadline = Deadline(c.timeout)
         try:
             hs = handshake(c.host, c.port, c.expected_name, deadline)
         except Unreachable as exc:

@@ -101,8 +101,6 @@ class Demo:
         os.chmod(self.workdir, 0o711)  # the postgres user must reach its data directory
         self.postgres = Postgres(self.workdir, bindir).start()
         env = {"DEMO_PG_DSN": self.postgres.seed("halotasks")}
-        shutil.copy(demo_config_path("demo-backup-checks.yaml"),
-                    os.path.join(self.workdir, "checks", "backups.yaml"))
         env.update(self._age_key())
         azurite = azurite_binary()
         if azurite is not None:
@@ -121,6 +119,11 @@ class Demo:
         """One local broker with the platform's topics and a trailing consumer group."""
         why = kafka_unavailable()
         libs = kafka_libs() if why is None else None
+        if libs is None and shutil.which("java") is not None:
+            # java but no jars yet: fetch them now, as scripts/setup.d/30-kafka.sh would
+            from controlplane.sandbox.kafka_jars import fetch_kafka_jars
+
+            libs, why = fetch_kafka_jars(self.say)
         if libs is None:
             self.say(f"demo: {why or 'no Kafka jars in $CONTROLPLANE_CACHE/kafka'}; "
                      "the Kafka checks are left out")

@@ -7,8 +7,10 @@ from typing import Any
 from flask import Blueprint, Response, abort, jsonify, render_template, request
 
 from controlplane.incidents import queries
+from controlplane.incidents.component import escalation
 from controlplane.incidents.model import IncidentRow
 from controlplane.incidents.service import IncidentService
+from controlplane.notifiers import build_notifiers
 from controlplane.web import runtime
 from controlplane.web.auth import require_admin
 
@@ -16,14 +18,17 @@ bp = Blueprint("incidents", __name__)
 
 
 def incident_service() -> IncidentService:
-    """The running component's service, or one on the store (no notifiers) without it."""
+    """The running component's service, or one on the store (no delivery) without it."""
     rt = runtime()
     component: Any = rt.component("incidents")
     if component is not None:
         service: IncidentService = component.service
         return service
-    return IncidentService(rt.store, rt.config.incidents, rt.config.notifiers, rt.metrics,
-                           dashboard_url=rt.config.web.public_url)
+    # The channels' rules decide which notifications an acknowledge queues; building them
+    # touches no network.
+    return IncidentService(rt.store, rt.config.incidents, build_notifiers(rt.config.notifiers),
+                           rt.metrics, dashboard_url=rt.config.web.public_url,
+                           escalation=escalation(rt.config))
 
 
 @bp.get("/api/v1/incidents")
@@ -50,6 +55,7 @@ def api_get(incident_id: int) -> tuple[Response, int]:
         data = queries.incident_json(inc, svc.link(inc.id))
         data["timeline"] = queries.timeline(s, incident_id)
         data["notifications"] = queries.notifications(s, incident_id)
+        data["escalation"] = svc.escalation.state(s, incident_id) if svc.escalation else None
     return jsonify(data), 200
 
 

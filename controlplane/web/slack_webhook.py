@@ -15,6 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from slack_sdk.signature import SignatureVerifier
 
+from controlplane.notifiers.slack import RUN_RUNBOOK, SlackConfig
 from controlplane.web import runtime
 from controlplane.web.incidents import incident_service
 
@@ -25,8 +26,8 @@ bp = Blueprint("slack_webhook", __name__)
 
 @bp.post("/webhooks/slack/interactive")
 def interactive() -> tuple[Response, int]:
-    slack = runtime().config.notifiers.slack
-    if slack is None or slack.signing_secret is None:
+    slack = runtime().config.notifiers.get("slack")
+    if not isinstance(slack, SlackConfig) or slack.signing_secret is None:
         return jsonify(error="Slack webhook disabled: set notifiers.slack.signing_secret"), 403
     body = request.get_data()
     verifier = SignatureVerifier(slack.signing_secret.get_secret_value())
@@ -42,6 +43,12 @@ def interactive() -> tuple[Response, int]:
     by = str(user.get("username") or user.get("name") or user.get("id") or "slack user")
     acked = []
     for action in payload.get("actions") or []:
+        if action.get("action_id") == RUN_RUNBOOK:
+            from controlplane.web.runbooks import run_from_slack
+
+            return jsonify(response_type="ephemeral", replace_original=False,
+                           text=run_from_slack(slack, str(action.get("value") or ""),
+                                               str(user.get("id") or ""), by)), 200
         if action.get("action_id") != "acknowledge":
             continue
         try:

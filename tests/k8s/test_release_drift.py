@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from controlplane.k8s.testbed import KubeCluster
-from controlplane.probes.base import ProbeContext
+from controlplane.probes.base import ProbeContext, Services
 from controlplane.probes.release_drift import ReleaseDriftConfig, ReleaseDriftProbe
 from controlplane.results import Result, Status
 from controlplane.store import Store
@@ -58,7 +58,7 @@ class Env:
         cfg = ReleaseDriftConfig(id=f"release-{self.name}", env=self.name,
                                  cluster=product_connection(self.cluster), namespace=self.ns,
                                  **fields)
-        return ReleaseDriftProbe(cfg, ProbeContext(services={"store": store})).execute()
+        return ReleaseDriftProbe(cfg, ProbeContext(services=Services(store=store))).execute()
 
 
 def trio(voice: str, bic: str, halo: str) -> dict[str, str]:
@@ -191,7 +191,7 @@ def test_missing_secret_permission_names_it(kube_cluster: KubeCluster, store: St
     ns = new_namespace(kube_cluster, "norights")
     cfg = ReleaseDriftConfig(id="release-x", env="production", namespace=ns,
                              cluster=product_connection(kube_cluster))
-    result = ReleaseDriftProbe(cfg, ProbeContext(services={"store": store})).execute()
+    result = ReleaseDriftProbe(cfg, ProbeContext(services=Services(store=store))).execute()
 
     assert result.status == Status.ERROR
     assert result.message == (f"403 Forbidden: the control plane may not list secrets in "
