@@ -8,12 +8,10 @@ deploy/rbac/controlplane-rbac.yaml, so a permission missing there fails a test.
 
 from __future__ import annotations
 
-import os
 import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -136,8 +134,3 @@ def kube_ns(kube_cluster: KubeCluster) -> str:
 def kube_grant(kube_cluster: KubeCluster) -> Callable[[str, str], None]:
     return lambda namespace, role: grant(kube_cluster, namespace, role)
 
-
-def write_kubeconfig_for(cluster: KubeCluster, user: str, path: Path) -> str:
-    src = cluster.kubeconfig(user)
-    os.replace(src, path)
-    return str(path)
