@@ -18,6 +18,7 @@ import json
 import os
 import resource
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -123,6 +124,7 @@ def main() -> int:
         rows.append(measure("dry-run", spec))
     finally:
         cluster.destroy()
+        shutil.rmtree(work, ignore_errors=True)
     for r in rows:
         print(f"{r['mode']:8} {r['items']:6d} items  {r['seconds']:6.2f}s  "
               f"{r['rss_mb']:6.1f} MB", file=sys.stderr)

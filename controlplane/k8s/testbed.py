@@ -205,12 +205,17 @@ class KubeCluster:
         self._wait(kwok, self._nodes_ready, 60)
 
     def stop(self) -> None:
-        """SIGTERM to every process at once, then wait for each (kills after 20 s)."""
-        for p in self.procs:
+        """SIGTERM to every process but kine at once, wait for each (kill after 20 s), then
+        kine: an API server whose storage is gone drags out its own shutdown."""
+        clients = [p for p in self.procs if p.name != "kine"]
+        for p in clients:
             if p.alive():
                 p.popen.send_signal(signal.SIGTERM)
-        for p in reversed(self.procs):
+        for p in reversed(clients):
             p.stop()
+        for p in self.procs:
+            if p.name == "kine":
+                p.stop()
         self.procs.clear()
 
     def destroy(self) -> None:
