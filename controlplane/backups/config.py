@@ -172,6 +172,7 @@ def default_dr_components() -> dict[str, DrTarget]:
         "postgres": DrTarget(rto=3600, rpo=86400, backup_component="postgres",
                              description="Managed Postgres (halotasksapidb), logical backups"),
         "kubernetes-secrets": DrTarget(rto=3600, rpo=86400,
+                                       backup_component="kubernetes-secrets",
                                        description="voice360-env and other Secrets"),
         "kafka": DrTarget(rto=4 * 3600, rpo=3600,
                           description="Single KRaft broker, no replication"),
