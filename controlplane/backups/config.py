@@ -195,7 +195,7 @@ def default_dr_components() -> dict[str, DrTarget]:
                              description="Managed Postgres (halotasksapidb), logical backups"),
         "kubernetes-secrets": DrTarget(rto=3600, rpo=86400,
                                        description="voice360-env and other Secrets"),
-        "kafka": DrTarget(rto=4 * 3600, rpo=3600,
+        "kafka": DrTarget(rto=4 * 3600, rpo=3600, backup_component="kafka-metadata",
                           description="Single KRaft broker, no replication"),
         "cluster-rebuild": DrTarget(rto=4 * 3600, rpo=86400,
                                     description="Full AKS cluster rebuild (~4 h by hand)"),

@@ -104,18 +104,18 @@ def _topic_configs(admin: Any, names: list[str], timeout: float) -> dict[str, di
     return out
 
 
-def _broker_configs(admin: Any, timeout: float) -> dict[str, str]:
-    """Cluster-wide dynamic broker configs (``kafka-configs --entity-default``); redacted."""
+def _broker_configs(admin: Any, brokers: list[int], timeout: float) -> dict[str, Any]:
+    """Each broker's dynamic configs (``kafka-configs --entity-type brokers``), secrets
+    redacted. Saved for reference: broker ids differ in a new cluster, so not restored."""
     ka = _ka()
-    res = ka.ConfigResource(ka.ResourceType.BROKER, "")
-    try:
-        entries = admin.describe_configs([res], request_timeout=timeout)[res].result(timeout)
-    except Exception as exc:
-        log.info("cluster-wide broker configs not readable error=%s", exc)
-        return {}
-    return {k: REDACTED if is_secret(k, e.is_sensitive) else str(e.value)
-            for k, e in sorted(entries.items())
-            if e.source == ka.ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value}
+    res = [ka.ConfigResource(ka.ResourceType.BROKER, str(b)) for b in brokers]
+    out: dict[str, Any] = {}
+    for r, fut in admin.describe_configs(res, request_timeout=timeout).items():
+        entries = fut.result(timeout)
+        out[r.name] = {k: REDACTED if is_secret(k, e.is_sensitive) else str(e.value)
+                       for k, e in sorted(entries.items())
+                       if e.source == ka.ConfigSource.DYNAMIC_BROKER_CONFIG.value}
+    return out
 
 
 def _group_offsets(admin: Any, timeout: float) -> dict[str, dict[str, int]]:
@@ -166,7 +166,7 @@ def collect(bootstrap: str, timeout: float) -> dict[str, Any]:
     for name, cfg in _topic_configs(admin, list(topics), timeout).items():
         topics[name]["configs"] = cfg
     return {"cluster_id": md.cluster_id, "brokers": len(md.brokers), "topics": topics,
-            "broker_configs": _broker_configs(admin, timeout),
+            "broker_configs": _broker_configs(admin, sorted(md.brokers), timeout),
             "groups": _group_offsets(admin, timeout), "acls": _acls(admin, timeout)}
 
 

@@ -1,0 +1,206 @@
+"""kafka-metadata backups and restores on real KRaft clusters, with Azurite as blob storage."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pyrage import x25519
+
+from controlplane.backups import catalog, kafka_admin
+from controlplane.backups.blob import BlobStore, open_blob_store
+from controlplane.backups.config import BackupsConfig, BlobConfig, DrConfig
+from controlplane.backups.crypto import decrypt_stream
+from controlplane.dr.component import BackupOps
+from controlplane.metrics import Metrics
+from controlplane.pipeline import Pipeline
+from controlplane.results import Status
+from controlplane.store import Store
+from tests.backups.conftest import AgeKey
+from tests.services.azurite import Azurite
+from tests.services.common import run_cli
+from tests.services.kafka import KafkaCluster
+
+JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
+        'username="admin" password="kafka-s3cret-pw";')
+COMPONENT = "kafka-metadata"
+
+
+@dataclass
+class KafkaEnv:
+    ops: BackupOps
+    store: Store
+    blob: BlobStore
+    blob_cfg: BlobConfig
+    key: AgeKey
+    store_dsn: str
+    tmp: Path
+    topic: str
+    group: str
+
+    def backup(self) -> tuple[str, dict[str, Any]]:
+        result = self.ops.run_backup(COMPONENT)
+        assert result.status == Status.OK, result.message
+        with self.store.session() as s:
+            row = catalog.backups(s, COMPONENT)[0]
+            return row.id, dict(row.manifest)
+
+    def decrypted(self, manifest: dict[str, Any]) -> bytes:
+        out = io.BytesIO()
+        decrypt_stream(io.BytesIO(self.blob.get_bytes(manifest["blob"])), out,  # type: ignore[arg-type]
+                       [self.key.identity])
+        return out.getvalue()
+
+    def config_file(self, source: str) -> str:
+        doc = {"environments": {"production": {"label": "Production"}},
+               "store": {"dsn": self.store_dsn}, "check_files": [],
+               "blob": {"backend": "azure", "container": self.blob_cfg.container,
+                        "connection_string":
+                            self.blob_cfg.connection_string.get_secret_value()  # type: ignore[union-attr]
+                        },
+               "backups": {"components": {COMPONENT: {
+                   "kind": "kafka-metadata", "bootstrap": source,
+                   "recipients": [self.key.recipient], "identity_file": self.key.path}}}}
+        path = self.tmp / "controlplane.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        return str(path)
+
+
+def make_kafka_env(tmp: Path, key: AgeKey, azurite: Azurite, source: KafkaCluster,
+                   target: str | None = None, stores: list[Store] | None = None) -> KafkaEnv:
+    blob_cfg = BlobConfig(backend="azure", connection_string=azurite.connection_string,
+                          container=f"k{uuid.uuid4().hex[:12]}")
+    backups = BackupsConfig.model_validate({"components": {COMPONENT: {
+        "kind": "kafka-metadata", "bootstrap": source.bootstrap, "recipients": [key.recipient],
+        "identity_file": key.path, "drill": {"bootstrap": target, "timeout": 300}}}})
+    store_dsn = f"sqlite:///{tmp / 'cp.db'}"
+    store = Store(store_dsn)
+    if stores is not None:
+        stores.append(store)
+    dr = DrConfig.model_validate({"defaults": False, "components": {"kafka": {
+        "rto": 3600, "rpo": 86400, "backup_component": COMPONENT}}})
+    blob = open_blob_store(blob_cfg)
+    ops = BackupOps(backups, dr, store, blob, Pipeline(store, Metrics()))
+    suffix = uuid.uuid4().hex[:6]
+    return KafkaEnv(ops, store, blob, blob_cfg, key, store_dsn, tmp, f"orders-{suffix}",
+                    f"billing-{suffix}")
+
+
+@pytest.fixture
+def stores() -> Iterator[list[Store]]:
+    out: list[Store] = []
+    yield out
+    for s in out:
+        s.close()
+
+
+def fill(cluster: KafkaCluster, env: KafkaEnv, replication: int = 1) -> None:
+    cluster.create_topic(env.topic, 3, replication, config={"retention.ms": "3600000"})
+    cluster.produce(env.topic, {0: 7, 1: 4, 2: 1})
+    cluster.commit(env.group, {(env.topic, 0): 5, (env.topic, 1): 4})
+
+
+def set_broker_secret(cluster: KafkaCluster) -> None:
+    ka: Any = kafka_admin._ka()
+    admin = cluster.admin()
+    res = ka.ConfigResource(ka.ResourceType.BROKER, "1", incremental_configs=[
+        ka.ConfigEntry("listener.name.plaintext.plain.sasl.jaas.config", JAAS,
+                       incremental_operation=ka.AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([res])[res].result(30)
+
+
+def test_backup_holds_topics_configs_offsets_and_no_secret(
+        tmp_path: Path, age_key: AgeKey, azurite: Azurite, kafka1: KafkaCluster,
+        stores: list[Store]) -> None:
+    env = make_kafka_env(tmp_path, age_key, azurite, kafka1, stores=stores)
+    fill(kafka1, env)
+    set_broker_secret(kafka1)
+    backup_id, manifest = env.backup()
+    encrypted = env.blob.get_bytes(manifest["blob"])
+    assert encrypted.startswith(b"age-encryption.org/v1") and env.topic.encode() not in encrypted
+    plain = env.decrypted(manifest)
+    doc = json.loads(plain)
+    assert doc["topics"][env.topic] == {"partitions": 3, "replication_factor": 1,
+                                        "configs": {"retention.ms": "3600000"}}
+    assert doc["groups"][env.group] == {f"{env.topic}:0": 5, f"{env.topic}:1": 4}
+    assert doc["broker_configs"]["1"]["listener.name.plaintext.plain.sasl.jaas.config"] == \
+        "<redacted>"
+    assert b"kafka-s3cret-pw" not in plain
+    assert doc["acls"] == []  # no ACLs on the fixture cluster
+    assert manifest["kind"] == "kafka-metadata" and manifest["message_data"] == \
+        "not saved (metadata only)"
+    assert env.topic in manifest["unprotected_topics"]
+    assert manifest["counts"]["topics"] == len(doc["topics"])
+    with env.store.session() as s:
+        row = s.get(catalog.BackupRow, backup_id)
+        assert row is not None and row.status == catalog.COMPLETE
+        assert row.size_bytes == len(encrypted)
+
+
+def test_restore_into_empty_cluster_matches_topics_configs_and_offsets(
+        tmp_path: Path, age_key: AgeKey, azurite: Azurite, kafka1: KafkaCluster,
+        kafka_disposable: KafkaCluster, stores: list[Store]) -> None:
+    env = make_kafka_env(tmp_path, age_key, azurite, kafka1, stores=stores)
+    fill(kafka1, env)
+    backup_id, manifest = env.backup()
+    cfg = env.config_file(kafka1.bootstrap)
+    dry = run_cli("restore", "kafka", backup_id, "--bootstrap", kafka_disposable.bootstrap,
+                  "--dry-run", "--config", cfg, timeout=300)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert (f"would create topic {env.topic}: 3 partitions, replication factor 1, configs "
+            "retention.ms=3600000\n") in dry.stdout
+    assert f"would commit offsets of group {env.group}: {env.topic}:0=5, {env.topic}:1=4\n" \
+        in dry.stdout
+    assert dry.stdout.endswith(f"dry run: nothing was written to {kafka_disposable.bootstrap}\n")
+    assert kafka_disposable.topic_names() == set()
+    rest = run_cli("restore", "kafka", backup_id, "--bootstrap", kafka_disposable.bootstrap,
+                   "--config", cfg, timeout=300)
+    assert rest.returncode == 0, rest.stdout + rest.stderr
+    assert rest.stdout.startswith(f"OK  {backup_id} restored into {kafka_disposable.bootstrap}"
+                                  f": {manifest['counts']['topics']} topics")
+    got = kafka_admin.isolated(kafka_admin.collect, kafka_disposable.bootstrap, 30.0,
+                               timeout=90)
+    assert got["topics"][env.topic] == {"partitions": 3, "replication_factor": 1,
+                                        "configs": {"retention.ms": "3600000"}}
+    assert got["groups"][env.group] == {f"{env.topic}:0": 5, f"{env.topic}:1": 4}
+    again = run_cli("restore", "kafka", backup_id, "--bootstrap", kafka_disposable.bootstrap,
+                    "--config", cfg, timeout=300)
+    assert again.returncode == 1
+    assert "restore only into an empty cluster (nothing was written)" in again.stderr
+
+
+def test_tampered_or_wrong_key_backup_is_refused_before_anything_is_written(
+        tmp_path: Path, age_key: AgeKey, azurite: Azurite, kafka1: KafkaCluster,
+        kafka_disposable: KafkaCluster, stores: list[Store]) -> None:
+    env = make_kafka_env(tmp_path, age_key, azurite, kafka1, kafka_disposable.bootstrap,
+                         stores=stores)
+    fill(kafka1, env)
+    backup_id, manifest = env.backup()
+    cfg = env.config_file(kafka1.bootstrap)
+    other = tmp_path / "other-key.txt"
+    other.write_text(f"{x25519.Identity.generate()}\n")
+    wrong = run_cli("restore", "kafka", backup_id, "--bootstrap", kafka_disposable.bootstrap,
+                    "--identity", str(other), "--config", cfg, timeout=300)
+    assert wrong.returncode == 1
+    assert wrong.stdout.startswith(f"FAILING  {backup_id}  ")
+    assert "does not match any recipient of this backup (wrong key); nothing was restored" \
+        in wrong.stdout
+    data = bytearray(env.blob.get_bytes(manifest["blob"]))
+    data[-40] ^= 0x01
+    env.blob.put_bytes(manifest["blob"], bytes(data))
+    tampered = run_cli("restore", "kafka", backup_id, "--bootstrap",
+                       kafka_disposable.bootstrap, "--config", cfg, timeout=300)
+    assert tampered.returncode == 1
+    assert f"{manifest['blob']} was modified" in tampered.stdout
+    assert tampered.stdout.rstrip().endswith("nothing was restored")
+    assert kafka_disposable.topic_names() == set()
+    result = env.ops.run_drill(COMPONENT)
+    assert result.status == Status.FAILING
+    assert "was modified" in result.message and result.details["failed_step"] == "verify"
