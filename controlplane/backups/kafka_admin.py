@@ -108,10 +108,10 @@ def _broker_configs(admin: Any, brokers: list[int], timeout: float) -> dict[str,
     """Each broker's dynamic configs (``kafka-configs --entity-type brokers``), secrets
     redacted. Saved for reference: broker ids differ in a new cluster, so not restored."""
     ka = _ka()
-    res = [ka.ConfigResource(ka.ResourceType.BROKER, str(b)) for b in brokers]
     out: dict[str, Any] = {}
-    for r, fut in admin.describe_configs(res, request_timeout=timeout).items():
-        entries = fut.result(timeout)
+    for b in brokers:  # librdkafka takes one BROKER resource per call
+        r = ka.ConfigResource(ka.ResourceType.BROKER, str(b))
+        entries = admin.describe_configs([r], request_timeout=timeout)[r].result(timeout)
         out[r.name] = {k: REDACTED if is_secret(k, e.is_sensitive) else str(e.value)
                        for k, e in sorted(entries.items())
                        if e.source == ka.ConfigSource.DYNAMIC_BROKER_CONFIG.value}

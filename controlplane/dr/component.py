@@ -100,6 +100,18 @@ class BackupOps:
         self.evaluate_dr()
         return result
 
+    def run_broker_drill(self, name: str, stop: Callable[[], None], start: Callable[[], None],
+                         down_s: float = 10.0) -> Result:
+        """Stop one broker of the kafka-metadata component's cluster, start it, time the
+        way back to health (controlplane/dr/kafka_drill.py); the result feeds /dr's RTO."""
+        from controlplane.dr.kafka_drill import BrokerDrill
+
+        drill = BrokerDrill(name, self.backups, self.store, self.blob, stop, start, down_s)
+        result = drill.run().result
+        self.pipeline.process(result, self.check(drill_check_id(name)))
+        self.evaluate_dr()
+        return result
+
     def scheduled_backup(self, name: str) -> None:
         """A cron-triggered backup: a crash is reported with its check id, never lost."""
         self._scheduled("backup", backup_check_id(name), name, self.run_backup)
