@@ -27,6 +27,7 @@ from controlplane.store.results import prune
 
 if TYPE_CHECKING:
     from controlplane.dr.component import BackupOps
+    from controlplane.runbooks.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ class Runtime:
     backup_ops: BackupOps | None = None
     """Backups, drills and DR evaluation, shared by the backups component, the web views
     and the CLI (controlplane/dr/component.py ``ops_for``)."""
+    runbook_engine: Engine | None = None
+    """The runbook engine, shared by the runbooks component, the web views and the CLI
+    (controlplane/runbooks/component.py ``engine_for``)."""
     leadership: Leadership | None = None
     leadership_lost: bool = False
     on_leadership_lost: Callable[[], None] | None = None

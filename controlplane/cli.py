@@ -18,7 +18,9 @@ COMMAND_MODULES = [
     "controlplane.commands.db",
     "controlplane.commands.probe",
     "controlplane.commands.silence",
+    "controlplane.commands.oncall",
     "controlplane.commands.backup",
+    "controlplane.commands.runbook",
     "controlplane.commands.sandbox",
     "controlplane.commands.demo",
 ]

@@ -177,10 +177,6 @@ class CheckScheduler:
                                 max_instances=1, coalesce=True,
                                 misfire_grace_time=misfire_grace_s, replace_existing=True)
 
-    def run_job_now(self, job_id: str) -> None:
-        """Move a job's next run to now (it keeps its trigger afterwards)."""
-        self._scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
-
     def jobs(self) -> list[tuple[str, str]]:
         """(job id, trigger) of every scheduled job, checks included, sorted by id."""
         return sorted((j.id, str(j.trigger)) for j in self._scheduler.get_jobs())

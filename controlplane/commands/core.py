@@ -60,7 +60,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return EXIT_ERROR if exc.unreadable else EXIT_FAILING
     print(f"{cfg.source}: valid ({len(cfg.checks)} checks, "
-          f"{len(cfg.environments)} environments)")
+          f"{len(cfg.environments)} environments"
+          + (f", {len(cfg.runbooks)} runbooks)" if cfg.runbooks else ")"))
     return EXIT_OK
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from slack_sdk.signature import SignatureVerifier
 
-from controlplane.notifiers.slack import SlackConfig
+from controlplane.notifiers.slack import RUN_RUNBOOK, SlackConfig
 from controlplane.web import runtime
 from controlplane.web.incidents import incident_service
 
@@ -43,6 +43,12 @@ def interactive() -> tuple[Response, int]:
     by = str(user.get("username") or user.get("name") or user.get("id") or "slack user")
     acked = []
     for action in payload.get("actions") or []:
+        if action.get("action_id") == RUN_RUNBOOK:
+            from controlplane.web.runbooks import run_from_slack
+
+            return jsonify(response_type="ephemeral", replace_original=False,
+                           text=run_from_slack(slack, str(action.get("value") or ""),
+                                               str(user.get("id") or ""), by)), 200
         if action.get("action_id") != "acknowledge":
             continue
         try:
