@@ -4,6 +4,7 @@ by its kind, and its drill passes with the kind's own steps."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +69,17 @@ def test_kind_backs_up_verifies_summarises_and_drills(
     drill = ops.run_drill(name)
     assert drill.status == Status.OK, drill.message
     assert tuple(s.name for s in drill.steps) == member.drill_steps
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"kind": "kafka-metadata"}, "you must specify bootstrap (host:port of the Kafka cluster) "
+                                 "for a kafka-metadata backup component"),
+    ({"kind": "postgres"}, "you must specify dsn (the database to back up) for a postgres "
+                           "backup component"),
+])
+def test_component_without_its_kind_source_is_refused(fields: dict[str, str],
+                                                      message: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        BackupComponentConfig.model_validate({**fields, "recipients": ["age1x"]})
