@@ -56,7 +56,7 @@ class KafkaEnv:
                        [self.key.identity])
         return out.getvalue()
 
-    def config_file(self, source: str) -> str:
+    def config_file(self, source: str, drill_target: str | None = None) -> str:
         doc = {"environments": {"production": {"label": "Production"}},
                "store": {"dsn": self.store_dsn}, "check_files": [],
                "blob": {"backend": "azure", "container": self.blob_cfg.container,
@@ -65,19 +65,24 @@ class KafkaEnv:
                         },
                "backups": {"components": {COMPONENT: {
                    "kind": "kafka-metadata", "bootstrap": source,
-                   "recipients": [self.key.recipient], "identity_file": self.key.path}}}}
+                   "recipients": [self.key.recipient], "identity_file": self.key.path,
+                   "drill": {"bootstrap": drill_target} if drill_target else {}}}},
+               "dr": {"defaults": False, "components": {"kafka": {
+                   "rto": 3600, "rpo": 86400, "backup_component": COMPONENT}}}}
         path = self.tmp / "controlplane.yaml"
         path.write_text(yaml.safe_dump(doc))
         return str(path)
 
 
 def make_kafka_env(tmp: Path, key: AgeKey, azurite: Azurite, source: KafkaCluster,
-                   target: str | None = None, stores: list[Store] | None = None) -> KafkaEnv:
+                   target: str | None = None, stores: list[Store] | None = None,
+                   retention: dict[str, Any] | None = None) -> KafkaEnv:
     blob_cfg = BlobConfig(backend="azure", connection_string=azurite.connection_string,
                           container=f"k{uuid.uuid4().hex[:12]}")
     backups = BackupsConfig.model_validate({"components": {COMPONENT: {
         "kind": "kafka-metadata", "bootstrap": source.bootstrap, "recipients": [key.recipient],
-        "identity_file": key.path, "drill": {"bootstrap": target, "timeout": 300}}}})
+        "identity_file": key.path, "drill": {"bootstrap": target, "timeout": 300},
+        "retention": retention or {}}}})
     store_dsn = f"sqlite:///{tmp / 'cp.db'}"
     store = Store(store_dsn)
     if stores is not None:

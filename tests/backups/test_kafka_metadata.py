@@ -107,3 +107,19 @@ def test_tampered_or_wrong_key_backup_is_refused_before_anything_is_written(
     result = env.ops.run_drill(COMPONENT)
     assert result.status == Status.FAILING
     assert "was modified" in result.message and result.details["failed_step"] == "verify"
+
+
+def test_kafka_backups_are_retained_by_the_shared_rules(
+        tmp_path: Path, age_key: AgeKey, azurite: Azurite, kafka1: KafkaCluster,
+        stores: list[Store]) -> None:
+    env = make_kafka_env(tmp_path, age_key, azurite, kafka1, stores=stores,
+                         retention={"keep_last": 1, "daily_days": 0, "weekly_weeks": 0})
+    first, first_manifest = env.backup()
+    second, _ = env.backup()
+    with env.store.session() as s:
+        rows = {r.id: r.status for r in catalog.backups(s, COMPONENT)}
+    assert rows == {first: catalog.PRUNED, second: catalog.COMPLETE}
+    assert [b.name for b in env.blob.list(f"{COMPONENT}/")] == sorted(
+        [f"{COMPONENT}/production/{second}.dump.age",
+         f"{COMPONENT}/production/{second}.manifest.json"])
+    assert first_manifest["blob"] == f"{COMPONENT}/production/{first}.dump.age"

@@ -13,6 +13,7 @@ from controlplane.store import Store
 from tests.backups.conftest import AgeKey
 from tests.backups.kafka_env import COMPONENT, fill, make_kafka_env, stores
 from tests.services.azurite import Azurite
+from tests.services.common import run_cli
 from tests.services.kafka import KafkaCluster, wait_until
 
 __all__ = ["stores"]
@@ -90,3 +91,17 @@ def test_broker_drill_times_a_stopped_broker_back_to_healthy_as_the_kafka_rto(
     assert 8 < drill.restore_s <= drill.duration_s  # type: ignore[operator]
     cs = kafka_status(env.store, env.ops)
     assert cs.rto_s == drill.duration_s and cs.rto_status == tracker.MET
+
+
+def test_cli_drill_run_kafka_metadata_restores_into_the_drill_cluster(
+        tmp_path: Path, age_key: AgeKey, azurite: Azurite, kafka1: KafkaCluster,
+        kafka_disposable: KafkaCluster, stores: list[Store]) -> None:
+    env = make_kafka_env(tmp_path, age_key, azurite, kafka1, stores=stores)
+    fill(kafka1, env)
+    backup_id, _ = env.backup()
+    cfg = env.config_file(kafka1.bootstrap, kafka_disposable.bootstrap)
+    run = run_cli("drill", "run", COMPONENT, "--config", cfg, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.startswith(f"OK  drill-{COMPONENT}  drill of {COMPONENT} passed: "
+                                 f"{backup_id} restored and verified in ")
+    assert str(age_key.identity) not in run.stdout + run.stderr
