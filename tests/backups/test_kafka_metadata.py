@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from pyrage import x25519
 
 from controlplane.backups import catalog, kafka_admin
@@ -16,6 +17,7 @@ from tests.services.azurite import Azurite
 from tests.services.common import run_cli
 from tests.services.kafka import KafkaCluster
 
+pytestmark = [pytest.mark.kafka, pytest.mark.azurite]
 __all__ = ["stores"]
 
 

@@ -51,6 +51,9 @@ def _source(kind: str, request: pytest.FixtureRequest, tmp_path: Path, age_key: 
     return kenv.ops, kenv.store, COMPONENT
 
 
+@pytest.mark.postgres
+@pytest.mark.kafka
+@pytest.mark.azurite
 @pytest.mark.parametrize("kind", list(MEMBERS))
 def test_kind_backs_up_verifies_summarises_and_drills(
         kind: str, request: pytest.FixtureRequest, tmp_path: Path, age_key: AgeKey,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from controlplane.backups import catalog
 from controlplane.backups.catalog import DrillRow
 from controlplane.dr import tracker
@@ -16,6 +18,7 @@ from tests.services.azurite import Azurite
 from tests.services.common import run_cli
 from tests.services.kafka import KafkaCluster, wait_until
 
+pytestmark = [pytest.mark.kafka, pytest.mark.azurite]
 __all__ = ["stores"]
 
 
