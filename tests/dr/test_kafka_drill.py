@@ -96,6 +96,30 @@ def test_broker_drill_times_a_stopped_broker_back_to_healthy_as_the_kafka_rto(
     assert cs.rto_s == drill.duration_s and cs.rto_status == tracker.MET
 
 
+def test_broker_drill_fails_when_the_broker_stays_down_and_the_rto_reads_breached(
+        tmp_path: Path, age_key: AgeKey, azurite: Azurite, kafka3: KafkaCluster,
+        stores: list[Store]) -> None:
+    env = make_kafka_env(tmp_path, age_key, azurite, kafka3, stores=stores, drill_timeout=15)
+    fill(kafka3, env, replication=3)
+    node = kafka3.nodes[1]
+    try:
+        result = env.ops.run_broker_drill(COMPONENT, lambda: kafka3.stop_node(node),
+                                          lambda: None, down_s=1)
+    finally:
+        if not node.running:
+            kafka3.start_node(node)
+        kafka3.wait_ready()
+    assert result.status == Status.FAILING
+    assert result.details["failed_step"] == "wait-healthy"
+    assert "cluster not healthy within 15s: under-replicated " in result.message
+    cs = kafka_status(env.store, env.ops)
+    assert cs.rto_status == tracker.BREACHED
+    assert cs.reasons[0].startswith("latest drill failed at wait-healthy: cluster not healthy")
+    wait_until(lambda: env.ops.run_broker_drill(COMPONENT, lambda: None, lambda: None,
+                                                down_s=0).status == Status.OK,
+               120, "the cluster healthy again after the broker came back", interval=2)
+
+
 def test_cli_drill_run_kafka_metadata_restores_into_the_drill_cluster(
         tmp_path: Path, age_key: AgeKey, azurite: Azurite, kafka1: KafkaCluster,
         kafka_disposable: KafkaCluster, stores: list[Store]) -> None:
