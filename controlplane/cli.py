@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "controlplane.commands.runbook",
     "controlplane.commands.sandbox",
     "controlplane.commands.demo",
+    "controlplane.commands.smoke",
 ]
 
 EXIT_OK, EXIT_FAILING, EXIT_ERROR = 0, 1, 2

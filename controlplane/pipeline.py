@@ -47,8 +47,12 @@ class Pipeline:
         self._result_listeners.append(listener)
 
     def process(self, result: Result, check: CheckConfig) -> Transition | None:
+        self.metrics.check_info.labels(check.id, check.kind, check.env, check.severity).set(1)
         try:
             transition = self._store_and_evaluate(result, check)
+        except Exception:
+            self.metrics.store_errors.inc()  # alerted on: the store is failing
+            raise
         finally:
             # Metrics and the span need no store: a store outage must not freeze them.
             self._export(result)

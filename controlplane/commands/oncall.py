@@ -11,15 +11,15 @@ import argparse
 import getpass
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from controlplane.cli import EXIT_ERROR, EXIT_OK, err
 from controlplane.commands.core import load_or_report
 from controlplane.commands.silence import _api, _config_arg, _NotFound, _time, _url
-from controlplane.durations import parse_duration
-from controlplane.oncall.service import DEFAULT_DAYS, OncallService
-from controlplane.store import Store
+
+if TYPE_CHECKING:  # the service and its store load when a command runs: --help stays quick
+    from controlplane.oncall.service import OncallService
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _local_args(show)
     show.add_argument("schedule", help="schedule id (see `controlplane oncall now`)")
     show.add_argument("--from", dest="start", metavar="TIME", help="ISO time, default now")
-    show.add_argument("--days", type=int, default=DEFAULT_DAYS, help="how many days ahead")
+    show.add_argument("--days", type=int, default=None,
+                      help="how many days ahead (default 28)")
     show.set_defaults(handler=cmd_show)
 
     ov = osub.add_parser("override", help="add, list or remove overrides")
@@ -74,6 +75,9 @@ def _local_args(p: argparse.ArgumentParser) -> None:
 
 
 def _service(args: argparse.Namespace) -> OncallService | None:
+    from controlplane.oncall.service import OncallService
+    from controlplane.store import Store
+
     cfg = load_or_report(args.config)
     if cfg is None:
         return None
@@ -133,7 +137,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     if svc is None:
         return EXIT_ERROR
     try:
-        data = svc.schedule_json(args.schedule, start, days=args.days)
+        from controlplane.oncall.service import DEFAULT_DAYS
+
+        days = DEFAULT_DAYS if args.days is None else args.days
+        data = svc.schedule_json(args.schedule, start, days=days)
     except KeyError as exc:
         err(str(exc.args[0]))
         return EXIT_ERROR
@@ -160,6 +167,8 @@ def cmd_override_add(args: argparse.Namespace) -> int:
         if (end is None) == (args.duration is None):
             raise ValueError("give the end as --until TIME or --duration D (one of them)")
         if end is None:
+            from controlplane.durations import parse_duration
+
             end = start + timedelta(seconds=parse_duration(args.duration))
     except ValueError as exc:
         err(str(exc))

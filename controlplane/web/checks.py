@@ -19,6 +19,11 @@ from controlplane.web.charts import line_chart, sparkline
 bp = Blueprint("checks", __name__)
 
 NO_ENV = "platform"
+# The data tier and the SaaS vendors get sections of their own, whatever their env:
+# (section id, heading, kinds)
+SECTIONS = [("data-services", "Data services",
+             {"postgres", "rabbitmq", "clickhouse", "s3", "smtp", "kafka_tls"}),
+            ("vendors", "Vendors", {"vendor_status", "vendor_api"})]
 
 
 @dataclass
@@ -73,11 +78,17 @@ def _groups() -> list[tuple[str, str, list[CheckView]]]:
     """The one catalog (YAML and built-in checks) by environment."""
     cfg = runtime().config
     views = [_view(c) for c in cfg.checks]
-    groups = [(name, env.label or name, [v for v in views if v.check.env == name])
+    sectioned = {kind for _, _, kinds in SECTIONS for kind in kinds}
+    by_env = [v for v in views if v.check.kind not in sectioned]
+    groups = [(name, env.label or name, [v for v in by_env if v.check.env == name])
               for name, env in cfg.environments.items()]
-    rest = [v for v in views if v.check.env not in cfg.environments]
+    rest = [v for v in by_env if v.check.env not in cfg.environments]
     if rest:
         groups.append((NO_ENV, "Platform-wide", rest))
+    for section, heading, kinds in SECTIONS:
+        members = [v for v in views if v.check.kind in kinds]
+        if members:
+            groups.append((section, heading, members))
     return groups
 
 
@@ -91,7 +102,11 @@ def check_page(check_id: str) -> str:
     view = _view(_find(check_id), recent_n=200)
     points = [(r.started_at, r.duration_s) for r in reversed(view.recent)]
     chart = line_chart(points, title="Latency (last 200 runs)", unit="s")
-    return render_template("check.html", v=view, chart=chart, pct=_pct)
+    lag_chart = line_chart([(r.started_at, float(r.metrics["total_lag"] or 0))
+                            for r in reversed(view.recent) if "total_lag" in r.metrics],
+                           title="Total lag, messages (last 200 runs)", unit="") \
+        if view.check.kind == "kafka_lag" else None
+    return render_template("check.html", v=view, chart=chart, lag_chart=lag_chart, pct=_pct)
 
 
 @bp.get("/api/v1/checks")
