@@ -2,7 +2,8 @@
 
 A kind (``backups.components.NAME.kind``) says how a component is backed up and drilled;
 the catalog, blob layout, encryption, locking, retention and the DR tracker are shared.
-Members: ``postgres`` (pg_dump) and ``kafka-metadata`` (topics, offsets, ACLs). To add one,
+Members: ``postgres`` (pg_dump), ``kafka-metadata`` (topics, offsets, ACLs) and
+``kubernetes-secrets`` (the Secrets of chosen namespaces). To add one,
 write a :class:`BackupKind`, list it in :data:`MEMBERS`, add its name to
 ``BackupComponentConfig.kind``; tests/backups/test_kinds.py runs the contract over all.
 """
@@ -77,6 +78,7 @@ class PostgresKind(BackupKind):
 MEMBERS: dict[str, str] = {
     "postgres": "controlplane.backups.base:PostgresKind",
     "kafka-metadata": "controlplane.dr.kafka_drill:KafkaMetadataKind",
+    "kubernetes-secrets": "controlplane.dr.k8s_drill:KubernetesSecretsKind",
 }
 
 

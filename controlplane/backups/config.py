@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from controlplane.durations import Duration
+from controlplane.k8s.client import ClusterConnection
 from controlplane.severity import Severity
 
 _NAME = r"^[a-z0-9][a-z0-9-]*$"
@@ -108,19 +109,29 @@ class DrillConfig(_Model):
     """A drill still running after this long is stopped (pg_restore killed) and fails."""
     bootstrap: str | None = None
     """kafka-metadata only: an EMPTY Kafka cluster the recovery drill restores into."""
+    namespace: str = "controlplane-drill"
+    """kubernetes-secrets only: the namespace the drill restores into (and empties after)."""
 
     _cron = field_validator("schedule")(_valid_cron)
     _dsn = field_validator("server_dsn")(_valid_dsn)
 
 
 class BackupComponentConfig(_Model):
-    kind: Literal["postgres", "kafka-metadata"] = "postgres"
+    kind: Literal["postgres", "kafka-metadata", "kubernetes-secrets"] = "postgres"
     """A member of the backup-kind registry (controlplane/backups/base.py)."""
     env: str = "production"
     dsn: SecretStr | None = None
     """postgres: the database to back up."""
     bootstrap: str | None = None
     """kafka-metadata: host:port[,host:port...] of the cluster whose metadata is saved."""
+    cluster: ClusterConnection | None = None
+    """kubernetes-secrets: the cluster whose Secrets are saved."""
+    namespaces: list[str] = Field(default_factory=list)
+    """kubernetes-secrets: the namespaces whose Secrets are saved."""
+    include_service_account_tokens: bool = False
+    """kubernetes-secrets: also save service-account token Secrets (left out by default)."""
+    include_helm_releases: bool = False
+    """kubernetes-secrets: also save Helm release records (left out by default)."""
     schedule: str | None = None
     """Cron expression (UTC) for scheduled backups; None means on demand only."""
     recipients: list[str] = Field(min_length=1)
@@ -145,6 +156,10 @@ class BackupComponentConfig(_Model):
         if self.kind == "kafka-metadata" and not self.bootstrap:
             raise ValueError("you must specify bootstrap (host:port of the Kafka cluster) for "
                              "a kafka-metadata backup component")
+        if self.kind == "kubernetes-secrets" and (self.cluster is None or not self.namespaces):
+            raise ValueError("you must specify cluster (how to reach the Kubernetes API) and "
+                             "namespaces (whose Secrets are saved) for a kubernetes-secrets "
+                             "backup component")
         return self
 
     def source_dsn(self) -> str:

@@ -73,9 +73,14 @@ class SecretsBackupConfig(BaseModel):
         return value
 
 
-def blob_names(env: str, backup_id: str) -> tuple[str, str]:
-    base = f"{COMPONENT}/{env}/{backup_id}"
+def blob_names(env: str, backup_id: str, component: str = COMPONENT) -> tuple[str, str]:
+    base = f"{component}/{env}/{backup_id}"
     return base + ".json.age", base + ".manifest.json"
+
+
+def summary(manifest: dict[str, Any]) -> str:
+    return (f"{len(manifest.get('secrets', []))} secrets from "
+            f"{len(manifest.get('namespaces', []))} namespace(s)")
 
 
 def value_hash(b64: str) -> str:
@@ -137,14 +142,17 @@ class SecretsBackup:
     blob: BlobStore
     progress: ProgressFn | None = None
     rec: StepRecorder = field(default_factory=StepRecorder)
+    component: str = COMPONENT
+    """The catalog's component name (``backups.components`` key)."""
+    backup_id: str = ""
 
     def run(self) -> Result:
         started = utcnow()
         t0 = time.monotonic()
-        backup_id = backup_id_for(COMPONENT, self.cfg.env, started)
-        blob_name, manifest_name = blob_names(self.cfg.env, backup_id)
+        backup_id = self.backup_id = backup_id_for(self.component, self.cfg.env, started)
+        blob_name, manifest_name = blob_names(self.cfg.env, backup_id, self.component)
         with self.store.session() as s:
-            s.add(BackupRow(id=backup_id, component=COMPONENT, env=self.cfg.env,
+            s.add(BackupRow(id=backup_id, component=self.component, env=self.cfg.env,
                             status=catalog.RUNNING, started_at=started, blob_name=blob_name,
                             manifest_name=manifest_name, host=catalog.holder_id()))
         try:
@@ -154,7 +162,7 @@ class SecretsBackup:
             self._delete(blob_name)
             return self._failed(backup_id, started, t0, step, str(exc))
         except Exception as exc:  # recorded as failed, never left running
-            log.exception("backup crashed component=%s", COMPONENT)
+            log.exception("backup crashed component=%s", self.component)
             self._delete(blob_name)
             return self._failed(backup_id, started, t0, "crash",
                                 f"{type(exc).__name__}: {exc}")
@@ -167,9 +175,11 @@ class SecretsBackup:
             row.manifest_sha256, row.manifest = manifest_sha, manifest
             finished = row.finished_at
         n = len(manifest["secrets"])
-        log.info("backup complete component=%s backup_id=%s secrets=%d", COMPONENT, backup_id, n)
-        return self._result(Status.OK, f"backup {backup_id} complete: {n} secrets from "
-                            f"{len(self.cfg.namespaces)} namespace(s) in {duration:.1f}s",
+        log.info("backup complete component=%s backup_id=%s secrets=%d", self.component,
+                 backup_id, n)
+        return self._result(Status.OK, f"backup {backup_id} complete: "
+                            f"{manifest['encrypted_bytes']} bytes in {duration:.1f}s, "
+                            f"{summary(manifest)}",
                             started, duration, {"backup_id": backup_id, "blob": blob_name},
                             {"size_bytes": float(manifest["encrypted_bytes"]),
                              "duration_s": duration, "finished_ts": finished.timestamp(),
@@ -198,7 +208,7 @@ class SecretsBackup:
                 raise StepFailed(f"upload failed: {exc}") from None
             st.message = f"{len(plain)} bytes, {len(sealed)} encrypted"
         manifest: dict[str, Any] = {
-            "version": MANIFEST_VERSION, "backup_id": backup_id, "component": COMPONENT,
+            "version": MANIFEST_VERSION, "backup_id": backup_id, "component": self.component,
             "env": self.cfg.env, "kind": "kubernetes-secrets", "started_at": iso(started),
             "finished_at": iso(utcnow()), "blob": blob_name, "encryption": "age-x25519",
             "recipients": list(self.cfg.recipients),
@@ -232,14 +242,14 @@ class SecretsBackup:
             assert row is not None
             row.status, row.failed_step, row.error = FAILED, step, error
             row.finished_at, row.duration_s = utcnow(), duration
-        log.warning("backup failed component=%s backup_id=%s step=%s error=%r", COMPONENT,
+        log.warning("backup failed component=%s backup_id=%s step=%s error=%r", self.component,
                     backup_id, step, error)
-        return self._result(Status.FAILING, f"backup of {COMPONENT} failed at {step}: {error}",
+        return self._result(Status.FAILING, f"backup of {self.component} failed at {step}: {error}",
                             started, duration, {"backup_id": backup_id, "failed_step": step}, {})
 
     def _result(self, status: Status, message: str, started: Any, duration: float,
                 details: dict[str, Any], metrics: dict[str, float | None]) -> Result:
-        return Result(check=backup_check_id(COMPONENT), kind="backup", env=self.cfg.env,
+        return Result(check=backup_check_id(self.component), kind="backup", env=self.cfg.env,
                       status=status, started_at=started, duration_s=duration, message=message,
                       metrics=metrics, details=details,
                       steps=[Step.model_validate(st.model_dump()) for st in self.rec.steps])
@@ -253,13 +263,13 @@ class BackupRefused(Exception):
 
 
 def load(store: Store, blob: BlobStore, backup_id: str, identity_file: str,
-         ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+         component: str = COMPONENT) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(manifest, Secrets) of a complete backup, every hash checked."""
     with store.session() as s:
         row = s.get(BackupRow, backup_id)
-        if row is None or row.component != COMPONENT:
-            raise BackupRefused(f"no {COMPONENT} backup {backup_id!r} in the catalog "
-                                "(`controlplane backup list kubernetes-secrets`)")
+        if row is None or row.component != component:
+            raise BackupRefused(f"no {component} backup {backup_id!r} in the catalog "
+                                f"(`controlplane backup list {component}`)")
         if row.status != COMPLETE:
             raise BackupRefused(f"backup {backup_id} is {row.status}, not complete")
         blob_name, manifest_name, want = row.blob_name, row.manifest_name, row.manifest_sha256
@@ -295,7 +305,7 @@ def load(store: Store, blob: BlobStore, backup_id: str, identity_file: str,
 
 
 def drill(cfg: SecretsBackupConfig, store: Store, blob: BlobStore, identity_file: str,
-          on_demand: bool = True) -> Result:
+          on_demand: bool = True, component: str = COMPONENT) -> Result:
     """Restore the newest backup into ``drill_namespace``, compare every value's hash with
     the manifest, delete what it restored; the duration is the measured RTO."""
     from controlplane.backups.catalog import PASSED, DrillRow
@@ -305,9 +315,9 @@ def drill(cfg: SecretsBackupConfig, store: Store, blob: BlobStore, identity_file
     started, t0 = utcnow(), time.monotonic()
     rec = StepRecorder()
     with store.session() as s:
-        newest = catalog.latest_complete(s, COMPONENT)
+        newest = catalog.latest_complete(s, component)
         backup_id = newest.id if newest else ""
-        row = DrillRow(component=COMPONENT, backup_id=backup_id, status=catalog.RUNNING,
+        row = DrillRow(component=component, backup_id=backup_id, status=catalog.RUNNING,
                        started_at=started, scratch_db=cfg.drill_namespace, on_demand=on_demand)
         s.add(row)
         s.flush()
@@ -316,9 +326,10 @@ def drill(cfg: SecretsBackupConfig, store: Store, blob: BlobStore, identity_file
     try:
         with rec.step("load") as st:
             if not backup_id:
-                raise StepFailed(f"no complete {COMPONENT} backup to drill")
+                raise StepFailed(f"no complete {component} backup to drill; run "
+                                 f"`controlplane backup run {component}` first")
             try:
-                manifest, items = load(store, blob, backup_id, identity_file)
+                manifest, items = load(store, blob, backup_id, identity_file, component)
             except BackupRefused as exc:
                 raise StepFailed(str(exc)) from None
             st.message = f"{len(items)} secrets from {backup_id}"
@@ -349,7 +360,7 @@ def drill(cfg: SecretsBackupConfig, store: Store, blob: BlobStore, identity_file
                                       f"restored and compared in {time.monotonic() - t0:.1f}s")
     except StepFailed as exc:
         status = Status.FAILING
-        message = f"drill of {COMPONENT} failed at {rec.steps[-1].name}: {exc}"
+        message = f"drill of {component} failed at {rec.steps[-1].name}: {exc}"
     duration = round(time.monotonic() - t0, 3)
     with store.session() as s:
         drow = s.get(DrillRow, drill_id)
@@ -363,10 +374,11 @@ def drill(cfg: SecretsBackupConfig, store: Store, blob: BlobStore, identity_file
             brow = s.get(BackupRow, backup_id)
             if brow is not None:
                 brow.verified_at = utcnow()
-    return Result(check=drill_check_id(COMPONENT), kind="drill", env=cfg.env, status=status,
+    return Result(check=drill_check_id(component), kind="drill", env=cfg.env, status=status,
                   started_at=started, duration_s=duration, message=message,
                   metrics={"duration_s": duration, "restore_s": restore_s},
-                  details={"backup_id": backup_id, "namespace": cfg.drill_namespace},
+                  details={"backup_id": backup_id, "namespace": cfg.drill_namespace,
+                           "drill_id": drill_id},
                   steps=[Step.model_validate(st.model_dump()) for st in rec.steps])
 
 

@@ -24,7 +24,7 @@ from controlplane.store import Store
 
 log = logging.getLogger(__name__)
 
-BACKUP_SUFFIXES = (".dump.age", ".manifest.json")
+BACKUP_SUFFIXES = (".dump.age", ".json.age", ".manifest.json")
 KEPT_STATUSES = (COMPLETE, RUNNING)
 """Rows whose blobs are not orphans: complete ones (retention decides) and running ones."""
 

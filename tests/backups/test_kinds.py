@@ -19,6 +19,7 @@ from controlplane.dr.component import BackupOps
 from controlplane.results import Status
 from controlplane.store import Store
 from tests.backups.conftest import AgeKey, MakeEnv
+from tests.backups.k8s_env import make_secrets_env
 from tests.backups.kafka_env import COMPONENT, fill, make_kafka_env, stores
 
 __all__ = ["stores"]
@@ -33,7 +34,7 @@ def test_every_config_kind_is_a_registered_member() -> None:
     assert set(literal.__args__) == set(MEMBERS)  # type: ignore[union-attr]
     assert [k.kind for k in all_kinds()] == list(MEMBERS)
     with pytest.raises(KeyError, match="no backup kind 'mysql'; known: kafka-metadata, "
-                                       "postgres"):
+                                       "kubernetes-secrets, postgres"):
         kind_of("mysql")
 
 
@@ -44,6 +45,10 @@ def _source(kind: str, request: pytest.FixtureRequest, tmp_path: Path, age_key: 
         make_env: MakeEnv = request.getfixturevalue("make_env")
         env = make_env(request.getfixturevalue("source_dsn"), azurite)
         return env.ops, env.store, "app"
+    if kind == "kubernetes-secrets":
+        senv = make_secrets_env(tmp_path, age_key, azurite,
+                                request.getfixturevalue("kube_cluster"), stores)
+        return senv.ops, senv.store, "kubernetes-secrets"
     kafka1 = request.getfixturevalue("kafka1")
     target = request.getfixturevalue("kafka_disposable")
     kenv = make_kafka_env(tmp_path, age_key, azurite, kafka1, target.bootstrap, stores)
@@ -54,6 +59,7 @@ def _source(kind: str, request: pytest.FixtureRequest, tmp_path: Path, age_key: 
 @pytest.mark.postgres
 @pytest.mark.kafka
 @pytest.mark.azurite
+@pytest.mark.kube
 @pytest.mark.parametrize("kind", list(MEMBERS))
 def test_kind_backs_up_verifies_summarises_and_drills(
         kind: str, request: pytest.FixtureRequest, tmp_path: Path, age_key: AgeKey,
@@ -79,6 +85,9 @@ def test_kind_backs_up_verifies_summarises_and_drills(
                                  "for a kafka-metadata backup component"),
     ({"kind": "postgres"}, "you must specify dsn (the database to back up) for a postgres "
                            "backup component"),
+    ({"kind": "kubernetes-secrets"}, "you must specify cluster (how to reach the Kubernetes "
+                                     "API) and namespaces (whose Secrets are saved) for a "
+                                     "kubernetes-secrets backup component"),
 ])
 def test_component_without_its_kind_source_is_refused(fields: dict[str, str],
                                                       message: str) -> None:
