@@ -325,6 +325,9 @@ def drill(cfg: SecretsBackupConfig, store: Store, blob: BlobStore, identity_file
     restore_s: float | None = None
     try:
         with rec.step("load") as st:
+            if not identity_file:
+                raise StepFailed(f"backups.components.{component}.identity_file is not set; "
+                                 "drills need the age private key to decrypt")
             if not backup_id:
                 raise StepFailed(f"no complete {component} backup to drill; run "
                                  f"`controlplane backup run {component}` first")

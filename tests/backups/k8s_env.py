@@ -52,7 +52,7 @@ class SecretsEnv:
 
 
 def make_secrets_env(tmp: Path, key: AgeKey, azurite: Azurite, cluster: KubeCluster,
-                     stores: list[Store] | None = None) -> SecretsEnv:
+                     stores: list[Store] | None = None, **extra: Any) -> SecretsEnv:
     source = new_namespace(cluster, "prod")
     drill = new_namespace(cluster, "drill")
     grant(cluster, source, "controlplane-secrets-read")
@@ -67,7 +67,7 @@ def make_secrets_env(tmp: Path, key: AgeKey, azurite: Azurite, cluster: KubeClus
         "cluster": {"api_server": conn.api_server, "token_file": conn.token_file,
                     "ca_file": conn.ca_file},
         "namespaces": [source], "recipients": [key.recipient], "identity_file": key.path,
-        "drill": {"namespace": drill}}
+        "drill": {"namespace": drill}, **extra}
     blob_cfg = BlobConfig(backend="azure", connection_string=azurite.connection_string,
                           container=f"s{uuid.uuid4().hex[:12]}")
     backups = BackupsConfig.model_validate({"components": {COMPONENT: component}})
