@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from controlplane.deadline import DeadlineExceeded
 from controlplane.durations import Duration
 from controlplane.logs import redact
 from controlplane.probes.inbox import SmsInbox
@@ -149,7 +150,7 @@ class Probe(ABC, Generic[ConfigT]):
         t0 = time.monotonic()
         try:
             outcome = self.check()
-        except ProbeError as exc:
+        except (ProbeError, DeadlineExceeded) as exc:
             outcome = Outcome(Status.ERROR, str(exc))
         except Exception as exc:
             log.exception("probe crashed check=%s kind=%s", self.config.id, self.kind)
