@@ -23,5 +23,6 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Werkzeug sets its own logger to INFO (request lines); follow the chosen level instead.
-    logging.getLogger("werkzeug").setLevel(level.upper())
+    # Werkzeug (tests' servers) and waitress set their own levels; follow the chosen one.
+    for name in ("werkzeug", "waitress"):
+        logging.getLogger(name).setLevel(level.upper())

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from controlplane.durations import Duration
 from controlplane.redact import redact
@@ -48,6 +49,16 @@ class CheckConfig(BaseModel):
     notify_on_degraded: bool = False
     labels: dict[str, str] = Field(default_factory=dict)
     runbook: str | None = None
+
+    @field_validator("runbook")
+    @classmethod
+    def _runbook_link(cls, v: str | None) -> str | None:
+        # Rendered as a link on the dashboard: only a runbook id or an http(s) URL, never
+        # javascript: or data: (a config author must not script the on-call's browser).
+        if v is None or re.fullmatch(r"[a-z0-9][a-z0-9._-]*", v) or \
+                re.fullmatch(r"https?://[^\s<>\"']+", v):
+            return v
+        raise ValueError("must be a runbook id (e.g. restore-postgres) or an http(s) URL")
 
 
 ConfigT = TypeVar("ConfigT", bound=CheckConfig)

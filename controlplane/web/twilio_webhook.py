@@ -2,13 +2,16 @@
 
 The request must carry a valid ``X-Twilio-Signature`` computed with the auth token of an
 ``idcard_sms`` check that receives by webhook; anything else gets 403 and is dropped (and
-logged, without the signature). Accepted texts go to the shared SMS inbox those checks
-wait on.
+logged, without the signature). A check with an empty auth token signs nothing: with no
+token at all every request is refused (an empty key would let anyone forge a text).
+Accepted texts go to the shared SMS inbox those checks wait on. Sender-chosen fields are
+logged with repr() so a newline cannot forge a log line.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Blueprint, Response, request
 from twilio.request_validator import RequestValidator
@@ -32,8 +35,18 @@ def _tokens(to: str) -> list[str]:
         if not isinstance(check, IdCardSmsConfig) or check.receive != "webhook":
             continue
         token = check.twilio.auth_token.get_secret_value()
-        (mine if check.phone == to else others).append(token)
+        if token:
+            (mine if check.phone == to else others).append(token)
     return mine + others
+
+
+def webhook_warnings(checks: list[Any]) -> list[str]:
+    """What `controlplane validate` and start-up warn about: webhook checks that cannot
+    accept any text because their Twilio auth token is empty."""
+    return [f"check {c.id}: receive: webhook with an empty twilio.auth_token; the SMS webhook "
+            "refuses every text for it until TWILIO_AUTH_TOKEN (or the field) is set"
+            for c in checks if isinstance(c, IdCardSmsConfig) and c.receive == "webhook"
+            and not c.twilio.auth_token.get_secret_value()]
 
 
 def _signed_url() -> str:
@@ -53,12 +66,13 @@ def inbound_sms() -> tuple[Response, int] | Response:
     valid = bool(signature) and any(RequestValidator(t).validate(url, params, signature)
                                     for t in _tokens(to))
     if not valid:
-        log.warning("twilio webhook rejected reason=%s remote=%s to=%s",
-                    "bad signature" if signature else "no signature", request.remote_addr, to)
+        log.warning("twilio webhook rejected reason=%s remote=%s to=%r",
+                    "bad signature" if signature else "no signature", request.remote_addr,
+                    to[:40])
         return Response("invalid or missing X-Twilio-Signature\n", status=403,
                         mimetype="text/plain"), 403
     inbox_of(runtime().context.services).add(Sms(
         sid=params.get("MessageSid") or params.get("SmsSid", ""), to=to,
         from_=params.get("From", ""), body=params.get("Body", ""), status="received"))
-    log.info("twilio webhook accepted sid=%s to=%s", params.get("MessageSid", ""), to)
+    log.info("twilio webhook accepted sid=%r to=%r", params.get("MessageSid", "")[:64], to[:40])
     return Response(EMPTY_TWIML, mimetype="text/xml")
