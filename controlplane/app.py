@@ -18,6 +18,7 @@ from controlplane.leader import Leadership
 from controlplane.metrics import Metrics
 from controlplane.pipeline import Pipeline
 from controlplane.probes.base import ProbeContext
+from controlplane.readiness import sqlite_identity
 from controlplane.scheduler import CheckScheduler
 from controlplane.store import Store
 from controlplane.store.results import prune
@@ -127,6 +128,7 @@ def build_runtime(config: ControlPlaneConfig, metrics: Metrics | None = None) ->
                                config.scheduler.max_concurrency, config.scheduler.jitter)
     scheduler.on_start_delay = metrics.scheduler_start_delay.observe
     runtime = Runtime(config, store, metrics, pipeline, context, scheduler)
+    runtime.extras["sqlite_identity"] = sqlite_identity(store)  # /readyz: still our file?
     for name in COMPONENTS:
         component = importlib.import_module(name).create(runtime)
         if component is not None:

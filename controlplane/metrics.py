@@ -71,6 +71,13 @@ class Metrics:
                                             "Notifications given up after a permanent error",
                                             ["channel"], registry=r)
 
+        # the store
+        self.store_errors = Counter(P + "store_errors", "Store writes that failed (each attempt)",
+                                    ["operation"], registry=r)
+        self.results_unstored = Counter(P + "results_unstored",
+                                        "Results given up on after the store write retries",
+                                        ["check"], registry=r)
+
     def observe_result(self, r: Result) -> None:
         self.check_up.labels(r.check, r.kind, r.env).set(
             1 if r.status in (Status.OK, Status.DEGRADED) else 0)
