@@ -92,8 +92,9 @@ def test_run_serves_checks_from_a_postgres_store_and_keeps_state_across_restarts
     first = Running(config, port, dsn)
     try:
         ready = first.wait_for("/readyz", lambda r: r.status_code == 200)
-        assert ready.json() == {"status": "ok", "store": True, "scheduler": True,
-                                "role": "active"}
+        assert ready.json() == {"status": "ok", "store": True, "store_writes": True,
+                                "scheduler": True, "outbox": True, "role": "active",
+                                "problems": []}
         first.wait_for("/api/v1/checks/tcp-down", lambda r: r.json()["state"] == "failing")
         checks = first.wait_for("/api/v1/checks", lambda r: all(
             c["last_result"] for c in r.json()["checks"])).json()["checks"]
