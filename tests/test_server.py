@@ -173,8 +173,9 @@ def test_a_second_run_on_the_same_store_stands_by_and_one_that_loses_its_lock_ex
         second = Running(write_config(tmp_path / "b", listener, free_port(), url, ports[1]),
                          ports[1], dsn)
         ready = second.wait_for("/readyz", lambda r: r.status_code == 200)
-        assert ready.json() == {"status": "ok", "store": True, "scheduler": False,
-                                "role": "standby"}
+        assert ready.json() == {"status": "ok", "store": True, "store_writes": True,
+                                "scheduler": False, "outbox": True, "role": "standby",
+                                "problems": []}
         db = dsn.rsplit("/", 1)[1]
         pg_server.execute(  # the active instance's lock connection goes
             "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_database d "
