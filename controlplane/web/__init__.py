@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app, jsonify, request
+from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
@@ -72,8 +73,14 @@ def create_app(runtime: Runtime) -> Flask:
 
 
 def _redacted_output(value: Any) -> Any:
-    """Every ``{{ value }}`` a template prints passes the same redaction as logs."""
-    return redact(value) if isinstance(value, str) else value
+    """Every ``{{ value }}`` a template prints passes the same redaction as logs; markup we
+    built (charts) stays markup."""
+    if not isinstance(value, str):
+        return value
+    hidden = redact(value)
+    if hidden is value:
+        return value
+    return Markup(hidden) if isinstance(value, Markup) else hidden
 
 
 def _security_headers(resp: Response) -> Response:
