@@ -146,17 +146,17 @@ _KEY_VALUE_RULE = next(r for r in RULES if r.name == "key-value")
 object.__setattr__(_KEY_VALUE_RULE, "pattern", _KEY_VALUE)
 
 
-# A lookahead finds overlapping hints too ("token" inside "access_token$").
-_HINTS = re.compile("(?=(" + "|".join(sorted({re.escape(h) for r in RULES for h in r.hints},
-                                             key=len, reverse=True)) + "))")
-_RULES_BY_HINT = {h: tuple(r for r in RULES if h in r.hints) for r in RULES for h in r.hints}
+_ALL_HINTS = tuple(sorted({h for r in RULES for h in r.hints}))
+_RULES_BY_HINT = {h: tuple(r for r in RULES if h in r.hints) for h in _ALL_HINTS}
 
 
 def redact(text: str) -> str:
     """``text`` with every credential hidden; the same object when there was none."""
     if not text:
         return text
-    hinted = {h for h in _HINTS.findall(text.lower())}
+    low = text.lower()
+    # Substring tests (C speed, a few µs even for 10 kB) instead of one regex scan.
+    hinted = [h for h in _ALL_HINTS if h in low]
     if not hinted:
         return text
     wanted = {r.name for h in hinted for r in _RULES_BY_HINT[h]}
