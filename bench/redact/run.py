@@ -86,7 +86,9 @@ def main() -> int:
             "| text | before | after |\n|---|---|---|\n" + table +
             f"\nRedacting the details of a result with 10,000 rows (each with an "
             f"`IP:port` string, the walk in probes/base.py): {walk:.1f} ms. kafka_lag, "
-            "whose rows hold only names and numbers, skips the walk.\n"))
+            "whose rows hold only names and numbers, skips the walk. The machine was shared "
+            "with other test runs: single figures vary by up to 2x between runs; the "
+            "ordering does not.\n"))
     return 0
 
 
