@@ -132,8 +132,8 @@ RULES: tuple[Rule, ...] = (
     _rule("bearer", ("bearer",),
           r"(?i)\bbearer\s+(?P<s>(?=[A-Za-z]*[0-9._~+/=-])[A-Za-z0-9._~+/=-]{8,})"),
     # Runs only when a key word occurs (its expression is the costly one).
-    _rule("key-value", ("token", "pass", "pwd", "secret", "key", "sig", "auth", "credential",
-                        "cookie", "session", "pw"), _KEY_VALUE.pattern, _hide_key_value),
+    Rule("key-value", ("token", "pass", "pwd", "secret", "key", "sig", "auth", "credential",
+                       "cookie", "session", "pw"), _KEY_VALUE, _hide_key_value),
     # scheme://user:password@host, scheme://:password@host, user:password@host; the
     # password runs to the last '@' before the host (an unescaped '@' inside stays hidden).
     _rule("url-userinfo", ("@",),
@@ -142,8 +142,6 @@ RULES: tuple[Rule, ...] = (
     # Sentry DSNs: https://PUBLICKEY@o1.ingest.sentry.io/2 (the key is the credential).
     _rule("dsn-key", ("@",), r"(?<=://)(?P<s>[0-9a-fA-F]{16,})@"),
 )
-_KEY_VALUE_RULE = next(r for r in RULES if r.name == "key-value")
-object.__setattr__(_KEY_VALUE_RULE, "pattern", _KEY_VALUE)
 
 
 _ALL_HINTS = tuple(sorted({h for r in RULES for h in r.hints}))
