@@ -1,8 +1,10 @@
 """Assembles a running control plane from a config: store, pipeline, scheduler, web.
 
-Capabilities beyond checks (incidents, backups, DR, …) plug in as *components*: a
-module listed in ``COMPONENTS`` exposing ``create(runtime) -> Component | None``. The
-runtime starts them after the pipeline exists and stops them in reverse order.
+Capabilities beyond checks (incidents, backups, DR, …) are *features*
+(controlplane/features.py); a feature's component is a module exposing
+``create(runtime) -> Component | None``. The runtime starts them after the pipeline exists
+(before the scheduler, so they can add jobs to it) and stops them in reverse order, after
+the scheduler has given runs in flight their grace period.
 """
 
 from __future__ import annotations
@@ -11,29 +13,25 @@ import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from controlplane.config import ControlPlaneConfig
+from controlplane.features import component_modules
 from controlplane.leader import Leadership
 from controlplane.metrics import Metrics
 from controlplane.pipeline import Pipeline
-from controlplane.probes.base import ProbeContext
+from controlplane.probes.base import ProbeContext, Services
 from controlplane.readiness import sqlite_identity
 from controlplane.scheduler import CheckScheduler
 from controlplane.store import Store
 from controlplane.store.results import prune
 
+if TYPE_CHECKING:
+    from controlplane.dr.component import BackupOps
+
 log = logging.getLogger(__name__)
 
 RETENTION_EVERY_S = 3600.0
-
-# One line per pluggable capability; each module has create(runtime) -> Component | None.
-COMPONENTS: list[str] = [
-    "controlplane.sentry",
-    "controlplane.incidents.component",
-    "controlplane.dr.component",
-]
-
 
 class Component(Protocol):
     name: str
@@ -52,7 +50,12 @@ class Runtime:
     context: ProbeContext
     scheduler: CheckScheduler
     components: list[Component] = field(default_factory=list)
-    extras: dict[str, Any] = field(default_factory=dict)
+    backup_ops: BackupOps | None = None
+    """Backups, drills and DR evaluation, shared by the backups component, the web views
+    and the CLI (controlplane/dr/component.py ``ops_for``)."""
+    sqlite_file: tuple[str, int, int] | None = None
+    """(path, device, inode) of a SQLite store's file when opened: /readyz notices a file
+    deleted or replaced under the process (controlplane/readiness.py)."""
     leadership: Leadership | None = None
     leadership_lost: bool = False
     on_leadership_lost: Callable[[], None] | None = None
@@ -120,16 +123,17 @@ def build_runtime(config: ControlPlaneConfig, metrics: Metrics | None = None) ->
     from controlplane.telemetry import setup_telemetry
 
     tracer = setup_telemetry(config.telemetry)
-    store = Store(config.store.dsn)
+    store = Store(config.store.dsn)  # opening it runs `controlplane db upgrade`
     metrics = metrics or Metrics()
     pipeline = Pipeline(store, metrics, tracer)
-    context = ProbeContext(environments=dict(config.environments))
+    context = ProbeContext(environments=dict(config.environments),
+                           services=Services(store=store, dr=config.dr))
     scheduler = CheckScheduler(config.checks, pipeline.process, context,
                                config.scheduler.max_concurrency, config.scheduler.jitter)
     scheduler.on_start_delay = metrics.scheduler_start_delay.observe
     runtime = Runtime(config, store, metrics, pipeline, context, scheduler)
-    runtime.extras["sqlite_identity"] = sqlite_identity(store)  # /readyz: still our file?
-    for name in COMPONENTS:
+    runtime.sqlite_file = sqlite_identity(store)
+    for name in component_modules():
         component = importlib.import_module(name).create(runtime)
         if component is not None:
             runtime.components.append(component)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 # One line per command family; each module has register(subparsers).
 COMMAND_MODULES = [
     "controlplane.commands.core",
+    "controlplane.commands.db",
     "controlplane.commands.probe",
     "controlplane.commands.silence",
     "controlplane.commands.backup",

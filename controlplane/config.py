@@ -9,15 +9,27 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from controlplane.backups.config import BackupsConfig, BlobConfig, DrConfig
 from controlplane.durations import Duration
-from controlplane.incidents.config import IncidentsConfig, NotifiersConfig, SilenceConfig
+from controlplane.incidents.config import IncidentsConfig, SilenceConfig
+from controlplane.notifiers import validate_channels
+from controlplane.notifiers.base import ChannelConfig
 from controlplane.probes import probe_class, valid_kinds
-from controlplane.probes.base import CheckConfig
+from controlplane.probes.base import CheckConfig, CheckDefaults, with_defaults
 from controlplane.yamlsource import ConfigError, Located, Path_, Problem, load_located
 
 __all__ = ["ConfigError", "ControlPlaneConfig", "load_config"]
@@ -99,11 +111,8 @@ class TelemetryConfig(_Model):
     sentry_dsn: SecretStr | None = None
 
 
-class CheckDefaults(_Model):
-    interval: Duration = 60.0
-    timeout: Duration = 10.0
-    failure_threshold: int = Field(default=2, ge=1)
-    success_threshold: int = Field(default=1, ge=1)
+Notifiers = Annotated[dict[str, ChannelConfig], BeforeValidator(validate_channels)]
+"""``notifiers:``: channel name -> that channel's own config model (the registry's)."""
 
 
 class ControlPlaneConfig(_Model):
@@ -117,11 +126,33 @@ class ControlPlaneConfig(_Model):
     checks: list[CheckConfig] = Field(default_factory=list)
     source: str = ""
     incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
-    notifiers: NotifiersConfig = Field(default_factory=NotifiersConfig)
+    notifiers: Notifiers = Field(default_factory=dict)
     silences: list[SilenceConfig] = Field(default_factory=list)
     blob: BlobConfig = Field(default_factory=BlobConfig)
     backups: BackupsConfig = Field(default_factory=BackupsConfig)
     dr: DrConfig = Field(default_factory=DrConfig)
+
+    _builtin: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _add_builtin_checks(self) -> ControlPlaneConfig:
+        """``checks`` is the one catalog: the YAML checks, then the features' built-in ones
+        (controlplane/features.py), built here so every way of making a config has them."""
+        from controlplane import features
+
+        builtins = features.builtin_checks(self)
+        have = {c.id: c for c in self.checks}
+        for check_id, (feature, check) in builtins.items():
+            if check_id not in have:
+                self.checks.append(check)
+            elif have[check_id] != check:
+                raise ValueError(builtin_message(check_id, feature))
+        self._builtin = {check_id: feature for check_id, (feature, _) in builtins.items()}
+        return self
+
+    def builtin_feature(self, check_id: str) -> str | None:
+        """The feature that builds check ``check_id``; None for a check from YAML."""
+        return self._builtin.get(check_id)
 
     @field_validator("environments")
     @classmethod
@@ -154,17 +185,20 @@ def load_config(path: str | None = None) -> ControlPlaneConfig:
     else:
         sources += [(main, ("checks", i), c) for i, c in enumerate(inline_checks)]
     patterns = cfg.check_files if cfg else data.get("check_files", ["checks/*.yaml"])
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        patterns = []  # an invalid check_files is already a problem of the main file
     for file in _expand(base, patterns):
         sources += _check_entries(file, problems)
     defaults = cfg.defaults if cfg else CheckDefaults()
     envs = set(cfg.environments) if cfg else set()
-    checks = _validate_checks(sources, defaults, envs, problems)
+    builtin = {c.id: cfg.builtin_feature(c.id) or "" for c in cfg.checks} if cfg else {}
+    checks = _validate_checks(sources, defaults, envs, builtin, problems)
     if cfg is not None:
         problems += _cross_references(main, cfg, checks, envs)
     if problems:
         raise ConfigError(problems)
     assert cfg is not None
-    cfg.checks = checks
+    cfg.checks = checks + cfg.checks  # the YAML checks, then the built-in ones
     cfg.source = os.path.abspath(path)
     return cfg
 
@@ -225,6 +259,7 @@ def _validate_checks(
     sources: list[tuple[Located, Path_, Any]],
     defaults: CheckDefaults,
     envs: set[str],
+    builtin: dict[str, str],
     problems: list[Problem],
 ) -> list[CheckConfig]:
     checks: list[CheckConfig] = []
@@ -232,6 +267,10 @@ def _validate_checks(
     for doc, path, raw in sources:
         check = _validate_check(doc, path, raw, defaults, problems)
         if check is None:
+            continue
+        if check.id in builtin:
+            problems.append(doc.problem(("id",), builtin_message(check.id, builtin[check.id]),
+                                        path))
             continue
         if check.env and envs and check.env not in envs:
             problems.append(doc.problem(("env",), f"unknown environment {check.env!r}; "
@@ -245,6 +284,13 @@ def _validate_checks(
         seen[check.id] = (doc, path)
         checks.append(check)
     return checks
+
+
+def builtin_message(check_id: str, feature: str) -> str:
+    return (f"check {check_id!r} is built in (the {feature} feature makes it from its own "
+            "config section) and is already on the status page, in the API and on the "
+            "scheduler; remove it from here (a kind's thresholds come from its kind, its "
+            "severity from its component)")
 
 
 def _validate_check(
@@ -262,9 +308,9 @@ def _validate_check(
         problems.append(doc.problem(("kind",), f"unknown check kind {kind!r}; valid kinds are: "
                                     + ", ".join(valid_kinds()), path))
         return None
-    merged = {**defaults.model_dump(), **raw}
+    model = probe_class(kind).config_model
     try:
-        return probe_class(kind).config_model.model_validate(merged)
+        return model.model_validate(with_defaults(model, raw, defaults))
     except ValidationError as exc:
         problems += _problems(doc, path, exc)
         return None

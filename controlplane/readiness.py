@@ -86,7 +86,7 @@ def report(rt: Runtime) -> tuple[bool, dict[str, Any]]:
     store_ok = rt.store.ping()
     if not store_ok:
         problems.append("the store does not answer SELECT 1")
-    file_problem = _file_problem(rt.extras.get("sqlite_identity"))
+    file_problem = _file_problem(rt.sqlite_file)
     if file_problem:
         problems.append(file_problem)
     role = rt.role

@@ -1,5 +1,8 @@
 """APScheduler wiring: each check on its own interval with jitter, one run at a time.
 
+Features add jobs of their own (cron backups and drills) with :meth:`CheckScheduler.add_job`:
+they share the pool and, at shutdown, the grace period of check runs.
+
 Guarantees: never two runs of one check at once (a hung run blocks the next run of that
 check only, recorded as ``error``); bounded concurrency (the executor's pool); a hard
 timeout per run (the probe runs in its own thread, which we stop waiting for); a probe that
@@ -19,6 +22,7 @@ from typing import Any
 from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from controlplane.probes import probe_class
@@ -136,6 +140,7 @@ class CheckScheduler:
         self._scheduled: dict[str, datetime] = {}
         self._in_flight = 0
         self._idle = threading.Condition()
+        self._abandon = threading.Event()  # set when the grace period ends with runs left
         self.on_start_delay: Callable[[float], None] | None = None
         """Called with each scheduled run's start delay in seconds (metrics, benchmark)."""
 
@@ -162,6 +167,50 @@ class CheckScheduler:
         """A housekeeping job (retention, aggregation) on the same scheduler."""
         self._scheduler.add_job(fn, IntervalTrigger(seconds=interval_s), id=job_id,
                                 max_instances=1, coalesce=True, replace_existing=True)
+
+    def add_job(self, job_id: str, fn: Callable[[], Any], trigger: BaseTrigger,
+                misfire_grace_s: int = 3600) -> None:
+        """A job beside the checks (a cron backup, a drill): never two runs at once, and a
+        run in flight at shutdown gets the grace period a check run gets. A run missed by
+        less than ``misfire_grace_s`` (a restart at the scheduled minute) still runs."""
+        self._scheduler.add_job(self._run_tracked, trigger, args=[job_id, fn], id=job_id,
+                                max_instances=1, coalesce=True,
+                                misfire_grace_time=misfire_grace_s, replace_existing=True)
+
+    def run_job_now(self, job_id: str) -> None:
+        """Move a job's next run to now (it keeps its trigger afterwards)."""
+        self._scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
+
+    def jobs(self) -> list[tuple[str, str]]:
+        """(job id, trigger) of every scheduled job, checks included, sorted by id."""
+        return sorted((j.id, str(j.trigger)) for j in self._scheduler.get_jobs())
+
+    def _run_tracked(self, job_id: str, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` counted as in flight. It runs on a daemon thread of its own, so a job
+        still going when the grace period ends cannot hold the process at exit."""
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                fn()
+            except Exception:
+                log.exception("job crashed job=%s", job_id)
+            finally:
+                done.set()
+
+        with self._idle:
+            self._in_flight += 1
+        try:
+            threading.Thread(target=work, name=f"job-{job_id}", daemon=True).start()
+            while not done.wait(0.5):
+                if self._abandon.is_set():
+                    log.warning("job abandoned at shutdown job=%s: still running when the "
+                                "grace period ended", job_id)
+                    return
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
 
     def _on_submit(self, event: JobSubmissionEvent) -> None:
         self._scheduled[event.job_id] = event.scheduled_run_times[-1]
@@ -214,6 +263,7 @@ class CheckScheduler:
             finished = self._in_flight == 0
             if not finished:
                 # Pool threads are joined at interpreter exit: release them so we can exit.
+                self._abandon.set()
                 for runner in self.runners.values():
                     runner.abandon()
                 self._idle.wait_for(lambda: self._in_flight == 0, ABANDON_WAIT_S)

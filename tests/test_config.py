@@ -54,6 +54,23 @@ def test_defaults_section_fills_check_fields(tmp_path: Path) -> None:
     assert (check.interval, check.failure_threshold) == (300.0, 3)
 
 
+def test_a_kinds_own_default_wins_over_the_defaults_section(tmp_path: Path) -> None:
+    main = MAIN + "defaults:\n  interval: 5m\n  failure_threshold: 3\n"
+    path = write(tmp_path, main, a="checks:\n  - id: b\n    kind: backup\n"
+                 "    component: app\n")
+    check = load_config(str(path)).checks[0]
+    # backup declares failure_threshold 1 and severity critical; interval is not its own.
+    assert (check.failure_threshold, check.severity, check.interval) == (1, "critical", 300.0)
+
+
+def test_a_field_the_check_sets_wins_over_its_kinds_default(tmp_path: Path) -> None:
+    main = MAIN + "defaults:\n  failure_threshold: 3\n"
+    path = write(tmp_path, main, a="checks:\n  - id: b\n    kind: backup\n"
+                 "    component: app\n    failure_threshold: 4\n    severity: minor\n")
+    check = load_config(str(path)).checks[0]
+    assert (check.failure_threshold, check.severity) == (4, "minor")
+
+
 def test_unknown_kind_lists_valid_kinds(tmp_path: Path) -> None:
     path = write(tmp_path, a="checks:\n  - id: one\n    kind: ftp\n")
     assert problems(path) == [

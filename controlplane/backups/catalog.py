@@ -15,14 +15,10 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    event,
-    inspect,
     select,
-    text,
     update,
 )
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from controlplane.results import utcnow
@@ -106,36 +102,6 @@ class BackupLockRow(Base):
     backup_id: Mapped[str] = mapped_column(String(160))
     acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-# -- columns added after release -------------------------------------------------------------
-# The store creates tables with create_all, which never alters a table that exists. Columns
-# added later are nullable and added here, on open, to stores created before them.
-_ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {
-    "backups": [("manifest_sha256", "VARCHAR(64)")],
-}
-
-
-@event.listens_for(Base.metadata, "after_create")
-def _add_missing_columns(_metadata: object, connection: Connection, **_kw: object) -> None:
-    """Runs after every create_all (also when every table already existed)."""
-    for table, columns in _ADDED_COLUMNS.items():
-        have = {c["name"] for c in inspect(connection).get_columns(table)}
-        for name, ddl_type in columns:
-            if name not in have:
-                _add_column(connection, table, name, ddl_type)
-
-
-def _add_column(connection: Connection, table: str, name: str, ddl_type: str) -> None:
-    # Postgres: IF NOT EXISTS settles a race between two processes opening an old store;
-    # SQLite serialises writers, and the loser's "duplicate column" error is harmless.
-    guard = " IF NOT EXISTS" if connection.dialect.name == "postgresql" else ""
-    try:
-        connection.execute(text(f"ALTER TABLE {table} ADD COLUMN{guard} {name} {ddl_type}"))
-    except (OperationalError, ProgrammingError) as exc:
-        if "duplicate column" not in str(exc):
-            raise
-    log.info("store upgraded table=%s added_column=%s", table, name)
 
 
 def _iso(ts: datetime | None) -> str | None:

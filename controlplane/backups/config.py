@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from controlplane.durations import Duration
+from controlplane.severity import Severity
 
 _NAME = r"^[a-z0-9][a-z0-9-]*$"
 
@@ -124,7 +125,7 @@ class BackupComponentConfig(_Model):
     drill: DrillConfig = Field(default_factory=DrillConfig)
     timeout: Duration = 6 * 3600.0
     """pg_dump is stopped (and the backup fails) after this long."""
-    severity: Literal["critical", "major", "minor"] = "critical"
+    severity: Severity = "critical"
     """Severity of incidents from failed backups and drills of this component."""
 
     _cron = field_validator("schedule")(_valid_cron)

@@ -73,7 +73,7 @@ def cmd_check_list(args: argparse.Namespace) -> int:
     if cfg is None:
         return EXIT_ERROR
     rows = [{"id": c.id, "kind": c.kind, "env": c.env, "interval_s": c.interval,
-             "enabled": c.enabled} for c in cfg.checks]
+             "enabled": c.enabled, "builtin": cfg.builtin_feature(c.id)} for c in cfg.checks]
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
@@ -81,7 +81,8 @@ def cmd_check_list(args: argparse.Namespace) -> int:
     print(f"{'ID':<{width}}  {'KIND':<14} {'ENV':<11} INTERVAL")
     for r in rows:
         print(f"{r['id']:<{width}}  {r['kind']:<14} {r['env']:<11} {r['interval_s']:g}s"
-              + ("" if r["enabled"] else "  (disabled)"))
+              + ("" if r["enabled"] else "  (disabled)")
+              + (f"  (built in: {r['builtin']})" if r["builtin"] else ""))
     return EXIT_OK
 
 
@@ -95,9 +96,25 @@ def cmd_check_run(args: argparse.Namespace) -> int:
         err(f"no check with id {args.id!r}; `controlplane check list` shows the ids")
         return EXIT_ERROR
     from controlplane.commands.probe import run_and_print
-    from controlplane.probes.base import ProbeContext
+    from controlplane.probes.base import ProbeContext, Services
 
-    return run_and_print(check, ProbeContext(environments=dict(cfg.environments)), args.json)
+    services = Services(dr=cfg.dr)
+    if cfg.builtin_feature(check.id):
+        # Built-in checks read the control plane's own store (the backup catalog).
+        from controlplane.store import Store
+        from controlplane.store.db import StoreUnavailable
+
+        try:
+            services.store = Store(cfg.store.dsn)
+        except StoreUnavailable as exc:
+            err(str(exc))
+            return EXIT_ERROR
+    try:
+        return run_and_print(check, ProbeContext(environments=dict(cfg.environments),
+                                                 services=services), args.json)
+    finally:
+        if services.store is not None:
+            services.store.close()
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -1,7 +1,11 @@
-"""The backups/DR component: cron-scheduled backups and drills, periodic DR evaluation.
+"""The backups/DR component: backups and drills on cron, on the control plane's scheduler.
 
-Every Result (backup, drill, DR status) is fed to the runtime's pipeline, so failures and
-breaches open incidents like any failing check.
+They run on the main scheduler (controlplane/scheduler.py), so ``SIGTERM`` gives a backup in
+flight the same grace period as a check run. Every Result (backup, drill, DR status) is fed
+to the runtime's pipeline with its check from the one catalog (``config.checks``; the
+``backup-*``, ``drill-*`` and ``dr-*`` checks are built in, controlplane/dr/probes.py), so
+failures and breaches open incidents like any failing check, judged by one threshold. The
+``dr-*`` checks are scheduled like any other check (every ``dr.evaluate_interval``).
 """
 
 from __future__ import annotations
@@ -9,11 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
-
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from controlplane.backups import catalog
 from controlplane.backups.blob import BlobStore, open_blob_store
@@ -26,10 +27,11 @@ from controlplane.backups.config import (
 from controlplane.backups.service import BackupJob, backup_check_id
 from controlplane.dr import cleanup
 from controlplane.dr.drill import Drill, drill_check_id
-from controlplane.dr.probes import DrProbe, backup_check, dr_check, drill_check
+from controlplane.dr.probes import DrCheckConfig, DrProbe, backup_checks
 from controlplane.pipeline import Pipeline
-from controlplane.probes.base import ProbeContext
+from controlplane.probes.base import CheckConfig, ProbeContext
 from controlplane.results import Result, Status
+from controlplane.scheduler import CheckScheduler
 from controlplane.sentry import capture
 from controlplane.store import Store
 
@@ -43,18 +45,27 @@ class BackupOps:
     """Backups, drills and DR evaluation wired to a store, a blob store and a pipeline."""
 
     def __init__(self, backups: BackupsConfig, dr: DrConfig, store: Store, blob: BlobStore,
-                 pipeline: Pipeline, context: ProbeContext | None = None) -> None:
+                 pipeline: Pipeline, context: ProbeContext | None = None,
+                 checks: list[CheckConfig] | None = None) -> None:
         self.backups, self.dr = backups, dr
         self.store, self.blob, self.pipeline = store, blob, pipeline
         self.context = context or ProbeContext()
-        self.context.services.setdefault("store", store)
-        self.context.services.setdefault("dr_config", dr)
+        services = self.context.services
+        services.store = services.store or store
+        services.dr = services.dr or dr
+        # The catalog's own check objects (config.checks), so a result from a job here and
+        # one from the scheduled check are judged alike; built alike when run on their own.
+        self.checks = {c.id: c for c in (backup_checks(backups, dr) if checks is None
+                                         else checks)}
+
+    def check(self, check_id: str) -> CheckConfig:
+        return self.checks[check_id]
 
     def run_backup(self, name: str, progress: object = None) -> Result:
         job = BackupJob(name, self.backups, self.store, self.blob, progress)  # type: ignore[arg-type]
         result = job.run().result
         comp = self.backups.components[name]
-        self.pipeline.process(result, backup_check(name, comp.env, comp.severity))
+        self.pipeline.process(result, self.check(backup_check_id(name)))
         if result.status == Status.OK and comp.retention.prune_after_backup:
             self._prune(name)
         self.evaluate_dr()
@@ -82,8 +93,7 @@ class BackupOps:
         drill = Drill(name, self.backups, self.store, self.blob, progress,  # type: ignore[arg-type]
                       on_demand=on_demand)
         result = drill.run().result
-        comp = self.backups.components[name]
-        self.pipeline.process(result, drill_check(name, comp.env, comp.severity))
+        self.pipeline.process(result, self.check(drill_check_id(name)))
         self.evaluate_dr()
         return result
 
@@ -120,7 +130,8 @@ class BackupOps:
         self.export_backup_metrics()
         out = []
         for name in self.dr.targets():
-            check = dr_check(name)
+            check = self.check(f"dr-{name}")
+            assert isinstance(check, DrCheckConfig)
             result = DrProbe(check, self.context).execute()
             self.pipeline.process(result, check)
             out.append(result)
@@ -130,14 +141,12 @@ class BackupOps:
 class BackupsComponent:
     name = "backups"
 
-    def __init__(self, ops: BackupOps) -> None:
+    def __init__(self, ops: BackupOps, scheduler: CheckScheduler) -> None:
         self.ops = ops
-        # One worker per job kind is enough; the lock refuses overlapping backups anyway.
-        self._scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(4)}, timezone="UTC")
-        self._stopping = threading.Event()
+        self.scheduler = scheduler
 
     def start(self) -> None:
+        """Called before the scheduler starts: the jobs join it, beside the checks."""
         for name, target in self.ops.dr.targets().items():
             source = target.backup_component
             if source and source not in self.ops.backups.components:
@@ -148,24 +157,19 @@ class BackupsComponent:
         self._warn_source_restores()
         for name, comp in self.ops.backups.components.items():
             if comp.schedule:
-                self._scheduler.add_job(self.ops.scheduled_backup, cron_trigger(comp.schedule),
-                                        args=[name], id=f"backup-{name}", max_instances=1,
-                                        coalesce=True, misfire_grace_time=3600)
+                self.scheduler.add_job(f"run-backup-{name}", partial(self.ops.scheduled_backup,
+                                                                     name),
+                                       cron_trigger(comp.schedule))
             if comp.drill.schedule:
-                self._scheduler.add_job(self.ops.scheduled_drill,
-                                        cron_trigger(comp.drill.schedule),
-                                        args=[name], id=f"drill-{name}", max_instances=1,
-                                        coalesce=True, misfire_grace_time=3600)
-        self._scheduler.add_job(self.ops.evaluate_dr, IntervalTrigger(
-            seconds=self.ops.dr.evaluate_interval), id="dr-evaluate", max_instances=1,
-            coalesce=True)
+                self.scheduler.add_job(f"run-drill-{name}", partial(self.ops.scheduled_drill,
+                                                                    name),
+                                       cron_trigger(comp.drill.schedule))
         try:
             self.ops.export_backup_metrics()
         except Exception:
             log.exception("could not read the backup catalog for the backup_* metrics")
-        self._scheduler.start()
         threading.Thread(target=self._first_run, name="dr-first", daemon=True).start()
-        log.info("backups component started jobs=%d", len(self._scheduler.get_jobs()))
+        log.info("backups component started jobs=%d", len(self.jobs()))
 
     def _warn_source_restores(self) -> None:
         for name, comp in self.ops.backups.components.items():
@@ -184,12 +188,12 @@ class BackupsComponent:
             log.exception("DR evaluation failed")
 
     def jobs(self) -> list[tuple[str, str]]:
-        """(job id, trigger) of every scheduled job, for `/readyz`-style inspection."""
-        return sorted((j.id, str(j.trigger)) for j in self._scheduler.get_jobs())
+        """(job id, trigger) of this component's jobs on the main scheduler."""
+        return [(job_id, trigger) for job_id, trigger in self.scheduler.jobs()
+                if job_id.startswith(("run-backup-", "run-drill-"))]
 
     def stop(self) -> None:
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+        """Nothing of its own: the scheduler stops the jobs (with the grace period)."""
 
 
 def warn_if_drills_restore_on_source(name: str, comp: BackupComponentConfig) -> None:
@@ -203,14 +207,12 @@ def warn_if_drills_restore_on_source(name: str, comp: BackupComponentConfig) -> 
 
 def ops_for(runtime: Runtime) -> BackupOps:
     """The runtime's BackupOps (created once and shared with the web views)."""
-    ops = runtime.extras.get("backup_ops")
-    if ops is None:
+    if runtime.backup_ops is None:
         cfg = runtime.config
-        ops = BackupOps(cfg.backups, cfg.dr, runtime.store, open_blob_store(cfg.blob),
-                        runtime.pipeline, runtime.context)
-        runtime.extras["backup_ops"] = ops
-    assert isinstance(ops, BackupOps)
-    return ops
+        runtime.backup_ops = BackupOps(cfg.backups, cfg.dr, runtime.store,
+                                       open_blob_store(cfg.blob), runtime.pipeline,
+                                       runtime.context, cfg.checks)
+    return runtime.backup_ops
 
 
 def create(runtime: Runtime) -> BackupsComponent | None:
@@ -219,4 +221,4 @@ def create(runtime: Runtime) -> BackupsComponent | None:
     cfg = runtime.config
     if not cfg.backups.components and not cfg.dr.components:
         return None
-    return BackupsComponent(ops_for(runtime))
+    return BackupsComponent(ops_for(runtime), runtime.scheduler)

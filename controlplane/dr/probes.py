@@ -1,22 +1,35 @@
 """Check kinds ``backup``, ``drill`` and ``dr``.
 
-Backup jobs, drills and the DR tracker produce Results of these kinds; the checks below
-give those Results their CheckConfig (so they travel the same pipeline: evaluator,
-incidents, metrics) and, configured in checks/*.yaml, re-evaluate the catalog on schedule.
-They read the store the running control plane lends in ``context.services["store"]``.
+Backup jobs, drills and the DR tracker produce Results of these kinds. :func:`builtin_checks`
+gives every backups component its ``backup-NAME`` and ``drill-NAME`` check and every DR target
+its ``dr-NAME`` check: built in (never written in YAML), they are in the one catalog the
+scheduler, the evaluator, the status page and the API read, so a backup job's result and the
+scheduled re-reading of the catalog are judged by the same check and threshold.
+They read the store the running control plane lends in ``context.services.store``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field
 
 from controlplane.backups import catalog
-from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError, Severity
+from controlplane.durations import Duration
+from controlplane.probes.base import (
+    CheckConfig,
+    CheckDefaults,
+    Outcome,
+    Probe,
+    ProbeError,
+    Severity,
+    with_defaults,
+)
 from controlplane.results import Result, Status
 
 if TYPE_CHECKING:
+    from controlplane.backups.config import BackupsConfig, DrConfig
+    from controlplane.config import ControlPlaneConfig
     from controlplane.metrics import Metrics
     from controlplane.store import Store
 
@@ -24,30 +37,33 @@ if TYPE_CHECKING:
 class BackupCheckConfig(CheckConfig):
     kind: Literal["backup"] = "backup"
     component: str
+    interval: Duration = 300.0
+    """How often the catalog is re-read (each backup reports at once besides)."""
     failure_threshold: int = Field(default=1, ge=1)
-    severity: Literal["critical", "major", "minor"] = "critical"
+    severity: Severity = "critical"
 
 
 class DrillCheckConfig(CheckConfig):
     kind: Literal["drill"] = "drill"
     component: str
+    interval: Duration = 300.0
     failure_threshold: int = Field(default=1, ge=1)
-    severity: Literal["critical", "major", "minor"] = "critical"
+    severity: Severity = "critical"
 
 
 class DrCheckConfig(CheckConfig):
     kind: Literal["dr"] = "dr"
     component: str
     failure_threshold: int = Field(default=1, ge=1)
-    severity: Literal["critical", "major", "minor"] = "major"
+    severity: Severity = "major"
 
 
 def _store(probe: Probe[Any]) -> Store:
-    store = probe.context.services.get("store")
+    store = probe.context.services.store
     if store is None:
         raise ProbeError("this check reads the backup catalog; run it inside the control "
                          "plane (`controlplane run`), or use `controlplane backup list`")
-    return store  # type: ignore[no-any-return]
+    return store
 
 
 class BackupProbe(Probe[BackupCheckConfig]):
@@ -60,19 +76,27 @@ class BackupProbe(Probe[BackupCheckConfig]):
         with _store(self).session() as s:
             rows = catalog.backups(s, self.config.component, limit=1)
             row = rows[0].to_dict() if rows else None
+            complete = catalog.latest_complete(s, self.config.component)
+            # The backup_* gauges follow the catalog, also for backups run elsewhere.
+            metrics: dict[str, float | None] = {} if complete is None or \
+                complete.finished_at is None else {
+                    "finished_ts": catalog.aware(complete.finished_at).timestamp(),
+                    "duration_s": complete.duration_s,
+                    "size_bytes": float(complete.size_bytes or 0)}
         if row is None:
             return Outcome(Status.DEGRADED, f"no backup of {self.config.component} yet")
         if row["status"] == catalog.FAILED:
             return Outcome(Status.FAILING, f"latest backup {row['id']} failed at "
-                           f"{row['failed_step']}: {row['error']}", details={"backup": row})
-        return Outcome(Status.OK, f"latest backup {row['id']} is {row['status']}",
+                           f"{row['failed_step']}: {row['error']}", metrics,
+                           details={"backup": row})
+        return Outcome(Status.OK, f"latest backup {row['id']} is {row['status']}", metrics,
                        details={"backup": row})
 
     @classmethod
     def export_metrics(cls, result: Result, metrics: Metrics) -> None:
         component = result.check.removeprefix("backup-")
         m = result.metrics
-        if result.status == Status.OK and m.get("finished_ts") is not None:
+        if m.get("finished_ts") is not None:
             metrics.backup_last_success.labels(component).set(float(m["finished_ts"] or 0))
             metrics.backup_duration.labels(component).set(float(m.get("duration_s") or 0))
             metrics.backup_size.labels(component).set(float(m.get("size_bytes") or 0))
@@ -105,7 +129,7 @@ class DrProbe(Probe[DrCheckConfig]):
     def check(self) -> Outcome:
         from controlplane.dr.tracker import evaluate_one, human_duration
 
-        dr = self.context.services.get("dr_config")
+        dr = self.context.services.dr
         if dr is None:
             raise ProbeError("the dr check needs the control plane's dr config")
         targets = dr.targets()
@@ -152,3 +176,37 @@ def drill_check(component: str, env: str, severity: Severity = "critical") -> Dr
 def dr_check(component: str) -> DrCheckConfig:
     return DrCheckConfig(id=f"dr-{component}", component=component,
                          name=f"DR targets of {component}")
+
+
+def builtin_checks(config: ControlPlaneConfig) -> list[CheckConfig]:
+    """The backups feature's built-in checks (controlplane/features.py)."""
+    return backup_checks(config.backups, config.dr, config.defaults)
+
+
+def backup_checks(backups: BackupsConfig, dr: DrConfig,
+                  defaults: CheckDefaults | None = None) -> list[CheckConfig]:
+    """``backup-NAME`` and ``drill-NAME`` per backups component, ``dr-NAME`` per DR target;
+    none until backups or DR components are configured (an install without them should not
+    show four "never measured" DR checks)."""
+    if not backups.components and not dr.components:
+        return []
+    defaults = defaults or CheckDefaults()
+    out: list[CheckConfig] = []
+    for name, comp in backups.components.items():
+        out.append(_build(BackupCheckConfig, defaults, id=f"backup-{name}", component=name,
+                          env=comp.env, name=f"Backup of {name}", severity=comp.severity))
+        out.append(_build(DrillCheckConfig, defaults, id=f"drill-{name}", component=name,
+                          env=comp.env, name=f"Restore drill of {name}",
+                          severity=comp.severity))
+    for name in dr.targets():
+        out.append(_build(DrCheckConfig, defaults, id=f"dr-{name}", component=name,
+                          name=f"DR targets of {name}", interval=dr.evaluate_interval))
+    return out
+
+
+C = TypeVar("C", bound=CheckConfig)
+
+
+def _build(model: type[C], defaults: CheckDefaults, **fields: Any) -> C:
+    """A built-in check, completed from the defaults as a YAML check would be."""
+    return model.model_validate(with_defaults(model, fields, defaults))

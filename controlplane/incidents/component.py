@@ -7,11 +7,12 @@ Listed in ``controlplane.app.COMPONENTS``; the web blueprints find it with
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from controlplane.incidents import silences
 from controlplane.incidents.outbox import OutboxWorker
 from controlplane.incidents.service import Clock, IncidentService, system_clock
+from controlplane.notifiers import build_notifiers
 from controlplane.notifiers.base import Notifier
 
 if TYPE_CHECKING:
@@ -23,34 +24,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def build_notifiers(cfg: ControlPlaneConfig, clock: Clock = system_clock) -> dict[str, Notifier]:
-    out: dict[str, Notifier] = {}
-    slack, jira = cfg.notifiers.slack, cfg.notifiers.jira
-    if slack is not None and slack.enabled:
-        from controlplane.notifiers.slack import SlackNotifier
-
-        out["slack"] = SlackNotifier(slack)
-    if jira is not None and jira.enabled:
-        from controlplane.notifiers.jira import JiraNotifier
-
-        out["jira"] = JiraNotifier(jira, clock)
-    return out
-
-
 class IncidentsComponent:
     name = "incidents"
 
     def __init__(self, cfg: ControlPlaneConfig, store: Store, metrics: Metrics | None,
                  clock: Clock = system_clock,
-                 notifiers: dict[str, Notifier] | None = None) -> None:
+                 notifiers: dict[str, Notifier[Any]] | None = None) -> None:
         self.config = cfg
         self.store = store
         self.worker: OutboxWorker | None = None
-        self.service = IncidentService(store, cfg.incidents, cfg.notifiers, metrics, clock,
+        channels = build_notifiers(cfg.notifiers, clock) if notifiers is None else notifiers
+        self.service = IncidentService(store, cfg.incidents, channels, metrics, clock,
                                        dashboard_url=cfg.web.public_url,
                                        wake=lambda: self.worker.wake() if self.worker else None)
-        self.worker = OutboxWorker(store, build_notifiers(cfg, clock) if notifiers is None else
-                                   notifiers, cfg.incidents.outbox, metrics, clock,
+        self.worker = OutboxWorker(store, channels, cfg.incidents.outbox, metrics, clock,
                                    on_idle=self.service.tick,
                                    idle_every=cfg.incidents.tick_interval)
         with store.session() as s:

@@ -70,9 +70,9 @@ class IncidentRow(Base):
     silenced_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
     last_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_notified_message: Mapped[str] = mapped_column(Text, default="")
-    slack_channel: Mapped[str | None] = mapped_column(String(80), nullable=True)
-    slack_ts: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    jira_key: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # Each channel's references for this incident ({"slack": {"channel", "ts"}, "jira":
+    # {"key"}}), as its notifier returned them; incidents never read inside.
+    refs: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class IncidentEventRow(Base):
@@ -135,3 +135,4 @@ class SilenceRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     source: Mapped[str] = mapped_column(String(10), default="api")
+

@@ -22,6 +22,7 @@ import signal
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -36,10 +37,15 @@ from controlplane.incidents.model import (
     OutboxPauseRow,
     OutboxRow,
 )
-from controlplane.incidents.service import Clock, system_clock
 from controlplane.logs import redact
 from controlplane.metrics import Metrics
-from controlplane.notifiers.base import Notification, Notifier, TransportError
+from controlplane.notifiers.base import (
+    Clock,
+    Notification,
+    Notifier,
+    TransportError,
+    system_clock,
+)
 from controlplane.store import Store
 
 log = logging.getLogger(__name__)
@@ -48,7 +54,7 @@ CRASH_ENV = "CONTROLPLANE_OUTBOX_CRASH_AT"
 
 
 class OutboxWorker:
-    def __init__(self, store: Store, notifiers: dict[str, Notifier], cfg: OutboxConfig,
+    def __init__(self, store: Store, notifiers: dict[str, Notifier[Any]], cfg: OutboxConfig,
                  metrics: Metrics | None = None, clock: Clock = system_clock,
                  on_idle: Callable[[], None] | None = None, idle_every: float = 15.0) -> None:
         self.store = store
@@ -149,7 +155,7 @@ class OutboxWorker:
             heads.setdefault(key, (entry_id, due))
         return sorted(e for e, due in heads.values() if due <= now)
 
-    def _deliver(self, entry_id: int, notifier: Notifier) -> None:
+    def _deliver(self, entry_id: int, notifier: Notifier[Any]) -> None:
         with self.store.session() as s:
             row = s.get(OutboxRow, entry_id)
             if row is None or row.state != PENDING:
@@ -159,8 +165,7 @@ class OutboxWorker:
             _crash_point("before_send", row.channel, row.action)
             n = Notification(row.id, row.incident_id, row.action, dict(row.payload),
                              row.idempotency_key, row.attempts, row.created_at,
-                             {"slack_channel": inc.slack_channel, "slack_ts": inc.slack_ts,
-                              "jira_key": inc.jira_key})
+                             dict((inc.refs or {}).get(row.channel) or {}))
             # Record the attempt before sending: after a crash, attempts > 0 tells the
             # notifier to look for an earlier delivery before sending again.
             row.attempts += 1
@@ -185,9 +190,10 @@ class OutboxWorker:
             inc = s.get(IncidentRow, row.incident_id) if row else None
             assert row is not None and inc is not None
             row.state, row.sent_at, row.response, row.last_error = SENT, now, refs, ""
-            for key, value in refs.items():
-                if key in ("slack_channel", "slack_ts", "jira_key") and value:
-                    setattr(inc, key, value)
+            if refs:  # opaque to us: the channel's own, handed back on its next delivery
+                mine = {**((inc.refs or {}).get(row.channel) or {}),
+                        **{k: v for k, v in refs.items() if v}}
+                inc.refs = {**(inc.refs or {}), row.channel: mine}  # a new dict: JSON column
             what = f"{row.channel} {row.action} delivered" + (
                 f" after {row.attempts} attempts" if row.attempts > 1 else "")
             s.add(IncidentEventRow(incident_id=inc.id, at=now, kind="notified", message=what))
@@ -247,7 +253,7 @@ def _pause(s: Session, channel: str, until: datetime, reason: str) -> None:
         pause.until, pause.reason = until, reason
 
 
-def _scrubbed(exc: TransportError, notifier: Notifier) -> TransportError:
+def _scrubbed(exc: TransportError, notifier: Notifier[Any]) -> TransportError:
     """The error as it may be stored and shown on /incidents: no credentials in it."""
     text = exc.message
     for secret in notifier.secrets():

@@ -43,9 +43,15 @@ def incident_json(inc: IncidentRow, link: str | None = None) -> dict[str, Any]:
         "acknowledged_at": _t(inc.acknowledged_at), "acknowledged_by": inc.acknowledged_by,
         "resolved_at": _t(inc.resolved_at), "notified": inc.notified,
         "silenced_by": inc.silenced_by,
-        "slack": {"channel": inc.slack_channel, "ts": inc.slack_ts},
-        "jira": {"key": inc.jira_key},
+        # The API's shape from before channels kept their own references.
+        "slack": {"channel": _ref(inc, "slack", "channel"), "ts": _ref(inc, "slack", "ts")},
+        "jira": {"key": _ref(inc, "jira", "key")},
     }
+
+
+def _ref(inc: IncidentRow, channel: str, key: str) -> str | None:
+    value = ((inc.refs or {}).get(channel) or {}).get(key)
+    return str(value) if value is not None else None
 
 
 def timeline(s: Session, incident_id: int) -> list[dict[str, Any]]:

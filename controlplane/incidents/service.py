@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from controlplane.evaluator import State, Transition
 from controlplane.incidents import coalesce as updates
 from controlplane.incidents import silences
-from controlplane.incidents.config import SEVERITY_RANK, IncidentsConfig, NotifiersConfig
+from controlplane.incidents.config import IncidentsConfig
 from controlplane.incidents.model import (
     ACKNOWLEDGED,
     ACTIVE_STATES,
@@ -34,19 +34,15 @@ from controlplane.incidents.model import (
     OutboxRow,
 )
 from controlplane.metrics import Metrics
-from controlplane.notifiers.jira import dedup_label
+from controlplane.notifiers.base import Clock, Incident, Notifier, system_clock
 from controlplane.probes.base import CheckConfig
 from controlplane.results import Result, Status, iso
 from controlplane.store import Store
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
+__all__ = ["Clock", "IncidentService", "dedup_key", "system_clock"]
 _LEVEL = {Status.DEGRADED: "degraded", Status.FAILING: "failing", Status.ERROR: "failing"}
-
-
-def system_clock() -> datetime:
-    return datetime.now(UTC)
 
 
 def dedup_key(check_id: str, env: str) -> str:
@@ -54,12 +50,14 @@ def dedup_key(check_id: str, env: str) -> str:
 
 
 class IncidentService:
-    def __init__(self, store: Store, incidents: IncidentsConfig, notifiers: NotifiersConfig,
-                 metrics: Metrics | None = None, clock: Clock = system_clock,
-                 dashboard_url: str = "", wake: Callable[[], None] | None = None) -> None:
+    def __init__(self, store: Store, incidents: IncidentsConfig,
+                 channels: dict[str, Notifier[Any]], metrics: Metrics | None = None,
+                 clock: Clock = system_clock, dashboard_url: str = "",
+                 wake: Callable[[], None] | None = None) -> None:
         self.store = store
         self.cfg = incidents
-        self.notifiers = notifiers
+        self.channels = channels
+        """The enabled channels; only their rules are asked here (delivery is the outbox's)."""
         self.metrics = metrics
         self.clock = clock
         self.dashboard_url = (incidents.dashboard_url or dashboard_url).rstrip("/")
@@ -135,19 +133,27 @@ class IncidentService:
                         inc.silenced_by = None
                         self._notify(s, inc, "open", now)
                     continue
-                if inc.state == OPEN and silence is None and self._reminder_due(inc, now):
+                due = self._reminders_due(s, inc, now) if inc.state == OPEN and \
+                    silence is None else []
+                if due:
                     self._event(s, inc, "reminder", f"still {inc.status}", now)
                     self._notify(s, inc, "reminder", now, text=(
                         f":alarm_clock: Still {inc.status} since {iso(inc.since)}, not "
-                        f"acknowledged: {inc.message}"))
+                        f"acknowledged: {inc.message}"), only=due)
         self._after_change()
 
-    def _reminder_due(self, inc: IncidentRow, now: datetime) -> bool:
-        slack = self.notifiers.slack
-        if slack is None or not slack.enabled:
-            return False
-        last = inc.last_notified_at or inc.opened_at
-        return (now - last).total_seconds() >= slack.repeat_interval
+    def _reminders_due(self, s: Session, inc: IncidentRow, now: datetime) -> list[str]:
+        """Channels whose own reminder interval has passed since their last notification."""
+        view, due = _view(inc), []
+        for name, channel in self.channels.items():
+            interval = channel.reminder_interval()
+            if interval is None or not channel.wants(view, "reminder"):
+                continue
+            last = s.scalar(select(func.max(OutboxRow.created_at)).where(
+                OutboxRow.incident_id == inc.id, OutboxRow.channel == name))
+            if (now - (_aware(last) or inc.opened_at)).total_seconds() >= interval:
+                due.append(name)
+        return due
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -195,7 +201,7 @@ class IncidentService:
 
     def _notify(self, s: Session, inc: IncidentRow, action: str, now: datetime,
                 text: str | None = None, force: bool = False,
-                coalesce: bool = False) -> None:
+                coalesce: bool = False, only: list[str] | None = None) -> None:
         if action != "open" and not inc.notified:
             return  # nothing was announced (silenced), so there is nothing to follow up
         if action not in ("open", "resolve") and not force and self._silence(s, inc, now):
@@ -204,9 +210,10 @@ class IncidentService:
         payload = self.payload(inc, now, text)
         if coalesce:
             payload["coalesce"] = True
-        for channel in self._channels(inc, action):
-            if channel == "slack" and action == "open":
-                payload = {**payload, "channel": self._route(inc)}
+        view = _view(inc)
+        for channel, notifier in self.channels.items():
+            if (only is not None and channel not in only) or not notifier.wants(view, action):
+                continue
             due = now
             # Off by default: every update is delivered, in order (outages included).
             coalescing = self.cfg.coalesce_updates or self.cfg.update_interval > 0
@@ -215,7 +222,8 @@ class IncidentService:
                 self._coalesce(s, inc, channel, now)
             elif coalescing:
                 updates.release(s, inc.id, channel, now)
-            s.add(OutboxRow(incident_id=inc.id, channel=channel, action=action, payload=payload,
+            routed = {**payload, "to": notifier.route(view)}
+            s.add(OutboxRow(incident_id=inc.id, channel=channel, action=action, payload=routed,
                             idempotency_key=uuid.uuid4().hex, state=PENDING, attempts=0,
                             created_at=now, next_attempt_at=due, last_error="", response={}))
         if action == "open":
@@ -228,24 +236,6 @@ class IncidentService:
             self._event(s, inc, "coalesced", f"{channel}: {replaced} unsent "
                         f"update{'s' if replaced > 1 else ''} replaced by the newest", now)
 
-    def _channels(self, inc: IncidentRow, action: str) -> list[str]:
-        out = []
-        for channel in self._channels_configured():
-            if channel == "jira":
-                jira = self.notifiers.jira
-                assert jira is not None
-                if action == "reminder" or \
-                        SEVERITY_RANK[inc.severity] < SEVERITY_RANK[jira.min_severity]:
-                    continue  # reminders are for on-call; Jira gets what auditors need
-            out.append(channel)
-        return out
-
-    def _route(self, inc: IncidentRow) -> str:
-        from controlplane.notifiers.slack import route
-
-        assert self.notifiers.slack is not None
-        return route(self.notifiers.slack, inc.severity, inc.env, inc.labels or {})
-
     def payload(self, inc: IncidentRow, now: datetime, text: str | None = None) -> dict[str, Any]:
         """A snapshot of the incident for one notification (rendered by each notifier)."""
         end = inc.resolved_at or now
@@ -254,8 +244,7 @@ class IncidentService:
             "name": inc.name, "severity": inc.severity, "status": inc.status,
             "state": inc.state, "message": inc.message, "since": iso(inc.since),
             "labels": inc.labels or {}, "runbook": self.runbook_link(inc.runbook),
-            "dashboard": self.link(inc.id), "dedup_key": inc.dedup_key,
-            "dedup_label": dedup_label(inc.dedup_key), "text": text,
+            "dashboard": self.link(inc.id), "dedup_key": inc.dedup_key, "text": text,
             "acknowledged_by": inc.acknowledged_by,
             "duration_s": round((end - inc.since).total_seconds(), 3),
         }
@@ -282,9 +271,18 @@ class IncidentService:
                 OutboxRow.state == PENDING).group_by(OutboxRow.channel)).all())
         for sev in ("critical", "major", "minor"):
             self.metrics.incidents_open.labels(sev).set(rows.get(sev, 0))
-        for channel in self._channels_configured():
+        for channel in self.channels:
             self.metrics.notifications_pending.labels(channel).set(pending.get(channel, 0))
 
-    def _channels_configured(self) -> list[str]:
-        return [name for name, c in (("slack", self.notifiers.slack),
-                                     ("jira", self.notifiers.jira)) if c and c.enabled]
+
+def _view(inc: IncidentRow) -> Incident:
+    return Incident(id=inc.id, check=inc.check_id, env=inc.env, kind=inc.kind,
+                    severity=inc.severity, state=inc.state, status=inc.status,
+                    labels=dict(inc.labels or {}))
+
+
+def _aware(at: datetime | None) -> datetime | None:
+    # func.max() bypasses the UTC column type: SQLite hands back a naive datetime.
+    if at is None or at.tzinfo is not None:
+        return at
+    return at.replace(tzinfo=UTC)

@@ -12,7 +12,6 @@ import gc
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -20,6 +19,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
+from controlplane.deadline import Deadline as Deadline
 from controlplane.probes.base import CheckConfig, ProbeError
 
 log = logging.getLogger(__name__)
@@ -74,22 +74,13 @@ class KafkaProblem(Exception):
     """The cluster answered, and the answer is a failure (the message says which)."""
 
 
-class Deadline:
-    def __init__(self, seconds: float) -> None:
-        self.end = time.monotonic() + seconds
+REQUEST_FLOOR_S = 0.2
+"""The least timeout a request gets, so one made at the deadline can still fail cleanly."""
 
-    def left(self, floor: float = 0.2) -> float:
-        """Seconds to give a new request (at least ``floor``, so it can fail cleanly)."""
-        return max(floor, self.end - time.monotonic())
 
-    def wait_s(self) -> float:
-        """Seconds to wait for a future: the request's own timeout plus a grace, but never
-        past it, so waiting on many futures after the deadline costs nothing more."""
-        return max(0.0, self.end + GRACE_S - time.monotonic())
-
-    @property
-    def expired(self) -> bool:
-        return time.monotonic() >= self.end
+def request_deadline(seconds: float) -> Deadline:
+    """The run's Deadline with the Kafka floor and grace (controlplane/deadline.py)."""
+    return Deadline(seconds, floor=REQUEST_FLOOR_S, grace=GRACE_S)
 
 
 class _QuietLog:

@@ -22,6 +22,7 @@ from controlplane.kafka.client import (
     KafkaUnavailable,
     client_config,
     describe,
+    request_deadline,
 )
 from controlplane.kafka.offsets import (
     LIST_MIN_S,
@@ -89,7 +90,7 @@ def _metadata(admin: AdminClient, deadline: Deadline, trap: ErrorTrap | None,
     it. A timeout with no broker error reported means exactly that: the run goes on with
     the brokers that answer. A timeout after connection errors means the cluster is down.
     """
-    budget = Deadline(min(deadline.left(), max(LIST_MIN_S, deadline.left() * LIST_SHARE)))
+    budget = request_deadline(min(deadline.left(), max(LIST_MIN_S, deadline.left() * LIST_SHARE)))
     try:
         return admin.list_topics(topic=topic, timeout=budget.left())
     except KafkaException as exc:
@@ -98,7 +99,7 @@ def _metadata(admin: AdminClient, deadline: Deadline, trap: ErrorTrap | None,
             admin.poll(0)  # delivers the errors the client saw meanwhile to the trap
             if trap.last is None:
                 log.info("metadata request unanswered with no broker error; going on "
-                         "(a broker may hang) timeout_s=%.1f", budget.left(0))
+                         "(a broker may hang) timeout_s=%.1f", max(0.0, budget.remaining()))
                 return None
         raise KafkaUnavailable(f"connecting: {describe(exc)}") from exc
 
@@ -118,7 +119,7 @@ class InProcessClient:
         self.admin.poll(0)
         self.trap.take()  # errors from before this run are not this run's answer
         try:
-            return fetch(self.admin, sel, Deadline(timeout), self.trap)
+            return fetch(self.admin, sel, request_deadline(timeout), self.trap)
         except KafkaUnavailable as exc:
             self.admin.poll(0)
             exc.client_error = self.trap.take()  # type: ignore[attr-defined]

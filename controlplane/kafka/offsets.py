@@ -32,7 +32,13 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
-from controlplane.kafka.client import Deadline, KafkaUnavailable, describe, wait
+from controlplane.kafka.client import (
+    Deadline,
+    KafkaUnavailable,
+    describe,
+    request_deadline,
+    wait,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +106,7 @@ def _list_groups(admin: AdminClient, deadline: Deadline, needed: bool
     of the run's time, and what answered within it is used. When the listing only saves
     requests (named groups), failing to list costs nothing but those requests.
     """
-    budget = Deadline(min(deadline.left(), max(LIST_MIN_S, deadline.left() * LIST_SHARE)))
+    budget = request_deadline(min(deadline.left(), max(LIST_MIN_S, deadline.left() * LIST_SHARE)))
     try:
         listing = wait(admin.list_consumer_groups(request_timeout=budget.left()), budget,
                        "listing consumer groups")

@@ -2,7 +2,9 @@
 
 The label is ``cp-`` plus 16 hex digits of sha256(dedup key). Before creating we search
 for an issue carrying it, so a restart, a retry after an unrecorded success or a lost
-local store never opens a second ticket. Comments skip a body identical to the last one;
+local store never opens a second ticket. A comment is skipped when its body is already
+the issue's last comment or any comment made since the notification was queued (a person
+may have commented between a lost answer and the retry);
 resolve applies the configured transition; a failure within ``reopen_window`` of the
 last resolution reopens that issue, later ones get a new issue.
 """
@@ -17,30 +19,69 @@ from typing import Any
 
 import requests
 from jira import JIRA, JIRAError
+from pydantic import Field, SecretStr, field_validator
 
-from controlplane.incidents.config import SEVERITY_RANK, JiraConfig
-from controlplane.notifiers.base import Notification, Notifier, TransportError, duration_text
+from controlplane.durations import Duration
+from controlplane.notifiers.base import (
+    ChannelConfig,
+    Clock,
+    Incident,
+    Notification,
+    Notifier,
+    Refs,
+    Severity,
+    TransportError,
+    at_least,
+    duration_text,
+    system_clock,
+)
 
 log = logging.getLogger(__name__)
+
+CLOCK_SKEW = timedelta(seconds=60)
+"""Margin between our clock and Jira's when telling which comments a retry may have made."""
+
+
+class JiraConfig(ChannelConfig):
+    server: str
+    user: str = ""
+    token: SecretStr
+    project: str = Field(min_length=1, pattern=r"^[A-Z][A-Z0-9_]*$")
+    issue_type: str = "Incident"
+    min_severity: Severity = "major"
+    resolve_transition: str = "Done"
+    reopen_transition: str = "Reopen"
+    reopen_window: Duration = 24 * 3600.0
+    timeout: Duration = 15.0
+
+    @field_validator("server")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be the Jira base URL such as https://example.atlassian.net")
+        return v.rstrip("/")
 
 
 def dedup_label(dedup_key: str) -> str:
     return "cp-" + hashlib.sha256(dedup_key.encode()).hexdigest()[:16]
 
 
-class JiraNotifier(Notifier):
-    channel = "jira"
+class JiraNotifier(Notifier[JiraConfig]):
+    """The audit trail: incidents of ``min_severity`` or worse, every event but reminders."""
 
-    def __init__(self, cfg: JiraConfig, clock: Any = None) -> None:
-        self.cfg = cfg
+    channel = "jira"
+    config_model = JiraConfig
+
+    def __init__(self, cfg: JiraConfig, clock: Clock = system_clock) -> None:
+        super().__init__(cfg, clock)
         self._client: JIRA | None = None
-        self._now = clock or (lambda: datetime.now(UTC))
 
     def secrets(self) -> list[str]:
         return [self.cfg.token.get_secret_value()]
 
-    def wants(self, severity: str) -> bool:
-        return SEVERITY_RANK[severity] >= SEVERITY_RANK[self.cfg.min_severity]
+    def wants(self, incident: Incident, event: str) -> bool:
+        # Reminders are for on-call; Jira gets what auditors need.
+        return event != "reminder" and at_least(incident.severity, self.cfg.min_severity)
 
     @property
     def client(self) -> JIRA:
@@ -53,21 +94,21 @@ class JiraNotifier(Notifier):
                                 timeout=self.cfg.timeout, **auth)
         return self._client
 
-    def notify(self, n: Notification) -> dict[str, str]:
+    def notify(self, n: Notification) -> Refs:
         try:
             if n.action == "open":
-                return {"jira_key": self._open(n)}
-            key = n.refs.get("jira_key") or self._find(n.payload["dedup_key"], open_only=True)
+                return {"key": self._open(n)}
+            key = n.refs.get("key") or self._find(n.payload["dedup_key"], open_only=True)
             if not key:
                 raise TransportError("no Jira issue for this incident (its open notification "
                                      "failed or was below min_severity)", permanent=True)
             if n.action == "resolve":
-                self._comment(key, self._resolve_text(n.payload))
+                self._comment(key, self._resolve_text(n.payload), n.created_at)
                 self._transition(key, self.cfg.resolve_transition)
             else:
                 text = n.payload.get("text") or n.payload["message"]
-                self._comment(key, re.sub(r"^:[a-z_]+:\s*", "", text))
-            return {"jira_key": key}
+                self._comment(key, re.sub(r"^:[a-z_]+:\s*", "", text), n.created_at)
+            return {"key": key}
         except JIRAError as exc:
             self._client = None if exc.status_code in (None, 401) else self._client
             raise _classify(exc) from None
@@ -86,10 +127,10 @@ class JiraNotifier(Notifier):
                 log.info("jira issue already open key=%s incident=%s", key, n.incident_id)
                 return key
             window = timedelta(seconds=self.cfg.reopen_window)
-            if resolved_at is not None and self._now() - resolved_at <= window:
+            if resolved_at is not None and self.clock() - resolved_at <= window:
                 # Comment first: both steps are repeat-safe in this order, while a crash
                 # after the transition would make the retry see an open issue and stop.
-                self._comment(key, f"Failing again: {p['message']}")
+                self._comment(key, f"Failing again: {p['message']}", n.created_at)
                 self._transition(key, self.cfg.reopen_transition)
                 log.info("jira issue reopened key=%s incident=%s", key, n.incident_id)
                 return key
@@ -122,10 +163,17 @@ class JiraNotifier(Notifier):
             return None
         return found[0]
 
-    def _comment(self, key: str, body: str) -> None:
-        last = self.client.comments(key)
-        if last and str(last[-1].body).strip() == body.strip():
-            log.info("jira comment skipped (same as the last one) key=%s", key)
+    def _comment(self, key: str, body: str, queued_at: datetime) -> None:
+        # Not only the last comment: someone may have commented between the attempt whose
+        # answer was lost and this retry. Older comments are history: the same text may
+        # rightly come again (a message that flaps back).
+        comments = self.client.comments(key)
+        since = queued_at - CLOCK_SKEW
+        recent = [c for i, c in enumerate(comments) if i == len(comments) - 1 or
+                  (created := _parse_time(getattr(c, "created", None))) is None or
+                  created >= since]
+        if any(str(c.body).strip() == body.strip() for c in recent):
+            log.info("jira comment skipped (already on the issue) key=%s", key)
             return
         self.client.add_comment(key, body)
 

@@ -12,15 +12,28 @@ would post the message twice; retries are the outbox's job.
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import re
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from controlplane.incidents.config import SlackConfig
-from controlplane.notifiers.base import Notification, Notifier, TransportError, duration_text
+from controlplane.durations import Duration
+from controlplane.notifiers.base import (
+    ChannelConfig,
+    Clock,
+    Incident,
+    Notification,
+    Notifier,
+    Refs,
+    Severity,
+    TransportError,
+    duration_text,
+    system_clock,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +44,100 @@ _EMOJI = {"critical": ":red_circle:", "major": ":large_orange_circle:",
           "minor": ":large_yellow_circle:"}
 
 
-class SlackNotifier(Notifier):
-    channel = "slack"
+# Public (C), private/group (G) and DM (D) conversation ids. Names are refused: the
+# idempotency lookup (conversations.history) accepts only ids, so a name would make every
+# retried root message fail with channel_not_found.
+SLACK_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
 
-    def __init__(self, cfg: SlackConfig) -> None:
-        self.cfg = cfg
+
+def slack_channel_id(v: str) -> str:
+    if not SLACK_CHANNEL_ID.fullmatch(v):
+        raise ValueError(f"slack channel {v!r} must be a channel ID like C0123ABCD (channel "
+                         "details → bottom of the About tab), not a name")
+    return v
+
+
+class RouteMatch(BaseModel):
+    """Which incidents a route takes: every given label must match; severity in the list."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels: dict[str, str] = Field(default_factory=dict)
+    severity: list[Severity] = Field(default_factory=list)
+    env: list[str] = Field(default_factory=list)
+
+
+class SlackRoute(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    match: RouteMatch = Field(default_factory=RouteMatch)
+    channel: str = Field(min_length=1)
+
+    _channel_id = field_validator("channel")(slack_channel_id)
+
+
+class SlackConfig(ChannelConfig):
+    token: SecretStr
+    base_url: str = "https://slack.com/api/"
+    channel: str = Field(min_length=1, description="default channel when no route matches")
+    routes: list[SlackRoute] = Field(default_factory=list)
+    repeat_interval: Duration = 4 * 3600.0
+    signing_secret: SecretStr | None = None
+    timeout: Duration = 10.0
+
+    _channel_id = field_validator("channel")(slack_channel_id)
+
+    @field_validator("base_url")
+    @classmethod
+    def _slash(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://slack.com/api/")
+        return v if v.endswith("/") else v + "/"
+
+    @field_validator("repeat_interval")
+    @classmethod
+    def _repeat_positive(cls, v: float) -> float:
+        if v < 60:
+            raise ValueError("must be at least 60s; reminders more often are noise")
+        return v
+
+
+class _QuietSdkLog(logging.Logger):
+    """slack_sdk logs an HTML error page (Slack in an outage) at ERROR; for us it is a
+    retryable outage the outbox reports at WARNING, so it must not page Sentry."""
+
+    def error(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.warning(msg, *args, **kwargs)
+
+
+def _sdk_logger() -> logging.Logger:
+    logger = _QuietSdkLog(f"{__name__}.sdk")
+    logger.parent = log
+    return logger
+
+
+class SlackNotifier(Notifier[SlackConfig]):
+    """Every incident event goes to Slack: a root message on open, the rest in its thread."""
+
+    channel = "slack"
+    config_model = SlackConfig
+
+    def __init__(self, cfg: SlackConfig, clock: Clock = system_clock) -> None:
+        super().__init__(cfg, clock)
         self.client = WebClient(token=cfg.token.get_secret_value(), base_url=cfg.base_url,
-                                timeout=int(cfg.timeout), retry_handlers=[])
+                                timeout=int(cfg.timeout), retry_handlers=[],
+                                logger=_sdk_logger())
 
     def secrets(self) -> list[str]:
         return [s.get_secret_value() for s in (self.cfg.token, self.cfg.signing_secret) if s]
 
-    def route(self, severity: str, env: str, labels: dict[str, Any]) -> str:
-        return route(self.cfg, severity, env, labels)
+    def route(self, incident: Incident) -> list[str]:
+        return [route(self.cfg, incident.severity, incident.env, incident.labels)]
 
-    def notify(self, n: Notification) -> dict[str, str]:
+    def reminder_interval(self) -> float | None:
+        return self.cfg.repeat_interval
+
+    def notify(self, n: Notification) -> Refs:
         try:
             if n.action == "open":
                 return self._open(n)
@@ -59,22 +151,28 @@ class SlackNotifier(Notifier):
             return {}
         except SlackApiError as exc:
             raise _classify(exc) from None
+        except json.JSONDecodeError:
+            # A paged lookup (conversations.history) answered with an HTML error page: the
+            # SDK parses later pages itself and does not wrap the error.
+            raise TransportError("slack unavailable: answered with a page that is not "
+                                 "JSON") from None
         except (OSError, http.client.HTTPException) as exc:  # refused, reset, timeout
             raise TransportError(f"slack unreachable: {type(exc).__name__}: {exc}") from None
 
     # -- actions ----------------------------------------------------------------------------
 
-    def _open(self, n: Notification) -> dict[str, str]:
-        channel = n.payload["channel"]
+    def _open(self, n: Notification) -> Refs:
+        # Entries queued before routing moved into the channel carry "channel".
+        channel = (n.to or [n.payload.get("channel") or self.cfg.channel])[0]
         if n.attempts:
             found = self._find_root(channel, n)
             if found:
                 log.info("slack root already posted incident=%s ts=%s", n.incident_id, found)
-                return {"slack_channel": channel, "slack_ts": found}
+                return {"channel": channel, "ts": found}
         resp = self.client.chat_postMessage(
             channel=channel, text=self._summary(n.payload), blocks=self._blocks(n.payload),
             metadata=self._metadata(n), unfurl_links=False)
-        return {"slack_channel": str(resp["channel"]), "slack_ts": str(resp["ts"])}
+        return {"channel": str(resp["channel"]), "ts": str(resp["ts"])}
 
     def _reply(self, n: Notification, text: str) -> None:
         channel, ts = self._root(n)
@@ -82,7 +180,7 @@ class SlackNotifier(Notifier):
             log.info("slack reply already posted incident=%s key=%s", n.incident_id,
                      n.idempotency_key)
             return
-        self.client.chat_postMessage(channel=channel, thread_ts=ts, text=text,
+        self.client.chat_postMessage(channel=channel, thread_ts=ts, text=escape(text),
                                      metadata=self._metadata(n))
 
     def _update_root(self, n: Notification, resolved: bool) -> None:
@@ -94,7 +192,7 @@ class SlackNotifier(Notifier):
                                 blocks=self._blocks(p))
 
     def _root(self, n: Notification) -> tuple[str, str]:
-        channel, ts = n.refs.get("slack_channel"), n.refs.get("slack_ts")
+        channel, ts = n.refs.get("channel"), n.refs.get("ts")
         if not channel or not ts:
             raise TransportError("no Slack root message for this incident (its open "
                                  "notification failed); see the incident timeline",
@@ -127,22 +225,25 @@ class SlackNotifier(Notifier):
     @staticmethod
     def _summary(p: dict[str, Any]) -> str:
         state = "RESOLVED" if p.get("resolved") else p["status"].upper()
-        return f"[{state}] {p['check']} ({p['env'] or 'no env'}, {p['severity']}): {p['message']}"
+        return escape(f"[{state}] {p['check']} ({p['env'] or 'no env'}, {p['severity']}): "
+                      f"{p['message']}")
 
     def _blocks(self, p: dict[str, Any]) -> list[dict[str, Any]]:
         resolved = bool(p.get("resolved"))
+        # plain_text (the header) is shown as is; every mrkdwn text is escaped.
         title = (f":white_check_mark: Resolved: {p['check']}" if resolved else
                  f"{_EMOJI.get(p['severity'], '')} {p['status'].capitalize()}: {p['check']}")
-        fields = [f"*Check*\n{p['check']}", f"*Env*\n{p['env'] or '-'}",
+        fields = [f"*Check*\n{escape(p['check'])}", f"*Env*\n{escape(p['env'] or '-')}",
                   f"*Severity*\n{p['severity']}", f"*Since*\n{p['since']}"]
         if p.get("acknowledged_by") and not resolved:
-            fields.append(f"*Acknowledged by*\n{p['acknowledged_by']}")
-        links = [f"<{p['dashboard']}|Dashboard>"] if p.get("dashboard") else []
+            fields.append(f"*Acknowledged by*\n{escape(p['acknowledged_by'])}")
+        links = [_link(p["dashboard"], "Dashboard")] if p.get("dashboard") else []
         if p.get("runbook"):
-            links.append(f"<{p['runbook']}|Runbook>")
+            links.append(_link(p["runbook"], "Runbook"))
         blocks: list[dict[str, Any]] = [
             {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": p["message"][:2900] or "-"}},
+            {"type": "section", "text": {"type": "mrkdwn",
+                                         "text": escape(p["message"][:2900]) or "-"}},
             {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
         ]
         if links:
@@ -159,6 +260,18 @@ class SlackNotifier(Notifier):
     def _resolve_text(p: dict[str, Any]) -> str:
         return (f":white_check_mark: Resolved after {duration_text(p['duration_s'])}: "
                 f"{p['message']}")
+
+
+def escape(text: str) -> str:
+    """Slack's escaping for text it parses: a probed body cannot mention <!channel>, a
+    user or a link of its own (https://api.slack.com/reference/surfaces/formatting)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _link(url: str, label: str) -> str:
+    # Inside <url|label> the url ends at "|" or ">": percent-encode them, never escape.
+    safe = url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E")
+    return f"<{safe}|{label}>"
 
 
 def route(cfg: SlackConfig, severity: str, env: str, labels: dict[str, Any]) -> str:

@@ -14,21 +14,22 @@ import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from controlplane.durations import Duration
+from controlplane.probes.inbox import SmsInbox
 from controlplane.redact import redact
 from controlplane.results import Result, Status, Step, utcnow
+from controlplane.severity import Severity as Severity  # re-exported: kinds import it here
 
 if TYPE_CHECKING:
+    from controlplane.backups.config import DrConfig
     from controlplane.metrics import Metrics
+    from controlplane.store import Store
 
 log = logging.getLogger(__name__)
-
-Severity = Literal["critical", "major", "minor"]
-
 
 class CheckConfig(BaseModel):
     """Fields every check has; each kind subclasses it with its own fields."""
@@ -61,6 +62,41 @@ class CheckConfig(BaseModel):
         raise ValueError("must be a runbook id (e.g. restore-postgres) or an http(s) URL")
 
 
+class CheckDefaults(BaseModel):
+    """The config's ``defaults:`` section: values for checks that do not set them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interval: Duration = 60.0
+    timeout: Duration = 10.0
+    failure_threshold: int = Field(default=2, ge=1)
+    success_threshold: int = Field(default=1, ge=1)
+
+
+def with_defaults(model: type[CheckConfig], fields: dict[str, Any],
+                  defaults: CheckDefaults) -> dict[str, Any]:
+    """``fields`` completed from the global ``defaults`` where the check is silent.
+
+    Precedence: the check's own value, then its kind's own default (a kind declares one by
+    redeclaring the field, as ``backup`` does with ``failure_threshold = 1``), then the
+    global default. A global default never overwrites a kind's: one stored state must be
+    judged by one threshold, whoever builds the check."""
+    own = kind_defaults(model)
+    filled = {k: v for k, v in defaults.model_dump().items() if k not in own}
+    return {**filled, **fields}
+
+
+def kind_defaults(model: type[CheckConfig]) -> set[str]:
+    """The defaultable fields a kind's config class (or a parent below CheckConfig)
+    redeclares with its own default."""
+    own: set[str] = set()
+    for cls in model.__mro__:
+        if cls is CheckConfig or not issubclass(cls, CheckConfig):
+            break
+        own |= set(vars(cls).get("__annotations__", {}))
+    return own & set(CheckDefaults.model_fields)
+
+
 ConfigT = TypeVar("ConfigT", bound=CheckConfig)
 
 
@@ -76,11 +112,28 @@ class Outcome:
 
 
 @dataclass
+class Services:
+    """The running control plane's collaborators that probes and components share.
+
+    Typed fields, not a string-keyed bag: a probe that needs one says which, and mypy checks
+    it. ``None`` means "not in this process" (an ad-hoc ``controlplane probe`` run has no
+    store); a probe that needs it raises :class:`ProbeError` saying where to run it.
+    """
+
+    store: Store | None = None
+    """The control plane's own database (results, incidents, the backup catalog)."""
+    dr: DrConfig | None = None
+    """RTO/RPO targets, for the ``dr`` checks."""
+    sms_inbox: SmsInbox = field(default_factory=SmsInbox)
+    """SMS Twilio's inbound webhook accepted; the ID-card probe waits on it."""
+
+
+@dataclass
 class ProbeContext:
     """What the running control plane lends to probes (environments, shared services)."""
 
     environments: dict[str, Any] = field(default_factory=dict)
-    services: dict[str, Any] = field(default_factory=dict)
+    services: Services = field(default_factory=Services)
 
 
 class ProbeError(Exception):

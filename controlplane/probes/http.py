@@ -20,9 +20,9 @@ from urllib.parse import urljoin, urlsplit
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
+from controlplane.deadline import Deadline
 from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError
 from controlplane.probes.httpclient import (
-    Deadline,
     ExchangeError,
     Request,
     Response,

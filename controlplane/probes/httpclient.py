@@ -19,9 +19,11 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
+
+from controlplane.deadline import Deadline
 
 USER_AGENT = "controlplane-http-probe/0.1"
 MAX_BODY_BYTES = 1024 * 1024
@@ -59,21 +61,12 @@ class Response:
     tls_version: str | None = None
 
 
-@dataclass
-class Deadline:
-    """One deadline shared by every phase; ``left()`` is what the next call may wait."""
-
-    timeout: float
-    start: float = field(default_factory=time.monotonic)
-
-    def left(self, phase: str) -> float:
-        remaining = self.start + self.timeout - time.monotonic()
-        if remaining <= 0:
-            raise ExchangeError(self.expired_message(phase), phase, timed_out=True)
-        return remaining
-
-    def expired_message(self, phase: str) -> str:
-        return f"timed out after {self.timeout:g}s {phase}"
+def budget(deadline: Deadline, phase: str) -> float:
+    """What ``phase`` may still wait; the exchange fails as timed out once nothing is left."""
+    remaining = deadline.remaining()
+    if remaining <= 0:
+        raise ExchangeError(deadline.expired_message(phase), phase, timed_out=True)
+    return remaining
 
 
 @dataclass
@@ -126,7 +119,7 @@ def _resolve(host: str, port: int, deadline: Deadline,
 
     worker = threading.Thread(target=lookup, name=f"resolve-{host}", daemon=True)
     worker.start()
-    worker.join(deadline.left(phase))
+    worker.join(budget(deadline, phase))
     timings.dns_s = time.monotonic() - t0
     if worker.is_alive():
         raise ExchangeError(deadline.expired_message(phase), phase, timed_out=True)
@@ -146,7 +139,7 @@ def _connect(host: str, port: int, addresses: list[tuple[Any, ...]], deadline: D
         for family, socktype, proto, _name, addr in addresses:
             sock = socket.socket(family, socktype, proto)
             try:
-                sock.settimeout(deadline.left(phase))
+                sock.settimeout(budget(deadline, phase))
                 sock.connect(addr)
                 return sock
             except TimeoutError:
@@ -167,7 +160,7 @@ def _handshake(sock: socket.socket, host: str, context: ssl.SSLContext, deadline
     phase = "in the TLS handshake"
     t0 = time.monotonic()
     try:
-        sock.settimeout(deadline.left(phase))
+        sock.settimeout(budget(deadline, phase))
         tls = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
         tls.do_handshake()
         return tls
@@ -187,7 +180,7 @@ def _send_and_read(sock: socket.socket, request: Request, parts: SplitResult,
     t0 = time.monotonic()
     first: list[float] = []
     try:
-        sock.settimeout(deadline.left("sending the request"))
+        sock.settimeout(budget(deadline, "sending the request"))
         sock.sendall(_request_bytes(request, parts))
         reader = _TimedSocket(sock, deadline, first)
         resp = http.client.HTTPResponse(reader, method=request.method)  # type: ignore[arg-type]
@@ -258,7 +251,7 @@ class _TimedRaw(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         owner = self._owner
-        remaining = owner._deadline.start + owner._deadline.timeout - time.monotonic()
+        remaining = owner._deadline.remaining()
         if remaining <= 0:
             raise TimeoutError
         owner._sock.settimeout(remaining)

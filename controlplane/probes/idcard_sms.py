@@ -29,15 +29,9 @@ from twilio.rest import Client
 from controlplane.durations import Duration
 from controlplane.probes import idcard_browser
 from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeContext, ProbeError
+from controlplane.probes.inbox import LINK, Sms
 from controlplane.probes.sitefetch import Fetched, Fetcher, FetchError
-from controlplane.probes.sms_inbox import (
-    LINK,
-    Sms,
-    inbox_of,
-    lookback,
-    poll_twilio,
-    twilio_snapshot,
-)
+from controlplane.probes.sms_inbox import lookback, poll_twilio, twilio_snapshot
 from controlplane.probes.twilio_api import DEFAULT_API_BASE, twilio_client
 from controlplane.results import Status, Step, StepFailed, StepRecorder, worst
 
@@ -191,7 +185,7 @@ class IdCardSmsProbe(Probe[IdCardSmsConfig]):
                                                    "client_name": cfg.client_name}))
         # Texts already there (earlier runs, other senders) are not the answer to this request.
         run.exclude = set(self._consumed) | (
-            inbox_of(self.context.services).snapshot(cfg.phone) if cfg.receive == "webhook"
+            self.context.services.sms_inbox.snapshot(cfg.phone) if cfg.receive == "webhook"
             else twilio_snapshot(self._twilio(), cfg.phone,
                                  time.monotonic() + cfg.sla.request_link, cfg.poll_interval))
         headers = {"Authorization": f"Bearer {cfg.api_token.get_secret_value()}",
@@ -214,7 +208,7 @@ class IdCardSmsProbe(Probe[IdCardSmsConfig]):
         waited = time.monotonic()
         sms: Sms | None
         if cfg.receive == "webhook":
-            sms = inbox_of(self.context.services).wait_for(cfg.phone, since, deadline, exclude)
+            sms = self.context.services.sms_inbox.wait_for(cfg.phone, since, deadline, exclude)
             seen = ("nothing valid came to /webhooks/twilio/sms; check the number's SmsUrl "
                     "points at this control plane")
         else:

@@ -31,6 +31,7 @@ from controlplane.kafka.client import (
     KafkaUnavailable,
     client_config,
     describe,
+    request_deadline,
     unreachable_message,
     wait,
 )
@@ -97,7 +98,7 @@ class KafkaCanaryProbe(Probe[KafkaCanaryConfig]):
         if self.child is not None:
             return self.child.check()
         cfg = self.config
-        deadline = Deadline(cfg.timeout)
+        deadline = request_deadline(cfg.timeout)
         admin, producer, consumer = self.clients()
         admin.poll(0)
         producer.poll(0)

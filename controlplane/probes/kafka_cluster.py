@@ -43,6 +43,7 @@ from controlplane.kafka.client import (
     KafkaUnavailable,
     client_config,
     describe,
+    request_deadline,
     tls_arguments,
     tls_values,
     unreachable_message,
@@ -137,7 +138,7 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
 
     def _inspect(self) -> Outcome:
         cfg = self.config
-        deadline = Deadline(cfg.timeout)
+        deadline = request_deadline(cfg.timeout)
         admin = self.admin()
         admin.poll(0)
         self.trap.take()  # errors from before this run are not this run's answer

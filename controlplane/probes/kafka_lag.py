@@ -23,10 +23,10 @@ from pydantic import Field, field_validator
 from controlplane.durations import Duration, parse_duration
 from controlplane.kafka.child import ClientDied, died_message
 from controlplane.kafka.client import (
-    Deadline,
     KafkaCheckConfig,
     KafkaUnavailable,
     gc_paused,
+    request_deadline,
     tls_arguments,
     tls_values,
     unreachable_message,
@@ -118,7 +118,7 @@ class KafkaLagProbe(Probe[KafkaLagConfig]):
 
     def check(self) -> Outcome:
         cfg = self.config
-        deadline = Deadline(cfg.timeout)
+        deadline = request_deadline(cfg.timeout)
         t0 = time.monotonic()
         try:
             fetched = self.client().fetch(self.selection, deadline.left())

@@ -1,20 +1,17 @@
 """Receiving the synthetic client's SMS: polling Twilio's Messages API, or an inbox that
 Twilio's inbound webhook (``/webhooks/twilio/sms``) fills.
 
-The inbox lives in the running control plane's ``ProbeContext.services["sms_inbox"]`` so
-the web handler and the probe share it.
+The inbox (controlplane/probes/inbox.py) lives in the running control plane's
+``Services.sms_inbox`` so the web handler and the probe share it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -22,62 +19,13 @@ from typing import Any, TypeVar
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 
+from controlplane.probes.inbox import LINK, Sms, link_in
 from controlplane.results import StepFailed
 
 log = logging.getLogger(__name__)
 
-INBOX_SERVICE = "sms_inbox"
-LINK = re.compile(r"https?://[^\s<>\"']+")
 DELIVERED = ("delivered", "received")
 FAILED = ("failed", "undelivered", "canceled")
-
-
-@dataclass(frozen=True)
-class Sms:
-    sid: str
-    to: str
-    from_: str
-    body: str
-    status: str
-    at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-
-class SmsInbox:
-    """Inbound SMS the webhook accepted, newest last; bounded so it cannot grow forever."""
-
-    def __init__(self, keep: int = 500) -> None:
-        self._items: deque[Sms] = deque(maxlen=keep)
-        self._cond = threading.Condition()
-
-    def add(self, sms: Sms) -> None:
-        with self._cond:
-            self._items.append(sms)
-            self._cond.notify_all()
-
-    def snapshot(self, to: str) -> set[str]:
-        with self._cond:
-            return {s.sid for s in self._items if s.to == to} | \
-                {_link(s.body) for s in self._items if s.to == to} - {""}
-
-    def wait_for(self, to: str, since: datetime, deadline: float,
-                 exclude: set[str]) -> Sms | None:
-        """First SMS to ``to`` received at/after ``since`` not in ``exclude``; None at deadline."""
-        with self._cond:
-            while True:
-                for sms in self._items:
-                    if sms.to == to and sms.at >= since and sms.sid not in exclude \
-                            and _link(sms.body) not in exclude:
-                        return sms
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
-
-
-def inbox_of(services: dict[str, Any]) -> SmsInbox:
-    inbox = services.setdefault(INBOX_SERVICE, SmsInbox())
-    assert isinstance(inbox, SmsInbox)
-    return inbox
 
 
 def twilio_error(exc: Exception) -> str:
@@ -174,7 +122,7 @@ def twilio_snapshot(client: Client, to: str, deadline: float, interval: float) -
                        deadline, interval)
     if isinstance(rows, TwilioRetryExhausted):
         raise StepFailed(str(rows))
-    return {str(m.sid) for m in rows} | {_link(m.body) for m in rows} - {""}
+    return {str(m.sid) for m in rows} | {link_in(m.body) for m in rows} - {""}
 
 
 def poll_twilio(client: Client, to: str, since: datetime, deadline: float, interval: float,
@@ -195,7 +143,7 @@ def poll_twilio(client: Client, to: str, since: datetime, deadline: float, inter
         seen = seen or "no message at all"
         # ``exclude`` holds SIDs and links of SMS earlier runs used: Twilio keeps both the
         # outbound and the inbound record of one text, and runs can be seconds apart.
-        fresh = [m for m in rows if m.sid not in exclude and _link(m.body) not in exclude
+        fresh = [m for m in rows if m.sid not in exclude and link_in(m.body) not in exclude
                  and (m.date_sent or m.date_created or since) >= since]
         for m in fresh:
             if m.status in DELIVERED and LINK.search(m.body or ""):
@@ -213,10 +161,6 @@ def poll_twilio(client: Client, to: str, since: datetime, deadline: float, inter
             return None, seen
         time.sleep(min(interval, remaining))
 
-
-def _link(body: str | None) -> str:
-    match = LINK.search(body or "")
-    return match.group(0) if match else ""
 
 
 def lookback(start: datetime, skew: float) -> datetime:

@@ -7,9 +7,9 @@ For certificate expiry, thresholds, version and issuer rules use the `tls` kind;
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Literal
 
+from controlplane.deadline import Deadline
 from controlplane.probes.base import CheckConfig, Outcome, Probe
 from controlplane.probes.tlsconn import (
     EndpointConfig,
@@ -38,7 +38,7 @@ class TcpProbe(Probe[TcpCheckConfig]):
 
     def check(self) -> Outcome:
         c = self.config
-        deadline = time.monotonic() + c.timeout
+        deadline = Deadline(c.timeout)
         if c.tls:
             return self._check_tls(deadline)
         try:
@@ -54,7 +54,7 @@ class TcpProbe(Probe[TcpCheckConfig]):
                        steps=[Step(name="connect", status=Status.OK,
                                    duration_s=round(connect_s, 6))])
 
-    def _check_tls(self, deadline: float) -> Outcome:
+    def _check_tls(self, deadline: Deadline) -> Outcome:
         c = self.config
         name = c.servername or c.host
         store = load_trust(c.ca_file)

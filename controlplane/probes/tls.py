@@ -18,6 +18,7 @@ from cryptography import x509
 from OpenSSL import crypto
 from pydantic import Field, field_validator, model_validator
 
+from controlplane.deadline import Deadline
 from controlplane.probes.base import CheckConfig, Outcome, Probe
 from controlplane.probes.tlsconn import (
     EndpointConfig,
@@ -85,7 +86,7 @@ class TlsProbe(Probe[TlsCheckConfig]):
     def check(self) -> Outcome:
         c = self.config
         store = load_trust(c.ca_file)
-        deadline = time.monotonic() + c.timeout
+        deadline = Deadline(c.timeout)
         try:
             hs = handshake(c.host, c.port, c.expected_name, deadline)
         except Unreachable as exc:

@@ -25,6 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from OpenSSL import SSL, crypto
 from pydantic import Field, field_validator
 
+from controlplane.deadline import Deadline
 from controlplane.probes.base import CheckConfig, ProbeError
 
 # -- targets and names -----------------------------------------------------------------------
@@ -91,7 +92,7 @@ class Handshake:
     chain: list[x509.Certificate]
 
 
-def connect(host: str, port: int, deadline: float) -> tuple[socket.socket, float]:
+def connect(host: str, port: int, deadline: Deadline) -> tuple[socket.socket, float]:
     """A connected TCP socket and the connect time; Unreachable with the reason."""
     t0 = time.monotonic()
     try:
@@ -106,7 +107,7 @@ def connect(host: str, port: int, deadline: float) -> tuple[socket.socket, float
     return sock, time.monotonic() - t0
 
 
-def handshake(host: str, port: int, servername: str | None, deadline: float) -> Handshake:
+def handshake(host: str, port: int, servername: str | None, deadline: Deadline) -> Handshake:
     """Connect and complete a TLS handshake without judging the certificate."""
     sock, connect_s = connect(host, port, deadline)
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
@@ -141,7 +142,7 @@ def handshake(host: str, port: int, servername: str | None, deadline: float) -> 
     return result
 
 
-def _drive_handshake(conn: SSL.Connection, sock: socket.socket, deadline: float) -> None:
+def _drive_handshake(conn: SSL.Connection, sock: socket.socket, deadline: Deadline) -> None:
     while True:
         try:
             conn.do_handshake()
@@ -154,8 +155,8 @@ def _drive_handshake(conn: SSL.Connection, sock: socket.socket, deadline: float)
             raise TimeoutError("timed out during the TLS handshake")
 
 
-def _left(deadline: float) -> float:
-    left = deadline - time.monotonic()
+def _left(deadline: Deadline) -> float:
+    left = deadline.remaining()
     if left <= 0:
         raise TimeoutError("timed out")
     return left

@@ -98,8 +98,6 @@ class Demo:
         os.chmod(self.workdir, 0o711)  # the postgres user must reach its data directory
         self.postgres = Postgres(self.workdir, bindir).start()
         env = {"DEMO_PG_DSN": self.postgres.seed("halotasks")}
-        shutil.copy(demo_config_path("demo-backup-checks.yaml"),
-                    os.path.join(self.workdir, "checks", "backups.yaml"))
         env.update(self._age_key())
         azurite = azurite_binary()
         if azurite is not None:

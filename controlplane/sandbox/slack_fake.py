@@ -11,7 +11,8 @@ Slack does), message ``metadata`` (returned by the history calls only with
 ``slack_sdk.WebClient(base_url=fake.url + "/api/")`` at it.
 
 Tests inject faults (:meth:`SlackFake.fail`, :meth:`SlackFake.rate_limit`,
-:meth:`SlackFake.down`, :meth:`SlackFake.drop_response`) and read what arrived
+:meth:`SlackFake.down`, :meth:`SlackFake.drop_response`, :meth:`SlackFake.html_error`)
+and read what arrived
 (:meth:`SlackFake.messages`, ``calls``).
 :func:`start` is the entry point for the demo: ``url, stop = start(host, port)``.
 """
@@ -35,6 +36,8 @@ from controlplane.sandbox.fakehttp import FakeServer, Request, Response
 DEFAULT_TOKEN = "xoxb-sandbox-token"
 DEFAULT_CHANNELS = ("C0ONCALL", "C0PLATFORM", "C0KAFKA")
 DEFAULT_NAMES = {"oncall": "C0ONCALL", "platform": "C0PLATFORM", "kafka": "C0KAFKA"}
+HTML_ERROR = (b"<!DOCTYPE html><html><head><title>%d</title></head><body><h1>Slack is "
+              b"having trouble</h1><p>Error %d. Please try again.</p></body></html>")
 
 
 @dataclass
@@ -61,6 +64,7 @@ class SlackFake:
         self._messages: list[Message] = []
         self._lock = threading.Lock()
         self._last_ts = 0.0
+        self._html: list[list[Any]] = []  # [method, skip, count, status]
         self.server = FakeServer(self._handle, self._record)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -103,8 +107,18 @@ class SlackFake:
         (the message IS posted; the caller cannot know)."""
         self.server.add_fault(f"/api/{method}", None, count)
 
+    def html_error(self, method: str, status: int = 502, after: int = 0,
+                   count: int = 1) -> None:
+        """Answer ``count`` calls of ``method`` with an HTML error page (what Slack's edge
+        serves in an outage), after letting ``after`` of them through (e.g. the first page
+        of a paged lookup)."""
+        with self._lock:
+            self._html.append([method, after, count, status])
+
     def heal(self) -> None:
         self.server.clear_faults()
+        with self._lock:
+            self._html.clear()
 
     # -- inspection -----------------------------------------------------------------------
 
@@ -128,7 +142,18 @@ class SlackFake:
             self.calls.append((req.path.removeprefix("/api/"), resp.status))
 
     def _handle(self, req: Request) -> Response:
-        return self._dispatch(req.path.removeprefix("/api/"), req)
+        method = req.path.removeprefix("/api/")
+        with self._lock:
+            for rule in self._html:
+                if rule[0] != method or rule[2] <= 0:
+                    continue
+                if rule[1] > 0:
+                    rule[1] -= 1
+                    break
+                rule[2] -= 1
+                return Response(rule[3], HTML_ERROR % (rule[3], rule[3]),
+                                {"Content-Type": "text/html"})
+        return self._dispatch(method, req)
 
     def _dispatch(self, method: str, req: Request) -> Response:
         handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {

@@ -1,7 +1,9 @@
-"""A stateful contract fake of Twilio's Programmable Messaging API (2010-04-01).
+"""A stateful contract fake of Twilio's Programmable Messaging and Voice API (2010-04-01).
 
 Speaks the real paths, JSON shapes and errors for what the platform uses: create a
-message, fetch it, list with ``To``/``From``/``DateSent`` filters and paging, delivery
+message, fetch it, list with ``To``/``From``/``DateSent`` filters and paging; create,
+fetch and list outbound calls (``Twiml`` or ``Url``, ``To``/``From`` filters; a call goes
+queued -> completed and keeps its TwiML for tests to read); delivery
 status progression (queued -> sent -> delivered) with signed status callbacks, incoming
 phone numbers with ``SmsUrl``, and the inbound-SMS webhook signed with
 ``X-Twilio-Signature`` exactly as Twilio computes it. ``fail_requests`` makes the API answer
@@ -49,6 +51,7 @@ DeliveryPolicy = Callable[[str, str], Delivery]  # (from, to) -> Delivery
 
 # What Twilio answers for each status the fault switch can serve: (error code, message).
 API_ERRORS: dict[int, tuple[int, str]] = {
+    400: (21610, "Attempt to send to unsubscribed recipient"),
     401: (20003, "Authenticate"),
     404: (20404, "The requested resource was not found"),
     429: (20429, "Too Many Requests"),
@@ -100,6 +103,33 @@ class Message:
         }
 
 
+@dataclass
+class Call:
+    sid: str
+    account_sid: str
+    to: str
+    from_: str
+    twiml: str | None
+    url: str | None
+    status: str = "queued"
+    date_created: datetime = field(default_factory=lambda: datetime.now(UTC))
+    date_updated: datetime = field(default_factory=lambda: datetime.now(UTC))
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        done = self.status == "completed"
+        return {
+            "account_sid": self.account_sid, "api_version": "2010-04-01", "sid": self.sid,
+            "date_created": _rfc2822(self.date_created), "direction": "outbound-api",
+            "date_updated": _rfc2822(self.date_updated), "duration": "12" if done else None,
+            "start_time": _rfc2822(self.start_time), "end_time": _rfc2822(self.end_time),
+            "from": self.from_, "to": self.to, "status": self.status, "price": None,
+            "parent_call_sid": None, "answered_by": None, "subresource_uris": {},
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Calls/{self.sid}.json",
+        }
+
+
 def _rfc2822(ts: datetime | None) -> str | None:
     return format_datetime(ts, usegmt=True).replace("GMT", "+0000") if ts else None
 
@@ -118,6 +148,7 @@ class TwilioFake:
         self.policy: DeliveryPolicy = policy or (lambda _f, _t: Delivery())
         self.ca_file = ca_file  # trusted when calling https webhooks
         self.messages: list[Message] = []
+        self.calls: list[Call] = []
         self.numbers: dict[str, dict[str, Any]] = {}
         self.webhook_log: list[dict[str, Any]] = []
         self.fault: ApiFault | None = None
@@ -233,6 +264,11 @@ class TwilioFake:
         app.add_url_rule(f"{API}/Messages.json", "create", self._create, methods=["POST"])
         app.add_url_rule(f"{API}/Messages.json", "list", self._list, methods=["GET"])
         app.add_url_rule(f"{API}/Messages/<sid>.json", "fetch", self._fetch, methods=["GET"])
+        app.add_url_rule(f"{API}/Calls.json", "create_call", self._create_call,
+                         methods=["POST"])
+        app.add_url_rule(f"{API}/Calls.json", "list_calls", self._list_calls, methods=["GET"])
+        app.add_url_rule(f"{API}/Calls/<sid>.json", "fetch_call", self._fetch_call,
+                         methods=["GET"])
         app.add_url_rule(f"{API}/IncomingPhoneNumbers.json", "numbers", self._create_number,
                          methods=["POST"])
         app.add_url_rule(f"{API}/IncomingPhoneNumbers.json", "list_numbers",
@@ -318,31 +354,54 @@ class TwilioFake:
             return jsonify(msg.to_json())
 
     def _list(self, account: str) -> Response | tuple[Response, int]:
-        args = request.args
         try:
-            size = min(1000, max(1, int(args.get("PageSize", "50"))))
-            page = max(0, int(args.get("Page", "0")))
-            filters = _date_filters(args)
+            filters = _date_filters(request.args)
         except ValueError as exc:
             return _error(20001, f"Invalid parameter: {exc}", 400)
         with self._lock:
-            rows = [m for m in self.messages
-                    if (not args.get("To") or m.to == args["To"])
-                    and (not args.get("From") or m.from_ == args["From"])
-                    and all(f(m) for f in filters)]
-            rows.sort(key=lambda m: m.date_created, reverse=True)  # newest first, like Twilio
-            chunk = [m.to_json() for m in rows[page * size:(page + 1) * size]]
-        base = f"/2010-04-01/Accounts/{account}/Messages.json"
-        keep = urlencode([(k, v) for k, v in args.items() if k not in ("Page", "PageToken")])
-        has_next = (page + 1) * size < len(rows)
-        return jsonify({
-            "messages": chunk, "page": page, "page_size": size, "start": page * size,
-            "end": page * size + max(0, len(chunk) - 1), "uri": request.full_path,
-            "first_page_uri": f"{base}?{keep}&Page=0",
-            "previous_page_uri": f"{base}?{keep}&Page={page - 1}" if page else None,
-            "next_page_uri": f"{base}?{keep}&Page={page + 1}&PageToken=PA{page + 1}"
-            if has_next else None,
-        })
+            rows = [m for m in self.messages if all(f(m) for f in filters)]
+        return _page(account, "Messages", rows)
+
+    # -- voice calls ---------------------------------------------------------------------------
+
+    def _create_call(self, account: str) -> tuple[Response, int]:
+        form = request.form
+        to, from_ = form.get("To", ""), form.get("From", "")
+        twiml, url = form.get("Twiml") or None, form.get("Url") or None
+        if not to:
+            return _error(21201, "No 'To' number is specified", 400)
+        if not E164.match(to):
+            return _error(21211, f"Invalid 'To' Phone Number: {to}", 400)
+        if not from_:
+            return _error(21213, "No 'From' number is specified", 400)
+        if twiml is None and url is None:
+            return _error(21205, "Url parameter is required.", 400)
+        if twiml is not None and len(twiml) > 4000:
+            return _error(13221, "Twiml exceeds the 4000 character limit", 400)
+        call = Call(_sid("CA"), account, to, from_, twiml, url)
+        with self._lock:
+            self.calls.append(call)
+        self._schedule(0.02, lambda: self._complete(call))
+        return jsonify(call.to_json()), 201
+
+    def _complete(self, call: Call) -> None:
+        with self._lock:
+            call.start_time = call.start_time or datetime.now(UTC)
+            call.status, call.end_time = "completed", datetime.now(UTC)
+            call.date_updated = call.end_time
+
+    def _fetch_call(self, account: str, sid: str) -> Response | tuple[Response, int]:
+        with self._lock:
+            call = next((c for c in self.calls if c.sid == sid), None)
+            if call is None:
+                return _error(20404, f"The requested resource {request.path} was not found",
+                              404)
+            return jsonify(call.to_json())
+
+    def _list_calls(self, account: str) -> Response | tuple[Response, int]:
+        with self._lock:
+            rows = list(self.calls)
+        return _page(account, "Calls", rows)
 
     def _create_number(self, account: str) -> tuple[Response, int]:
         number = request.form.get("PhoneNumber", "")
@@ -370,6 +429,31 @@ class TwilioFake:
         with self._lock:
             self.numbers[number] = {"sid": _sid("PN"), "account_sid": self.account_sid,
                                     "phone_number": number, "sms_url": url}
+
+
+def _page(account: str, kind: str, rows: list[Any]) -> Response | tuple[Response, int]:
+    """One page of Messages or Calls, ``To``/``From`` filtered, newest first, like Twilio."""
+    args = request.args
+    try:
+        size = min(1000, max(1, int(args.get("PageSize", "50"))))
+        page = max(0, int(args.get("Page", "0")))
+    except ValueError as exc:
+        return _error(20001, f"Invalid parameter: {exc}", 400)
+    rows = [r for r in rows if (not args.get("To") or r.to == args["To"])
+            and (not args.get("From") or r.from_ == args["From"])]
+    rows.sort(key=lambda r: r.date_created, reverse=True)
+    chunk = [r.to_json() for r in rows[page * size:(page + 1) * size]]
+    base = f"/2010-04-01/Accounts/{account}/{kind}.json"
+    keep = urlencode([(k, v) for k, v in args.items() if k not in ("Page", "PageToken")])
+    has_next = (page + 1) * size < len(rows)
+    return jsonify({
+        kind.lower(): chunk, "page": page, "page_size": size, "start": page * size,
+        "end": page * size + max(0, len(chunk) - 1), "uri": request.full_path,
+        "first_page_uri": f"{base}?{keep}&Page=0",
+        "previous_page_uri": f"{base}?{keep}&Page={page - 1}" if page else None,
+        "next_page_uri": f"{base}?{keep}&Page={page + 1}&PageToken=PA{page + 1}"
+        if has_next else None,
+    })
 
 
 def _error(code: int, message: str, status: int) -> tuple[Response, int]:

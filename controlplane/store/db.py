@@ -1,4 +1,8 @@
-"""Engine, sessions and the declarative base every table module shares."""
+"""Engine, sessions and the declarative base every table module shares.
+
+The store knows no feature: features declare their table modules in controlplane/features.py,
+and the schema is made and changed only by the migrations (controlplane/store/migrate.py).
+"""
 
 from __future__ import annotations
 
@@ -21,21 +25,16 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
-def _import_table_modules() -> None:
-    # Every module that declares tables must be imported before create_all.
-    from controlplane.backups import catalog  # noqa: F401
-    from controlplane.incidents import model  # noqa: F401
-    from controlplane.store import results  # noqa: F401
-
-
 class StoreUnavailable(Exception):
     """The database named by ``store.dsn`` cannot be reached or set up."""
 
 
 class Store:
-    """One database: create tables on open, hand out short transactions."""
+    """One database: brought to the newest schema on open, hands out short transactions."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, upgrade: bool = True) -> None:
+        from controlplane.store import migrate
+
         self.dsn = dsn
         try:
             self.engine = _engine(dsn)
@@ -45,9 +44,11 @@ class Store:
                                    f"({type(exc).__name__}); percent-encode '@', ':' and '/' "
                                    "in the user and password") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        _import_table_modules()
         try:
-            Base.metadata.create_all(self.engine)
+            if upgrade:
+                migrate.upgrade(self.engine)
+            else:
+                self.ping_or_raise()
         except OperationalError as exc:
             self.engine.dispose()
             where = self.engine.url.render_as_string(hide_password=True)
@@ -62,6 +63,10 @@ class Store:
         """A transaction: committed on success, rolled back on error."""
         with self._sessions.begin() as session:
             yield session
+
+    def ping_or_raise(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
     def ping(self) -> bool:
         try:

@@ -30,13 +30,18 @@ class CheckView:
     uptime_24h: float | None
     uptime_7d: float | None
     recent: list[Result]
+    builtin: str | None = None
+    """The feature that builds this check (``backups``); None for a check from YAML."""
 
     def to_json(self) -> dict[str, Any]:
         c = self.check
         return {
             "id": c.id, "kind": c.kind, "env": c.env, "name": c.name or c.id,
             "severity": c.severity, "labels": c.labels, "interval_s": c.interval,
-            "timeout_s": c.timeout, "enabled": c.enabled, "state": self.state,
+            "timeout_s": c.timeout, "enabled": c.enabled,
+            "failure_threshold": c.failure_threshold,
+            "success_threshold": c.success_threshold, "builtin": self.builtin,
+            "state": self.state,
             "since": iso(self.since) if self.since else None,
             "uptime_24h": self.uptime_24h, "uptime_7d": self.uptime_7d,
             "last_result": self.last.to_json_dict() if self.last else None,
@@ -53,7 +58,8 @@ def _view(check: CheckConfig, recent_n: int = 30) -> CheckView:
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     return CheckView(check, row.state if row else "unknown", since,
-                     recent[0] if recent else None, up24, up7, recent)
+                     recent[0] if recent else None, up24, up7, recent,
+                     runtime().config.builtin_feature(check.id))
 
 
 def _find(check_id: str) -> CheckConfig:
@@ -64,6 +70,7 @@ def _find(check_id: str) -> CheckConfig:
 
 
 def _groups() -> list[tuple[str, str, list[CheckView]]]:
+    """The one catalog (YAML and built-in checks) by environment."""
     cfg = runtime().config
     views = [_view(c) for c in cfg.checks]
     groups = [(name, env.label or name, [v for v in views if v.check.env == name])

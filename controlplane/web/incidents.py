@@ -9,6 +9,7 @@ from flask import Blueprint, Response, abort, jsonify, render_template, request
 from controlplane.incidents import queries
 from controlplane.incidents.model import IncidentRow
 from controlplane.incidents.service import IncidentService
+from controlplane.notifiers import build_notifiers
 from controlplane.web import runtime
 from controlplane.web.auth import require_admin
 
@@ -16,14 +17,16 @@ bp = Blueprint("incidents", __name__)
 
 
 def incident_service() -> IncidentService:
-    """The running component's service, or one on the store (no notifiers) without it."""
+    """The running component's service, or one on the store (no delivery) without it."""
     rt = runtime()
     component: Any = rt.component("incidents")
     if component is not None:
         service: IncidentService = component.service
         return service
-    return IncidentService(rt.store, rt.config.incidents, rt.config.notifiers, rt.metrics,
-                           dashboard_url=rt.config.web.public_url)
+    # The channels' rules decide which notifications an acknowledge queues; building them
+    # touches no network.
+    return IncidentService(rt.store, rt.config.incidents, build_notifiers(rt.config.notifiers),
+                           rt.metrics, dashboard_url=rt.config.web.public_url)
 
 
 @bp.get("/api/v1/incidents")

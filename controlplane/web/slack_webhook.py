@@ -16,6 +16,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from slack_sdk.signature import SignatureVerifier
 
+from controlplane.notifiers.slack import SlackConfig
 from controlplane.web import runtime
 from controlplane.web.incidents import incident_service
 
@@ -30,8 +31,8 @@ message it came from is far below this."""
 
 @bp.post("/webhooks/slack/interactive")
 def interactive() -> tuple[Response, int]:
-    slack = runtime().config.notifiers.slack
-    if slack is None or slack.signing_secret is None \
+    slack = runtime().config.notifiers.get("slack")
+    if not isinstance(slack, SlackConfig) or slack.signing_secret is None \
             or not slack.signing_secret.get_secret_value():
         return jsonify(error="Slack webhook disabled: set notifiers.slack.signing_secret"), 403
     size = request.content_length

@@ -17,7 +17,7 @@ from flask import Blueprint, Response, request
 from twilio.request_validator import RequestValidator
 
 from controlplane.probes.idcard_sms import IdCardSmsConfig
-from controlplane.probes.sms_inbox import Sms, inbox_of
+from controlplane.probes.inbox import Sms
 from controlplane.web import runtime
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def inbound_sms() -> tuple[Response, int] | Response:
                     to[:40])
         return Response("invalid or missing X-Twilio-Signature\n", status=403,
                         mimetype="text/plain"), 403
-    inbox_of(runtime().context.services).add(Sms(
+    runtime().context.services.sms_inbox.add(Sms(
         sid=params.get("MessageSid") or params.get("SmsSid", ""), to=to,
         from_=params.get("From", ""), body=params.get("Body", ""), status="received"))
     log.info("twilio webhook accepted sid=%r to=%r", params.get("MessageSid", "")[:64], to[:40])

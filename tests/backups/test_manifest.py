@@ -125,11 +125,13 @@ def test_missing_manifest_blob_fails_verify_without_calling_the_backup_corrupt(
 
 
 def _drop_manifest_sha256(store_dsn: str) -> None:
-    """Make the store look like one created before the column existed."""
+    """Make the store look like one created before the column existed (by a release before
+    migrations, so without their version table either)."""
     store = Store(store_dsn)
     try:
         with store.engine.begin() as conn:
             conn.execute(text("ALTER TABLE backups DROP COLUMN manifest_sha256"))
+            conn.execute(text("DROP TABLE alembic_version"))
     finally:
         store.close()
 

@@ -78,13 +78,13 @@ def test_check_list_json_is_one_object_per_check(config: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == [
         {"id": "tcp-open", "kind": "tcp", "env": "production", "interval_s": 30.0,
-         "enabled": True},
+         "enabled": True, "builtin": None},
         {"id": "tcp-closed", "kind": "tcp", "env": "staging", "interval_s": 60.0,
-         "enabled": True},
+         "enabled": True, "builtin": None},
         {"id": "http-health", "kind": "http", "env": "dev", "interval_s": 300.0,
-         "enabled": True},
+         "enabled": True, "builtin": None},
         {"id": "http-bad-ca", "kind": "http", "env": "dev", "interval_s": 60.0,
-         "enabled": False},
+         "enabled": False, "builtin": None},
     ]
 
 

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -16,15 +23,18 @@ from controlplane.config import ConfigError, ControlPlaneConfig, load_config
 from controlplane.dr.component import BackupsComponent
 from controlplane.results import Status
 from controlplane.store import Store
+from controlplane.store.results import history
 from controlplane.web import create_app
-from tests.backups.conftest import MakeEnv
+from tests.backups.conftest import MakeEnv, fill_source
 from tests.services.azurite import Azurite
-from tests.services.common import run_cli
+from tests.services.common import ROOT, free_port, run_cli
+from tests.services.postgres import PgServer
 
 RECIPIENT = "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq"
 
 
-def test_component_schedules_cron_backups_drills_and_dr_evaluation(tmp_path: Path) -> None:
+def test_backups_and_drills_run_on_the_main_scheduler_beside_the_built_in_checks(
+        tmp_path: Path) -> None:
     cfg = ControlPlaneConfig.model_validate({
         "environments": {"production": {}},
         "store": {"dsn": f"sqlite:///{tmp_path / 'cp.db'}"},
@@ -37,13 +47,19 @@ def test_component_schedules_cron_backups_drills_and_dr_evaluation(tmp_path: Pat
     comp = rt.component("backups")
     assert isinstance(comp, BackupsComponent)
     comp.start()
+    rt.scheduler.start()
     try:
-        jobs = dict(comp.jobs())
-        assert sorted(jobs) == ["backup-app", "dr-evaluate", "drill-app"]
-        assert jobs["backup-app"].startswith("cron[month='*', day='*', day_of_week='*', "
-                                             "hour='2', minute='15'")
-        assert "day_of_week='sun'" in jobs["drill-app"] and "hour='5'" in jobs["drill-app"]
-        assert jobs["dr-evaluate"] == "interval[0:05:00]"
+        assert dict(comp.jobs()).keys() == {"run-backup-app", "run-drill-app"}
+        jobs = dict(rt.scheduler.jobs())
+        assert sorted(jobs) == [
+            "backup-app", "dr-cluster-rebuild", "dr-kafka", "dr-kubernetes-secrets",
+            "dr-postgres", "drill-app", "run-backup-app", "run-drill-app"]
+        assert jobs["run-backup-app"].startswith("cron[month='*', day='*', day_of_week='*', "
+                                                 "hour='2', minute='15'")
+        assert "day_of_week='sun'" in jobs["run-drill-app"] and "hour='5'" in jobs["run-drill-app"]
+        # DR evaluation is the built-in dr-* checks, every dr.evaluate_interval.
+        assert jobs["dr-postgres"] == "interval[0:05:00]"
+        assert jobs["backup-app"] == "interval[0:05:00]"
     finally:
         rt.stop(0)
 
@@ -141,3 +157,50 @@ def test_start_up_warns_once_per_component_whose_drills_restore_onto_the_source_
         "drills of app restore into scratch databases ON THE SOURCE SERVER (the production "
         "database's server): set backups.components.app.drill.server_dsn to an admin DSN of a "
         "separate Postgres server (see docs/dr.md)"]
+
+
+@pytest.mark.postgres
+def test_sigterm_during_a_scheduled_backup_lets_it_finish_within_the_grace_period(
+        make_env: MakeEnv, pg_server: PgServer, tmp_path: Path) -> None:
+    # Big enough that the backup is still running when the signal comes.
+    env = make_env(fill_source(pg_server, f"big_{uuid.uuid4().hex[:8]}", rows=400_000))
+    port = free_port()
+    cfg_path = env.config_file({
+        "web": {"host": "127.0.0.1", "port": port},
+        "scheduler": {"grace_period": "120s"},
+        "backups": {"components": {"app": {
+            **yaml.safe_load(Path(env.config_file()).read_text())["backups"]["components"]["app"],
+            "schedule": "* * * * *"}}}})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controlplane", "run", "--config", cfg_path], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        # The cron fires at the next whole minute (or the one after, if that backup was
+        # over before we looked).
+        deadline = time.monotonic() + 150
+        running: str | None = None
+        while running is None and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[1]
+            with env.store.session() as s:
+                rows = catalog.backups(s, "app", limit=1)
+                if rows and rows[0].status == catalog.RUNNING:
+                    running = rows[0].id
+            time.sleep(0.02)
+        assert running is not None, "no scheduled backup seen running"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=150)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "abandoned" not in err
+    with env.store.session() as s:
+        row = s.get(catalog.BackupRow, running)
+        assert row is not None and row.status == catalog.COMPLETE
+        results = history(s, "backup-app")
+    # The backup's own result was stored before the store closed.
+    assert [r.status for r in results if r.message.startswith(f"backup {running} complete")] \
+        == [Status.OK]
+    assert out.strip().endswith("controlplane: stopped")

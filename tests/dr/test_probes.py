@@ -9,7 +9,7 @@ import pytest
 from controlplane.backups import catalog
 from controlplane.dr.probes import BackupProbe, DrillProbe, backup_check, drill_check
 from controlplane.probes import probe_class
-from controlplane.probes.base import ProbeContext
+from controlplane.probes.base import ProbeContext, Services
 from controlplane.results import Status, utcnow
 from controlplane.store import Store
 
@@ -27,7 +27,7 @@ def test_kinds_are_registered() -> None:
 
 
 def test_backup_check_reports_the_latest_backup(store: Store) -> None:
-    ctx = ProbeContext(services={"store": store})
+    ctx = ProbeContext(services=Services(store=store))
     probe = BackupProbe(backup_check("app", "production"), ctx)
     first = probe.execute()
     assert (first.status, first.message) == (Status.DEGRADED, "no backup of app yet")
@@ -42,7 +42,8 @@ def test_backup_check_reports_the_latest_backup(store: Store) -> None:
 
 
 def test_drill_check_reports_the_latest_drill(store: Store) -> None:
-    probe = DrillProbe(drill_check("app", "production"), ProbeContext(services={"store": store}))
+    probe = DrillProbe(drill_check("app", "production"),
+                       ProbeContext(services=Services(store=store)))
     with store.session() as s:
         s.add(catalog.DrillRow(component="app", status="passed", started_at=utcnow()))
     assert probe.execute().message == "latest drill is passed"

@@ -13,7 +13,7 @@ from controlplane.dr.probes import DrProbe, dr_check
 from controlplane.dr.tracker import ComponentStatus, evaluate, judge, rpo_series
 from controlplane.metrics import Metrics
 from controlplane.pipeline import Pipeline
-from controlplane.probes.base import ProbeContext
+from controlplane.probes.base import ProbeContext, Services
 from controlplane.results import Status, utcnow
 from controlplane.store import Store
 
@@ -130,7 +130,7 @@ def test_dr_probe_result_feeds_pipeline_metrics_and_incident(store: Store) -> No
     transitions: list[object] = []
     pipeline.on_transition(transitions.append)
     check = dr_check("postgres")
-    probe = DrProbe(check, ProbeContext(services={"store": store, "dr_config": DR}))
+    probe = DrProbe(check, ProbeContext(services=Services(store=store, dr=DR)))
     result = probe.execute()
     assert result.status == Status.FAILING
     assert result.message.startswith("postgres: Breached — RPO 30.0h (target 24.0h), RTO 100s "

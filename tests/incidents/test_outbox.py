@@ -8,6 +8,8 @@ from pathlib import Path
 from controlplane.incidents.config import OutboxConfig
 from controlplane.incidents.outbox import OutboxWorker
 from controlplane.notifiers.base import Notification, Notifier, TransportError
+from controlplane.notifiers.jira import JiraConfig
+from controlplane.notifiers.slack import SlackConfig
 from controlplane.results import Status
 from controlplane.sandbox.jira_fake import JiraFake
 from controlplane.sandbox.slack_fake import SlackFake
@@ -77,7 +79,7 @@ def test_jira_5xx_is_retried_until_it_recovers(harness: Harness, jira_fake: Jira
     jira_fake.heal()
     _run_for(harness, 400, step=10)
     assert list(jira_fake.issues) == ["OPS-1"]
-    assert harness.incidents()[0].jira_key == "OPS-1"
+    assert harness.incidents()[0].refs["jira"]["key"] == "OPS-1"
 
 
 def test_jira_unreachable_is_retried(tmp_path: Path, slack_fake: SlackFake,
@@ -111,8 +113,8 @@ def test_permanent_slack_error_stops_retrying_is_recorded_and_counted(
 
 def test_invalid_slack_token_is_a_permanent_error(tmp_path: Path, slack_fake: SlackFake) -> None:
     cfg = make_config(slack_fake, None, tmp_path / "cp.db")
-    assert cfg.notifiers.slack is not None
-    cfg.notifiers.slack.token = type(cfg.notifiers.slack.token)("xoxb-wrong")
+    assert isinstance(cfg.notifiers["slack"], SlackConfig)
+    cfg.notifiers["slack"].token = type(cfg.notifiers["slack"].token)("xoxb-wrong")
     h = build(cfg)
     try:
         h.feed(tls_check(), Status.FAILING, "expired", runs=2)
@@ -129,8 +131,8 @@ def test_invalid_slack_token_is_a_permanent_error(tmp_path: Path, slack_fake: Sl
 def test_jira_field_error_is_permanent_and_names_the_field(
         tmp_path: Path, jira_fake: JiraFake) -> None:
     cfg = make_config(None, jira_fake, tmp_path / "cp.db")
-    assert cfg.notifiers.jira is not None
-    cfg.notifiers.jira.issue_type = "Epic"
+    assert isinstance(cfg.notifiers["jira"], JiraConfig)
+    cfg.notifiers["jira"].issue_type = "Epic"
     h = build(cfg)
     try:
         h.feed(tls_check(), Status.FAILING, "expired", runs=2)
@@ -201,7 +203,7 @@ def test_a_lost_answer_after_jira_created_the_issue_does_not_create_a_second(
         assert jira_fake.count("POST", "/rest/api/2/issue") == 1
         [entry] = h.outbox()
         assert (entry.state, entry.attempts) == ("sent", 2)
-        assert h.incidents()[0].jira_key == "OPS-1"
+        assert h.incidents()[0].refs["jira"]["key"] == "OPS-1"
     finally:
         h.close()
 
@@ -224,7 +226,7 @@ def test_a_flap_during_a_jira_outage_reaches_jira_in_order(
     assert (issue.status, issue.transitions) == ("Reopened", ["Done", "Reopen"])
     assert [c["body"] for c in issue.comments] == [
         "Resolved after 1s: renewed", "Failing again: expired again"]
-    assert [(i.state, i.jira_key) for i in harness.incidents()] == [
+    assert [(i.state, i.refs["jira"]["key"]) for i in harness.incidents()] == [
         ("resolved", "OPS-1"), ("open", "OPS-1")]
 
 

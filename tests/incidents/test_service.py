@@ -27,12 +27,12 @@ def test_failing_check_opens_one_incident_with_one_root_message_and_one_issue(
     for part in ("tls-bic-sky-prod", "production", "critical", "2026-11-26T12:00:01Z",
                  "https://runbooks.example.com/tls", "https://cp.example.com/incidents/1"):
         assert part in block_text
-    assert inc.slack_ts == root.ts
+    assert inc.refs["slack"]["ts"] == root.ts
     [issue] = jira_fake.issues.values()
     assert issue.fields["summary"] == "[critical] tls-bic-sky-prod (production) is failing"
     assert issue.fields["issuetype"] == {"name": "Incident"}
     assert "Runbook: https://runbooks.example.com/tls" in issue.fields["description"]
-    assert inc.jira_key == issue.key == "OPS-1"
+    assert inc.refs["jira"]["key"] == issue.key == "OPS-1"
 
 
 def test_a_single_failing_run_below_the_threshold_opens_nothing(harness: Harness) -> None:

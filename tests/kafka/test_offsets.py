@@ -8,7 +8,7 @@ from typing import Any
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
-from controlplane.kafka.client import Deadline
+from controlplane.kafka.client import request_deadline
 from controlplane.kafka.offsets import collect, select_groups
 from tests.services.kafka import KafkaCluster, wait_until
 
@@ -40,11 +40,11 @@ def test_only_groups_that_may_have_members_are_described(kafka1: KafkaCluster) -
                    "offsets-live owns both partitions")
         spy = DescribeSpy(kafka1.bootstrap)
         names = ["offsets-idle", "offsets-live", "offsets-never-existed"]
-        listed = select_groups(spy, names, [], Deadline(20))  # type: ignore[arg-type]
+        listed = select_groups(spy, names, [], request_deadline(20))  # type: ignore[arg-type]
         assert listed.states == {"offsets-idle": "EMPTY", "offsets-live": "STABLE",
                                  "offsets-never-existed": None}
         snap = collect(spy, listed.states, lambda _t: True,
-                       Deadline(20))  # type: ignore[arg-type]
+                       request_deadline(20))  # type: ignore[arg-type]
     finally:
         live.close()
     assert spy.described == ["offsets-live", "offsets-never-existed"]

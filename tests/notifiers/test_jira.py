@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from controlplane.notifiers.jira import dedup_label
+from controlplane.notifiers.base import ACTIONS, Incident, Notification
+from controlplane.notifiers.jira import JiraConfig, JiraNotifier, dedup_label
 from controlplane.results import Status
 from controlplane.sandbox.jira_fake import JiraFake
 from tests.incidents.harness import FakeClock, build, make_config, tls_check
+from tests.notifiers.test_contract import PAYLOAD
 
 
 def test_dedup_label_is_a_stable_hash_of_the_key() -> None:
@@ -26,7 +29,7 @@ def test_a_lost_local_store_never_creates_a_second_ticket(tmp_path: Path,
         h = build(make_config(None, jira_fake, tmp_path / db), clock)
         h.feed(tls_check(), Status.FAILING, "expired", runs=2)
         h.deliver()
-        assert h.incidents()[0].jira_key == "OPS-1"
+        assert h.incidents()[0].refs["jira"]["key"] == "OPS-1"
         h.close()
     assert list(jira_fake.issues) == ["OPS-1"]
     labels = jira_fake.issue("OPS-1").fields["labels"]
@@ -48,7 +51,7 @@ def test_failing_again_within_the_reopen_window_reopens_the_same_ticket(
     issue = jira_fake.issue("OPS-1")
     assert (issue.status, issue.transitions) == ("Reopened", ["Done", "Reopen"])
     assert issue.comments[-1]["body"] == "Failing again: expired again"
-    assert [i.jira_key for i in h.incidents()] == ["OPS-1", "OPS-1"]
+    assert [i.refs["jira"]["key"] for i in h.incidents()] == ["OPS-1", "OPS-1"]
     h.close()
 
 
@@ -90,8 +93,8 @@ def test_a_comment_identical_to_the_last_one_is_skipped(tmp_path: Path,
 def test_a_missing_resolve_transition_is_a_permanent_error_naming_the_options(
         tmp_path: Path, jira_fake: JiraFake) -> None:
     cfg = make_config(None, jira_fake, tmp_path / "cp.db")
-    assert cfg.notifiers.jira is not None
-    cfg.notifiers.jira.resolve_transition = "Close"
+    assert isinstance(cfg.notifiers["jira"], JiraConfig)
+    cfg.notifiers["jira"].resolve_transition = "Close"
     h = build(cfg)
     check = tls_check()
     h.feed(check, Status.FAILING, "expired", runs=2)
@@ -107,8 +110,8 @@ def test_a_missing_resolve_transition_is_a_permanent_error_naming_the_options(
 def test_wrong_jira_credentials_are_a_permanent_error(tmp_path: Path,
                                                       jira_fake: JiraFake) -> None:
     cfg = make_config(None, jira_fake, tmp_path / "cp.db")
-    assert cfg.notifiers.jira is not None
-    cfg.notifiers.jira.token = type(cfg.notifiers.jira.token)("wrong")
+    assert isinstance(cfg.notifiers["jira"], JiraConfig)
+    cfg.notifiers["jira"].token = type(cfg.notifiers["jira"].token)("wrong")
     h = build(cfg)
     h.feed(tls_check(), Status.FAILING, "expired", runs=2)
     h.deliver()
@@ -154,10 +157,56 @@ def test_on_jira_cloud_the_enhanced_search_finds_the_ticket_again(tmp_path: Path
             h = build(make_config(None, cloud, tmp_path / db))
             h.feed(tls_check(), Status.FAILING, "expired", runs=2)
             h.deliver()
-            assert h.incidents()[0].jira_key == "OPS-1"
+            assert h.incidents()[0].refs["jira"]["key"] == "OPS-1"
             h.close()
         assert list(cloud.issues) == ["OPS-1"]
         assert cloud.count("GET", "/rest/api/2/search/jql", 200) == 2
         assert cloud.count("GET", "/rest/api/2/search", 410) == 0
     finally:
         cloud.stop()
+
+
+def test_a_person_commenting_between_a_lost_answer_and_the_retry_causes_no_duplicate(
+        jira_fake: JiraFake) -> None:
+    n = JiraNotifier(JiraConfig(server=jira_fake.url, user=jira_fake.user,
+                                token=jira_fake.token, project="OPS"))
+    refs = n.notify(Notification(1, 1, "open", dict(PAYLOAD), "k1", 0, datetime.now(UTC)))
+    update = {**PAYLOAD, "text": "Update: expired 1 day ago"}
+    queued = datetime.now(UTC)
+    n.notify(Notification(2, 1, "update", update, "k2", 0, queued, refs))  # answer "lost"
+    jira_fake.issue("OPS-1").comments.append(
+        {"id": "77", "body": "Looking into it", "author": {"name": "alice"},
+         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")})
+    n.notify(Notification(2, 1, "update", update, "k2", 1, queued, refs))  # the retry
+    assert [c["body"] for c in jira_fake.issue("OPS-1").comments] == [
+        "Update: expired 1 day ago", "Looking into it"]
+
+
+def test_a_message_that_comes_back_later_is_commented_again(tmp_path: Path,
+                                                           jira_fake: JiraFake) -> None:
+    # Only comments made since the notification was queued count as its earlier attempts.
+    clock = FakeClock()
+    jira_fake.clock = clock
+    h = build(make_config(None, jira_fake, tmp_path / "cp.db"), clock)
+    try:
+        check = tls_check()
+        h.feed(check, Status.FAILING, "expired", runs=2)
+        for message in ("lag 500", "lag 900", "lag 500"):
+            clock.advance(600)
+            h.feed(check, Status.FAILING, message)
+            h.deliver()
+        assert [c["body"] for c in jira_fake.issue("OPS-1").comments] == [
+            "Update: lag 500", "Update: lag 900", "Update: lag 500"]
+    finally:
+        h.close()
+
+
+def test_jira_takes_its_minimum_severity_and_never_reminders() -> None:
+    n = JiraNotifier(JiraConfig(server="https://jira.example.com", token="t", project="OPS",
+                                min_severity="major"))
+    major = Incident(1, "c", "production", "tls", "major", "open", "failing")
+    minor = Incident(2, "c", "production", "tls", "minor", "open", "failing")
+    assert [e for e in ACTIONS if n.wants(major, e)] == [
+        "open", "update", "acknowledge", "resolve"]
+    assert [e for e in ACTIONS if n.wants(minor, e)] == []
+    assert n.reminder_interval() is None

@@ -271,12 +271,12 @@ def test_per_partition_fallback_reads_the_same_end_offsets(scenario: Scenario) -
     from confluent_kafka import TopicPartition as TP
     from confluent_kafka.admin._listoffsets import OffsetSpec
 
-    from controlplane.kafka.client import Deadline
+    from controlplane.kafka.client import request_deadline
     from controlplane.kafka.offsets import _gather, _list_latest
 
     admin = scenario.cluster.admin()
     tps = [("agree.orders", 0), ("agree.orders", 1), ("agree.payments", 0)]
-    fast = _list_latest(admin, tps, Deadline(30)).result(30)
+    fast = _list_latest(admin, tps, request_deadline(30)).result(30)
     slow = _gather(admin.list_offsets({TP(t, p): OffsetSpec.latest() for t, p in tps},
                                       request_timeout=30)).result(30)
     assert {(k.topic, k.partition): v.offset for k, v in fast.items()} == {

@@ -249,4 +249,28 @@ def test_an_error_twilio_does_not_answer_is_refused(fake: tuple[TwilioFake, Clie
     with pytest.raises(ValueError) as info:
         twilio.fail_requests(418)
     assert str(info.value) == ("no Twilio error for status 418; "
-                               "choose one of 401, 404, 429, 500, 503")
+                               "choose one of 400, 401, 404, 429, 500, 503")
+
+
+def test_calls_are_created_listed_newest_first_and_complete(
+        fake: tuple[TwilioFake, Client]) -> None:
+    twilio, client = fake
+    first = client.calls.create(to=TO, from_=FROM, twiml="<Response><Say>one</Say></Response>")
+    second = client.calls.create(to=TO, from_=FROM, url="https://example.com/twiml")
+    assert (first.status, first.direction) == ("queued", "outbound-api")
+    assert [c.sid for c in client.calls.list(to=TO, from_=FROM)] == [second.sid, first.sid]
+    assert client.calls.list(to="+15550100777") == []
+    wait_until(lambda: client.calls(first.sid).fetch().status == "completed")
+    assert twilio.calls[0].twiml == "<Response><Say>one</Say></Response>"
+
+
+def test_a_call_without_instructions_or_with_a_bad_number_is_refused(
+        fake: tuple[TwilioFake, Client]) -> None:
+    twilio, client = fake
+    with pytest.raises(TwilioRestException) as info:
+        client.calls.create(to=TO, from_=FROM)
+    assert (info.value.status, info.value.code) == (400, 21205)
+    with pytest.raises(TwilioRestException) as info:
+        client.calls.create(to="555-0100", from_=FROM, twiml="<Response/>")
+    assert (info.value.status, info.value.code) == (400, 21211)
+    assert twilio.calls == []

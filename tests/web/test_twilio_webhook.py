@@ -14,7 +14,7 @@ from werkzeug.serving import make_server
 
 from controlplane.app import Runtime, build_runtime
 from controlplane.config import load_config
-from controlplane.probes.sms_inbox import SmsInbox, inbox_of
+from controlplane.probes.inbox import SmsInbox
 from controlplane.results import Status
 from controlplane.sandbox.runner import Sandbox
 from controlplane.web import create_app
@@ -52,7 +52,7 @@ def inbound(body: str = "Open https://bic-sky.halo360.ai/idcard/abc") -> dict[st
 
 
 def inbox(runtime: Runtime) -> SmsInbox:
-    return inbox_of(runtime.context.services)
+    return runtime.context.services.sms_inbox
 
 
 def test_valid_signature_is_accepted_into_the_inbox(
