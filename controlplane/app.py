@@ -28,6 +28,7 @@ from controlplane.store.results import prune
 
 if TYPE_CHECKING:
     from controlplane.dr.component import BackupOps
+    from controlplane.runbooks.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ class Runtime:
     sqlite_file: tuple[str, int, int] | None = None
     """(path, device, inode) of a SQLite store's file when opened: /readyz notices a file
     deleted or replaced under the process (controlplane/readiness.py)."""
+    runbook_engine: Engine | None = None
+    """The runbook engine, shared by the runbooks component, the web views and the CLI
+    (controlplane/runbooks/component.py ``engine_for``)."""
     leadership: Leadership | None = None
     leadership_lost: bool = False
     on_leadership_lost: Callable[[], None] | None = None

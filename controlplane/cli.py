@@ -18,9 +18,12 @@ COMMAND_MODULES = [
     "controlplane.commands.db",
     "controlplane.commands.probe",
     "controlplane.commands.silence",
+    "controlplane.commands.oncall",
     "controlplane.commands.backup",
+    "controlplane.commands.runbook",
     "controlplane.commands.sandbox",
     "controlplane.commands.demo",
+    "controlplane.commands.smoke",
 ]
 
 EXIT_OK, EXIT_FAILING, EXIT_ERROR = 0, 1, 2

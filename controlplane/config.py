@@ -28,8 +28,10 @@ from controlplane.durations import Duration
 from controlplane.incidents.config import IncidentsConfig, SilenceConfig
 from controlplane.notifiers import validate_channels
 from controlplane.notifiers.base import ChannelConfig
+from controlplane.oncall.config import OncallConfig
 from controlplane.probes import probe_class, valid_kinds
 from controlplane.probes.base import CheckConfig, CheckDefaults, with_defaults
+from controlplane.runbooks.config import RunbookConfig, check_runbook_links, load_runbooks
 from controlplane.yamlsource import ConfigError, Located, Path_, Problem, load_located
 
 __all__ = ["ConfigError", "ControlPlaneConfig", "load_config"]
@@ -131,6 +133,9 @@ class ControlPlaneConfig(_Model):
     blob: BlobConfig = Field(default_factory=BlobConfig)
     backups: BackupsConfig = Field(default_factory=BackupsConfig)
     dr: DrConfig = Field(default_factory=DrConfig)
+    oncall: OncallConfig = Field(default_factory=OncallConfig)
+    runbook_files: list[str] = Field(default_factory=lambda: ["runbooks/*.yaml"])
+    runbooks: list[RunbookConfig] = Field(default_factory=list)
 
     _builtin: dict[str, str] = PrivateAttr(default_factory=dict)
 
@@ -161,6 +166,12 @@ class ControlPlaneConfig(_Model):
             raise ValueError("you must define at least one environment")
         return v
 
+    def runbook(self, runbook_id: str) -> RunbookConfig:
+        for r in self.runbooks:
+            if r.id == runbook_id:
+                return r
+        raise KeyError(runbook_id)
+
     def check(self, check_id: str) -> CheckConfig:
         for c in self.checks:
             if c.id == check_id:
@@ -177,6 +188,9 @@ def load_config(path: str | None = None) -> ControlPlaneConfig:
         raise ConfigError([main.problem((), "the top level must be a mapping of sections")])
     problems: list[Problem] = []
     inline_checks = data.pop("checks", None) or []
+    if data.pop("runbooks", None) is not None:
+        problems.append(main.problem(("runbooks",), "runbooks live in their own files, one "
+                                     "per file (runbook_files, default runbooks/*.yaml)"))
     cfg = _validate_main(main, data, problems)
     base = os.path.dirname(os.path.abspath(path))
     sources: list[tuple[Located, Path_, Any]] = []
@@ -193,12 +207,15 @@ def load_config(path: str | None = None) -> ControlPlaneConfig:
     envs = set(cfg.environments) if cfg else set()
     builtin = {c.id: cfg.builtin_feature(c.id) or "" for c in cfg.checks} if cfg else {}
     checks = _validate_checks(sources, defaults, envs, builtin, problems)
+    runbooks = load_runbooks(base, cfg.runbook_files if cfg else ["runbooks/*.yaml"], problems)
+    check_runbook_links(sources, runbooks, problems, list(cfg.dr.targets()) if cfg else None)
     if cfg is not None:
         problems += _cross_references(main, cfg, checks, envs)
     if problems:
         raise ConfigError(problems)
     assert cfg is not None
     cfg.checks = checks + cfg.checks  # the YAML checks, then the built-in ones
+    cfg.runbooks = runbooks
     cfg.source = os.path.abspath(path)
     return cfg
 

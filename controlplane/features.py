@@ -49,6 +49,10 @@ FEATURES: tuple[Feature, ...] = (
     Feature("backups", tables=("controlplane.backups.catalog",),
             component="controlplane.dr.component",
             builtin_checks="controlplane.dr.probes:builtin_checks"),
+    Feature("oncall", tables=("controlplane.oncall.overrides", "controlplane.oncall.escalation")),
+    # After incidents: an incident row exists when its transition reaches the runbook trigger.
+    Feature("runbooks", tables=("controlplane.runbooks.model",),
+            component="controlplane.runbooks.component"),
 )
 
 

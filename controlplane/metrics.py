@@ -6,7 +6,14 @@ parallel instances never collide.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 from controlplane.results import Result, Status
 
@@ -17,6 +24,13 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
+        # process_* (memory, CPU, start time) for the control plane's own dashboard
+        ProcessCollector(registry=r)
+        # The check's configured severity, joined onto check_* by alert rules (info pattern).
+        self.check_info = Gauge(P + "check_info", "Configured checks (value 1) with their "
+                                "severity", ["check", "kind", "env", "severity"], registry=r)
+        self.store_errors = Counter(P + "store_errors",
+                                    "Failed store writes of results (each attempt)", registry=r)
         # checks
         self.check_up = Gauge(P + "check_up", "1 if the latest run was ok or degraded",
                               ["check", "kind", "env"], registry=r)
@@ -72,8 +86,6 @@ class Metrics:
                                             ["channel"], registry=r)
 
         # the store
-        self.store_errors = Counter(P + "store_errors", "Store writes that failed (each attempt)",
-                                    ["operation"], registry=r)
         self.results_unstored = Counter(P + "results_unstored",
                                         "Results given up on after the store write retries",
                                         ["check"], registry=r)

@@ -55,6 +55,7 @@ class Pipeline:
         self._result_listeners.append(listener)
 
     def process(self, result: Result, check: CheckConfig) -> Transition | None:
+        self.metrics.check_info.labels(check.id, check.kind, check.env, check.severity).set(1)
         try:
             stored, transition = self._store_with_retries(result, check)
         finally:
@@ -81,7 +82,7 @@ class Pipeline:
             try:
                 transition = self._store_and_evaluate(result, check)
             except SQLAlchemyError as exc:
-                self.metrics.store_errors.labels("result").inc()
+                self.metrics.store_errors.inc()  # alerted on: the store is failing
                 reason = _reason(exc)
                 self.write_health.failed(reason)
                 if pause is None:

@@ -17,17 +17,15 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.interval import IntervalTrigger
+from typing import TYPE_CHECKING, Any
 
 from controlplane.probes import probe_class
 from controlplane.probes.base import CheckConfig, Probe, ProbeContext
 from controlplane.results import Result, Status, utcnow
+
+if TYPE_CHECKING:  # APScheduler loads with CheckScheduler: one-shot runs (smoke) skip it
+    from apscheduler.events import JobSubmissionEvent
+    from apscheduler.triggers.base import BaseTrigger
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +132,10 @@ class CheckScheduler:
         self.jitter = jitter
         self.spread_s = spread_s
         self.runners = {c.id: CheckRunner(c, context) for c in checks if c.enabled}
+        from apscheduler.events import EVENT_JOB_SUBMITTED
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_concurrency)}, timezone=UTC)
         self._scheduler.add_listener(self._on_submit, EVENT_JOB_SUBMITTED)
@@ -149,6 +151,8 @@ class CheckScheduler:
         return bool(self._scheduler.running)
 
     def start(self) -> None:
+        from apscheduler.triggers.interval import IntervalTrigger
+
         now = datetime.now(UTC)
         for check_id, runner in self.runners.items():
             interval = runner.check.interval
@@ -165,6 +169,8 @@ class CheckScheduler:
 
     def add_maintenance(self, job_id: str, fn: Callable[[], Any], interval_s: float) -> None:
         """A housekeeping job (retention, aggregation) on the same scheduler."""
+        from apscheduler.triggers.interval import IntervalTrigger
+
         self._scheduler.add_job(fn, IntervalTrigger(seconds=interval_s), id=job_id,
                                 max_instances=1, coalesce=True, replace_existing=True)
 
@@ -176,10 +182,6 @@ class CheckScheduler:
         self._scheduler.add_job(self._run_tracked, trigger, args=[job_id, fn], id=job_id,
                                 max_instances=1, coalesce=True,
                                 misfire_grace_time=misfire_grace_s, replace_existing=True)
-
-    def run_job_now(self, job_id: str) -> None:
-        """Move a job's next run to now (it keeps its trigger afterwards)."""
-        self._scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
 
     def jobs(self) -> list[tuple[str, str]]:
         """(job id, trigger) of every scheduled job, checks included, sorted by id."""

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "controlplane"
 
 FEATURES = ("controlplane.backups", "controlplane.dr", "controlplane.incidents",
             "controlplane.notifiers", "controlplane.kafka", "controlplane.sentry",
-            "controlplane.features")
+            "controlplane.oncall", "controlplane.features")
 SURFACES = ("controlplane.app", "controlplane.web", "controlplane.commands",
             "controlplane.cli", "controlplane.server", "controlplane.sandbox")
 FOUNDATIONS = ("controlplane.results", "controlplane.severity", "controlplane.deadline",
@@ -67,13 +67,13 @@ def test_the_probe_contract_imports_only_foundations() -> None:
 
 
 @pytest.mark.parametrize("area", ["backups", "dr", "incidents", "notifiers", "kafka",
-                                  "probes", "store", "web"])
+                                  "oncall", "probes", "store", "web"])
 def test_only_the_demo_and_sandbox_commands_import_the_sandbox(area: str) -> None:
     assert offending(modules(f"{area}/**/*.py"), ("controlplane.sandbox",)) == {}
 
 
 def test_features_never_import_the_wiring_or_the_surfaces_at_run_time() -> None:
-    areas = [p for a in ("backups", "dr", "incidents", "notifiers", "kafka", "probes")
+    areas = [p for a in ("backups", "dr", "incidents", "notifiers", "kafka", "oncall", "probes")
              for p in modules(f"{a}/**/*.py")]
     assert offending(areas, ("controlplane.app", "controlplane.web", "controlplane.commands",
                              "controlplane.cli", "controlplane.server")) == {}

@@ -28,14 +28,21 @@ def _problems(tmp_path: Path, text: str) -> list[str]:
 
 
 @pytest.mark.parametrize("link", ["javascript:alert(1)", "data:text/html,x", "JAVASCRIPT:x",
-                                  "//evil.example.com", "https://x\" onmouseover=\"y"])
+                                  "//evil.example.com"])
 def test_a_runbook_must_be_an_id_or_an_http_url(tmp_path: Path, link: str) -> None:
     text = BASE + "checks:\n" + TCP % f", runbook: '{link}'"
+    assert _problems(tmp_path, text) == [
+        f"F:4: checks.0.runbook: unknown runbook {link!r}; give a runbook id (none defined) "
+        "or an http(s) URL"]
+
+
+def test_a_runbook_url_cannot_break_out_of_its_link(tmp_path: Path) -> None:
+    text = BASE + "checks:\n" + TCP % ", runbook: 'https://x\" onmouseover=\"y'"
     assert _problems(tmp_path, text) == [
         "F:4: checks.0.runbook: must be a runbook id (e.g. restore-postgres) or an http(s) URL"]
 
 
-@pytest.mark.parametrize("link", ["restore-postgres", "https://wiki.example.com/rb?id=3"])
+@pytest.mark.parametrize("link", ["https://wiki.example.com/rb?id=3"])
 def test_runbook_ids_and_http_urls_are_accepted(tmp_path: Path, link: str) -> None:
     path = tmp_path / "controlplane.yaml"
     path.write_text(BASE + "checks:\n" + TCP % f", runbook: '{link}'")

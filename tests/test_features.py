@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ from controlplane.app import build_runtime
 from controlplane.backups import catalog
 from controlplane.config import ConfigError, load_config
 from controlplane.dr.component import ops_for
+from controlplane.features import FEATURES, Feature, builtin_check_sources
+from controlplane.probes.base import CheckConfig
 from controlplane.results import Status, utcnow
 from controlplane.store.results import CheckStateRow, history
 from controlplane.web import create_app
@@ -108,3 +111,41 @@ def state(rt: object, check_id: str) -> tuple[str, int]:
         row = s.get(CheckStateRow, check_id)
         assert row is not None
         return row.state, row.fail_streak
+
+
+def test_check_list_and_run_include_the_built_in_checks(tmp_path: Path) -> None:
+    from tests.services.common import run_cli
+
+    path = str(write_config(tmp_path))
+    listed = run_cli("check", "list", "--config", path)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == [
+        "ID          KIND           ENV         INTERVAL",
+        "backup-app  backup         production  300s  (built in: backups)",
+        "drill-app   drill          production  300s  (built in: backups)",
+        "dr-app      dr                         600s  (built in: backups)"]
+    # A built-in check run by hand reads the control plane's own store.
+    ran = run_cli("check", "run", "backup-app", "--json", "--config", path)
+    assert ran.returncode == 0, ran.stderr
+    assert '"message": "no backup of app yet"' in ran.stdout
+    assert '"status": "degraded"' in ran.stdout
+
+
+@pytest.mark.parametrize("feature", FEATURES, ids=lambda f: f.name)
+def test_every_feature_names_what_it_contributes_by_paths_that_resolve(
+        feature: Feature, tmp_path: Path) -> None:
+    from controlplane.store.db import Base
+
+    for module in feature.tables:
+        mod = importlib.import_module(module)
+        declared = {t.name for t in Base.metadata.tables.values()
+                    if any(getattr(v, "__table__", None) is t for v in vars(mod).values())}
+        assert declared, f"{module} declares no table"
+    if feature.component:
+        assert callable(importlib.import_module(feature.component).create)
+    sources = dict(builtin_check_sources())
+    if feature.builtin_checks:
+        checks = sources[feature.name](load_config(str(write_config(tmp_path))))
+        assert checks and all(isinstance(c, CheckConfig) for c in checks)
+    else:
+        assert feature.name not in sources

@@ -95,7 +95,7 @@ def test_a_full_disk_fails_readiness_and_counts_the_lost_result(
     assert body["store"] is True  # SELECT 1 still answers: that alone is not readiness
     assert body["store_writes"] is False
     assert body["problems"] == ["the newest store write failed: database or disk is full"]
-    assert _metric(client, 'controlplane_store_errors_total{operation="result"}') == 3.0
+    assert _metric(client, 'controlplane_store_errors_total ') == 3.0
     assert _metric(client, 'controlplane_results_unstored_total{check="tls-prod"}') == 1.0
     filler.unlink()
     _write(rt)

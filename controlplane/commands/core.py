@@ -9,9 +9,12 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from controlplane.cli import EXIT_ERROR, EXIT_FAILING, EXIT_OK, err
-from controlplane.config import ConfigError, ControlPlaneConfig, load_config
+
+if TYPE_CHECKING:  # pydantic and every config model load when a command reads the config
+    from controlplane.config import ControlPlaneConfig
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,8 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
 
 
 def load_or_report(path: str | None) -> ControlPlaneConfig | None:
+    from controlplane.config import ConfigError, load_config
+
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -53,6 +58,8 @@ def load_or_report(path: str | None) -> ControlPlaneConfig | None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from controlplane.config import ConfigError, load_config
+
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
@@ -64,7 +71,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for warning in webhook_warnings(cfg.checks):
         print(f"{cfg.source}: warning: {warning}", file=sys.stderr)
     print(f"{cfg.source}: valid ({len(cfg.checks)} checks, "
-          f"{len(cfg.environments)} environments)")
+          f"{len(cfg.environments)} environments"
+          + (f", {len(cfg.runbooks)} runbooks)" if cfg.runbooks else ")"))
     return EXIT_OK
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING
 
 from controlplane.cli import EXIT_ERROR, err
-from controlplane.probes import probe_class
-from controlplane.probes.base import CheckConfig, ProbeContext
-from controlplane.results import Result
-from controlplane.scheduler import CheckRunner
+
+if TYPE_CHECKING:  # loaded when a probe runs, so `controlplane --help` stays quick
+    from controlplane.probes.base import CheckConfig, ProbeContext
+    from controlplane.results import Result
 
 # CLI name -> check kind. A kind is offered here when its Probe implements config_from_args.
 PROBE_COMMANDS: dict[str, str] = {
@@ -34,6 +33,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from controlplane.probes import probe_class
+    from controlplane.probes.base import ProbeContext
+
     cls = probe_class(PROBE_COMMANDS[args.kind])
     parser = argparse.ArgumentParser(prog=f"controlplane probe {args.kind}")
     cls.add_arguments(parser)
@@ -53,6 +57,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def run_and_print(check: CheckConfig, context: ProbeContext, as_json: bool) -> int:
     """Run one check once, with the scheduler's hard timeout; print it; return the exit code."""
+    from controlplane.scheduler import CheckRunner
+
     runner = CheckRunner(check, context)
     try:
         result = runner.run()
@@ -74,6 +80,8 @@ def print_result(result: Result, as_json: bool) -> None:
 
 
 def _short(exc: Exception) -> str:
+    from pydantic import ValidationError
+
     if isinstance(exc, ValidationError):
         return "; ".join(f"{'.'.join(map(str, e['loc']))}: "
                          f"{str(e['msg']).removeprefix('Value error, ')}" for e in exc.errors())

@@ -11,8 +11,6 @@ import threading
 from types import FrameType
 from typing import Any
 
-import requests
-
 from controlplane.cli import EXIT_ERROR, EXIT_OK, err
 
 
@@ -109,6 +107,8 @@ def _call(args: argparse.Namespace, method: str, path: str, **kw: Any) -> Any:
         err("no running sandbox found: start one with `controlplane sandbox run` or "
             "`controlplane demo`, or pass --url")
         return None
+    import requests  # here: `controlplane --help` should not pay for it
+
     try:
         resp = requests.request(method, base + path, timeout=10, **kw)
     except requests.RequestException as exc:

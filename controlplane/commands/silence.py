@@ -16,14 +16,13 @@ import os
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
-from typing import Any
-
-from sqlalchemy import select
+from typing import TYPE_CHECKING, Any
 
 from controlplane.cli import EXIT_ERROR, EXIT_OK, err
 from controlplane.commands.core import load_or_report
-from controlplane.durations import parse_duration
-from controlplane.store import Store
+
+if TYPE_CHECKING:  # the store (SQLAlchemy) loads when a command needs it
+    from controlplane.store import Store
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -119,6 +118,8 @@ def _store(args: argparse.Namespace) -> Store | None:
     cfg = load_or_report(args.config)
     if cfg is None:
         return None
+    from controlplane.store import Store
+
     return Store(cfg.store.dsn)
 
 
@@ -134,6 +135,7 @@ def _time(text: str | None, flag: str) -> datetime | None:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
+    from controlplane.durations import parse_duration
     from controlplane.incidents import silences
 
     try:
@@ -193,6 +195,8 @@ def _label(text: str) -> tuple[str, str]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
     from controlplane.incidents import silences
     from controlplane.incidents.model import SilenceRow
 

@@ -6,6 +6,9 @@ from datetime import datetime
 from html import escape
 
 W, H, PAD_L, PAD_R, PAD_T, PAD_B = 560, 160, 48, 10, 10, 22
+MIN_LIFT = 3.0
+"""Pixels above the baseline for any RPO above zero: a minute against a 24 h target would
+otherwise sit on the frame's bottom edge and read as no line at all."""
 
 
 def rpo_svg(series: list[tuple[datetime, float | None]], target_s: float, title: str) -> str:
@@ -20,6 +23,9 @@ def rpo_svg(series: list[tuple[datetime, float | None]], target_s: float, title:
     def y(hours: float) -> float:
         return PAD_T + (H - PAD_T - PAD_B) * (1 - min(hours, top) / top)
 
+    def y_rpo(hours: float) -> float:
+        return min(y(hours), H - PAD_B - MIN_LIFT) if hours > 0 else y(hours)
+
     paths: list[str] = []
     current: list[str] = []
     for i, (_, v) in enumerate(series):
@@ -28,7 +34,7 @@ def rpo_svg(series: list[tuple[datetime, float | None]], target_s: float, title:
                 paths.append(" ".join(current))
             current = []
             continue
-        current.append(f"{x(i):.1f},{y(v / 3600.0):.1f}")
+        current.append(f"{x(i):.1f},{y_rpo(v / 3600.0):.1f}")
     if current:
         paths.append(" ".join(current))
     ty = y(target_s / 3600.0)
@@ -48,6 +54,13 @@ def rpo_svg(series: list[tuple[datetime, float | None]], target_s: float, title:
     for pts in paths:
         parts.append(f'<polyline class="rpo" fill="none" stroke="#0969da" stroke-width="1.5" '
                      f'points="{pts}"/>')
+    latest = next(((i, v) for i, (_, v) in reversed(list(enumerate(series)))
+                   if v is not None), None)
+    if latest is not None:  # the latest RPO in words, whatever the scale shows
+        i, v = latest
+        parts.append(f'<text class="rpo-now" x="{min(x(i), W - PAD_R - 60):.1f}" '
+                     f'y="{y_rpo(v / 3600.0) - 4:.1f}" font-size="10" fill="#0969da">'
+                     f'now {_short(v)}</text>')
     if series:
         first, last = series[0][0], series[-1][0]
         parts.append(f'<text x="{PAD_L}" y="{H - 6}" font-size="10" fill="#656d76">'
@@ -59,3 +72,13 @@ def rpo_svg(series: list[tuple[datetime, float | None]], target_s: float, title:
                      'fill="#656d76">no verified backup in the last 30 days</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _short(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"

@@ -163,19 +163,22 @@ class DrProbe(Probe[DrCheckConfig]):
                 gauge.labels(component).set(float(value))
 
 
-def backup_check(component: str, env: str, severity: Severity = "critical") -> BackupCheckConfig:
-    return BackupCheckConfig(id=f"backup-{component}", component=component, env=env,
-                             name=f"Backup of {component}", severity=severity)
+def backup_check(component: str, env: str, severity: Severity = "critical",
+                 defaults: CheckDefaults | None = None) -> BackupCheckConfig:
+    return _build(BackupCheckConfig, defaults, id=f"backup-{component}", component=component,
+                  env=env, name=f"Backup of {component}", severity=severity)
 
 
-def drill_check(component: str, env: str, severity: Severity = "critical") -> DrillCheckConfig:
-    return DrillCheckConfig(id=f"drill-{component}", component=component, env=env,
-                            name=f"Restore drill of {component}", severity=severity)
+def drill_check(component: str, env: str, severity: Severity = "critical",
+                defaults: CheckDefaults | None = None) -> DrillCheckConfig:
+    return _build(DrillCheckConfig, defaults, id=f"drill-{component}", component=component,
+                  env=env, name=f"Restore drill of {component}", severity=severity)
 
 
-def dr_check(component: str) -> DrCheckConfig:
-    return DrCheckConfig(id=f"dr-{component}", component=component,
-                         name=f"DR targets of {component}")
+def dr_check(component: str, interval: float = 300.0,
+             defaults: CheckDefaults | None = None) -> DrCheckConfig:
+    return _build(DrCheckConfig, defaults, id=f"dr-{component}", component=component,
+                  name=f"DR targets of {component}", interval=interval)
 
 
 def builtin_checks(config: ControlPlaneConfig) -> list[CheckConfig]:
@@ -190,23 +193,17 @@ def backup_checks(backups: BackupsConfig, dr: DrConfig,
     show four "never measured" DR checks)."""
     if not backups.components and not dr.components:
         return []
-    defaults = defaults or CheckDefaults()
     out: list[CheckConfig] = []
     for name, comp in backups.components.items():
-        out.append(_build(BackupCheckConfig, defaults, id=f"backup-{name}", component=name,
-                          env=comp.env, name=f"Backup of {name}", severity=comp.severity))
-        out.append(_build(DrillCheckConfig, defaults, id=f"drill-{name}", component=name,
-                          env=comp.env, name=f"Restore drill of {name}",
-                          severity=comp.severity))
-    for name in dr.targets():
-        out.append(_build(DrCheckConfig, defaults, id=f"dr-{name}", component=name,
-                          name=f"DR targets of {name}", interval=dr.evaluate_interval))
+        out.append(backup_check(name, comp.env, comp.severity, defaults))
+        out.append(drill_check(name, comp.env, comp.severity, defaults))
+    out += [dr_check(name, dr.evaluate_interval, defaults) for name in dr.targets()]
     return out
 
 
 C = TypeVar("C", bound=CheckConfig)
 
 
-def _build(model: type[C], defaults: CheckDefaults, **fields: Any) -> C:
+def _build(model: type[C], defaults: CheckDefaults | None, **fields: Any) -> C:
     """A built-in check, completed from the defaults as a YAML check would be."""
-    return model.model_validate(with_defaults(model, fields, defaults))
+    return model.model_validate(with_defaults(model, fields, defaults or CheckDefaults()))

@@ -68,7 +68,9 @@ def evaluate(store: Store, dr: DrConfig, now: datetime | None = None) -> list[Co
 def evaluate_one(store: Store, name: str, target: DrTarget, ratio: float,
                  now: datetime) -> ComponentStatus:
     cs = ComponentStatus(name, target.description, target.rto, target.rpo)
-    source = target.backup_component
+    # Without a backups component, drills recorded under the DR component's own name (a
+    # runbook with `measures:`, e.g. cluster-rebuild) measure its RTO.
+    source = target.backup_component or name
     if source:
         with store.session() as s:
             _measure(s, cs, source, now)

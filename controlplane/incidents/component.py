@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from controlplane.incidents import silences
 from controlplane.incidents.outbox import OutboxWorker
-from controlplane.incidents.service import Clock, IncidentService, system_clock
+from controlplane.incidents.service import Clock, Escalation, IncidentService, system_clock
 from controlplane.notifiers import build_notifiers
 from controlplane.notifiers.base import Notifier
 
@@ -22,6 +22,15 @@ if TYPE_CHECKING:
     from controlplane.store import Store
 
 log = logging.getLogger(__name__)
+
+
+def escalation(cfg: ControlPlaneConfig) -> Escalation | None:
+    """On-call escalation when policies apply (docs/oncall.md), else None."""
+    if not cfg.oncall.effective_policies():
+        return None
+    from controlplane.oncall.escalation import Escalator
+
+    return Escalator(cfg.oncall)
 
 
 class IncidentsComponent:
@@ -36,7 +45,8 @@ class IncidentsComponent:
         channels = build_notifiers(cfg.notifiers, clock) if notifiers is None else notifiers
         self.service = IncidentService(store, cfg.incidents, channels, metrics, clock,
                                        dashboard_url=cfg.web.public_url,
-                                       wake=lambda: self.worker.wake() if self.worker else None)
+                                       wake=lambda: self.worker.wake() if self.worker else None,
+                                       escalation=escalation(cfg))
         self.worker = OutboxWorker(store, channels, cfg.incidents.outbox, metrics, clock,
                                    on_idle=self.service.tick,
                                    idle_every=cfg.incidents.tick_interval)

@@ -239,6 +239,8 @@ class OutboxWorker:
                 OutboxRow.state == PENDING).group_by(OutboxRow.channel)).all())
         for channel in self.notifiers:
             self.metrics.notifications_pending.labels(channel).set(counts.get(channel, 0))
+            # A counter exported from 0, so increase() sees the first failure (alert rules).
+            self.metrics.notifications_failed.labels(channel).inc(0)
 
     def close(self) -> None:
         for n in self.notifiers.values():

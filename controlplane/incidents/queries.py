@@ -15,6 +15,7 @@ from controlplane.incidents.model import (
     OutboxRow,
 )
 from controlplane.results import iso
+from controlplane.runbooks.links import runbook_url
 
 STATE_FILTERS = ("open", "acknowledged", "resolved", "active", "all")
 
@@ -38,7 +39,8 @@ def incident_json(inc: IncidentRow, link: str | None = None) -> dict[str, Any]:
     return {
         "id": inc.id, "dedup_key": inc.dedup_key, "check": inc.check_id, "env": inc.env,
         "kind": inc.kind, "severity": inc.severity, "labels": inc.labels or {},
-        "runbook": inc.runbook, "dashboard": link, "state": inc.state, "status": inc.status,
+        "runbook": inc.runbook, "runbook_url": runbook_url(inc.runbook), "dashboard": link,
+        "state": inc.state, "status": inc.status,
         "message": inc.message, "opened_at": _t(inc.opened_at), "since": _t(inc.since),
         "acknowledged_at": _t(inc.acknowledged_at), "acknowledged_by": inc.acknowledged_by,
         "resolved_at": _t(inc.resolved_at), "notified": inc.notified,

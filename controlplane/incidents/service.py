@@ -14,7 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -49,11 +49,30 @@ def dedup_key(check_id: str, env: str) -> str:
     return f"{check_id}/{env}"
 
 
+class Escalation(Protocol):
+    """Paging people while an incident stays open (controlplane/oncall/escalation.py): told
+    of opens, acknowledgments and resolutions, and ticked, inside the service's own
+    transaction so a step and the change it reacts to commit together."""
+
+    def start(self, host: IncidentService, s: Session, inc: IncidentRow,
+              now: datetime) -> None: ...
+
+    def stop(self, host: IncidentService, s: Session, inc: IncidentRow, reason: str,
+             now: datetime) -> None: ...
+
+    def tick(self, host: IncidentService, s: Session, now: datetime) -> None: ...
+
+    def committed(self) -> None: ...
+
+    def state(self, s: Session, incident_id: int) -> dict[str, Any] | None: ...
+
+
 class IncidentService:
     def __init__(self, store: Store, incidents: IncidentsConfig,
                  channels: dict[str, Notifier[Any]], metrics: Metrics | None = None,
                  clock: Clock = system_clock, dashboard_url: str = "",
-                 wake: Callable[[], None] | None = None) -> None:
+                 wake: Callable[[], None] | None = None,
+                 escalation: Escalation | None = None) -> None:
         self.store = store
         self.cfg = incidents
         self.channels = channels
@@ -63,6 +82,7 @@ class IncidentService:
         self.dashboard_url = (incidents.dashboard_url or dashboard_url).rstrip("/")
         self._wake = wake or (lambda: None)
         self._lock = threading.RLock()
+        self.escalation = escalation
 
     # -- pipeline hooks ---------------------------------------------------------------------
 
@@ -115,6 +135,8 @@ class IncidentService:
             inc.state, inc.acknowledged_at, inc.acknowledged_by = ACKNOWLEDGED, now, by
             self._event(s, inc, "acknowledged", f"acknowledged by {by} via {via}", now)
             self._notify(s, inc, "acknowledge", now, text=f":eyes: Acknowledged by {by}")
+            if self.escalation is not None:
+                self.escalation.stop(self, s, inc, f"acknowledged by {by} via {via}", now)
         self._after_change()
         return inc
 
@@ -140,6 +162,10 @@ class IncidentService:
                     self._notify(s, inc, "reminder", now, text=(
                         f":alarm_clock: Still {inc.status} since {iso(inc.since)}, not "
                         f"acknowledged: {inc.message}"), only=due)
+            if self.escalation is not None:
+                self.escalation.tick(self, s, now)
+        if self.escalation is not None:
+            self.escalation.committed()
         self._after_change()
 
     def _reminders_due(self, s: Session, inc: IncidentRow, now: datetime) -> list[str]:
@@ -178,14 +204,20 @@ class IncidentService:
             inc.silenced_by = silence.id
             self._event(s, inc, "silenced", f"not notified: silence #{silence.id} "
                         f"({silence.comment}) by {silence.author}", now)
+        else:
+            self._notify(s, inc, "open", now)
+        if self.escalation is not None:  # held while silenced; the tick resumes it
+            self.escalation.start(self, s, inc, now)
+        if silence is not None:
             return
-        self._notify(s, inc, "open", now)
         log.info("incident opened id=%s check=%s env=%s severity=%s", inc.id, check.id,
                  check.env, check.severity)
 
     def _resolve(self, s: Session, inc: IncidentRow, message: str, now: datetime) -> None:
         inc.state, inc.resolved_at, inc.message = RESOLVED, now, message
         self._event(s, inc, "resolved", f"recovered: {message}", now)
+        if self.escalation is not None:
+            self.escalation.stop(self, s, inc, "resolved", now)
         if inc.notified:
             # Sent even during a silence: an open thread must not be left hanging.
             self._notify(s, inc, "resolve", now, force=True)
@@ -236,6 +268,31 @@ class IncidentService:
             self._event(s, inc, "coalesced", f"{channel}: {replaced} unsent "
                         f"update{'s' if replaced > 1 else ''} replaced by the newest", now)
 
+    # -- what escalation uses (the Host protocol of controlplane/oncall/escalation.py) ------
+
+    def silence_of(self, s: Session, inc: IncidentRow, now: datetime) -> Any:
+        return self._silence(s, inc, now)
+
+    def event(self, s: Session, inc: IncidentRow, kind: str, message: str,
+              now: datetime) -> None:
+        self._event(s, inc, kind, message, now)
+
+    def queue(self, s: Session, inc: IncidentRow, channel: str, action: str, now: datetime,
+              text: str, to: list[str] | None, extra: dict[str, Any]) -> None:
+        """One outbox entry to ``channel`` (to ``to``, or where the channel routes)."""
+        payload = {**self.payload(inc, now, text), **extra}
+        payload["to"] = to if to is not None else self.channels[channel].route(_view(inc))
+        s.add(OutboxRow(incident_id=inc.id, channel=channel, action=action, payload=payload,
+                        idempotency_key=uuid.uuid4().hex, state=PENDING, attempts=0,
+                        created_at=now, next_attempt_at=now, last_error="", response={}))
+
+    def trail(self, s: Session, inc: IncidentRow, text: str, now: datetime) -> None:
+        """An update for the channels that keep the incident's story (thread, ticket)."""
+        self._notify(s, inc, "update", now, text=text)
+
+    def notified_channels(self, s: Session, inc: IncidentRow) -> set[str]:
+        return set(s.scalars(select(OutboxRow.channel).where(OutboxRow.incident_id == inc.id)))
+
     def payload(self, inc: IncidentRow, now: datetime, text: str | None = None) -> dict[str, Any]:
         """A snapshot of the incident for one notification (rendered by each notifier)."""
         end = inc.resolved_at or now
@@ -244,6 +301,7 @@ class IncidentService:
             "name": inc.name, "severity": inc.severity, "status": inc.status,
             "state": inc.state, "message": inc.message, "since": iso(inc.since),
             "labels": inc.labels or {}, "runbook": self.runbook_link(inc.runbook),
+            "runbook_id": inc.runbook if inc.runbook and "://" not in inc.runbook else None,
             "dashboard": self.link(inc.id), "dedup_key": inc.dedup_key, "text": text,
             "acknowledged_by": inc.acknowledged_by,
             "duration_s": round((end - inc.since).total_seconds(), 3),

@@ -38,6 +38,8 @@ from controlplane.severity import Severity as Severity
 Event = Literal["open", "update", "reminder", "acknowledge", "resolve"]
 ACTIONS: tuple[Event, ...] = ("open", "update", "reminder", "acknowledge", "resolve")
 PAGING_EVENTS: tuple[Event, ...] = ("open", "resolve")
+PAGE = "page"
+"""The action of an escalation page to one person (see ``Notifier.contact``)."""
 Clock = Callable[[], datetime]
 Refs = dict[str, str]
 
@@ -126,6 +128,12 @@ class Notifier(ABC, Generic[C]):
 
     channel: ClassVar[str]
     config_model: ClassVar[type[ChannelConfig]] = ChannelConfig
+    contact: ClassVar[str | None] = None
+    """The field of an on-call person (``oncall.people``: ``slack``, ``phone``, ``email``)
+    this channel reaches them at; None: it cannot page a person. A channel with a contact
+    delivers the action ``page`` (escalation, docs/oncall.md): one standalone message to
+    ``n.to`` saying ``payload["text"]``, outside the incident's thread, returning no
+    references; the policy, not :meth:`wants`, decides that it is sent."""
     cfg: C
 
     def __init__(self, cfg: C | None = None, clock: Clock = system_clock) -> None:

@@ -78,6 +78,7 @@ class EmailNotifier(Notifier[EmailConfig]):
 
     channel = "email"
     config_model = EmailConfig
+    contact = "email"
 
     def __init__(self, cfg: EmailConfig, clock: Clock = system_clock) -> None:
         super().__init__(cfg, clock)

@@ -11,6 +11,8 @@ would post the message twice; retries are the outbox's job.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.client
 import json
 import logging
@@ -23,6 +25,7 @@ from slack_sdk.errors import SlackApiError
 
 from controlplane.durations import Duration
 from controlplane.notifiers.base import (
+    PAGE,
     ChannelConfig,
     Clock,
     Incident,
@@ -84,6 +87,8 @@ class SlackConfig(ChannelConfig):
     repeat_interval: Duration = 4 * 3600.0
     signing_secret: SecretStr | None = None
     timeout: Duration = 10.0
+    admins: list[str] = Field(default_factory=list, description=(
+        "Slack user ids (U…) allowed to press admin-only buttons (Run runbook)"))
 
     _channel_id = field_validator("channel")(slack_channel_id)
 
@@ -121,6 +126,7 @@ class SlackNotifier(Notifier[SlackConfig]):
 
     channel = "slack"
     config_model = SlackConfig
+    contact = "slack"
 
     def __init__(self, cfg: SlackConfig, clock: Clock = system_clock) -> None:
         super().__init__(cfg, clock)
@@ -141,6 +147,9 @@ class SlackNotifier(Notifier[SlackConfig]):
         try:
             if n.action == "open":
                 return self._open(n)
+            if n.action == PAGE:
+                self._page(n)
+                return {}
             if n.action == "resolve":
                 self._update_root(n, resolved=True)
                 self._reply(n, self._resolve_text(n.payload))
@@ -173,6 +182,16 @@ class SlackNotifier(Notifier[SlackConfig]):
             channel=channel, text=self._summary(n.payload), blocks=self._blocks(n.payload),
             metadata=self._metadata(n), unfurl_links=False)
         return {"channel": str(resp["channel"]), "ts": str(resp["ts"])}
+
+    def _page(self, n: Notification) -> None:
+        # A DM by member id (Slack opens the conversation). Not looked up before a resend:
+        # a DM's history needs its D… id, which only the answer we did not record had.
+        text = escape(n.payload.get("text") or n.payload["message"])
+        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}},
+                  *self._blocks(n.payload)]
+        for user in n.to:
+            self.client.chat_postMessage(channel=user, text=text, blocks=blocks,
+                                         metadata=self._metadata(n), unfurl_links=False)
 
     def _reply(self, n: Notification, text: str) -> None:
         channel, ts = self._root(n)
@@ -249,17 +268,46 @@ class SlackNotifier(Notifier[SlackConfig]):
         if links:
             blocks.append({"type": "context",
                            "elements": [{"type": "mrkdwn", "text": " · ".join(links)}]})
+        buttons: list[dict[str, Any]] = []
         if not resolved and not p.get("acknowledged_by"):
+            buttons.append({"type": "button", "action_id": "acknowledge",
+                            "text": {"type": "plain_text", "text": "Acknowledge"},
+                            "value": str(p["incident"]), "style": "primary"})
+        secret = self.cfg.signing_secret
+        if not resolved and p.get("runbook_id") and secret is not None:
+            buttons.append({"type": "button", "action_id": RUN_RUNBOOK,
+                            "text": {"type": "plain_text", "text": "Run runbook"},
+                            "value": runbook_button(secret.get_secret_value(),
+                                                    str(p["runbook_id"]), int(p["incident"]))})
+        if buttons:
             blocks.append({"type": "actions", "block_id": f"incident-{p['incident']}",
-                           "elements": [{"type": "button", "action_id": "acknowledge",
-                                         "text": {"type": "plain_text", "text": "Acknowledge"},
-                                         "value": str(p["incident"]), "style": "primary"}]})
+                           "elements": buttons})
         return blocks
 
     @staticmethod
     def _resolve_text(p: dict[str, Any]) -> str:
         return (f":white_check_mark: Resolved after {duration_text(p['duration_s'])}: "
                 f"{p['message']}")
+
+
+RUN_RUNBOOK = "run_runbook"
+
+
+def runbook_button(secret: str, runbook_id: str, incident_id: int) -> str:
+    """The Run runbook button's value, signed: the webhook starts only what we offered."""
+    body = f"{runbook_id}:{incident_id}"
+    mac = hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()[:32]
+    return f"{body}:{mac}"
+
+
+def parse_runbook_button(secret: str, value: str) -> tuple[str, int] | None:
+    """(runbook id, incident id) from a button value whose signature holds, else None."""
+    runbook_id, _, rest = value.partition(":")
+    incident = rest.partition(":")[0]
+    if not incident.isdigit() or not hmac.compare_digest(
+            runbook_button(secret, runbook_id, int(incident)), value):
+        return None
+    return runbook_id, int(incident)
 
 
 def escape(text: str) -> str:

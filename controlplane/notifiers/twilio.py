@@ -97,6 +97,8 @@ class CallConfig(TwilioConfig):
 class _TwilioNotifier(Notifier[Any]):
     """What SMS and calls share: the client, numbers, error mapping, lookups."""
 
+    contact = "phone"
+
     def __init__(self, cfg: TwilioConfig, clock: Clock = system_clock) -> None:
         super().__init__(cfg, clock)
         self._client: Any = None
@@ -201,7 +203,7 @@ def sms_text(n: Notification) -> str:
 
 CALL_INTRO = {"open": "Control plane alert.", "reminder": "Control plane reminder.",
               "resolve": "Control plane: resolved.", "acknowledge": "Control plane: acknowledged.",
-              "update": "Control plane update."}
+              "update": "Control plane update.", "page": "Control plane page."}
 
 
 def call_twiml(n: Notification) -> str:

@@ -54,10 +54,11 @@ class CheckConfig(BaseModel):
     @field_validator("runbook")
     @classmethod
     def _runbook_link(cls, v: str | None) -> str | None:
-        # Rendered as a link on the dashboard: only a runbook id or an http(s) URL, never
-        # javascript: or data: (a config author must not script the on-call's browser).
-        if v is None or re.fullmatch(r"[a-z0-9][a-z0-9._-]*", v) or \
-                re.fullmatch(r"https?://[^\s<>\"']+", v):
+        # Rendered as a link on the dashboard. An id must name a runbook (checked with the
+        # runbook files, controlplane/runbooks/config.py); a URL must be a plain http(s)
+        # one: no quotes, spaces or angle brackets to break out of the href.
+        if v is None or not v.lower().startswith(("http://", "https://")) or \
+                re.fullmatch(r"https?://[^\s<>\"'`]+", v):
             return v
         raise ValueError("must be a runbook id (e.g. restore-postgres) or an http(s) URL")
 

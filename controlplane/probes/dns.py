@@ -16,12 +16,9 @@ from typing import Any, ClassVar, Literal
 
 import dns.exception
 import dns.flags
-import dns.message
 import dns.name
-import dns.query
 import dns.rcode
 import dns.rdatatype
-import dns.resolver
 from pydantic import Field, field_validator
 
 from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError
@@ -114,6 +111,8 @@ class DnsProbe(Probe[DnsCheckConfig]):
         return Outcome(Status.FAILING, message, details={"nameserver": ", ".join(silent)})
 
     def _servers(self) -> list[tuple[str, int]]:
+        import dns.resolver  # here: loading the config need not pay for the resolver
+
         if self.config.nameserver:
             return [parse_nameserver(self.config.nameserver)]
         try:
@@ -130,6 +129,9 @@ class DnsProbe(Probe[DnsCheckConfig]):
         return servers
 
     def _ask(self, ip: str, port: int, timeout: float) -> dns.message.Message:
+        import dns.message
+        import dns.query
+
         query = dns.message.make_query(self.config.name, self.config.type)
         response, _tcp = dns.query.udp_with_fallback(query, ip, timeout=timeout, port=port)
         return response

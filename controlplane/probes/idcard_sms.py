@@ -20,11 +20,10 @@ import re
 import time
 from collections import deque
 from datetime import UTC, datetime
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 from urllib.parse import urljoin, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from twilio.rest import Client
 
 from controlplane.durations import Duration
 from controlplane.probes import idcard_browser
@@ -34,6 +33,9 @@ from controlplane.probes.sitefetch import Fetched, Fetcher, FetchError
 from controlplane.probes.sms_inbox import lookback, poll_twilio, twilio_snapshot
 from controlplane.probes.twilio_api import DEFAULT_API_BASE, twilio_client
 from controlplane.results import Status, Step, StepFailed, StepRecorder, worst
+
+if TYPE_CHECKING:  # the SDK loads when the probe makes its client
+    from twilio.rest import Client
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # public, not in __all__
@@ -48,9 +48,11 @@ from controlplane.kafka.client import (
     tls_values,
     unreachable_message,
 )
-from controlplane.metrics import Metrics
 from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError
 from controlplane.results import Result, Status, Step
+
+if TYPE_CHECKING:  # prometheus_client loads with the metrics, not with the config
+    from controlplane.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

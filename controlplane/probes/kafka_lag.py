@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator
 
@@ -35,9 +35,11 @@ from controlplane.kafka.fetch import InProcessClient, IsolatedClient, Selection
 from controlplane.kafka.offsets import Snapshot
 from controlplane.kafka.status import GroupStatus, StatusWindows
 from controlplane.kafka.timelag import TimeLagTables
-from controlplane.metrics import Metrics
 from controlplane.probes.base import CheckConfig, Outcome, Probe
 from controlplane.results import Result, Status, Step
+
+if TYPE_CHECKING:  # prometheus_client loads with the metrics, not with the config
+    from controlplane.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,6 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-import dns.exception
-import dns.message
-import dns.query
-import dns.rcode
-import dns.rdatatype
-
 MAX_BODY = 20 * 1024 * 1024
 REDIRECTS = (301, 302, 303, 307, 308)
 
@@ -69,6 +63,13 @@ class Fetcher:
         return str(infos[0][4][0])
 
     def _resolve_via(self, host: str, nameserver: str) -> str:
+        # dnspython loads here: loading the config need not pay for it
+        import dns.exception
+        import dns.message
+        import dns.query
+        import dns.rcode
+        import dns.rdatatype
+
         ns_host, _, ns_port = nameserver.partition(":")
         query = dns.message.make_query(host, dns.rdatatype.A)
         try:

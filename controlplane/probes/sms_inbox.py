@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.rest import Client
+if TYPE_CHECKING:  # the SDK loads when a probe talks to Twilio: start-up stays quick
+    from twilio.rest import Client
 
 from controlplane.probes.inbox import LINK, Sms, link_in
 from controlplane.results import StepFailed
@@ -42,6 +42,8 @@ def twilio_error(exc: Exception) -> str:
 
 def _error_parts(exc: Exception) -> tuple[int | None, Any, Any]:
     """(HTTP status, Twilio error code, message); status None when nothing answered."""
+    from twilio.base.exceptions import TwilioRestException
+
     if isinstance(exc, TwilioRestException):
         return exc.status, exc.code, exc.msg
     status = getattr(_response(exc), "status_code", None)
@@ -81,6 +83,8 @@ def call_twilio(call: Callable[[], T], deadline: float,
     Retry-After that reaches past the deadline ends the wait now: obeying it would only
     hold the verdict back.
     """
+    from twilio.base.exceptions import TwilioException
+
     while True:
         try:
             return call()

@@ -14,8 +14,6 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from cryptography import x509
-from OpenSSL import crypto
 from pydantic import Field, field_validator, model_validator
 
 from controlplane.deadline import Deadline
@@ -35,7 +33,10 @@ from controlplane.probes.tlsconn import (
 )
 from controlplane.results import Status, Step
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # cryptography and pyOpenSSL load when a probe runs (tlsconn)
+    from cryptography import x509
+    from OpenSSL import crypto
+
     from controlplane.metrics import Metrics
     from controlplane.results import Result
 

@@ -19,14 +19,17 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.x509.oid import ExtendedKeyUsageOID
-from OpenSSL import SSL, crypto
 from pydantic import Field, field_validator
 
 from controlplane.deadline import Deadline
 from controlplane.probes.base import CheckConfig, ProbeError
+
+if TYPE_CHECKING:  # cryptography and pyOpenSSL (~0.2 s) load when a probe connects, so
+    # loading the config (and `controlplane smoke`) does not pay for them
+    from cryptography import x509
+    from OpenSSL import SSL, crypto
 
 # -- targets and names -----------------------------------------------------------------------
 
@@ -109,6 +112,8 @@ def connect(host: str, port: int, deadline: Deadline) -> tuple[socket.socket, fl
 
 def handshake(host: str, port: int, servername: str | None, deadline: Deadline) -> Handshake:
     """Connect and complete a TLS handshake without judging the certificate."""
+    from OpenSSL import SSL
+
     sock, connect_s = connect(host, port, deadline)
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
     # Accept every version and cipher so an old server is described, then judged by
@@ -143,6 +148,8 @@ def handshake(host: str, port: int, servername: str | None, deadline: Deadline) 
 
 
 def _drive_handshake(conn: SSL.Connection, sock: socket.socket, deadline: Deadline) -> None:
+    from OpenSSL import SSL
+
     while True:
         try:
             conn.do_handshake()
@@ -163,6 +170,8 @@ def _left(deadline: Deadline) -> float:
 
 
 def _close(conn: SSL.Connection, sock: socket.socket) -> None:
+    from OpenSSL import SSL
+
     # the server may already be gone; closing the socket is all that matters
     with contextlib.suppress(SSL.Error, OSError):
         conn.shutdown()
@@ -170,6 +179,8 @@ def _close(conn: SSL.Connection, sock: socket.socket) -> None:
 
 
 def _ssl_reason(exc: SSL.Error) -> str:
+    from OpenSSL import SSL
+
     if isinstance(exc, SSL.SysCallError):
         return "connection closed by the server"
     # pyOpenSSL errors carry [(lib, func, reason), ...]
@@ -182,6 +193,8 @@ def _ssl_reason(exc: SSL.Error) -> str:
 
 def load_trust(ca_file: str | None) -> crypto.X509Store:
     """The trust store; ProbeError (status error) when it cannot be read."""
+    from OpenSSL import crypto
+
     store = crypto.X509Store()
     if ca_file:
         if not os.path.isfile(ca_file):
@@ -201,6 +214,8 @@ def load_trust(ca_file: str | None) -> crypto.X509Store:
 
 def verify_chain(chain: list[x509.Certificate], store: crypto.X509Store) -> str | None:
     """None if the presented chain leads to a trusted root, else OpenSSL's reason."""
+    from OpenSSL import crypto
+
     leaf, *rest = (crypto.X509.from_cryptography(c) for c in chain)
     try:
         crypto.X509StoreContext(store, leaf, rest).verify_certificate()
@@ -211,15 +226,16 @@ def verify_chain(chain: list[x509.Certificate], store: crypto.X509Store) -> str 
     return None
 
 
-_EKU_NAMES = {ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
-              ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning",
-              ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
-              ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping",
-              ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning"}
-
-
 def usage_problem(leaf: x509.Certificate) -> str | None:
     """None unless the leaf's extended key usage excludes TLS servers (as Go rejects it)."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    eku_names = {ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
+                 ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning",
+                 ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
+                 ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping",
+                 ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning"}
     try:
         usages = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
@@ -227,12 +243,14 @@ def usage_problem(leaf: x509.Certificate) -> str | None:
     allowed = {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
     if allowed & set(usages):
         return None
-    names = ", ".join(_EKU_NAMES.get(u, u.dotted_string) for u in usages)
+    names = ", ".join(eku_names.get(u, u.dotted_string) for u in usages)
     return f"certificate {leaf.subject.rfc4514_string()} is not for TLS servers " \
            f"(extended key usage: {names})"
 
 
 def sans(cert: x509.Certificate) -> list[str]:
+    from cryptography import x509
+
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:

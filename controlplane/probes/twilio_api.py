@@ -7,14 +7,19 @@ SDK's own request building, paging and error handling.
 
 from __future__ import annotations
 
-from twilio.http.http_client import TwilioHttpClient
-from twilio.rest import Client
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the SDK (and requests) load when a client is made: start-up stays quick
+    from twilio.rest import Client
 
 DEFAULT_API_BASE = "https://api.twilio.com"
 
 
 def twilio_client(account_sid: str, auth_token: str, api_base: str = DEFAULT_API_BASE,
                   ca_file: str | None = None, timeout: float = 10.0) -> Client:
+    from twilio.http.http_client import TwilioHttpClient
+    from twilio.rest import Client
+
     http = TwilioHttpClient(timeout=timeout)
     if http.session is not None:
         # Proxies from the environment must not reroute a probe, and the CA is ours to choose.

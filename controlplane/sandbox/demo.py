@@ -116,6 +116,11 @@ class Demo:
         """One local broker with the platform's topics and a trailing consumer group."""
         why = kafka_unavailable()
         libs = kafka_libs() if why is None else None
+        if libs is None and shutil.which("java") is not None:
+            # java but no jars yet: fetch them now, as scripts/setup.d/30-kafka.sh would
+            from controlplane.sandbox.kafka_jars import fetch_kafka_jars
+
+            libs, why = fetch_kafka_jars(self.say)
         if libs is None:
             self.say(f"demo: {why or 'no Kafka jars in $CONTROLPLANE_CACHE/kafka'}; "
                      "the Kafka checks are left out")

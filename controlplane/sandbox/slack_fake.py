@@ -23,6 +23,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 import urllib.request
@@ -183,6 +184,9 @@ class SlackFake:
         channel = str(args.get("channel", ""))
         if by_name:  # only chat.postMessage resolves a name; the answer carries the ID
             channel = self.names.get(channel.removeprefix("#"), channel)
+            if re.fullmatch(r"[UW][A-Z0-9]{6,}", channel):  # a member id: their DM with us
+                channel = "D" + channel[1:]
+                self.channels.add(channel)
         if channel not in self.channels:
             raise _ApiError("channel_not_found")
         return channel

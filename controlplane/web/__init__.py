@@ -29,6 +29,8 @@ BLUEPRINTS = [
     "controlplane.web.slack_webhook",
     "controlplane.web.dr",
     "controlplane.web.twilio_webhook",
+    "controlplane.web.oncall",
+    "controlplane.web.runbooks",
     "controlplane.web.openapi",
 ]
 

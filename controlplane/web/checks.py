@@ -91,7 +91,11 @@ def check_page(check_id: str) -> str:
     view = _view(_find(check_id), recent_n=200)
     points = [(r.started_at, r.duration_s) for r in reversed(view.recent)]
     chart = line_chart(points, title="Latency (last 200 runs)", unit="s")
-    return render_template("check.html", v=view, chart=chart, pct=_pct)
+    lag_chart = line_chart([(r.started_at, float(r.metrics["total_lag"] or 0))
+                            for r in reversed(view.recent) if "total_lag" in r.metrics],
+                           title="Total lag, messages (last 200 runs)", unit="") \
+        if view.check.kind == "kafka_lag" else None
+    return render_template("check.html", v=view, chart=chart, lag_chart=lag_chart, pct=_pct)
 
 
 @bp.get("/api/v1/checks")

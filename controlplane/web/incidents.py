@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, jsonify, render_template, request
 
 from controlplane.incidents import queries
+from controlplane.incidents.component import escalation
 from controlplane.incidents.model import IncidentRow
 from controlplane.incidents.service import IncidentService
 from controlplane.notifiers import build_notifiers
@@ -26,7 +27,8 @@ def incident_service() -> IncidentService:
     # The channels' rules decide which notifications an acknowledge queues; building them
     # touches no network.
     return IncidentService(rt.store, rt.config.incidents, build_notifiers(rt.config.notifiers),
-                           rt.metrics, dashboard_url=rt.config.web.public_url)
+                           rt.metrics, dashboard_url=rt.config.web.public_url,
+                           escalation=escalation(rt.config))
 
 
 @bp.get("/api/v1/incidents")
@@ -60,6 +62,7 @@ def api_get(incident_id: int) -> tuple[Response, int]:
         data = queries.incident_json(inc, svc.link(inc.id))
         data["timeline"] = queries.timeline(s, incident_id)
         data["notifications"] = queries.notifications(s, incident_id)
+        data["escalation"] = svc.escalation.state(s, incident_id) if svc.escalation else None
     return jsonify(data), 200
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from slack_sdk.signature import SignatureVerifier
 
-from controlplane.notifiers.slack import SlackConfig
+from controlplane.notifiers.slack import RUN_RUNBOOK, SlackConfig
 from controlplane.web import runtime
 from controlplane.web.incidents import incident_service
 
@@ -56,21 +56,28 @@ def interactive() -> tuple[Response, int]:
         return jsonify(error="expected a form field `payload` with JSON"), 400
     if not isinstance(payload, dict):
         return jsonify(error="the `payload` field must hold a JSON object"), 400
-    return _acknowledge(payload)
+    return _act(slack, payload)
 
 
-def _acknowledge(payload: dict[str, Any]) -> tuple[Response, int]:
-    user = payload.get("user") or {}
-    by = str(user.get("username") or user.get("name") or user.get("id") or "slack user") \
-        if isinstance(user, dict) else "slack user"
+def _act(slack: SlackConfig, payload: dict[str, Any]) -> tuple[Response, int]:
+    user = payload.get("user")
+    user = user if isinstance(user, dict) else {}
+    by = str(user.get("username") or user.get("name") or user.get("id") or "slack user")[:120]
     acked = []
     actions = payload.get("actions")
     for action in actions if isinstance(actions, list) else []:
-        if not isinstance(action, dict) or action.get("action_id") != "acknowledge":
+        if not isinstance(action, dict):
+            continue
+        if action.get("action_id") == RUN_RUNBOOK:
+            from controlplane.web.runbooks import run_from_slack
+
+            return jsonify(response_type="ephemeral", replace_original=False,
+                           text=run_from_slack(slack, str(action.get("value") or ""),
+                                               str(user.get("id") or ""), by)), 200
+        if action.get("action_id") != "acknowledge":
             continue
         try:
-            inc = incident_service().acknowledge(int(str(action.get("value"))), by[:120],
-                                                  "slack")
+            inc = incident_service().acknowledge(int(str(action.get("value"))), by, "slack")
             acked.append(inc.id)
         except (LookupError, ValueError, TypeError, OverflowError) as exc:
             return jsonify(response_type="ephemeral", replace_original=False,

@@ -36,3 +36,17 @@ def test_chart_without_any_verified_backup_says_so() -> None:
     assert "no verified backup in the last 30 days" in svg
     assert "<polyline" not in svg
     assert "RPO of &lt;kafka&gt;" in svg and "<kafka>" not in svg
+
+
+def test_a_tiny_rpo_against_a_long_target_stays_visible_above_the_frame() -> None:
+    """60 s against 24 h would be 0.07 px above the baseline (138): it is lifted 3 px and
+    its value is written next to it."""
+    svg = rpo_svg(_series([60, 90, 45]), 86400, "RPO of postgres")
+    (points,) = re.findall(r'<polyline class="rpo"[^>]* points="([^"]+)"', svg)
+    assert points == "48.0,135.0 299.0,135.0 550.0,135.0"
+    assert re.search(r'<text class="rpo-now" x="490.0" y="131.0"[^>]*>now 45s</text>', svg)
+
+
+def test_the_latest_rpo_is_written_in_words() -> None:
+    svg = rpo_svg(_series([3 * 3600, 5400, None]), 86400, "x")
+    assert ">now 90m</text>" in svg

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from controlplane.notifiers import CHANNELS, valid_channels
-from controlplane.notifiers.base import Incident, Notification, TransportError
+from controlplane.notifiers import CHANNELS, notifier_class, valid_channels
+from controlplane.notifiers.base import PAGE, Incident, Notification, TransportError
 from tests.notifiers.subjects import SUBJECTS, Subject
 
 PAYLOAD: dict[str, Any] = {
@@ -116,3 +116,22 @@ def test_updates_need_the_references_from_open_only_where_they_thread(
 
 def test_secrets_name_every_configured_credential(subject: Subject) -> None:
     assert subject.notifier.secrets() and all(subject.notifier.secrets())
+
+
+ADDRESSES = {"slack": "U0ALICE01", "phone": "+15550100005", "email": "alice@example.com"}
+
+
+@pytest.fixture(params=[c for c in valid_channels() if notifier_class(c).contact])
+def pager(request: pytest.FixtureRequest) -> Iterator[Subject]:
+    with SUBJECTS[request.param](request) as s:
+        yield s
+
+
+def test_a_channel_that_reaches_people_delivers_a_page_outside_the_thread(
+        pager: Subject) -> None:
+    contact = pager.notifier.contact
+    assert contact in ADDRESSES
+    page = _n(pager, PAGE, text="Escalation step 2/4: incident #1 still open")
+    page.payload["to"] = [ADDRESSES[contact]]
+    assert pager.notifier.notify(page) == {}  # no references: the incident's stay its own
+    assert pager.sent() == 1

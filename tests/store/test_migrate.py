@@ -166,15 +166,15 @@ def test_a_new_revision_is_written_from_what_the_models_have_and_the_newest_lack
     metadata = MetaData()
     for table in table_metadata().tables.values():
         table.to_metadata(metadata)
-    Table("oncall_overrides", metadata, Column("id", Integer, primary_key=True),
+    Table("example_widgets", metadata, Column("id", Integer, primary_key=True),
           Column("who", String(120), nullable=False))
     head = migrate.head()
-    path = Path(migrate.new_revision("on-call overrides", metadata))
+    path = Path(migrate.new_revision("example widgets", metadata))
     try:
-        assert path.name == f"{int(head) + 1:04d}_on_call_overrides.py"
+        assert path.name == f"{int(head) + 1:04d}_example_widgets.py"
         text_ = path.read_text()
         assert f'down_revision = "{head}"' in text_ or f"down_revision = '{head}'" in text_
-        assert "op.create_table('oncall_overrides'" in text_
+        assert "op.create_table('example_widgets'" in text_
         # Only the difference: the tables the newest revision already has are not repeated.
         assert "'results'" not in text_
     finally:

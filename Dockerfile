@@ -1,0 +1,34 @@
+# syntax=docker/dockerfile:1
+# The control plane's image: wheels are built in the first stage, the final stage has no
+# compiler, runs as a non-root user, and writes only to /tmp (readOnlyRootFilesystem).
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY controlplane ./controlplane
+RUN pip wheel --wheel-dir /wheels .
+
+FROM ${PYTHON_IMAGE}
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
+    PATH=/opt/controlplane/bin:$PATH HOME=/tmp TMPDIR=/tmp \
+    CONTROLPLANE_CONFIG=/etc/controlplane/controlplane.yaml CONTROLPLANE_HOST=0.0.0.0
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    python -m venv /opt/controlplane \
+ && /opt/controlplane/bin/pip install --no-index --find-links /wheels controlplane \
+ && python -m compileall -q /opt/controlplane \
+ && groupadd --gid 10001 controlplane \
+ && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin controlplane
+COPY controlplane.yaml /etc/controlplane/controlplane.yaml
+COPY checks /etc/controlplane/checks
+COPY runbooks /etc/controlplane/runbooks
+USER 10001:10001
+WORKDIR /tmp
+EXPOSE 8080
+ENTRYPOINT ["controlplane"]
+CMD ["run"]

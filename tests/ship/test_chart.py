@@ -1,0 +1,218 @@
+"""The Helm chart (chart/controlplane), checked by Helm itself: `helm lint` and `helm template`
+for the default values and three other value sets, the schema refusing bad values with a
+message naming them, and what the rendered objects promise (HA, posture, least privilege,
+no Secret values, the config that `controlplane validate` accepts)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.services.common import run_cli
+from tests.ship.tools import ROOT, tool
+
+CHART = ROOT / "chart" / "controlplane"
+VALUES = ROOT / "tests" / "ship" / "values"
+VALUE_SETS = [None, "production.yaml", "minimal.yaml", "custom.yaml"]
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HELM_CACHE_HOME": "/tmp/helm-cache",
+           "HELM_CONFIG_HOME": "/tmp/helm-config", "HELM_DATA_HOME": "/tmp/helm-data"}
+    return subprocess.run([tool("helm"), *args], capture_output=True, text=True, timeout=120,
+                          env=env)
+
+
+def values_args(name: str | None) -> list[str]:
+    return ["--values", str(VALUES / name)] if name else []
+
+
+def render(name: str | None, *extra: str) -> list[dict[str, Any]]:
+    proc = helm("template", "cp", str(CHART), "--namespace", "observability",
+                *values_args(name), *extra)
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def by_kind(docs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for d in docs:
+        out.setdefault(d["kind"], []).append(d)
+    return out
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_helm_lint_passes(value_set: str | None) -> None:
+    proc = helm("lint", "--strict", str(CHART), *values_args(value_set))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 chart(s) linted, 0 chart(s) failed" in proc.stdout
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_rendered_deployment_is_hardened_and_probed(value_set: str | None) -> None:
+    kinds = by_kind(render(value_set))
+    assert "Secret" not in kinds  # secrets are referenced, never created
+    (dep,) = kinds["Deployment"]
+    spec = dep["spec"]["template"]["spec"]
+    assert dep["spec"]["replicas"] == (1 if value_set == "minimal.yaml" else 2)
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    (c,) = spec["containers"]
+    assert c["args"] == ["run", "--config", "/etc/controlplane/controlplane.yaml"]
+    assert c["securityContext"] == {"allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]}}
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert {"cpu", "memory"} <= set(c["resources"]["requests"])
+    assert "memory" in c["resources"]["limits"]
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/etc/controlplane", "/tmp"}
+    (spread,) = spec["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "topology.kubernetes.io/zone"
+    anti = spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert [t["podAffinityTerm"]["topologyKey"] for t in anti] == [
+        "topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+    refs = [e["secretRef"]["name"] for e in c["envFrom"]]
+    assert refs == (["cp-env", "cp-slack", "cp-jira"] if value_set == "custom.yaml"
+                    else ["controlplane-secrets"])
+    if value_set == "custom.yaml":
+        assert spread["whenUnsatisfiable"] == "DoNotSchedule"
+        assert {"name": "TZ", "value": "UTC"} in c["env"]
+
+
+def test_default_values_give_two_replicas_a_pdb_and_least_privilege_rbac() -> None:
+    kinds = by_kind(render(None))
+    assert sorted(kinds) == ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment",
+                             "PodDisruptionBudget", "Role", "RoleBinding", "Service",
+                             "ServiceAccount"]
+    assert kinds["PodDisruptionBudget"][0]["spec"]["minAvailable"] == 1
+    (cluster_role,) = kinds["ClusterRole"]
+    assert {(tuple(r["apiGroups"]), tuple(r["resources"]), tuple(r["verbs"]))
+            for r in cluster_role["rules"]} == {
+        (("apps",), ("deployments", "statefulsets", "replicasets"), ("get", "list")),
+        (("",), ("pods", "nodes"), ("get", "list")),
+        (("autoscaling",), ("horizontalpodautoscalers",), ("get", "list")),
+        (("policy",), ("poddisruptionbudgets",), ("get", "list"))}
+    (role,) = kinds["Role"]
+    assert role["metadata"]["namespace"] == "360voice-prod"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"],
+                              "verbs": ["get", "list"]}]
+    (binding,) = kinds["RoleBinding"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cp-controlplane",
+                                    "namespace": "observability"}]
+
+
+def test_production_values_add_ingress_monitoring_and_restore_rights() -> None:
+    kinds = by_kind(render("production.yaml"))
+    (ing,) = kinds["Ingress"]
+    assert ing["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt-prod"
+    assert ing["spec"]["tls"] == [{"hosts": ["controlplane.techhalo.ai"],
+                                   "secretName": "cp-controlplane-tls"}]
+    (monitor,) = kinds["ServiceMonitor"]
+    assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    roles = {(r["metadata"]["namespace"], r["metadata"]["name"]): r["rules"][0]["verbs"]
+             for r in kinds["Role"]}
+    assert roles == {("360voice-prod", "cp-controlplane-secrets-read"): ["get", "list"],
+                     ("kafka", "cp-controlplane-secrets-read"): ["get", "list"],
+                     ("360voice-restore", "cp-controlplane-secrets-restore"):
+                         ["get", "list", "create", "update", "delete"]}
+    (dep,) = kinds["Deployment"]
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "techhalo.azurecr.io/360voice/controlplane:0.1.0")
+
+
+def test_prometheus_rule_carries_every_alert_with_the_runbook_base_replaced() -> None:
+    (rule,) = by_kind(render("production.yaml"))["PrometheusRule"]
+    files = sorted((ROOT / "dashboards" / "alerts").glob("*.yaml"))
+    expected = [g for f in files for g in yaml.safe_load(f.read_text())["groups"]]
+    got = rule["spec"]["groups"]
+    assert [g["name"] for g in got] == [g["name"] for g in expected]
+    for g_got, g_exp in zip(got, expected, strict=True):
+        for r_got, r_exp in zip(g_got["rules"], g_exp["rules"], strict=True):
+            url = r_exp["annotations"]["runbook_url"].replace(
+                "https://github.com/techhalo/controlplane/blob/main/docs/alerts.md",
+                "https://docs.techhalo.ai/controlplane/alerts")
+            assert r_got == {**r_exp, "annotations": {**r_exp["annotations"],
+                                                      "runbook_url": url}}
+
+
+def test_minimal_values_leave_out_pdb_rbac_and_service_account() -> None:
+    kinds = by_kind(render("minimal.yaml"))
+    assert sorted(kinds) == ["ConfigMap", "Deployment", "Service"]
+    spec = kinds["Deployment"][0]["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "controlplane-existing"
+
+
+def test_config_map_holds_a_config_that_validates(tmp_path: Path) -> None:
+    (cm,) = by_kind(render(None))["ConfigMap"]
+    dep = by_kind(render(None))["Deployment"][0]
+    items = next(v for v in dep["spec"]["template"]["spec"]["volumes"]
+                 if v["name"] == "config")["configMap"]["items"]
+    for item in items:  # lay the files out as the volume mounts them
+        path = tmp_path / item["path"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(cm["data"][item["key"]])
+    shipped = sorted(p.name for p in (ROOT / "checks").glob("*.yaml"))
+    assert sorted(p.name for p in (tmp_path / "checks").glob("*.yaml")) == shipped
+    for name in shipped:
+        assert (tmp_path / "checks" / name).read_text() == (ROOT / "checks" / name).read_text()
+    runbooks = sorted(p.name for p in (ROOT / "runbooks").glob("*.yaml"))
+    assert runbooks and sorted(p.name for p in (tmp_path / "runbooks").glob("*.yaml")) == runbooks
+    proc = run_cli("validate", "--config", str(tmp_path / "controlplane.yaml"),
+                   env={"CONTROLPLANE_STORE_DSN": "postgresql://cp@db/cp",
+                        "CONTROLPLANE_ADMIN_TOKEN": "t"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"{tmp_path / 'controlplane.yaml'}: valid (")
+
+
+@pytest.mark.parametrize(("flag", "message"), [
+    ("replicaCount=0", "at '/replicaCount': minimum: got 0, want 1"),
+    ("image.tag=latest", "at '/image/tag': 'not' failed"),
+    ("ingress.enabled=true", "at '/ingress/host': minLength: got 0, want 1"),
+    ("secrets.existingSecret=", "at '/secrets/existingSecret': minLength: got 0, want 1"),
+    ("env.SLACK_TOKEN=xoxb-1", "invalid propertyName 'SLACK_TOKEN'"),
+    ("topologySpread.whenUnsatisfiable=Sometimes", "at '/topologySpread/whenUnsatisfiable'"),
+])
+def test_bad_values_fail_with_a_message_naming_them(flag: str, message: str) -> None:
+    proc = helm("template", "cp", str(CHART), "--set", flag)
+    assert proc.returncode == 1
+    assert "values don't meet the specifications of the schema" in proc.stderr
+    assert message in proc.stderr, proc.stderr
+
+
+SCHEMAS = Path(os.environ.get("CONTROLPLANE_CACHE", Path.home() / ".cache" / "controlplane")
+               ) / "k8s-schemas" / "v1.34.0"
+
+
+def kubeconform(manifests: str) -> subprocess.CompletedProcess[str]:
+    """kubeconform -strict offline, with the Kubernetes 1.34 schemas of the kubernetes-validate
+    wheel (scripts/setup.d/60-ship.sh); the Prometheus Operator's kinds have no schema there."""
+    if not (SCHEMAS / "deployment-apps-v1.json").is_file():
+        pytest.fail("no Kubernetes schemas: run scripts/setup.d/60-ship.sh")
+    return subprocess.run(
+        [tool("kubeconform"), "-strict", "-summary", "-skip", "ServiceMonitor,PrometheusRule",
+         "-schema-location", f"{SCHEMAS}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json", "-"],
+        input=manifests, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_kubeconform_accepts_every_rendered_object(value_set: str | None) -> None:
+    rendered = helm("template", "cp", str(CHART), *values_args(value_set)).stdout
+    count = len([d for d in yaml.safe_load_all(rendered) if d])
+    crds = 2 if value_set == "production.yaml" else 0
+    proc = kubeconform(rendered)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"Valid: {count - crds}, Invalid: 0, Errors: 0, Skipped: {crds}" in proc.stdout
+
+
+def test_kubeconform_rejects_a_misspelled_field() -> None:
+    rendered = helm("template", "cp", str(CHART)).stdout.replace("  replicas: 2", "  replica: 2")
+    proc = kubeconform(rendered)
+    assert proc.returncode == 1
+    assert "Deployment cp-controlplane is invalid" in proc.stdout
+    assert "'replica'" in proc.stdout
