@@ -100,6 +100,12 @@ class DrReport(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class Loose(BaseModel):
+    """A JSON object whose fields the handler validates itself (runbooks, on-call)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 @dataclass(frozen=True)
 class Op:
     method: str
@@ -153,12 +159,41 @@ OPS = [
     Op("delete", "/api/v1/silences/{silence_id}", "Expire a silence now", Silence,
        admin=True, params=[_path_param("silence_id", "integer")], errors=("404",)),
     Op("get", "/api/v1/dr", "RTO/RPO per component", DrReport),
+    Op("get", "/api/v1/oncall", "Who is on call, per schedule", None,
+       params=[_query("schedule", "one schedule id", {"type": "string"}),
+               _query("at", "ISO 8601 time (default now)", {"type": "string"}),
+               _query("days", "how many days of shifts", {"type": "string"})],
+       errors=("400", "404")),
+    Op("get", "/api/v1/oncall/overrides", "On-call overrides (all=1: ended ones too)", None,
+       admin=True, params=[_query("all", "1 to list every override", {"type": "string"})]),
+    Op("post", "/api/v1/oncall/overrides", "Add an on-call override", None, ok_code="201",
+       admin=True, body=Loose, errors=("400", "404")),
+    Op("delete", "/api/v1/oncall/overrides/{override_id}", "Remove an override", None,
+       admin=True, params=[_path_param("override_id", "integer")], errors=("404",)),
+    Op("get", "/api/v1/runbooks", "Every runbook with its last run", None),
+    Op("get", "/api/v1/runbooks/{rb_id}", "One runbook and its recent runs", None,
+       params=[_path_param("rb_id")], errors=("404",)),
+    Op("post", "/api/v1/runbooks/{rb_id}/plan", "Dry-run: what a run would do", None,
+       body=Loose, params=[_path_param("rb_id")], errors=("400", "404")),
+    Op("post", "/api/v1/runbooks/{rb_id}/runs", "Start a runbook run", None, ok_code="201",
+       admin=True, body=Loose, params=[_path_param("rb_id")], errors=("400", "404", "409")),
+    Op("get", "/api/v1/runbooks/runs/{run_id}", "One run with its steps", None,
+       params=[_path_param("run_id", "integer")], errors=("404",)),
+    Op("post", "/api/v1/runbooks/runs/{run_id}/approve", "Approve the waiting step", None,
+       admin=True, body=Loose, params=[_path_param("run_id", "integer")],
+       errors=("400", "404", "409")),
+    Op("post", "/api/v1/runbooks/runs/{run_id}/reject", "Reject the waiting step", None,
+       admin=True, body=Loose, params=[_path_param("run_id", "integer")],
+       errors=("400", "404", "409")),
+    Op("post", "/api/v1/runbooks/runs/{run_id}/cancel", "Cancel a run", None,
+       admin=True, body=Loose, params=[_path_param("run_id", "integer")],
+       errors=("400", "404", "409")),
 ]
 
 
 def _response(model: type[BaseModel] | None, description: str) -> dict[str, Any]:
-    if model is None:
-        return {"description": description}
+    if model is None:  # JSON whose shape the handler's own module documents
+        return {"description": description, "content": {"application/json": {"schema": {}}}}
     return {"description": description, "content": {"application/json": {
         "schema": {"$ref": REF.format(model=model.__name__)}}}}
 

@@ -100,7 +100,8 @@ def test_every_admin_operation_refuses_a_missing_or_wrong_token(
         served: tuple[str, Runtime], op: Any, auth: str | None) -> None:
     base, _ = served
     path = op.path.replace("{check_id}", "tls-prod").replace("{incident_id}", "1") \
-        .replace("{silence_id}", "1")
+        .replace("{silence_id}", "1").replace("{override_id}", "1").replace("{rb_id}", "x") \
+        .replace("{run_id}", "1")
     headers = {"Authorization": auth} if auth is not None else {}
     resp = requests.request(op.method, base + path, headers=headers, timeout=10,
                             json={"matchers": {"check": "tls-prod"}, "comment": "c",
