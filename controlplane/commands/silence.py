@@ -160,6 +160,8 @@ def cmd_add(args: argparse.Namespace) -> int:
     cfg = load_or_report(args.config)
     if cfg is None:
         return EXIT_ERROR
+    from controlplane.store import Store
+
     store = Store(cfg.store.dsn)
     now = datetime.now(UTC)
     try:
