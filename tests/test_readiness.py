@@ -83,7 +83,7 @@ def test_a_full_disk_fails_readiness_and_counts_the_lost_result(
     _write(rt)
     assert _ready(client)[0] == 200
     filler = disk / "filler"
-    with open(filler, "wb") as fh:  # fill every free block
+    with open(filler, "wb", buffering=0) as fh:  # fill every free block (no buffer to flush)
         try:
             while True:
                 fh.write(b"\0" * 65536)
