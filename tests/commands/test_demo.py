@@ -371,3 +371,25 @@ def test_without_azurite_backups_go_to_a_local_folder(tmp_path: Path) -> None:
             or shutil.which("java") is None
     finally:
         assert proc.stop() == 0
+
+
+@pytest.mark.skipif(postgres_bindir() is None, reason="needs Debian postgresql (setup.d)")
+def test_sigkill_of_the_demo_leaves_no_server_running(tmp_path: Path) -> None:
+    demo = DemoProcess(tmp_path / "cache", "--no-timeline")
+    try:
+        ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)[ ,]",
+                                            demo.wait_line("demo: DR dashboard"))]
+        started = started_processes(demo.proc.pid, ports)
+        assert len(ports) == (2 if azurite_binary() else 1)
+        assert len(started) >= len(ports)
+    finally:
+        demo.proc.kill()  # SIGKILL: no handler, no grace period, no clean-up code runs
+        demo.proc.wait(30)
+    deadline = time.monotonic() + 30
+    while (alive := [p for p in started if Path(f"/proc/{p}").exists()
+                     and proc_state(p) != "Z"]):
+        assert time.monotonic() < deadline, f"orphans still running after SIGKILL: {alive}"
+        time.sleep(0.2)
+    for port in ports:  # PostgreSQL and, when installed, Azurite
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
