@@ -16,7 +16,8 @@ FEATURES = ("controlplane.backups", "controlplane.dr", "controlplane.incidents",
 SURFACES = ("controlplane.app", "controlplane.web", "controlplane.commands",
             "controlplane.cli", "controlplane.server", "controlplane.sandbox")
 FOUNDATIONS = ("controlplane.results", "controlplane.severity", "controlplane.deadline",
-               "controlplane.durations", "controlplane.logs", "controlplane.probes.inbox")
+               "controlplane.durations", "controlplane.logs", "controlplane.redact",
+               "controlplane.probes.inbox")
 
 
 def runtime_imports(path: Path) -> set[str]:
