@@ -191,7 +191,7 @@ def test_bad_parameters_are_refused_before_anything_runs(make_site: MakeSite) ->
     assert run["steps"][0]["message"] == "3"
 
 
-def test_templates_in_mapping_keys_are_resolved_and_checked(make_site: MakeSite) -> None:
+def test_templates_in_mapping_keys_are_resolved_and_checked() -> None:
     from controlplane.runbooks import expr
 
     scope = {"params": {"src": "prod", "dst": "rebuilt"}}
