@@ -19,6 +19,11 @@ pytest_plugins: list[str] = [
     "tests.services.azurite",
     "tests.services.kafka",
     "tests.services.sandbox",
+    "tests.services.rabbitmq",
+    "tests.services.s3",
+    "tests.services.clickhouse",
+    "tests.services.smtp",
+    "tests.services.kafka_sasl",
 ]
 
 

@@ -24,6 +24,14 @@ KINDS: dict[str, str] = {
     "dr": "controlplane.dr.probes:DrProbe",
     "idcard_sms": "controlplane.probes.idcard_sms:IdCardSmsProbe",
     "config_drift": "controlplane.probes.config_drift:ConfigDriftProbe",
+    "postgres": "controlplane.probes.postgres:PostgresProbe",
+    "rabbitmq": "controlplane.probes.rabbitmq:RabbitMqProbe",
+    "s3": "controlplane.probes.s3:S3Probe",
+    "clickhouse": "controlplane.probes.clickhouse:ClickHouseProbe",
+    "smtp": "controlplane.probes.smtp:SmtpProbe",
+    "vendor_status": "controlplane.probes.vendor_status:VendorStatusProbe",
+    "vendor_api": "controlplane.probes.vendor_api:VendorApiProbe",
+    "kafka_tls": "controlplane.probes.kafka_tls:KafkaTlsProbe",
 }
 
 

@@ -21,6 +21,12 @@ from importlib import resources
 
 from controlplane.config import ControlPlaneConfig, load_config
 from controlplane.sandbox import jira_fake, slack_fake
+from controlplane.sandbox.datatier import (
+    LocalRabbitMq,
+    LocalS3,
+    rabbitmq_unavailable,
+    s3_unavailable,
+)
 from controlplane.sandbox.kafka_broker import (
     DemoTraffic,
     KafkaBroker,
@@ -76,6 +82,8 @@ class Demo:
         self.azurite: Azurite | None = None
         self.kafka: KafkaBroker | None = None
         self.kafka_traffic: DemoTraffic | None = None
+        self.rabbitmq: LocalRabbitMq | None = None
+        self.s3: LocalS3 | None = None
         self.blob_where = ""
         self.config_file = ""
 
@@ -86,6 +94,8 @@ class Demo:
         os.environ.update(self._variables())
         os.environ.update(self._start_data_services())
         os.environ.update(self._start_kafka())
+        os.environ.update(self._start_rabbitmq())
+        os.environ.update(self._start_s3())
         self.config_file = self._config_file()
         return load_config(self.config_file)
 
@@ -93,11 +103,15 @@ class Demo:
         """PostgreSQL to back up (if installed) and Azurite (if installed) as blob store."""
         bindir = postgres_bindir()
         if bindir is None:
-            self.say("demo: no PostgreSQL binaries here; backups and drills are left out")
+            self.say("demo: no PostgreSQL binaries here; the postgres check, backups and "
+                     "drills are left out")
             return {}
         os.chmod(self.workdir, 0o711)  # the postgres user must reach its data directory
         self.postgres = Postgres(self.workdir, bindir).start()
-        env = {"DEMO_PG_DSN": self.postgres.seed("halotasks")}
+        env = {"DEMO_PG_DSN": self.postgres.seed("halotasks"),
+               "DEMO_PG_PORT": str(self.postgres.port),
+               "DEMO_PG_PASSWORD": self.postgres.password}
+        self._add_checks("demo-postgres-check.yaml", "postgres.yaml")
         env.update(self._age_key())
         azurite = azurite_binary()
         if azurite is not None:
@@ -131,6 +145,31 @@ class Demo:
         shutil.copy(demo_config_path("demo-kafka-checks.yaml"),
                     os.path.join(self.workdir, "checks", "kafka.yaml"))
         return {"DEMO_KAFKA_BOOTSTRAP": self.kafka.bootstrap}
+
+    def _start_rabbitmq(self) -> dict[str, str]:
+        why = rabbitmq_unavailable()
+        if why is not None:
+            self.say(f"demo: {why}; the rabbitmq check is left out")
+            return {}
+        self.rabbitmq = LocalRabbitMq(self.workdir)  # set first: stop() ends a failed start
+        self.rabbitmq.start()
+        self._add_checks("demo-rabbitmq-check.yaml", "rabbitmq.yaml")
+        return {"DEMO_RABBITMQ_PORT": str(self.rabbitmq.amqp_port),
+                "DEMO_RABBITMQ_PASSWORD": self.rabbitmq.password,
+                "DEMO_RABBITMQ_MGMT_URL": f"http://127.0.0.1:{self.rabbitmq.mgmt_port}"}
+
+    def _start_s3(self) -> dict[str, str]:
+        why = s3_unavailable()
+        if why is not None:
+            self.say(f"demo: {why}; the s3 check is left out")
+            return {}
+        self.s3 = LocalS3(self.workdir)
+        self.s3.start()
+        self._add_checks("demo-s3-check.yaml", "s3.yaml")
+        return {"DEMO_S3_URL": self.s3.url}
+
+    def _add_checks(self, default: str, name: str) -> None:
+        shutil.copy(demo_config_path(default), os.path.join(self.workdir, "checks", name))
 
     def _age_key(self) -> dict[str, str]:
         import pyrage
@@ -240,6 +279,11 @@ class Demo:
             *([f"demo: Kafka           {self.kafka.bootstrap}   (one KRaft broker; "
                "kafka-cluster-production stays degraded: single broker, no replication)"]
               if self.kafka else []),
+            *([f"demo: RabbitMQ        amqp://127.0.0.1:{self.rabbitmq.amqp_port}, management "
+               f"http://127.0.0.1:{self.rabbitmq.mgmt_port} (user monitor)"]
+              if self.rabbitmq else []),
+            *([f"demo: S3 (moto)       {self.s3.url}   (bucket {self.s3.bucket})"]
+              if self.s3 else []),
             "demo: timeline        t+1:00 r121 drift, t+3:00 SMS dropped, t+5:00/6:00 healed",
             "demo: Ctrl-C stops everything",
         ]
@@ -262,7 +306,7 @@ class Demo:
                 log.exception("demo fake stop failed name=%s", name)
         if self.kafka_traffic is not None:
             self.kafka_traffic.stop()
-        for service in (self.kafka, self.azurite, self.postgres):
+        for service in (self.s3, self.rabbitmq, self.kafka, self.azurite, self.postgres):
             if service is not None:
                 try:
                     service.stop()

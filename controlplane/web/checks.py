@@ -19,6 +19,11 @@ from controlplane.web.charts import line_chart, sparkline
 bp = Blueprint("checks", __name__)
 
 NO_ENV = "platform"
+# The data tier and the SaaS vendors get sections of their own, whatever their env:
+# (section id, heading, kinds)
+SECTIONS = [("data-services", "Data services",
+             {"postgres", "rabbitmq", "clickhouse", "s3", "smtp", "kafka_tls"}),
+            ("vendors", "Vendors", {"vendor_status", "vendor_api"})]
 
 
 @dataclass
@@ -73,11 +78,17 @@ def _groups() -> list[tuple[str, str, list[CheckView]]]:
     """The one catalog (YAML and built-in checks) by environment."""
     cfg = runtime().config
     views = [_view(c) for c in cfg.checks]
-    groups = [(name, env.label or name, [v for v in views if v.check.env == name])
+    sectioned = {kind for _, _, kinds in SECTIONS for kind in kinds}
+    by_env = [v for v in views if v.check.kind not in sectioned]
+    groups = [(name, env.label or name, [v for v in by_env if v.check.env == name])
               for name, env in cfg.environments.items()]
-    rest = [v for v in views if v.check.env not in cfg.environments]
+    rest = [v for v in by_env if v.check.env not in cfg.environments]
     if rest:
         groups.append((NO_ENV, "Platform-wide", rest))
+    for section, heading, kinds in SECTIONS:
+        members = [v for v in views if v.check.kind in kinds]
+        if members:
+            groups.append((section, heading, members))
     return groups
 
 

@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from controlplane.probes.twilio_api import twilio_client
+from controlplane.sandbox.datatier import rabbitmq_unavailable, s3_unavailable
 from controlplane.sandbox.kafka_broker import kafka_unavailable
 from controlplane.sandbox.localdata import azurite_binary, postgres_bindir
 from tests.services.common import run_cli
@@ -44,11 +45,18 @@ def test_demo_watches_all_four_environments_with_every_local_kind(demo: DemoProc
     rows = checks(demo.url)
     kinds = {"idcard_sms", "config_drift", "http", "dns", "tls", "tcp"}
     if postgres_bindir() is not None:
-        kinds |= {"backup", "drill", "dr"}
+        kinds |= {"backup", "drill", "dr", "postgres"}
     if kafka_unavailable() is None:
         kinds |= {"kafka_cluster", "kafka_lag", "kafka_canary"}
-    assert len(rows) == 25 + (3 if postgres_bindir() else 0) + (
-        3 if kafka_unavailable() is None else 0)
+    if rabbitmq_unavailable() is None:
+        kinds.add("rabbitmq")
+    if s3_unavailable() is None:
+        kinds.add("s3")
+    # with PostgreSQL: the backups feature's built-in backup, drill and four dr checks
+    # (postgres, kafka, kubernetes-secrets, cluster-rebuild) and the postgres check
+    assert len(rows) == 25 + (7 if postgres_bindir() else 0) + (
+        3 if kafka_unavailable() is None else 0) + (
+        1 if rabbitmq_unavailable() is None else 0) + (1 if s3_unavailable() is None else 0)
     assert {r["env"] for r in rows} == {"production", "release", "staging", "dev", ""}
     assert {r["kind"] for r in rows} == kinds
 

@@ -1,5 +1,8 @@
 """A real SMTP server on loopback (aiosmtpd): STARTTLS required, AUTH required after it.
 
+``smtp_server`` is the fixture; ``smtp_running(certs, names)`` the same server as a
+context manager, for a certificate with other names.
+
 The handler keeps every accepted mail and can be told to answer a 4xx (an outage) or a
 5xx (a rejection) to recipients, or to accept a mail and drop the connection before the
 final reply (the mail IS stored; the client cannot know).
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import Message
@@ -73,9 +77,10 @@ class SmtpServer:
     box: Mailbox
 
 
-@pytest.fixture
-def smtp_server(certs: CertFactory) -> Iterator[SmtpServer]:
-    files = certs.server(["127.0.0.1", "localhost"])
+@contextmanager
+def smtp_running(certs: CertFactory, names: list[str] | None = None) -> Iterator[SmtpServer]:
+    """The server, with a certificate for ``names`` (default 127.0.0.1 and localhost)."""
+    files = certs.server(names or ["127.0.0.1", "localhost"])
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(str(files.cert_file), str(files.key_file))
     box = Mailbox()
@@ -84,5 +89,13 @@ def smtp_server(certs: CertFactory) -> Iterator[SmtpServer]:
                             require_starttls=True, authenticator=_authenticate,
                             auth_require_tls=True)
     controller.start()
-    yield SmtpServer("127.0.0.1", port, str(files.ca_file), box)
-    controller.stop()
+    try:
+        yield SmtpServer("127.0.0.1", port, str(files.ca_file), box)
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp_server(certs: CertFactory) -> Iterator[SmtpServer]:
+    with smtp_running(certs) as server:
+        yield server

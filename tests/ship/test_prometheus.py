@@ -70,10 +70,11 @@ class Prometheus:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"prometheus exited {self.proc.returncode}")
-            try:
-                rows = self.query('count_over_time(up{job="controlplane"}[10m])')
+            try:  # 503 until its storage is open, then ready
+                ready = requests.get(f"{self.url}/-/ready", timeout=10).status_code == 200
             except requests.ConnectionError:
-                rows = []
+                ready = False
+            rows = self.query('count_over_time(up{job="controlplane"}[10m])') if ready else []
             if rows and float(rows[0]["value"][1]) >= n and float(
                     self.query('up{job="controlplane"}')[0]["value"][1]) == 1:
                 return
@@ -124,8 +125,9 @@ def _wait_for_demo_metrics(url: str, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     missing = want
     while time.monotonic() < deadline:
-        text = requests.get(f"{url}/metrics", timeout=30).text
-        missing = [w for w in want if w not in text]
+        text = "\n" + requests.get(f"{url}/metrics", timeout=30).text
+        # a sample line, not only the family's # HELP line
+        missing = [w for w in want if (w if "=" in w else f"\n{w.rstrip('{')}{{") not in text]
         if not missing:
             return
         time.sleep(0.5)

@@ -1,0 +1,83 @@
+"""A real RabbitMQ (Debian's rabbitmq-server 3.10) with the management plugin and TLS.
+
+The node is the demo's (controlplane/sandbox/datatier.py: started from /usr/lib/rabbitmq/bin
+with its own HOME and Erlang cookie, node name and epmd port, every listener on 127.0.0.1)
+plus an AMQPS listener serving a test CA's chain for ``localhost``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from controlplane.sandbox.datatier import RABBIT_BIN, LocalRabbitMq
+from tests.services.certs import CertFactory
+
+USER = "monitor"
+PASSWORD = "s3cret-rabbit-pass"
+
+
+class RabbitServer(LocalRabbitMq):
+    def __init__(self, workdir: Path) -> None:
+        files = CertFactory(workdir / "certs").server(["localhost", "127.0.0.1"])
+        super().__init__(str(workdir), tls=(files.cert_file, files.key_file))
+        self.workdir = workdir
+        self.ca_file = files.ca_file
+        self.user, self.password = USER, PASSWORD
+
+    @property
+    def mgmt_url(self) -> str:
+        return f"http://127.0.0.1:{self.mgmt_port}"
+
+    def ctl(self, *args: str, timeout: float = 60) -> str:
+        out = subprocess.run([str(RABBIT_BIN / "rabbitmqctl"), "-n", self.node, *args],
+                             env=self.env, capture_output=True, text=True, timeout=timeout)
+        if out.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {out.stdout}{out.stderr}")
+        return out.stdout
+
+    def api(self, method: str, path: str, **kw: Any) -> requests.Response:
+        resp = requests.request(method, f"{self.mgmt_url}/api/{path}", auth=(USER, PASSWORD),
+                                timeout=10, **kw)
+        resp.raise_for_status()
+        return resp
+
+    def await_management(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.api("GET", "overview")
+                return
+            except requests.RequestException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+
+
+def start_rabbit() -> RabbitServer:
+    server = RabbitServer(Path(tempfile.mkdtemp(prefix="cp-rabbit-")))
+    try:
+        server.start()
+        server.await_management()
+    except BaseException:
+        server.stop()
+        shutil.rmtree(server.workdir, ignore_errors=True)
+        raise
+    return server
+
+
+@pytest.fixture(scope="session")
+def rabbit() -> Iterator[RabbitServer]:
+    """One broker for the session; tests use their own queues."""
+    server = start_rabbit()
+    yield server
+    server.stop()
+    shutil.rmtree(server.workdir, ignore_errors=True)
