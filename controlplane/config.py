@@ -127,6 +127,12 @@ class ControlPlaneConfig(_Model):
         self._builtin = {check_id: feature for check_id, (feature, _) in builtins.items()}
         return self
 
+    @model_validator(mode="after")
+    def _oncall_channels(self) -> ControlPlaneConfig:
+        """Escalation steps page through channels configured under ``notifiers``."""
+        self.oncall.check_channels(set(self.notifiers))
+        return self
+
     def builtin_feature(self, check_id: str) -> str | None:
         """The feature that builds check ``check_id``; None for a check from YAML."""
         return self._builtin.get(check_id)

@@ -184,12 +184,17 @@ class SlackNotifier(Notifier[SlackConfig]):
         return {"channel": str(resp["channel"]), "ts": str(resp["ts"])}
 
     def _page(self, n: Notification) -> None:
-        # A DM by member id (Slack opens the conversation). Not looked up before a resend:
-        # a DM's history needs its D… id, which only the answer we did not record had.
+        # A DM by member id (Slack opens the conversation). Before a resend, the DM is
+        # opened for its id and its history searched for this entry's key.
         text = escape(n.payload.get("text") or n.payload["message"])
         blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}},
                   *self._blocks(n.payload)]
         for user in n.to:
+            if n.attempts:
+                dm = str(self.client.conversations_open(users=user)["channel"]["id"])
+                if self._find_root(dm, n):
+                    log.info("slack page already posted incident=%s", n.incident_id)
+                    continue
             self.client.chat_postMessage(channel=user, text=text, blocks=blocks,
                                          metadata=self._metadata(n), unfurl_links=False)
 

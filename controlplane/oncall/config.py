@@ -349,6 +349,27 @@ class OncallConfig(_Model):
                         errors.append(_error(loc, target, f"unknown person {ref!r}; use one "
                                              f"of: {_names(self.people)}{hint}"))
 
+    def check_channels(self, configured: set[str]) -> None:
+        """A step of the configured policies that names a channel missing under
+        ``notifiers`` is an error at its line. The platform default is not held to it: its
+        pages through missing channels are skipped and said so on the incident's timeline."""
+        errors: list[InitErrorDetails] = []
+        for pid, policy in (self.policies or {}).items():
+            for si, step in enumerate(policy.steps):
+                named = [("via", i, c) for i, c in enumerate(step.via)] + [
+                    ("notify", i, t) for i, t in enumerate(step.notify)
+                    if t.startswith("channel:")]
+                for field, i, value in named:
+                    channel = value.removeprefix("channel:")
+                    if channel not in configured:
+                        errors.append(_error(
+                            ("oncall", "policies", pid, "steps", si, field, i), value,
+                            f"channel {channel} is not configured; add it under notifiers "
+                            "(docs/channels.md) or page through one that is: "
+                            + (", ".join(sorted(configured)) or "(none configured)")))
+        if errors:
+            raise ValidationError.from_exception_data("ControlPlaneConfig", errors)
+
     def _person_ref(self, person: str, loc: tuple[str | int, ...],
                     errors: list[InitErrorDetails]) -> None:
         if person not in self.people:

@@ -160,7 +160,7 @@ class SlackFake:
         handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "auth.test": self._auth_test, "chat.postMessage": self._post,
             "chat.update": self._update, "conversations.history": self._history,
-            "conversations.replies": self._replies}
+            "conversations.replies": self._replies, "conversations.open": self._open_dm}
         if method not in handlers:
             return Response(404, {"ok": False, "error": "unknown_method"})
         auth = req.headers.get("authorization", "")
@@ -220,6 +220,15 @@ class SlackFake:
             msg.blocks = _json_arg(args.get("blocks"), msg.blocks)
             msg.edits += 1
         return {"ok": True, "channel": channel, "ts": ts, "text": msg.text}
+
+    def _open_dm(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The DM with one member (``users``), as Slack answers it: ``{"channel": {"id"}}``."""
+        user = str(args.get("users", ""))
+        if not re.fullmatch(r"[UW][A-Z0-9]{6,}", user):
+            raise _ApiError("user_not_found")
+        with self._lock:
+            self.channels.add("D" + user[1:])
+        return {"ok": True, "channel": {"id": "D" + user[1:]}}
 
     def _history(self, args: dict[str, Any]) -> dict[str, Any]:
         """Roots newest first; ``oldest`` is exclusive unless ``inclusive``, like Slack."""

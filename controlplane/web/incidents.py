@@ -97,4 +97,6 @@ def page_detail(incident_id: int) -> str:
         data = queries.incident_json(inc, svc.link(inc.id))
         events = queries.timeline(s, incident_id)
         sent = queries.notifications(s, incident_id)
-    return render_template("incident.html", inc=data, timeline=events, notifications=sent)
+        escalation = svc.escalation.state(s, incident_id) if svc.escalation else None
+    return render_template("incident.html", inc=data, timeline=events, notifications=sent,
+                           escalation=escalation)

@@ -135,3 +135,13 @@ def test_a_channel_that_reaches_people_delivers_a_page_outside_the_thread(
     page.payload["to"] = [ADDRESSES[contact]]
     assert pager.notifier.notify(page) == {}  # no references: the incident's stay its own
     assert pager.sent() == 1
+
+
+def test_a_page_resent_after_an_unrecorded_success_does_not_duplicate(pager: Subject) -> None:
+    assert pager.notifier.contact is not None
+    page = _n(pager, PAGE, text="Escalation step 2/4: incident #1 still open")
+    page.payload["to"] = [ADDRESSES[pager.notifier.contact]]
+    pager.notifier.notify(page)
+    page.attempts = 1
+    pager.notifier.notify(page)
+    assert pager.sent() == 1

@@ -11,7 +11,14 @@ from controlplane.config import ConfigError, load_config
 
 BASE = "environments: {production: {}}\ncheck_files: []\n"
 
-VALID = """oncall:
+TWILIO = ('{account_sid: AC0123456789abcdef0123456789abcdef, auth_token: t, '
+          'from_number: "+15550199001", to: ["+15550100099"]}')
+NOTIFIERS = f"""notifiers:
+  slack: {{token: xoxb-1, channel: C0ONCALL}}
+  sms: {TWILIO}
+  call: {TWILIO}
+"""
+VALID = NOTIFIERS + """oncall:
   people:
     alice: {name: Alice Martin, slack: U0ALICE01, phone: "+4915112345678",
             email: alice@techhalo.ai, timezone: Europe/Berlin}
@@ -187,3 +194,19 @@ def test_the_default_policy_says_which_schedules_and_people_it_needs(tmp_path: P
   schedules: {primary: {layers: [{rotation: daily, start: 2026-11-30, people: [alice]}]}}
 """) == [f"4: oncall.people: unknown person 'manager'; use one of: alice {hint}",
          f"5: oncall.schedules: unknown schedule 'secondary'; use one of: primary {hint}"]
+
+
+def test_a_policy_pages_only_through_configured_channels(tmp_path: Path) -> None:
+    assert _load(tmp_path, """notifiers:
+  slack: {token: xoxb-1, channel: C0ONCALL}
+oncall:
+  people: {alice: {name: Alice}}
+  schedules: {primary: {layers: [{rotation: daily, start: 2026-11-30, people: [alice]}]}}
+  policies:
+    critical:
+      steps:
+        - {notify: ["channel:jira", "oncall:primary"], via: [slack, sms]}
+""") == ["11: oncall.policies.critical.steps.0.notify.0: channel jira is not configured; add "
+         "it under notifiers (docs/channels.md) or page through one that is: slack",
+         "11: oncall.policies.critical.steps.0.via.1: channel sms is not configured; add it "
+         "under notifiers (docs/channels.md) or page through one that is: slack"]

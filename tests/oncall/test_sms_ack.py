@@ -90,6 +90,9 @@ def test_ack_reply_from_the_paged_person_acknowledges_and_stops_the_chain(
     assert detail["escalation"] == {
         "policy": "all", "round": 0, "next_step": 2, "next_at": None, "state": "stopped",
         "reason": "acknowledged by Alice Martin via sms"}
+    page = requests.get(f"{base}/incidents/{inc}", timeout=10).text
+    assert ('<p id="escalation">Escalation <span class="mono">all</span>:\nstopped '
+            "(acknowledged by Alice Martin via sms)") in page
     again = _reply(base, fake.auth_token, CAROL, f"ACK #{inc}")
     assert "Acknowledged incident" in again.text  # acknowledging twice is harmless
 
@@ -98,6 +101,9 @@ def test_ack_from_a_number_not_on_call_or_unsigned_changes_nothing(
         served: tuple[str, Runtime, TwilioFake]) -> None:
     base, rt, fake = served
     inc = _open(rt)
+    page = requests.get(f"{base}/incidents/{inc}", timeout=10).text
+    assert ('<p id="escalation">Escalation <span class="mono">all</span>:\nstep 2 at <span '
+            'class="mono">') in page
     stranger = _reply(base, fake.auth_token, "+15550177777", f"ACK {inc}")
     assert "this number is not in the on-call list" in stranger.text
     forged = _reply(base, "not-the-auth-token", ALICE, f"ACK {inc}")
