@@ -21,6 +21,7 @@ from controlplane.leader import Leadership
 from controlplane.metrics import Metrics
 from controlplane.pipeline import Pipeline
 from controlplane.probes.base import ProbeContext, Services
+from controlplane.readiness import sqlite_identity
 from controlplane.scheduler import CheckScheduler
 from controlplane.store import Store
 from controlplane.store.results import prune
@@ -53,6 +54,9 @@ class Runtime:
     backup_ops: BackupOps | None = None
     """Backups, drills and DR evaluation, shared by the backups component, the web views
     and the CLI (controlplane/dr/component.py ``ops_for``)."""
+    sqlite_file: tuple[str, int, int] | None = None
+    """(path, device, inode) of a SQLite store's file when opened: /readyz notices a file
+    deleted or replaced under the process (controlplane/readiness.py)."""
     runbook_engine: Engine | None = None
     """The runbook engine, shared by the runbooks component, the web views and the CLI
     (controlplane/runbooks/component.py ``engine_for``)."""
@@ -132,6 +136,7 @@ def build_runtime(config: ControlPlaneConfig, metrics: Metrics | None = None) ->
                                config.scheduler.max_concurrency, config.scheduler.jitter)
     scheduler.on_start_delay = metrics.scheduler_start_delay.observe
     runtime = Runtime(config, store, metrics, pipeline, context, scheduler)
+    runtime.sqlite_file = sqlite_identity(store)
     for name in component_modules():
         component = importlib.import_module(name).create(runtime)
         if component is not None:

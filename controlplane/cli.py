@@ -24,6 +24,8 @@ COMMAND_MODULES = [
     "controlplane.commands.sandbox",
     "controlplane.commands.demo",
     "controlplane.commands.smoke",
+    "controlplane.commands.manifest",
+    "controlplane.commands.secrets",
 ]
 
 EXIT_OK, EXIT_FAILING, EXIT_ERROR = 0, 1, 2

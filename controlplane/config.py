@@ -57,6 +57,30 @@ class EnvironmentConfig(_Model):
             raise KeyError(f"environment has no host for role {role!r}") from None
 
 
+def _valid_store_dsn(v: str) -> str:
+    """A URL SQLAlchemy reads as written; errors never quote it (it may hold a password)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    scheme, sep, rest = v.partition("://")
+    if not sep or not scheme:
+        raise ValueError("must be a database URL such as sqlite:///controlplane.db or "
+                         "postgresql://USER:PASSWORD@HOST:5432/DB")
+    if not scheme.startswith("sqlite"):
+        netloc = rest.split("/", 1)[0].split("?", 1)[0]
+        userinfo = netloc.rpartition("@")[0]
+        if netloc.count("@") > 1 or userinfo.count(":") > 1 or ("@" in rest and not userinfo):
+            raise ValueError("the user or password holds '@', ':' or '/': percent-encode them "
+                             "(@ as %40, : as %3A, / as %2F), or pass the password as "
+                             "?password=… / PGPASSWORD")
+    try:
+        make_url(v)
+    except (ArgumentError, ValueError):
+        raise ValueError("is not a database URL SQLAlchemy can read; write it like "
+                         "postgresql://USER:PASSWORD@HOST:5432/DB") from None
+    return v
+
+
 class StoreConfig(_Model):
     dsn: str = "sqlite:///controlplane.db"
     raw_retention: Duration = 14 * 86400.0
@@ -64,6 +88,10 @@ class StoreConfig(_Model):
     standby_retry: Duration = Field(default=5.0, gt=0, description=(
         "PostgreSQL store shared by several instances: how often a standby tries to become "
         "active, and the active one checks it still is"))
+    max_write_age: Duration = Field(default=600.0, gt=0, description=(
+        "/readyz fails when the active instance has stored nothing for this long"))
+
+    _dsn = field_validator("dsn")(_valid_store_dsn)
 
 
 class WebConfig(_Model):
@@ -177,6 +205,8 @@ def load_config(path: str | None = None) -> ControlPlaneConfig:
     else:
         sources += [(main, ("checks", i), c) for i, c in enumerate(inline_checks)]
     patterns = cfg.check_files if cfg else data.get("check_files", ["checks/*.yaml"])
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        patterns = []  # an invalid check_files is already a problem of the main file
     for file in _expand(base, patterns):
         sources += _check_entries(file, problems)
     defaults = cfg.defaults if cfg else CheckDefaults()
@@ -185,6 +215,8 @@ def load_config(path: str | None = None) -> ControlPlaneConfig:
     checks = _validate_checks(sources, defaults, envs, builtin, problems)
     runbooks = load_runbooks(base, cfg.runbook_files if cfg else ["runbooks/*.yaml"], problems)
     check_runbook_links(sources, runbooks, problems, list(cfg.dr.targets()) if cfg else None)
+    if cfg is not None:
+        problems += _cross_references(main, cfg, checks, envs)
     if problems:
         raise ConfigError(problems)
     assert cfg is not None
@@ -192,6 +224,25 @@ def load_config(path: str | None = None) -> ControlPlaneConfig:
     cfg.runbooks = runbooks
     cfg.source = os.path.abspath(path)
     return cfg
+
+
+def _cross_references(main: Located, cfg: ControlPlaneConfig, checks: list[CheckConfig],
+                      envs: set[str]) -> list[Problem]:
+    """Names one section uses that another must define: silenced checks, backup envs."""
+    from controlplane.incidents.silences import known_check_ids, unknown_check
+
+    check_ids = known_check_ids(cfg) | {c.id for c in checks}
+    out: list[Problem] = []
+    for i, silence in enumerate(cfg.silences):
+        problem = unknown_check(silence.matchers.check, check_ids)
+        if problem:
+            out.append(main.problem(("silences", i, "matchers", "check"), problem))
+    for name, comp in cfg.backups.components.items():
+        if comp.env not in envs:
+            out.append(main.problem(("backups", "components", name, "env"),
+                                    f"unknown environment {comp.env!r}; use one of: "
+                                    f"{', '.join(sorted(envs))}"))
+    return out
 
 
 def _validate_main(

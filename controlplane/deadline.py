@@ -11,6 +11,10 @@ from __future__ import annotations
 import time
 
 
+class DeadlineExceeded(Exception):
+    """The run's budget is spent; a probe's run ends as ``error`` with this message."""
+
+
 class Deadline:
     def __init__(self, timeout: float, *, floor: float = 0.0, grace: float = 0.0,
                  start: float | None = None) -> None:
@@ -36,6 +40,15 @@ class Deadline:
     def left(self) -> float:
         """Seconds to give the next call: what remains, at least ``floor``."""
         return max(self.floor, self.remaining())
+
+    def budget(self, minimum: float = 0.0) -> float:
+        """Seconds to give the next call, at least ``minimum``; raises
+        :class:`DeadlineExceeded` once the budget is spent, so a run stops instead of
+        starting a call it cannot wait for."""
+        left = self.remaining()
+        if left <= 0:
+            raise DeadlineExceeded(f"timed out after {self.timeout:g}s")
+        return max(left, minimum)
 
     def wait_s(self) -> float:
         """Seconds to wait for a future: what remains plus the grace, never negative, so

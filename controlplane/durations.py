@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -30,6 +31,8 @@ def parse_duration(value: object) -> float:
             seconds = sum(float(n) * _UNIT[u] for n, u in parts)
     else:
         raise ValueError("must be a duration such as 30s, 5m or 1h")
+    if not math.isfinite(seconds):  # float() reads "inf" and "nan"
+        raise ValueError(f"{value!r} is not a duration; write it like 30s, 5m, 1h30m or 2d")
     if seconds < 0:
         raise ValueError("must not be negative")
     return seconds

@@ -53,6 +53,7 @@ FEATURES: tuple[Feature, ...] = (
     # After incidents: an incident row exists when its transition reaches the runbook trigger.
     Feature("runbooks", tables=("controlplane.runbooks.model",),
             component="controlplane.runbooks.component"),
+    Feature("release_manifest", tables=("controlplane.manifest.store",)),
 )
 
 

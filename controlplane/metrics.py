@@ -29,8 +29,8 @@ class Metrics:
         # The check's configured severity, joined onto check_* by alert rules (info pattern).
         self.check_info = Gauge(P + "check_info", "Configured checks (value 1) with their "
                                 "severity", ["check", "kind", "env", "severity"], registry=r)
-        self.store_errors = Counter(P + "store_errors", "Results the store failed to record",
-                                    registry=r)
+        self.store_errors = Counter(P + "store_errors",
+                                    "Failed store writes of results (each attempt)", registry=r)
         # checks
         self.check_up = Gauge(P + "check_up", "1 if the latest run was ok or degraded",
                               ["check", "kind", "env"], registry=r)
@@ -84,6 +84,11 @@ class Metrics:
         self.notifications_failed = Counter(P + "notifications_failed",
                                             "Notifications given up after a permanent error",
                                             ["channel"], registry=r)
+
+        # the store
+        self.results_unstored = Counter(P + "results_unstored",
+                                        "Results given up on after the store write retries",
+                                        ["check"], registry=r)
 
     def observe_result(self, r: Result) -> None:
         self.check_up.labels(r.check, r.kind, r.env).set(

@@ -8,21 +8,28 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
 from opentelemetry import trace
+from sqlalchemy.exc import SQLAlchemyError
 
 from controlplane.evaluator import Counters, State, Transition, evaluate
 from controlplane.metrics import Metrics
 from controlplane.probes import KINDS, probe_class
 from controlplane.probes.base import CheckConfig
+from controlplane.readiness import WriteHealth
 from controlplane.results import Result
 from controlplane.store import Store
 from controlplane.store.results import CheckStateRow, add_results
 
 log = logging.getLogger(__name__)
+
+WRITE_RETRY_PAUSES_S = (0.2, 1.0)
+"""Pauses between the attempts to store one result: a locked or briefly unreachable
+database gets three tries within ~1.2 s; a full disk fails all three and is reported."""
 
 Listener = Callable[[Transition], None]
 ResultListener = Callable[[Result, CheckConfig], None]
@@ -37,6 +44,7 @@ class Pipeline:
         self._transition_listeners: list[Listener] = []
         self._result_listeners: list[ResultListener] = []
         self._lock = threading.Lock()
+        self.write_health = WriteHealth()
 
     def on_transition(self, listener: Listener) -> None:
         """Call ``listener`` for every state change (incidents subscribe here)."""
@@ -49,14 +57,13 @@ class Pipeline:
     def process(self, result: Result, check: CheckConfig) -> Transition | None:
         self.metrics.check_info.labels(check.id, check.kind, check.env, check.severity).set(1)
         try:
-            transition = self._store_and_evaluate(result, check)
-        except Exception:
-            self.metrics.store_errors.inc()  # alerted on: the store is failing
-            raise
+            stored, transition = self._store_with_retries(result, check)
         finally:
             # Metrics and the span need no store: a store outage must not freeze them.
             self._export(result)
             self._span(result)
+        if not stored:
+            return None
         for rl in self._result_listeners:
             _safely(rl, result, check)
         if transition is not None:
@@ -65,6 +72,31 @@ class Pipeline:
             for tl in self._transition_listeners:
                 _safely(tl, transition)
         return transition
+
+    def _store_with_retries(self, result: Result,
+                            check: CheckConfig) -> tuple[bool, Transition | None]:
+        """Store the result (and its state change); a failed write is retried, then counted
+        and reported: (stored, transition). Never raises for a store error, so the caller
+        (a scheduler thread) goes on, and /readyz says what happened."""
+        for attempt, pause in enumerate((*WRITE_RETRY_PAUSES_S, None), start=1):
+            try:
+                transition = self._store_and_evaluate(result, check)
+            except SQLAlchemyError as exc:
+                self.metrics.store_errors.inc()  # alerted on: the store is failing
+                reason = _reason(exc)
+                self.write_health.failed(reason)
+                if pause is None:
+                    self.metrics.results_unstored.labels(check.id).inc()
+                    log.error("result not stored check=%s status=%s attempts=%d error=%r",
+                              check.id, result.status.value, attempt, reason)
+                    return False, None
+                log.warning("store write failed, retrying check=%s attempt=%d error=%r",
+                            check.id, attempt, reason)
+                time.sleep(pause)
+            else:
+                self.write_health.succeeded()
+                return True, transition
+        raise AssertionError("unreachable")
 
     def _store_and_evaluate(self, result: Result, check: CheckConfig) -> Transition | None:
         # The per-process lock keeps read-modify-write of one state row atomic on SQLite;
@@ -98,6 +130,11 @@ class Pipeline:
             "check": result.check, "kind": result.kind, "env": result.env,
             "status": result.status.value})
         span.end(end_time=start_ns + int(result.duration_s * 1e9))
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    """The database's own first line ("database or disk is full"), without the SQL."""
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
 
 
 def _safely(fn: Callable[..., None], *args: Any) -> None:

@@ -18,16 +18,13 @@ from typing import TYPE_CHECKING, Any
 import sentry_sdk
 from sentry_sdk.integrations.logging import LoggingIntegration
 
-from controlplane.logs import redact
+from controlplane.redact import is_secret_key, redact
 
 if TYPE_CHECKING:
     from controlplane.app import Runtime
 
 log = logging.getLogger(__name__)
 
-_SECRET_KEY = re.compile(r"(?i)token|password|passwd|secret|authorization|api[_-]?key|cookie|"
-                         r"dsn|signature|credential|private")
-_HTTP_AUTH = re.compile(r"(?i)\b(basic|bearer)\s+[A-Za-z0-9+/=._~-]{6,}")
 _CHECK = re.compile(r"\bcheck=([a-z0-9][a-z0-9._-]*)")
 FILTERED = "[Filtered]"
 
@@ -73,7 +70,7 @@ def _log_text(event: dict[str, Any]) -> str:
 
 
 def _scrub(value: Any, key: str = "") -> Any:
-    if key and _SECRET_KEY.search(key) and isinstance(value, str | bytes | int | float):
+    if key and is_secret_key(key) and isinstance(value, str | bytes | int | float):
         return FILTERED
     if isinstance(value, dict):
         return {k: _scrub(v, str(k)) for k, v in value.items()}
@@ -82,7 +79,7 @@ def _scrub(value: Any, key: str = "") -> Any:
     if isinstance(value, tuple):
         return tuple(_scrub(v) for v in value)
     if isinstance(value, str):
-        return redact(_HTTP_AUTH.sub(r"\1 ***", value))
+        return redact(value)
     return value
 
 

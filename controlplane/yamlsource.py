@@ -87,33 +87,78 @@ def load_located(file: str, text: str | None = None) -> Located:
     located = Located(file, None)
     problems: list[Problem] = []
     if node is not None:
-        located.data = _build(node, (), located, problems, loader)
+        try:
+            located.data = _Builder(located, problems, loader).build(node, ())
+        except _TooBig as exc:
+            raise ConfigError([Problem(file, exc.line, "", exc.message)]) from None
+        except yaml.YAMLError as exc:  # a constructor error (bad tag, unhashable key)
+            mark = getattr(exc, "problem_mark", None)
+            reason = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError([Problem(file, mark.line + 1 if mark else 1, "",
+                                       f"invalid YAML: {reason}")]) from None
     if problems:
         raise ConfigError(problems)
     return located
 
 
-def _build(
-    node: yaml.Node, path: Path_, loc: Located, problems: list[Problem], loader: yaml.SafeLoader
-) -> Any:
-    loc.lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
+MAX_VALUES = 100_000
+"""A config expands to far fewer values; more means aliases multiplying a document (a
+"billion laughs" bomb), refused before it costs memory."""
+
+MAX_DEPTH = 200
+
+
+class _TooBig(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line, self.message = line, message
+
+
+class _Builder:
+    """Plain values from the node tree, counting every value an alias repeats."""
+
+    def __init__(self, loc: Located, problems: list[Problem], loader: yaml.SafeLoader) -> None:
+        self.loc, self.problems, self.loader = loc, problems, loader
+        self.count = 0
+        self.open: set[int] = set()  # nodes being built: meeting one again is a cycle
+
+    def build(self, node: yaml.Node, path: Path_) -> Any:
+        line = node.start_mark.line + 1
+        self.count += 1
+        if self.count > MAX_VALUES:
+            raise _TooBig(line, f"the document expands to more than {MAX_VALUES} values "
+                                "(aliases repeating aliases?); write the values out instead")
+        if id(node) in self.open:
+            raise _TooBig(line, "recursive alias: a value contains itself; remove the alias")
+        if len(path) > MAX_DEPTH:
+            raise _TooBig(line, f"nested deeper than {MAX_DEPTH} levels")
+        if path not in self.loc.lines:
+            self.loc.lines[path] = line
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            self.open.add(id(node))
+            try:
+                return self._mapping(node, path) if isinstance(node, yaml.MappingNode) \
+                    else [self.build(n, (*path, i)) for i, n in enumerate(node.value)]
+            finally:
+                self.open.discard(id(node))
+        value = self.loader.construct_object(node)
+        if isinstance(value, str) and "${" in value:
+            value = _interpolate(value, path, self.loc, self.problems)
+        return value
+
+    def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = str(loader.construct_object(key_node))
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _TooBig(key_node.start_mark.line + 1,
+                              "a key must be a plain value, not a list or a mapping")
+            key = str(self.loader.construct_object(key_node))
             if key in out:
-                problems.append(
-                    Problem(loc.file, key_node.start_mark.line + 1, dotted((*path, key)),
-                            "duplicate key; remove one of them")
-                )
-            out[key] = _build(value_node, (*path, key), loc, problems, loader)
+                self.problems.append(
+                    Problem(self.loc.file, key_node.start_mark.line + 1, dotted((*path, key)),
+                            "duplicate key; remove one of them"))
+            out[key] = self.build(value_node, (*path, key))
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(n, (*path, i), loc, problems, loader) for i, n in enumerate(node.value)]
-    value = loader.construct_object(node)
-    if isinstance(value, str) and "${" in value:
-        value = _interpolate(value, path, loc, problems)
-    return value
 
 
 def _interpolate(value: str, path: Path_, loc: Located, problems: list[Problem]) -> str:

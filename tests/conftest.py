@@ -24,6 +24,7 @@ pytest_plugins: list[str] = [
     "tests.services.clickhouse",
     "tests.services.smtp",
     "tests.services.kafka_sasl",
+    "tests.services.kube",
 ]
 
 

@@ -75,7 +75,8 @@ def test_a_standby_is_ready_and_says_so(two: tuple[Instance, Instance]) -> None:
     for inst, role, scheduler in ((a, "active", True), (b, "standby", False)):
         resp = create_app(inst.rt).test_client().get("/readyz")
         assert (resp.status_code, resp.get_json()) == (
-            200, {"status": "ok", "store": True, "scheduler": scheduler, "role": role})
+            200, {"status": "ok", "store": True, "store_writes": True, "scheduler": scheduler,
+                  "outbox": True, "role": role, "problems": []})
 
 
 def test_an_instance_whose_lock_connection_dies_stops_and_the_standby_takes_over(

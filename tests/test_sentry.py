@@ -138,3 +138,19 @@ def test_error_logs_are_scrubbed_before_they_leave(sentry: SentryEndpoint) -> No
     raw = b"".join(sentry.raw)
     assert b"hunter2" not in raw
     assert b"Y3A6aHVudGVyMg" not in raw
+
+
+def test_the_shapes_the_old_scrubber_missed_never_leave(sentry: SentryEndpoint) -> None:
+    secrets = ["pwdvalue1", "passvalue2", "phrase-value-3", "AccKeyValue4==",
+               "SasKeyValue5=", "xoxp-11-22-slackvalue6", "redisvalue7", "hostpw8",
+               "quoted value 9", "cut;value10"]
+    logging.getLogger("controlplane.test").error(
+        "store failed check=store-x pwd=pwdvalue1 pass=passvalue2 passphrase=phrase-value-3 "
+        "AccountName=a;AccountKey=AccKeyValue4==;EndpointSuffix=x SharedAccessKey=SasKeyValue5= "
+        "user=xoxp-11-22-slackvalue6 redis://:redisvalue7@cache:6379 svc:hostpw8@db:5432 "
+        "password='quoted value 9' secret=cut;value10")
+    _flush()
+    [event] = sentry.events
+    raw = b"".join(sentry.raw)
+    assert [s for s in secrets if s.encode() in raw] == []
+    assert event["tags"]["check"] == "store-x"

@@ -92,8 +92,9 @@ def test_run_serves_checks_from_a_postgres_store_and_keeps_state_across_restarts
     first = Running(config, port, dsn)
     try:
         ready = first.wait_for("/readyz", lambda r: r.status_code == 200)
-        assert ready.json() == {"status": "ok", "store": True, "scheduler": True,
-                                "role": "active"}
+        assert ready.json() == {"status": "ok", "store": True, "store_writes": True,
+                                "scheduler": True, "outbox": True, "role": "active",
+                                "problems": []}
         first.wait_for("/api/v1/checks/tcp-down", lambda r: r.json()["state"] == "failing")
         checks = first.wait_for("/api/v1/checks", lambda r: all(
             c["last_result"] for c in r.json()["checks"])).json()["checks"]
@@ -172,8 +173,9 @@ def test_a_second_run_on_the_same_store_stands_by_and_one_that_loses_its_lock_ex
         second = Running(write_config(tmp_path / "b", listener, free_port(), url, ports[1]),
                          ports[1], dsn)
         ready = second.wait_for("/readyz", lambda r: r.status_code == 200)
-        assert ready.json() == {"status": "ok", "store": True, "scheduler": False,
-                                "role": "standby"}
+        assert ready.json() == {"status": "ok", "store": True, "store_writes": True,
+                                "scheduler": False, "outbox": True, "role": "standby",
+                                "problems": []}
         db = dsn.rsplit("/", 1)[1]
         pg_server.execute(  # the active instance's lock connection goes
             "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_database d "

@@ -106,15 +106,21 @@ class DrillConfig(_Model):
     assertions: list[SqlAssertion] = Field(default_factory=list)
     timeout: Duration = 6 * 3600.0
     """A drill still running after this long is stopped (pg_restore killed) and fails."""
+    bootstrap: str | None = None
+    """kafka-metadata only: an EMPTY Kafka cluster the recovery drill restores into."""
 
     _cron = field_validator("schedule")(_valid_cron)
     _dsn = field_validator("server_dsn")(_valid_dsn)
 
 
 class BackupComponentConfig(_Model):
-    kind: Literal["postgres"] = "postgres"
+    kind: Literal["postgres", "kafka-metadata"] = "postgres"
+    """A member of the backup-kind registry (controlplane/backups/base.py)."""
     env: str = "production"
-    dsn: SecretStr
+    dsn: SecretStr | None = None
+    """postgres: the database to back up."""
+    bootstrap: str | None = None
+    """kafka-metadata: host:port[,host:port...] of the cluster whose metadata is saved."""
     schedule: str | None = None
     """Cron expression (UTC) for scheduled backups; None means on demand only."""
     recipients: list[str] = Field(min_length=1)
@@ -130,6 +136,22 @@ class BackupComponentConfig(_Model):
 
     _cron = field_validator("schedule")(_valid_cron)
     _dsn = field_validator("dsn")(_valid_dsn)
+
+    @model_validator(mode="after")
+    def _source_for_kind(self) -> BackupComponentConfig:
+        if self.kind == "postgres" and self.dsn is None:
+            raise ValueError("you must specify dsn (the database to back up) for a postgres "
+                             "backup component")
+        if self.kind == "kafka-metadata" and not self.bootstrap:
+            raise ValueError("you must specify bootstrap (host:port of the Kafka cluster) for "
+                             "a kafka-metadata backup component")
+        return self
+
+    def source_dsn(self) -> str:
+        """The postgres source DSN (validated present for that kind)."""
+        if self.dsn is None:
+            raise ValueError(f"backup component of kind {self.kind} has no dsn")
+        return self.dsn.get_secret_value()
 
     @field_validator("recipients")
     @classmethod
@@ -172,8 +194,9 @@ def default_dr_components() -> dict[str, DrTarget]:
         "postgres": DrTarget(rto=3600, rpo=86400, backup_component="postgres",
                              description="Managed Postgres (halotasksapidb), logical backups"),
         "kubernetes-secrets": DrTarget(rto=3600, rpo=86400,
+                                       backup_component="kubernetes-secrets",
                                        description="voice360-env and other Secrets"),
-        "kafka": DrTarget(rto=4 * 3600, rpo=3600,
+        "kafka": DrTarget(rto=4 * 3600, rpo=3600, backup_component="kafka-metadata",
                           description="Single KRaft broker, no replication"),
         "cluster-rebuild": DrTarget(rto=4 * 3600, rpo=86400,
                                     description="Full AKS cluster rebuild (~4 h by hand)"),

@@ -1,16 +1,20 @@
 """Reading a backup back: verify (sha256 + full age decryption, nothing written) and
-restore (decrypt straight into pg_restore's stdin). Both stream; neither stages the dump.
+restore (the encrypted dump staged in a temporary file and checked against the manifest,
+then decrypted straight into pg_restore's stdin; the plaintext never touches disk).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any, cast
 
 from controlplane.backups import postgres
 from controlplane.backups.blob import BlobError, BlobStore
@@ -135,35 +139,57 @@ def _compare(name: str, manifest: dict[str, Any], got: VerifyReport,
 def restore(blob: BlobStore, manifest: dict[str, Any], identities: list[Any], target_dsn: str,
             clean: bool = False, progress: ProgressFn | None = None,
             watch: Callable[[postgres.PgProcess], None] | None = None) -> int:
-    """Stream the backup into pg_restore on ``target_dsn``; return plaintext bytes restored.
+    """Restore the backup into pg_restore on ``target_dsn``; return plaintext bytes restored.
 
-    Call :func:`verify` first: this pass checks the sha256 too, but only at the end.
-    ``watch`` is handed the pg_restore process as soon as it runs (a drill's timeout kills it).
+    The encrypted dump is first downloaded to a temporary file and its size and sha256
+    compared with the manifest: a blob swapped after :func:`verify` is refused before
+    pg_restore runs, so nothing is written to the target. The temporary file needs as much
+    local disk as the encrypted dump (``TMPDIR`` chooses where). ``watch`` is handed the
+    pg_restore process as soon as it runs (a drill's timeout kills it).
     """
     name = str(manifest["blob"])
-    try:
-        reader = HashingReader(blob.reader(name), "restore", progress)
-        proc = postgres.start_restore(target_dsn, clean)
-    except (BlobError, postgres.PgError) as exc:
-        raise RestoreFailed(str(exc)) from None
-    if watch is not None:
-        watch(proc)
-    sink = SinkWriter(proc.stdin)
-    try:
-        decrypt_stream(reader, sink, identities)
-    except CryptoError as exc:
-        proc.kill()
-        if sink.error is not None:  # pg_restore stopped reading: its error is the cause
-            raise RestoreFailed(f"pg_restore failed: {proc.failure()}") from None
-        if reader.error is not None:
-            raise RestoreFailed(str(reader.error)) from None
-        raise RestoreFailed(f"{name}: {exc}") from None
-    with contextlib.suppress(BrokenPipeError):
-        proc.stdin.close()
-    rc = proc.wait()
+    with tempfile.TemporaryFile(prefix="controlplane-restore-", buffering=0) as raw:
+        staged = cast(io.RawIOBase, raw)
+        _download_checked(blob, name, manifest, raw, progress)
+        try:
+            proc = postgres.start_restore(target_dsn, clean)
+        except postgres.PgError as exc:
+            raise RestoreFailed(str(exc)) from None
+        if watch is not None:
+            watch(proc)
+        sink = SinkWriter(proc.stdin)
+        try:
+            decrypt_stream(staged, sink, identities)
+        except CryptoError as exc:
+            proc.kill()
+            if sink.error is not None:  # pg_restore stopped reading: its error is the cause
+                raise RestoreFailed(f"pg_restore failed: {proc.failure()}") from None
+            raise RestoreFailed(f"{name}: {exc}") from None
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+        rc = proc.wait()
     if rc != 0:
         raise RestoreFailed(f"pg_restore failed (exit {rc}): {proc.failure()}")
-    if reader.sha.hexdigest() != manifest["sha256"]:
-        raise RestoreFailed(f"{name} changed between verification and restore (sha256 "
-                            "mismatch); discard this restore")
     return sink.count
+
+
+def _download_checked(blob: BlobStore, name: str, manifest: dict[str, Any], into: IO[bytes],
+                      progress: ProgressFn | None) -> None:
+    """Copy the blob into ``into`` and refuse it unless size and sha256 match the manifest."""
+    try:
+        reader = HashingReader(blob.reader(name), "download", progress)
+        shutil.copyfileobj(reader, into, 1024 * 1024)
+    except BlobError as exc:
+        raise RestoreFailed(str(exc)) from None
+    except OSError as exc:
+        raise RestoreFailed(f"cannot stage {name} in a temporary file ({exc}); free disk "
+                            "space or point TMPDIR elsewhere") from None
+    if reader.count != int(manifest["encrypted_bytes"]) or \
+            reader.sha.hexdigest() != manifest["sha256"]:
+        raise RestoreFailed(f"{name} changed after verification (sha256 "
+                            f"{reader.sha.hexdigest()[:16]}…, {reader.count} bytes; the "
+                            f"manifest says {str(manifest['sha256'])[:16]}…, "
+                            f"{manifest['encrypted_bytes']} bytes): nothing was restored; "
+                            "restore from another backup")
+    into.flush()
+    into.seek(0)

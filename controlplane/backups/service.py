@@ -105,7 +105,7 @@ class BackupJob:
                             host=catalog.holder_id()))
 
     def _run_locked(self, t0: float, lock: BackupLock) -> dict[str, object]:
-        dsn = self.cfg.dsn.get_secret_value()
+        dsn = self.cfg.source_dsn()
         with self.rec.step("snapshot") as st:
             try:
                 recipients = parse_recipients(self.cfg.recipients)
@@ -135,6 +135,11 @@ class BackupJob:
             "pg_dump_version": postgres.tool_version("pg_dump"),
             "server_version": snap.server_version, "format": "custom",
             "row_counts": counts, "snapshot": "repeatable read, exported to pg_dump"}
+        self._put_manifest(manifest)
+        return manifest
+
+    def _put_manifest(self, manifest: dict[str, object]) -> None:
+        """Upload the manifest (the backup is complete only once it is there)."""
         data = json.dumps(manifest, indent=2).encode()
         with self.rec.step("manifest") as st:
             try:
@@ -145,7 +150,6 @@ class BackupJob:
             st.message = self.manifest_name
         # Verify and drills compare the stored manifest's bytes with this (catalog) sha256.
         self.manifest_sha256 = hashlib.sha256(data).hexdigest()
-        return manifest
 
     def _stream(self, dsn: str, snap: postgres.Snapshot,
                 recipients: list[object]) -> dict[str, object]:
@@ -255,11 +259,14 @@ class BackupJob:
                             finished_ts=finished.timestamp(),
                             plain_bytes=float(str(manifest["plain_bytes"])))
         self.details.update(sha256=manifest["sha256"], manifest_sha256=self.manifest_sha256,
-                            database=manifest["database"])
+                            **({"database": manifest["database"]} if "database" in manifest
+                               else {}))
         log.info("backup complete component=%s backup_id=%s bytes=%d duration_s=%.1f",
                  self.name, self.backup_id, size, duration)
+        from controlplane.backups.base import kind_of
+
         message = (f"backup {self.backup_id} complete: {size} bytes in {duration:.1f}s, "
-                   f"{len(manifest['row_counts'])} tables")  # type: ignore[arg-type]
+                   f"{kind_of(self.cfg.kind).summary(manifest)}")
         return BackupOutcome(self.backup_id, self._result(Status.OK, message, duration), data)
 
     def _result(self, status: Status, message: str, duration: float) -> Result:

@@ -44,6 +44,10 @@ def register(sub: Sub) -> None:
     p.add_argument("--force", action="store_true",
                    help="restore into a non-empty database (drops objects it replaces)")
     p.add_argument("--identity", metavar="FILE", help="age key file")
+    from controlplane.commands.restore_kafka import add_arguments, cmd_restore_kafka
+
+    add_arguments(_add(rsub, "kafka", "restore a kafka-metadata backup into an empty cluster",
+                       cmd_restore_kafka))
 
     drill = sub.add_parser("drill", help="restore drills")
     dsub = drill.add_subparsers(dest="drill_command", metavar="ACTION", required=True)

@@ -66,6 +66,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_ERROR if exc.unreadable else EXIT_FAILING
+    from controlplane.web.twilio_webhook import webhook_warnings
+
+    for warning in webhook_warnings(cfg.checks):
+        print(f"{cfg.source}: warning: {warning}", file=sys.stderr)
     print(f"{cfg.source}: valid ({len(cfg.checks)} checks, "
           f"{len(cfg.environments)} environments"
           + (f", {len(cfg.runbooks)} runbooks)" if cfg.runbooks else ")"))

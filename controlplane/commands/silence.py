@@ -157,16 +157,20 @@ def cmd_add(args: argparse.Namespace) -> int:
             err(str(exc))
             return EXIT_ERROR
         return _print_added(data, args.json)
-    store = _store(args)
-    if store is None:
+    cfg = load_or_report(args.config)
+    if cfg is None:
         return EXIT_ERROR
+    from controlplane.store import Store
+
+    store = Store(cfg.store.dsn)
     now = datetime.now(UTC)
     try:
         with store.session() as s:
             row = silences.add(s, check=args.check, env=args.env, labels=labels,
                                comment=args.comment, author=author,
                                now=now, starts_at=starts, ends_at=until, cron=args.cron,
-                               duration=duration, source="cli")
+                               duration=duration, source="cli",
+                               known_checks=silences.known_check_ids(cfg))
             data = silences.to_json(row, now)
     except ValueError as exc:
         err(str(exc))

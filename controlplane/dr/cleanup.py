@@ -32,7 +32,8 @@ def scratch_name_re(component: str) -> re.Pattern[str]:
 
 
 def admin_dsn(cfg: BackupComponentConfig) -> str:
-    return (cfg.drill.server_dsn or cfg.dsn).get_secret_value()
+    return (cfg.drill.server_dsn.get_secret_value() if cfg.drill.server_dsn
+            else cfg.source_dsn())
 
 
 def fail_stale_drills(store: Store, component: str, timeout: float) -> list[int]:

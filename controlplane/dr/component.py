@@ -17,6 +17,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from controlplane.backups import catalog
+from controlplane.backups.base import kind_of
 from controlplane.backups.blob import BlobStore, open_blob_store
 from controlplane.backups.config import (
     BackupComponentConfig,
@@ -24,9 +25,9 @@ from controlplane.backups.config import (
     DrConfig,
     cron_trigger,
 )
-from controlplane.backups.service import BackupJob, backup_check_id
+from controlplane.backups.service import backup_check_id
 from controlplane.dr import cleanup
-from controlplane.dr.drill import Drill, drill_check_id
+from controlplane.dr.drill import drill_check_id
 from controlplane.dr.probes import DrCheckConfig, DrProbe, backup_checks
 from controlplane.pipeline import Pipeline
 from controlplane.probes.base import CheckConfig, ProbeContext
@@ -66,8 +67,9 @@ class BackupOps:
                            "components are configured") from None
 
     def run_backup(self, name: str, progress: object = None) -> Result:
-        job = BackupJob(name, self.backups, self.store, self.blob, progress)  # type: ignore[arg-type]
-        result = job.run().result
+        kind = kind_of(self.backups.components[name].kind)
+        result = kind.job(name, self.backups, self.store, self.blob,
+                          progress).run().result  # type: ignore[arg-type]
         comp = self.backups.components[name]
         self.pipeline.process(result, self.check(backup_check_id(name)))
         if result.status == Status.OK and comp.retention.prune_after_backup:
@@ -94,8 +96,21 @@ class BackupOps:
             log.warning("retention could not delete component=%s error=%s", name, e)
 
     def run_drill(self, name: str, progress: object = None, on_demand: bool = False) -> Result:
-        drill = Drill(name, self.backups, self.store, self.blob, progress,  # type: ignore[arg-type]
-                      on_demand=on_demand)
+        kind = kind_of(self.backups.components[name].kind)
+        drill = kind.drill(name, self.backups, self.store, self.blob,
+                           progress, on_demand=on_demand)  # type: ignore[arg-type]
+        result = drill.run().result
+        self.pipeline.process(result, self.check(drill_check_id(name)))
+        self.evaluate_dr()
+        return result
+
+    def run_broker_drill(self, name: str, stop: Callable[[], None], start: Callable[[], None],
+                         down_s: float = 10.0) -> Result:
+        """Stop one broker of the kafka-metadata component's cluster, start it, time the
+        way back to health (controlplane/dr/kafka_drill.py); the result feeds /dr's RTO."""
+        from controlplane.dr.kafka_drill import BrokerDrill
+
+        drill = BrokerDrill(name, self.backups, self.store, self.blob, stop, start, down_s)
         result = drill.run().result
         self.pipeline.process(result, self.check(drill_check_id(name)))
         self.evaluate_dr()
@@ -183,7 +198,8 @@ class BackupsComponent:
     def _first_run(self) -> None:
         """Clean up after drills a dead process left, then a first DR evaluation."""
         for name, comp in self.ops.backups.components.items():
-            cleanup.clean_up(self.ops.store, name, comp)
+            if comp.kind == "postgres":  # scratch databases are a postgres drill's
+                cleanup.clean_up(self.ops.store, name, comp)
         self._safe_evaluate()
 
     def _safe_evaluate(self) -> None:
@@ -203,7 +219,7 @@ class BackupsComponent:
 
 def warn_if_drills_restore_on_source(name: str, comp: BackupComponentConfig) -> None:
     """Drills default to the source server: a full restore load on production."""
-    if comp.drill.server_dsn is None:
+    if comp.kind == "postgres" and comp.drill.server_dsn is None:
         log.warning("drills of %s restore into scratch databases ON THE SOURCE SERVER (the "
                     "production database's server): set backups.components.%s.drill."
                     "server_dsn to an admin DSN of a separate Postgres server (see docs/dr.md)",

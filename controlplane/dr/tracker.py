@@ -18,10 +18,13 @@ from controlplane.results import Status, iso, utcnow
 from controlplane.store import Store
 
 MET, AT_RISK, BREACHED, UNKNOWN = "met", "at_risk", "breached", "unknown"
-WORDS = {MET: "Met", AT_RISK: "At risk", BREACHED: "Breached", UNKNOWN: "Unknown"}
-_ORDER = {MET: 0, UNKNOWN: 1, AT_RISK: 2, BREACHED: 3}
+UNPROTECTED = "unprotected"
+"""Some data has no copy at all (Kafka messages on replication factor 1): never "met"."""
+WORDS = {MET: "Met", AT_RISK: "At risk", BREACHED: "Breached", UNKNOWN: "Unknown",
+         UNPROTECTED: "Unprotected"}
+_ORDER = {MET: 0, UNKNOWN: 1, AT_RISK: 2, UNPROTECTED: 3, BREACHED: 4}
 RESULT_STATUS = {MET: Status.OK, UNKNOWN: Status.DEGRADED, AT_RISK: Status.DEGRADED,
-                 BREACHED: Status.FAILING}
+                 UNPROTECTED: Status.DEGRADED, BREACHED: Status.FAILING}
 
 
 def judge(value: float | None, target: float, at_risk_ratio: float) -> str:
@@ -50,6 +53,8 @@ class ComponentStatus:
     reasons: list[str] = field(default_factory=list)
     last_backup: dict[str, Any] | None = None
     last_drill: dict[str, Any] | None = None
+    unprotected: list[str] = field(default_factory=list)
+    """Topics whose messages have no second copy (replication factor 1)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +83,12 @@ def evaluate_one(store: Store, name: str, target: DrTarget, ratio: float,
     if cs.rto_status != BREACHED:
         cs.rto_status = judge(cs.rto_s, cs.rto_target_s, ratio)
     cs.status = max(cs.rto_status, cs.rpo_status, key=_ORDER.__getitem__)
+    if cs.unprotected:
+        cs.status = max(cs.status, UNPROTECTED, key=_ORDER.__getitem__)
+        shown = ", ".join(cs.unprotected[:5]) + (" ..." if len(cs.unprotected) > 5 else "")
+        cs.reasons.append(f"message data unprotected: {len(cs.unprotected)} topics with "
+                          f"replication factor 1 ({shown}); losing their broker loses their "
+                          "messages, the metadata backup restores topics and offsets only")
     cs.status_words = WORDS[cs.status]
     cs.reasons += _reasons(cs)
     return cs
@@ -90,6 +101,8 @@ def _measure(s: Any, cs: ComponentStatus, source: str, now: datetime) -> None:
     # Each its own query: however many unverified backups came since, the newest verified
     # one still sets the RPO (a long run of failed drills must read breached, not unknown).
     complete = catalog.latest_complete(s, source)
+    if complete is not None:
+        cs.unprotected = list(complete.manifest.get("unprotected_topics") or [])
     verified = catalog.latest_complete(s, source, verified=True)
     if complete is not None:
         cs.rpo_complete_s = round((now - aware(complete.started_at)).total_seconds(), 1)

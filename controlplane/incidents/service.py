@@ -37,6 +37,7 @@ from controlplane.metrics import Metrics
 from controlplane.notifiers.base import Clock, Incident, Notifier, system_clock
 from controlplane.probes.base import CheckConfig
 from controlplane.results import Result, Status, iso
+from controlplane.severity import SEVERITIES
 from controlplane.store import Store
 
 log = logging.getLogger(__name__)
@@ -327,7 +328,7 @@ class IncidentService:
                 IncidentRow.state.in_(ACTIVE_STATES)).group_by(IncidentRow.severity)).all())
             pending = dict(s.execute(select(OutboxRow.channel, func.count()).where(
                 OutboxRow.state == PENDING).group_by(OutboxRow.channel)).all())
-        for sev in ("critical", "major", "minor"):
+        for sev in SEVERITIES:
             self.metrics.incidents_open.labels(sev).set(rows.get(sev, 0))
         for channel in self.channels:
             self.metrics.notifications_pending.labels(channel).set(pending.get(channel, 0))

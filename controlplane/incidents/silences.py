@@ -17,21 +17,49 @@ from sqlalchemy.orm import Session
 
 from controlplane.incidents.model import SilenceRow
 
+MAX_SILENCE_S = 366 * 86400.0
+"""Longest silence or window: a year. Longer is a check to disable, not to silence."""
+
 
 def validate_window(starts_at: datetime | None, ends_at: datetime | None, cron: str | None,
-                    duration: float | None) -> None:
-    """Raise ValueError saying how to fix a silence whose time window makes no sense."""
+                    duration: float | None, now: datetime | None = None) -> None:
+    """Raise ValueError saying how to fix a silence whose time window makes no sense.
+
+    With ``now`` (a silence added through the API or the CLI) a window that has already
+    ended is refused too; config silences are re-read on every start, so an old one there
+    simply stays inactive."""
     for ts in (starts_at, ends_at):
         if ts is not None and ts.tzinfo is None:
             raise ValueError("times need a zone, e.g. 2026-11-26T22:00:00Z")
+    if duration is not None and not 0 < duration <= MAX_SILENCE_S:
+        raise ValueError(f"duration must be more than 0s and at most 366d, not {duration:g}s")
     if cron is not None:
         if not duration:
             raise ValueError("a recurring silence (cron) needs a duration, e.g. duration: 2h")
-        parse_cron(cron)
+        trigger = parse_cron(cron)
+        if trigger.get_next_fire_time(None, starts_at or datetime.now(UTC)) is None:
+            raise ValueError(f"cron {cron!r} never fires (no such date); check the day and "
+                             "month fields")
     elif ends_at is None and duration is None:
         raise ValueError("a one-off silence needs ends_at or duration")
     if starts_at and ends_at and ends_at <= starts_at:
         raise ValueError("ends_at must be after starts_at")
+    if now is not None and ends_at is not None and ends_at <= now:
+        raise ValueError("ends_at is in the past; a silence must end in the future")
+
+
+def known_check_ids(cfg: Any) -> set[str]:
+    """Check ids a silence may name: the config's checks, which include the built-in ones
+    of backups, drills and the DR tracker."""
+    return {c.id for c in cfg.checks}
+
+
+def unknown_check(check: str | None, known: set[str] | None) -> str | None:
+    """The instruction for a matcher on a check id the config does not have, else None."""
+    if not check or known is None or check in known:
+        return None
+    return (f"no check with id {check!r}; use one of the ids from `controlplane check list` "
+            "(a typo would silence nothing)")
 
 
 def parse_cron(expr: str) -> CronTrigger:
@@ -92,7 +120,10 @@ def silenced_by(session: Session, target: Target, now: datetime) -> SilenceRow |
 def add(session: Session, *, check: str | None, env: str | None, labels: dict[str, str],
         comment: str, author: str, now: datetime, starts_at: datetime | None = None,
         ends_at: datetime | None = None, cron: str | None = None,
-        duration: float | None = None, source: str = "api") -> SilenceRow:
+        duration: float | None = None, source: str = "api",
+        known_checks: set[str] | None = None) -> SilenceRow:
+    """Add a silence. ``known_checks`` (the config's check ids) refuses a matcher on a check
+    that does not exist."""
     if not (check or env or labels):
         raise ValueError("a silence needs at least one matcher (check, env or a label); "
                          "silencing everything is not allowed")
@@ -100,7 +131,11 @@ def add(session: Session, *, check: str | None, env: str | None, labels: dict[st
         raise ValueError("a silence needs a comment saying why")
     if not author.strip():
         raise ValueError("a silence needs an author")
-    validate_window(starts_at, ends_at, cron, duration)
+    validate_window(starts_at, ends_at, cron, duration,
+                    now=None if source == "config" else now)
+    problem = unknown_check(check, known_checks)
+    if problem:
+        raise ValueError(problem)
     if cron is None and ends_at is None and duration is not None:
         ends_at = (starts_at or now) + timedelta(seconds=duration)
     row = SilenceRow(check_id=check or None, env=env or None, labels=dict(labels),

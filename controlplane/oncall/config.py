@@ -38,6 +38,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from controlplane.durations import Duration
+from controlplane.severity import Severity
 
 ID = r"^[a-z0-9][a-z0-9._-]*$"
 Id = Annotated[str, StringConstraints(pattern=ID)]
@@ -217,7 +218,7 @@ class PolicyMatch(_Model):
     """Which incidents a policy takes: severity in the list, every label equal, env in the
     list (an empty list or mapping matches everything)."""
 
-    severity: list[Literal["critical", "major", "minor"]] = Field(default_factory=list)
+    severity: list[Severity] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
     env: list[str] = Field(default_factory=list)
 

@@ -32,6 +32,9 @@ KINDS: dict[str, str] = {
     "vendor_status": "controlplane.probes.vendor_status:VendorStatusProbe",
     "vendor_api": "controlplane.probes.vendor_api:VendorApiProbe",
     "kafka_tls": "controlplane.probes.kafka_tls:KafkaTlsProbe",
+    "k8s_workload": "controlplane.probes.k8s_workload:K8sWorkloadProbe",
+    "release_drift": "controlplane.probes.release_drift:ReleaseDriftProbe",
+    "aks": "controlplane.probes.aks:AksProbe",
 }
 
 

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from controlplane.deadline import DeadlineExceeded
 from controlplane.durations import Duration
-from controlplane.logs import redact
 from controlplane.probes.inbox import SmsInbox
+from controlplane.redact import redact
 from controlplane.results import Result, Status, Step, utcnow
 from controlplane.severity import Severity as Severity  # re-exported: kinds import it here
 
@@ -49,6 +51,17 @@ class CheckConfig(BaseModel):
     notify_on_degraded: bool = False
     labels: dict[str, str] = Field(default_factory=dict)
     runbook: str | None = None
+
+    @field_validator("runbook")
+    @classmethod
+    def _runbook_link(cls, v: str | None) -> str | None:
+        # Rendered as a link on the dashboard. An id must name a runbook (checked with the
+        # runbook files, controlplane/runbooks/config.py); a URL must be a plain http(s)
+        # one: no quotes, spaces or angle brackets to break out of the href.
+        if v is None or not v.lower().startswith(("http://", "https://")) or \
+                re.fullmatch(r"https?://[^\s<>\"'`]+", v):
+            return v
+        raise ValueError("must be a runbook id (e.g. restore-postgres) or an http(s) URL")
 
 
 class CheckDefaults(BaseModel):
@@ -149,7 +162,7 @@ class Probe(ABC, Generic[ConfigT]):
         t0 = time.monotonic()
         try:
             outcome = self.check()
-        except ProbeError as exc:
+        except (ProbeError, DeadlineExceeded) as exc:
             outcome = Outcome(Status.ERROR, str(exc))
         except Exception as exc:
             log.exception("probe crashed check=%s kind=%s", self.config.id, self.kind)
@@ -195,11 +208,11 @@ class Probe(ABC, Generic[ConfigT]):
 def _redacted(value: Any) -> Any:
     """``value`` with credentials hidden; the same object when there is nothing to hide.
 
-    Hot for big results (10,000 lag rows): only strings that could hold a credential (every
-    redaction rule needs a ':' or '=') go through the regular expressions, and containers
-    are copied only where something changed."""
+    Hot for big results (10,000 lag rows): :func:`redact` runs a rule's expression only
+    when one of its hints occurs, returns the same string when nothing is hidden, and
+    containers are copied only where something changed."""
     if isinstance(value, str):
-        return redact(value) if ":" in value or "=" in value else value
+        return redact(value)
     if isinstance(value, dict):
         for k, v in value.items():
             if _redacted(v) is not v:

@@ -150,7 +150,7 @@ class ClickHouseProbe(Probe[ClickHouseCheckConfig]):
 
     def _query(self, session: requests.Session, sql: str, deadline: Deadline,
                step: str) -> list[dict[str, Any]]:
-        left = deadline.left()
+        left = deadline.budget()
         resp = self._send(session, "POST", "/", deadline, step,
                           params={"max_execution_time": max(1, int(left)),
                                   "output_format_json_quote_64bit_integers": 0},
@@ -168,7 +168,7 @@ class ClickHouseProbe(Probe[ClickHouseCheckConfig]):
         try:
             # verify per request: a session's verify loses to REQUESTS_CA_BUNDLE
             resp = session.request(method, f"{c.url.rstrip('/')}{path}",
-                                   verify=c.ca_file or True, timeout=deadline.left(),
+                                   verify=c.ca_file or True, timeout=deadline.budget(),
                                    allow_redirects=False, **kw)
         except requests.Timeout:
             raise ProbeError(f"{c.url}: no answer within {c.timeout:g}s ({step})") from None

@@ -7,22 +7,21 @@ worst finding leads the message while all of them stay in ``details.problems``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from controlplane.deadline import Deadline as Deadline
 from controlplane.durations import Duration
 from controlplane.probes.base import Outcome, ProbeError
 from controlplane.results import Status, Step
 
 if TYPE_CHECKING:
-    from controlplane.deadline import Deadline as SharedDeadline
     from controlplane.probes.tlsconn import Handshake
 
-Handshaker = Callable[[str, int, "str | None", "SharedDeadline"], "Handshake"]
+Handshaker = Callable[[str, int, "str | None", "Deadline"], "Handshake"]
 
 
 class Findings:
@@ -56,20 +55,6 @@ class Findings:
         """The run stops here: one failed step ends it."""
         self.add(name, status, message, duration_s)
         return self.outcome("", {}, {})
-
-
-class Deadline:
-    """The run's time budget; ``left()`` raises ProbeError (status error) once it is spent."""
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self.end = time.monotonic() + timeout
-
-    def left(self, minimum: float = 0.0) -> float:
-        left = self.end - time.monotonic()
-        if left <= 0:
-            raise ProbeError(f"timed out after {self.timeout:g}s")
-        return max(left, minimum)
 
 
 class FreshnessRule(BaseModel):
@@ -155,7 +140,6 @@ def judge_tls(found: Findings, host: str, port: int, rules: TlsRules, deadline: 
 
     Certificate expiry within warn_days only degrades; the run goes on. ``handshaker``
     replaces the direct TLS connect (SMTP's STARTTLS)."""
-    from controlplane.deadline import Deadline as SharedDeadline
     from controlplane.probes import tls as tls_kind  # the `tls` kind's own judge
     from controlplane.probes.tlsconn import Unreachable, handshake, load_trust
 
@@ -167,7 +151,7 @@ def judge_tls(found: Findings, host: str, port: int, rules: TlsRules, deadline: 
     store = load_trust(rules.ca_file)
     try:
         hs = (handshaker or handshake)(host, port, cfg.expected_name,
-                                       SharedDeadline(deadline.left()))
+                                       Deadline(deadline.budget()))
     except Unreachable as exc:
         found.add(exc.stage, Status.FAILING, str(exc))
         return False

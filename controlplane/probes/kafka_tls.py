@@ -91,7 +91,7 @@ class KafkaTlsProbe(Probe[KafkaTlsConfig]):
 
     def _conf(self, bootstrap: str, deadline: Deadline, errors: list[Any]) -> dict[str, Any]:
         c = self.config
-        left_ms = max(1000, int(deadline.left() * 1000))
+        left_ms = max(1000, int(deadline.budget() * 1000))
         conf: dict[str, Any] = {
             "bootstrap.servers": bootstrap, "client.id": f"controlplane-{c.id}",
             "security.protocol": "SASL_SSL" if c.sasl_mechanism else "SSL",
@@ -116,7 +116,7 @@ class KafkaTlsProbe(Probe[KafkaTlsConfig]):
         admin = AdminClient(self._conf(bootstrap, deadline, errors))
         t0 = time.monotonic()
         try:
-            md = admin.list_topics(timeout=deadline.left())
+            md = admin.list_topics(timeout=deadline.budget())
         except KafkaException as exc:
             admin.poll(0.2)  # error_cb runs from poll(): collect what the connects reported
             codes = {e.code() for e in [*errors, exc.args[0]] if isinstance(e, KafkaError)}
@@ -173,7 +173,7 @@ class KafkaTlsProbe(Probe[KafkaTlsConfig]):
 
 def _tcp(host: str, port: int, deadline: Deadline) -> str | None:
     try:
-        socket.create_connection((host, port), timeout=deadline.left()).close()
+        socket.create_connection((host, port), timeout=deadline.budget()).close()
     except TimeoutError:
         return "connect timed out"
     except OSError as exc:

@@ -98,7 +98,7 @@ class PostgresProbe(Probe[PostgresCheckConfig]):
 
     def _connect(self, deadline: Deadline) -> psycopg.Connection[Any]:
         c = self.config
-        left = deadline.left()
+        left = deadline.budget()
         params: dict[str, Any] = {
             "host": c.host, "port": c.port, "dbname": c.database, "user": c.user,
             "password": c.password.get_secret_value(), "sslmode": c.sslmode,
@@ -160,7 +160,7 @@ class PostgresProbe(Probe[PostgresCheckConfig]):
         if c.expect_replicas is not None:
             self._replicas(conn, found, metrics, details)
         for rule in c.freshness:
-            deadline.left()
+            deadline.budget()
             t1 = time.monotonic()
             row = conn.execute(f'SELECT max({_ident(rule.column)}) FROM '
                                f'{_ident(rule.table)}').fetchone()

@@ -99,7 +99,7 @@ class RabbitMqProbe(Probe[RabbitMqCheckConfig]):
 
     def _connect(self, deadline: Deadline) -> pika.BlockingConnection:
         c = self.config
-        left = deadline.left()
+        left = deadline.budget()
         ssl_options = None
         if c.tls:
             ctx = ssl.create_default_context(cafile=c.tls_rules.ca_file)
@@ -159,7 +159,7 @@ class RabbitMqProbe(Probe[RabbitMqCheckConfig]):
             ch.basic_publish("", queue, marker.encode(),
                              pika.BasicProperties(message_id=marker), mandatory=True)
             while True:
-                deadline.left()
+                deadline.budget()
                 method, props, _body = ch.basic_get(queue, auto_ack=True)
                 if method is not None and props.message_id == marker:
                     break

@@ -45,7 +45,7 @@ class Management:
     def get(self, path: str, deadline: Deadline) -> Any:
         try:
             resp = requests.get(f"{self.url}/api/{path}", auth=self.auth, verify=self.verify,
-                                timeout=deadline.left(), allow_redirects=False)
+                                timeout=deadline.budget(), allow_redirects=False)
         except requests.Timeout:
             raise ProbeError(f"management API {self.url}: no answer within "
                              f"{deadline.timeout:g}s") from None

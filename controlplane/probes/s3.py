@@ -90,7 +90,7 @@ class S3Probe(Probe[S3CheckConfig]):
 
     def _client(self, service: str, deadline: Deadline) -> Any:
         c = self.config
-        left = deadline.left()
+        left = deadline.budget()
         cfg = Config(connect_timeout=left, read_timeout=left, retries={"total_max_attempts": 1},
                      region_name=c.region, user_agent_extra="controlplane")
         return boto3.session.Session().client(
@@ -124,7 +124,7 @@ class S3Probe(Probe[S3CheckConfig]):
 
     def _error_code(self, s3: Any, deadline: Deadline) -> str | None:
         """HEAD answers carry no body: one listing call says why we were refused."""
-        deadline.left()
+        deadline.budget()
         try:
             s3.list_objects_v2(Bucket=self.config.bucket, MaxKeys=1)
         except ClientError as exc:
@@ -167,10 +167,10 @@ class S3Probe(Probe[S3CheckConfig]):
         try:
             s3.put_object(Bucket=c.bucket, Key=key, Body=body)
             stage = "get"
-            deadline.left()
+            deadline.budget()
             got = s3.get_object(Bucket=c.bucket, Key=key)["Body"].read()
             stage = "delete"
-            deadline.left()
+            deadline.budget()
             s3.delete_object(Bucket=c.bucket, Key=key)
         except ClientError as exc:
             found.add("canary", Status.FAILING, f"canary {stage} of {key} refused "
@@ -186,7 +186,7 @@ class S3Probe(Probe[S3CheckConfig]):
     def _posture(self, s3: Any, found: Findings, details: dict[str, Any],
                  deadline: Deadline) -> None:
         c = self.config
-        deadline.left()
+        deadline.budget()
         try:
             versioning = s3.get_bucket_versioning(Bucket=c.bucket).get("Status", "Disabled")
         except ClientError as exc:
@@ -198,7 +198,7 @@ class S3Probe(Probe[S3CheckConfig]):
             else:
                 found.add("versioning", Status.DEGRADED, f"bucket {c.bucket}: versioning is "
                           f"{versioning}, expected Enabled")
-        deadline.left()
+        deadline.budget()
         try:
             rules = s3.get_bucket_lifecycle_configuration(Bucket=c.bucket).get("Rules", [])
             lifecycle: str = f"{sum(r.get('Status') == 'Enabled' for r in rules)} enabled rule(s)"

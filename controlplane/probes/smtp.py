@@ -83,10 +83,10 @@ class SmtpProbe(Probe[SmtpCheckConfig]):
         t0 = time.monotonic()
         try:
             if c.security == "tls":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(c.host, c.port, timeout=deadline.left(),
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(c.host, c.port, timeout=deadline.budget(),
                                                       context=ctx)
             else:
-                smtp = smtplib.SMTP(c.host, c.port, timeout=deadline.left())
+                smtp = smtplib.SMTP(c.host, c.port, timeout=deadline.budget())
         except socket.gaierror:
             raise _Failed("connect", f"cannot resolve {c.host}") from None
         except ConnectionRefusedError:
@@ -135,7 +135,7 @@ class SmtpProbe(Probe[SmtpCheckConfig]):
     def _canary(self, smtp: smtplib.SMTP, found: Findings, metrics: dict[str, float | None],
                 deadline: Deadline) -> None:
         c = self.config
-        deadline.left()
+        deadline.budget()
         msg = EmailMessage()
         msg["From"], msg["To"] = c.canary_from, c.canary_to
         msg["Subject"] = f"controlplane canary {uuid.uuid4().hex}"

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 from controlplane.config import ControlPlaneConfig, load_config
 from controlplane.sandbox import jira_fake, slack_fake
@@ -84,6 +85,7 @@ class Demo:
         self.kafka_traffic: DemoTraffic | None = None
         self.rabbitmq: LocalRabbitMq | None = None
         self.s3: LocalS3 | None = None
+        self.kube: Any = None
         self.blob_where = ""
         self.config_file = ""
 
@@ -96,6 +98,7 @@ class Demo:
         os.environ.update(self._start_kafka())
         os.environ.update(self._start_rabbitmq())
         os.environ.update(self._start_s3())
+        os.environ.update(self._start_kube())
         self.config_file = self._config_file()
         return load_config(self.config_file)
 
@@ -170,6 +173,27 @@ class Demo:
 
     def _add_checks(self, default: str, name: str) -> None:
         shutil.copy(demo_config_path(default), os.path.join(self.workdir, "checks", name))
+
+    def _start_kube(self) -> dict[str, str]:
+        """The Kubernetes test bed seeded with the platform's namespace, when it is built."""
+        from controlplane.k8s import seed
+        from controlplane.k8s.testbed import KubeCluster, TestBedError, missing_binaries
+
+        if missing_binaries():
+            self.say("demo: no Kubernetes test-bed binaries (run scripts/setup.d/"
+                     "50-kubernetes.sh); the cluster checks are left out")
+            return {}
+        self.kube = KubeCluster(os.path.join(self.workdir, "kube"))
+        try:
+            self.kube.start()
+            self.kube.start_workers()
+        except TestBedError as exc:
+            self.say(f"demo: the Kubernetes test bed did not start ({exc.args[0].splitlines()[0]})"
+                     "; the cluster checks are left out")
+            return {}
+        seed.seed(self.kube.api_client())
+        self._add_checks("demo-kube-checks.yaml", "kube.yaml")
+        return {"DEMO_KUBECONFIG": self.kube.kubeconfig("admin")}
 
     def _age_key(self) -> dict[str, str]:
         import pyrage
@@ -306,7 +330,8 @@ class Demo:
                 log.exception("demo fake stop failed name=%s", name)
         if self.kafka_traffic is not None:
             self.kafka_traffic.stop()
-        for service in (self.s3, self.rabbitmq, self.kafka, self.azurite, self.postgres):
+        for service in (self.s3, self.rabbitmq, self.kafka, self.azurite, self.postgres,
+                        self.kube):
             if service is not None:
                 try:
                     service.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,7 +86,9 @@ class FakeServer:
                     return f
         return None
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+    def start(self, host: str = "127.0.0.1", port: int = 0,
+              ssl_context: ssl.SSLContext | None = None) -> str:
+        """Serve on ``host:port`` (0: a free port); HTTPS with ``ssl_context``."""
         server = self
 
         class _H(BaseHTTPRequestHandler):
@@ -122,8 +125,11 @@ class FakeServer:
 
         self._httpd = ThreadingHTTPServer((host, port), _H)
         self._httpd.daemon_threads = True
+        if ssl_context is not None:
+            self._httpd.socket = ssl_context.wrap_socket(self._httpd.socket, server_side=True)
         threading.Thread(target=self._httpd.serve_forever, name="fake-http", daemon=True).start()
-        self.url = f"http://{host}:{self._httpd.server_address[1]}"
+        scheme = "https" if ssl_context is not None else "http"
+        self.url = f"{scheme}://{host}:{self._httpd.server_address[1]}"
         return self.url
 
     def stop(self) -> None:

@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -43,6 +44,21 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log_file: st
             time.sleep(0.2)
 
 
+def die_with_parent(*setpriv_args: str) -> list[str]:
+    """A command prefix that SIGKILLs the server if the demo process dies (even by SIGKILL).
+
+    setpriv sets PR_SET_PDEATHSIG just before exec; a Python preexec_fn would run in a
+    forked copy of the threaded demo process, where it can deadlock. The signal follows the
+    thread that started the child: servers are started from the demo's main thread.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        if setpriv_args:
+            raise RuntimeError("setpriv (util-linux) is needed to run PostgreSQL as postgres")
+        return []
+    return [setpriv, *setpriv_args, "--pdeathsig", "KILL", "--"]
+
+
 def azurite_binary() -> str | None:
     cache = os.environ.get("CONTROLPLANE_CACHE") or os.path.expanduser("~/.cache/controlplane")
     path = os.path.join(cache, "azurite", "node_modules", ".bin", "azurite-blob")
@@ -66,8 +82,9 @@ class Azurite:
         log_file = os.path.join(self.workdir, "azurite.log")
         with open(log_file, "ab") as out:
             self.proc = subprocess.Popen(
-                [self.binary, "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "-l",
-                 os.path.join(self.workdir, "data"), "--skipApiVersionCheck", "--loose"],
+                [*die_with_parent(), self.binary, "--blobHost", "127.0.0.1", "--blobPort",
+                 str(self.port), "-l", os.path.join(self.workdir, "data"),
+                 "--skipApiVersionCheck", "--loose"],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         _wait_port(self.port, self.proc, "azurite", log_file)
         return self
@@ -93,6 +110,7 @@ class Postgres:
 
     def __init__(self, workdir: str, bindir: str) -> None:
         self.root, self.bindir = os.path.join(workdir, "postgres"), bindir
+        self.proc: subprocess.Popen[bytes] | None = None
         self.port = _free_port()
         self.password = secrets.token_urlsafe(16)
 
@@ -117,10 +135,30 @@ class Postgres:
         self._run(f"{self.bindir}/initdb", "-D", data, "-U", "postgres",
                   "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync")
         os.unlink(pwfile)
-        self._run(f"{self.bindir}/pg_ctl", "-D", data, "-l", os.path.join(self.root, "log"),
-                  "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1",
-                  "-w", "-t", "120", "start")
+        # The postmaster runs as our child, not daemonized by pg_ctl: with a parent-death
+        # signal it dies with the demo even when the demo is SIGKILLed (its backends follow
+        # the postmaster), so no PostgreSQL outlives it.
+        user = ["--reuid", "postgres", "--regid", "postgres", "--init-groups"] \
+            if os.geteuid() == 0 else []
+        log_file = os.path.join(self.root, "log")
+        with open(log_file, "ab") as out:
+            if os.geteuid() == 0:
+                shutil.chown(log_file, "postgres", "postgres")
+            self.proc = subprocess.Popen(
+                [*die_with_parent(*user), f"{self.bindir}/postgres", "-D", data,
+                 "-p", str(self.port), "-k", self.root, "-c", "listen_addresses=127.0.0.1"],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_port(self.port, self.proc, "postgres", log_file)
+        self._wait_accepting(log_file)
         return self
+
+    def _wait_accepting(self, log_file: str) -> None:
+        deadline = time.monotonic() + 120
+        while subprocess.run([f"{self.bindir}/pg_isready", "-q", "-h", "127.0.0.1", "-p",
+                              str(self.port)], check=False).returncode != 0:
+            if time.monotonic() > deadline or (self.proc and self.proc.poll() is not None):
+                raise RuntimeError(f"postgres did not start; see {log_file}")
+            time.sleep(0.1)
 
     def seed(self, db: str) -> str:
         """Create ``db`` with a small table of ID-card links; return its DSN."""
@@ -137,8 +175,13 @@ class Postgres:
         return self.dsn(db)
 
     def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGINT)  # "fast" shutdown, as pg_ctl -m fast sends
         try:
-            self._run(f"{self.bindir}/pg_ctl", "-D", os.path.join(self.root, "data"), "-m",
-                      "fast", "-w", "-t", "60", "stop")
-        except subprocess.CalledProcessError:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
             log.warning("demo postgres did not stop cleanly root=%s", self.root)
+            proc.kill()
+            proc.wait(30)

@@ -12,9 +12,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import JSON, Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+
+from controlplane.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,13 @@ class Store:
         from controlplane.store import migrate
 
         self.dsn = dsn
-        self.engine = _engine(dsn)
+        try:
+            self.engine = _engine(dsn)
+        except (ArgumentError, ValueError) as exc:
+            # The message may quote the DSN (and its password): never show it.
+            raise StoreUnavailable(f"cannot open the store: store.dsn is not a database URL "
+                                   f"({type(exc).__name__}); percent-encode '@', ':' and '/' "
+                                   "in the user and password") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         try:
             if upgrade:
@@ -45,8 +53,9 @@ class Store:
             self.engine.dispose()
             where = self.engine.url.render_as_string(hide_password=True)
             reason = str(exc.orig or exc).strip().splitlines()[0]
-            raise StoreUnavailable(f"cannot open the store {where}: {reason}; check store.dsn "
-                                   "and that the database is up") from None
+            # render_as_string hides the URL's password, not a ?password= in the query.
+            raise StoreUnavailable(redact(f"cannot open the store {where}: {reason}; check "
+                                          "store.dsn and that the database is up")) from None
         log.info("store opened dialect=%s", self.engine.dialect.name)
 
     @contextmanager

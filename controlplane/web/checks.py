@@ -134,11 +134,12 @@ def api_results(check_id: str) -> Response | tuple[Response, int]:
 
 def _limit(text: str) -> int:
     try:
-        n = int(text)
+        n = int(text[:20])
     except ValueError:
-        raise ValueError(f"limit must be a whole number from 1 to 5000, not {text!r}") from None
+        raise ValueError(f"limit must be a whole number from 1 to 5000, not {text[:40]!r}") \
+            from None
     if n < 1:
-        raise ValueError(f"limit must be a whole number from 1 to 5000, not {text!r}")
+        raise ValueError(f"limit must be a whole number from 1 to 5000, not {text[:40]!r}")
     return min(n, 5000)
 
 
@@ -161,8 +162,11 @@ def _parse_since(value: str | None) -> datetime | None:
     try:
         return datetime.now(UTC) - timedelta(seconds=parse_duration(value))
     except ValueError:
-        raise ValueError(f"since={value!r} is neither an ISO 8601 time "
+        raise ValueError(f"since={value[:40]!r} is neither an ISO 8601 time "
                          "(2026-11-26T12:00:00Z) nor a look-back such as 1h or 7d") from None
+    except OverflowError:  # a finite look-back past year 1 (99999999999d)
+        raise ValueError(f"since={value[:40]!r} looks back further than the calendar goes; "
+                         "use at most 3650d") from None
 
 
 def _spark(view: CheckView) -> str:

@@ -36,13 +36,20 @@ def api_list() -> tuple[Response, int]:
     svc = incident_service()
     state = request.args.get("state", "all")
     try:
-        limit = int(request.args.get("limit", "100"))
+        limit = _limit(request.args.get("limit", "100"))
         with svc.store.session() as s:
             rows = queries.list_incidents(s, state, limit)
             data = [queries.incident_json(r, svc.link(r.id)) for r in rows]
     except ValueError as exc:
         return jsonify(error=str(exc)), 400
     return jsonify(incidents=data), 200
+
+
+def _limit(text: str) -> int:
+    """1..1000; a bigger number is read as 1000 (it would overflow the database's integer)."""
+    if not text.isdigit() or int(text[:10]) < 1:
+        raise ValueError(f"limit must be a whole number from 1 to 1000, not {text[:40]!r}")
+    return min(int(text[:10]), 1000)
 
 
 @bp.get("/api/v1/incidents/<int:incident_id>")

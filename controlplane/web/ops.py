@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from controlplane import readiness
 from controlplane.web import runtime
 
 bp = Blueprint("ops", __name__, static_folder="static", static_url_path="/static")
@@ -21,10 +22,7 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    rt = runtime()
-    store_ok = rt.store.ping()
-    sched_ok = rt.scheduler.running
-    # A standby serves the dashboard and API from the shared store: ready too.
-    ok = store_ok and (sched_ok or rt.role == "standby")
-    return jsonify(status="ok" if ok else "unavailable", store=store_ok,
-                   scheduler=sched_ok, role=rt.role), 200 if ok else 503
+    """200 when this instance can do its job (a standby serving the dashboard and API from
+    the shared store counts); 503 with the reasons otherwise (controlplane/readiness.py)."""
+    ok, body = readiness.report(runtime())
+    return jsonify(body), 200 if ok else 503

@@ -17,10 +17,12 @@ from datetime import datetime
 from flask import Blueprint, Response, jsonify, render_template, request
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from controlplane.incidents import silences
 from controlplane.incidents.config import SilenceConfig
 from controlplane.incidents.model import SilenceRow
+from controlplane.store.results import CheckStateRow
 from controlplane.web import runtime
 from controlplane.web.auth import require_admin
 from controlplane.web.incidents import incident_service
@@ -66,7 +68,8 @@ def api_add() -> tuple[Response, int]:
             row = silences.add(s, check=spec.matchers.check, env=spec.matchers.env,
                                labels=spec.matchers.labels, comment=spec.comment,
                                author=spec.author, now=now, starts_at=spec.starts_at,
-                               ends_at=spec.ends_at, cron=spec.cron, duration=spec.duration)
+                               ends_at=spec.ends_at, cron=spec.cron, duration=spec.duration,
+                               known_checks=_known_checks(s))
             data = silences.to_json(row, now)
     except ValueError as exc:
         return jsonify(error=str(exc)), 400
@@ -99,6 +102,12 @@ def page() -> str:
             if silences.window_at(r, now) is None and _future(r, now)]
     return render_template("silences.html", active=active, upcoming=upcoming,
                            admin=runtime().config.web.admin_token is not None)
+
+
+def _known_checks(session: Session) -> set[str]:
+    # Any check that has reported counts too (a check removed from the config recently).
+    return silences.known_check_ids(runtime().config) | set(
+        session.scalars(select(CheckStateRow.check_id)))
 
 
 def _future(row: SilenceRow, now: datetime) -> bool:

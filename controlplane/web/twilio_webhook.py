@@ -2,7 +2,10 @@
 
 The request must carry a valid ``X-Twilio-Signature`` computed with the auth token of an
 ``idcard_sms`` check that receives by webhook, or of a Twilio notification channel;
-anything else gets 403 and is dropped (and logged, without the signature).
+anything else gets 403 and is dropped (and logged, without the signature). An empty auth
+token signs nothing: with no token at all every request is refused (an empty key would let
+anyone forge a text). Sender-chosen fields are logged with repr() so a newline cannot forge
+a log line.
 
 A reply ``ACK <incident id>`` from the phone of someone in ``oncall.people`` acknowledges
 that incident (which stops its escalation) and is answered with a text saying so; other
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 from xml.sax.saxutils import escape
 
 from flask import Blueprint, Response, request
@@ -39,12 +43,23 @@ def _tokens(to: str) -> list[str]:
         if not isinstance(check, IdCardSmsConfig) or check.receive != "webhook":
             continue
         token = check.twilio.auth_token.get_secret_value()
-        (mine if check.phone == to else others).append(token)
+        if token:
+            (mine if check.phone == to else others).append(token)
     for channel in runtime().config.notifiers.values():
         if isinstance(channel, TwilioConfig):  # pages go out from it; replies come back
             token = channel.auth_token.get_secret_value()
-            (mine if channel.from_number == to else others).append(token)
+            if token:
+                (mine if channel.from_number == to else others).append(token)
     return mine + others
+
+
+def webhook_warnings(checks: list[Any]) -> list[str]:
+    """What `controlplane validate` and start-up warn about: webhook checks that cannot
+    accept any text because their Twilio auth token is empty."""
+    return [f"check {c.id}: receive: webhook with an empty twilio.auth_token; the SMS webhook "
+            "refuses every text for it until TWILIO_AUTH_TOKEN (or the field) is set"
+            for c in checks if isinstance(c, IdCardSmsConfig) and c.receive == "webhook"
+            and not c.twilio.auth_token.get_secret_value()]
 
 
 def _signed_url() -> str:
@@ -64,8 +79,9 @@ def inbound_sms() -> tuple[Response, int] | Response:
     valid = bool(signature) and any(RequestValidator(t).validate(url, params, signature)
                                     for t in _tokens(to))
     if not valid:
-        log.warning("twilio webhook rejected reason=%s remote=%s to=%s",
-                    "bad signature" if signature else "no signature", request.remote_addr, to)
+        log.warning("twilio webhook rejected reason=%s remote=%s to=%r",
+                    "bad signature" if signature else "no signature", request.remote_addr,
+                    to[:40])
         return Response("invalid or missing X-Twilio-Signature\n", status=403,
                         mimetype="text/plain"), 403
     ack = ACK.fullmatch(params.get("Body", ""))
@@ -74,7 +90,7 @@ def inbound_sms() -> tuple[Response, int] | Response:
     runtime().context.services.sms_inbox.add(Sms(
         sid=params.get("MessageSid") or params.get("SmsSid", ""), to=to,
         from_=params.get("From", ""), body=params.get("Body", ""), status="received"))
-    log.info("twilio webhook accepted sid=%s to=%s", params.get("MessageSid", ""), to)
+    log.info("twilio webhook accepted sid=%r to=%r", params.get("MessageSid", "")[:64], to[:40])
     return Response(EMPTY_TWIML, mimetype="text/xml")
 
 
@@ -93,7 +109,7 @@ def _acknowledge(incident_id: int, sender: str) -> Response:
             incident_service().acknowledge(incident_id, who, "sms")
             answer = f"Acknowledged incident #{incident_id}. Escalation stopped."
             log.info("twilio ack incident=%s by=%s", incident_id, who)
-        except (LookupError, ValueError) as exc:
+        except (LookupError, ValueError, OverflowError) as exc:  # an id past 64 bits
             answer = f"Not acknowledged: {exc}."
     return Response('<?xml version="1.0" encoding="UTF-8"?><Response><Message>'
                     f"{escape(answer)}</Message></Response>", mimetype="text/xml")

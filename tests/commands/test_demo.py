@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 
+from controlplane.k8s.testbed import SETUP_HINT, missing_binaries
 from controlplane.probes.twilio_api import twilio_client
 from controlplane.sandbox.datatier import rabbitmq_unavailable, s3_unavailable
 from controlplane.sandbox.kafka_broker import kafka_unavailable
@@ -54,11 +55,31 @@ def test_demo_watches_all_four_environments_with_every_local_kind(demo: DemoProc
         kinds.add("s3")
     # with PostgreSQL: the backups feature's built-in backup, drill and four dr checks
     # (postgres, kafka, kubernetes-secrets, cluster-rebuild) and the postgres check
+    if not missing_binaries():
+        kinds |= {"k8s_workload", "release_drift"}
     assert len(rows) == 25 + (7 if postgres_bindir() else 0) + (
         3 if kafka_unavailable() is None else 0) + (
-        1 if rabbitmq_unavailable() is None else 0) + (1 if s3_unavailable() is None else 0)
+        1 if rabbitmq_unavailable() is None else 0) + (1 if s3_unavailable() is None else 0) + (
+        0 if missing_binaries() else 2)
     assert {r["env"] for r in rows} == {"production", "release", "staging", "dev", ""}
     assert {r["kind"] for r in rows} == kinds
+
+
+def test_demo_cluster_shows_the_platforms_p4_posture_and_the_r121_image(
+        demo: DemoProcess) -> None:
+    if missing_binaries():
+        pytest.fail(f"Kubernetes test-bed binaries missing: {SETUP_HINT}")
+    workloads = run_check(demo, "k8s-workloads-production")
+    release = run_check(demo, "release-production")
+
+    assert workloads["status"] == "degraded", workloads["message"]
+    message = str(workloads["message"])
+    assert message.startswith("360voice-prod: 3/3 workloads ready; bic-agent: "
+                              "missingPodDisruptionBudget, ")
+    assert "; voice360: deploymentMissingReplicas, missingPodDisruptionBudget, " in message
+    assert release["status"] == "failing"
+    assert release["message"] == ("production runs bic-agent bic-agent:0.1.27-r121, a known "
+                                  "bad image: ships staging URLs in appconfig.json")
 
 
 def test_demo_checks_pass_on_a_healthy_platform(demo: DemoProcess) -> None:
@@ -342,9 +363,33 @@ def test_without_azurite_backups_go_to_a_local_folder(tmp_path: Path) -> None:
         assert "to the local folder /" in line and line.endswith("/blobs, restore drill every "
                                                                  "4 min)")
         proc.wait_line("demo: first backup and restore drill done", timeout=180)
+        assert ("demo: no Kubernetes test-bed binaries (run scripts/setup.d/50-kubernetes.sh); "
+                "the cluster checks are left out") in proc.lines
         # The empty cache has no Kafka jars either: one line says so.
         assert ("demo: no Kafka jars in $CONTROLPLANE_CACHE/kafka (run scripts/setup.d/"
                 "30-kafka.sh); the Kafka checks are left out") in proc.lines \
             or shutil.which("java") is None
     finally:
         assert proc.stop() == 0
+
+
+@pytest.mark.skipif(postgres_bindir() is None, reason="needs Debian postgresql (setup.d)")
+def test_sigkill_of_the_demo_leaves_no_server_running(tmp_path: Path) -> None:
+    demo = DemoProcess(tmp_path / "cache", "--no-timeline")
+    try:
+        ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)[ ,]",
+                                            demo.wait_line("demo: DR dashboard"))]
+        started = started_processes(demo.proc.pid, ports)
+        assert len(ports) == (2 if azurite_binary() else 1)
+        assert len(started) >= len(ports)
+    finally:
+        demo.proc.kill()  # SIGKILL: no handler, no grace period, no clean-up code runs
+        demo.proc.wait(30)
+    deadline = time.monotonic() + 30
+    while (alive := [p for p in started if Path(f"/proc/{p}").exists()
+                     and proc_state(p) != "Z"]):
+        assert time.monotonic() < deadline, f"orphans still running after SIGKILL: {alive}"
+        time.sleep(0.2)
+    for port in ports:  # PostgreSQL and, when installed, Azurite
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()

@@ -23,8 +23,15 @@ TOKEN = "cli-admin-token"
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "controlplane.yaml"
     path.write_text(f"environments: {{production: {{}}}}\n"
-                    f"store: {{dsn: 'sqlite:///{tmp_path / 'cp.db'}'}}\ncheck_files: []\n")
+                    f"store: {{dsn: 'sqlite:///{tmp_path / 'cp.db'}'}}\ncheck_files: []\n"
+                    + CHECKS)
     return path
+
+
+# A silence may only name checks that exist.
+CHECKS = ("checks:\n"
+          "  - {id: tls-bic-sky-prod, kind: tcp, target: '127.0.0.1:1', env: production}\n"
+          "  - {id: a, kind: tcp, target: '127.0.0.1:1', env: production}\n")
 
 
 def test_silence_add_list_and_expire(config: Path) -> None:
@@ -76,6 +83,14 @@ def test_bad_silence_input_exits_2_with_a_clear_message(config: Path, args: list
     assert (result.returncode, result.stderr) == (2, f"controlplane: {message}\n")
 
 
+def test_a_silence_on_a_check_that_does_not_exist_is_refused(config: Path) -> None:
+    result = run_cli("silence", "add", "--config", str(config), "--check", "tls-bic-sky-prdo",
+                     "--duration", "1h", "--comment", "x")
+    assert (result.returncode, result.stderr) == (
+        2, "controlplane: no check with id 'tls-bic-sky-prdo'; use one of the ids from "
+           "`controlplane check list` (a typo would silence nothing)\n")
+
+
 def test_expiring_an_unknown_silence_says_how_to_find_ids(config: Path) -> None:
     result = run_cli("silence", "expire", "--config", str(config), "42")
     assert result.returncode == 2
@@ -89,7 +104,7 @@ def served(tmp_path: Path) -> Iterator[str]:
     path = tmp_path / "served.yaml"
     path.write_text(f"environments: {{production: {{}}}}\ncheck_files: []\n"
                     f"store: {{dsn: 'sqlite:///{tmp_path / 'served.db'}'}}\n"
-                    f"web: {{admin_token: {TOKEN}}}\n")
+                    f"web: {{admin_token: {TOKEN}}}\n" + CHECKS)
     rt = build_runtime(load_config(str(path)))
     server = make_server("127.0.0.1", 0, create_app(rt), threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()

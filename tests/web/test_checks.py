@@ -131,8 +131,9 @@ def test_readyz_needs_store_and_running_scheduler(rt: Runtime, client: FlaskClie
     assert client.get("/healthz").status_code == 200
     resp = client.get("/readyz")
     assert resp.status_code == 503
-    assert resp.get_json() == {"status": "unavailable", "store": True, "scheduler": False,
-                               "role": "stopped"}
+    assert resp.get_json() == {"status": "unavailable", "store": True, "store_writes": True,
+                               "scheduler": False, "outbox": True, "role": "stopped",
+                               "problems": ["this instance is stopping (or lost leadership)"]}
     rt.scheduler.start()
     assert client.get("/readyz").status_code == 200
 

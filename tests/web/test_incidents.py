@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import yaml
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
@@ -110,6 +111,9 @@ def test_incidents_page_lists_active_incidents_and_permanent_failures(
 
 
 def test_silences_api_adds_lists_and_expires(rt: Runtime, client: FlaskClient) -> None:
+    # The check has reported (it is not in this config): a silence may name it.
+    rt.pipeline.process(Result(check=CHECK.id, kind=CHECK.kind, env=CHECK.env,
+                               status=Status.OK), CHECK)
     spec = {"matchers": {"check": "tls-bic-sky-prod"}, "comment": "cert rotation",
             "author": "alice", "duration": "2h"}
     assert client.post("/api/v1/silences", json=spec).status_code == 401
@@ -189,6 +193,25 @@ def test_slack_webhook_rejects_a_replayed_body_with_another_signature(
     status, _ = click_button(served + "/webhooks/slack/interactive", SIGNING, 1, "x",
                              timestamp=ts, signature=sign(SIGNING, b"other body", ts))
     assert status == 401
+
+
+def test_slack_webhook_with_a_timestamp_that_is_not_a_number_gets_401(served: str) -> None:
+    resp = requests.post(served + "/webhooks/slack/interactive", data={"payload": "{}"},
+                         headers={"X-Slack-Request-Timestamp": "abc",
+                                  "X-Slack-Signature": "v0=00"}, timeout=10)
+    assert (resp.status_code, resp.json()) == (
+        401, {"error": "X-Slack-Request-Timestamp must be a unix time in seconds"})
+
+
+def test_slack_webhook_refuses_a_large_body_before_reading_it(served: str) -> None:
+    ts = int(time.time())
+    body = b"payload=" + b"x" * (100 * 1024)
+    resp = requests.post(served + "/webhooks/slack/interactive", data=body, timeout=10,
+                         headers={"Content-Type": "application/x-www-form-urlencoded",
+                                  "X-Slack-Request-Timestamp": str(ts),
+                                  "X-Slack-Signature": sign(SIGNING, body, ts)})
+    assert (resp.status_code, resp.json()) == (
+        413, {"error": f"body of {len(body)} bytes refused; at most 65536"})
 
 
 @pytest.mark.browser

@@ -39,18 +39,19 @@ def test_readyz_is_503_while_postgres_is_down_and_200_when_it_is_back(
     client: FlaskClient = create_app(rt).test_client()
     ready = client.get("/readyz")
     assert (ready.status_code, ready.get_json()) == (
-        200, {"status": "ok", "store": True, "scheduler": True,
-              "role": "active"})
+        200, {"status": "ok", "store": True, "store_writes": True, "scheduler": True,
+              "outbox": True, "role": "active", "problems": []})
 
     own_pg_server.stop()
     down = client.get("/readyz")
     assert (down.status_code, down.get_json()) == (
-        503, {"status": "unavailable", "store": False, "scheduler": True,
-              "role": "active"})
+        503, {"status": "unavailable", "store": False, "store_writes": True,
+              "scheduler": True, "outbox": True, "role": "active",
+              "problems": ["the store does not answer SELECT 1"]})
     assert client.get("/healthz").status_code == 200  # the process itself is alive
 
     own_pg_server.start()
     again = client.get("/readyz")
     assert (again.status_code, again.get_json()) == (
-        200, {"status": "ok", "store": True, "scheduler": True,
-              "role": "active"})
+        200, {"status": "ok", "store": True, "store_writes": True, "scheduler": True,
+              "outbox": True, "role": "active", "problems": []})

@@ -1,0 +1,1 @@
+"""Kubernetes helpers: the client connection, error wording, and the local test bed."""

@@ -1,0 +1,1 @@
+"""Release manifests: what each environment runs, recorded when it changes, and compared."""
