@@ -185,7 +185,7 @@ def to_api(statuses: list[ComponentStatus], store: Store, dr: DrConfig) -> dict[
     targets = dr.targets()
     comps = []
     for cs in statuses:
-        src = targets[cs.component].backup_component
+        src = targets[cs.component].backup_component or cs.component  # as evaluate_one
         item = cs.to_dict()
         item["rpo_series"] = [{"t": iso(t), "rpo_s": v} for t, v in
                               rpo_series(store, src, points=60)]

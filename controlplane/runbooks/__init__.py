@@ -19,6 +19,11 @@ ACTIONS: dict[str, str] = {
     "backup.verify": "controlplane.runbooks.actions.backups:BackupVerify",
     "restore.postgres": "controlplane.runbooks.actions.restore:RestorePostgres",
     "drill.run": "controlplane.runbooks.actions.backups:DrillRun",
+    "k8s.scale": "controlplane.runbooks.actions.k8s:K8sScale",
+    "k8s.rollout_restart": "controlplane.runbooks.actions.k8s:K8sRolloutRestart",
+    "k8s.rollout_status": "controlplane.runbooks.actions.k8s:K8sRolloutStatus",
+    "k8s.apply": "controlplane.runbooks.actions.k8s:K8sApply",
+    "restore.secrets": "controlplane.runbooks.actions.secrets:RestoreSecrets",
     "kafka.describe": "controlplane.runbooks.actions.kafka:KafkaDescribe",
     "kafka.wait_healthy": "controlplane.runbooks.actions.kafka:KafkaWaitHealthy",
 }

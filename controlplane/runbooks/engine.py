@@ -15,7 +15,6 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -228,6 +227,3 @@ class Engine:
         if t is not None:
             t.join(timeout)
 
-
-def engine_info(engine: Engine) -> dict[str, Any]:
-    return {"instance": engine.instance, "running": engine.running()}

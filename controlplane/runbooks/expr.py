@@ -73,7 +73,7 @@ def expressions(value: Any) -> list[str]:
     if isinstance(value, str):
         return [m.group(1) for m in _TEMPLATE.finditer(value)]
     if isinstance(value, dict):
-        return [e for v in value.values() for e in expressions(v)]
+        return [e for k, v in value.items() for e in expressions(k) + expressions(v)]
     if isinstance(value, list):
         return [e for v in value for e in expressions(v)]
     return []
@@ -86,8 +86,8 @@ def evaluate(expr: str, scope: dict[str, Any], strict: bool = True) -> Any:
 
 def render(value: Any, scope: dict[str, Any]) -> Any:
     """Resolve every template in ``value`` (recursively through lists and dicts)."""
-    if isinstance(value, dict):
-        return {k: render(v, scope) for k, v in value.items()}
+    if isinstance(value, dict):  # keys too: a namespace map from parameters
+        return {render(k, scope): render(v, scope) for k, v in value.items()}
     if isinstance(value, list):
         return [render(v, scope) for v in value]
     if not is_template(value):

@@ -30,7 +30,7 @@ def dr_page() -> str:
     charts: dict[str, Markup] = {}
     histories: dict[str, dict[str, list[Any]]] = {}
     for cs in statuses:
-        src = targets[cs.component].backup_component
+        src = targets[cs.component].backup_component or cs.component  # as the tracker measures
         series = tracker.rpo_series(rt.store, src)
         # rpo_svg escapes every text it embeds; the rest is numbers we computed.
         charts[cs.component] = Markup(rpo_svg(

@@ -189,3 +189,11 @@ def test_bad_parameters_are_refused_before_anything_runs(make_site: MakeSite) ->
     assert str(exc.value) == "parameter 'n': 'three' is not an integer"
     run = site.wait(site.start("rb", {"n": "3"}))
     assert run["steps"][0]["message"] == "3"
+
+
+def test_templates_in_mapping_keys_are_resolved_and_checked() -> None:
+    from controlplane.runbooks import expr
+
+    scope = {"params": {"src": "prod", "dst": "rebuilt"}}
+    assert expr.render({"{{ params.src }}": "{{ params.dst }}"}, scope) == {"prod": "rebuilt"}
+    assert expr.expressions({"{{ params.src }}": "x"}) == [" params.src "]

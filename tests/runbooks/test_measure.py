@@ -58,3 +58,19 @@ def test_measures_must_name_a_dr_component(tmp_path: Path) -> None:
     assert (problem.line, problem.path) == (9, "measures")
     assert problem.message == ("unknown DR component 'kafak'; use one of: cluster-rebuild, "
                                "kafka, kubernetes-secrets, postgres")
+
+
+def test_the_dr_page_lists_the_runbook_drill(make_site: MakeSite,
+                                             http_server: ScriptedServer) -> None:
+    from controlplane.web import create_app
+
+    site = make_site([_rebuild(http_server.route("/ok"))])
+    run = site.wait(site.start("cluster-rebuild"))
+    client = create_app(site.runtime).test_client()
+    comps = {c["component"]: c for c in client.get("/api/v1/dr").get_json()["components"]}
+    (drill,) = comps["cluster-rebuild"]["drills"]
+    assert (drill["status"], drill["message"]) == (
+        "passed", f"runbook cluster-rebuild run #{run['id']}: all 2 steps done")
+    page = client.get("/dr").get_data(as_text=True)
+    section = page[page.index("cluster-rebuild"):]
+    assert "<h3>Drills</h3>" in section and ">passed</span>" in section

@@ -27,7 +27,8 @@ def test_starting_a_run_needs_the_admin_token(make_site: MakeSite) -> None:
     _, client = _site(make_site)
     resp = client.post("/api/v1/runbooks/restore/runs", json={"params": {}})
     assert resp.status_code == 401
-    assert resp.get_json() == {"error": "missing or wrong admin token (Authorization: Bearer …)"}
+    assert resp.get_json() == {"error": "missing or wrong admin token: send it as "
+                                        "'Authorization: Bearer <web.admin_token>'"}
     resp = client.post("/api/v1/runbooks/runs/1/approve", json={})
     assert resp.status_code == 401
 
