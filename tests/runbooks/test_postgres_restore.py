@@ -85,7 +85,9 @@ def test_postgres_restore_runbook_restores_into_a_new_database(
     assert restore["outputs"]["row_counts"] == {"public.calls": ROWS, "billing.invoices": 3}
     assert restore["message"].startswith(f"{backup_id} restored into {target} (")
     assert "row counts match the manifest" in restore["message"]
-    assert restore["progress"]["phase"] == "restore" and restore["progress"]["bytes"] > 0
+    # Live progress of the restore: the bytes streamed so far, by phase.
+    assert restore["progress"]["phase"] in ("download", "restore")
+    assert restore["progress"]["bytes"] > 0
     assert switch["message"].startswith(f"Backup {backup_id} is restored into database "
                                         f"{target} and its row counts match the manifest.")
     assert _count(pg_server, target, "calls") == ROWS
