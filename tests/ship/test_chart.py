@@ -87,7 +87,7 @@ def test_rendered_deployment_is_hardened_and_probed(value_set: str | None) -> No
 RBAC_FILE = ROOT / "deploy" / "rbac" / "controlplane-rbac.yaml"
 
 
-def tested_role(name: str) -> dict[str, Any]:
+def rbac_file_role(name: str) -> dict[str, Any]:
     """A role of deploy/rbac, the rules the Kubernetes tests run the product under."""
     docs = [d for d in yaml.safe_load_all(RBAC_FILE.read_text()) if d]
     return next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == name)
@@ -105,10 +105,10 @@ def test_default_values_give_two_replicas_a_pdb_and_least_privilege_rbac() -> No
                              "ServiceAccount"]
     assert kinds["PodDisruptionBudget"][0]["spec"]["minAvailable"] == 1
     (cluster_role,) = kinds["ClusterRole"]
-    assert rule_set(cluster_role) == rule_set(tested_role("controlplane-workloads-read"))
+    assert rule_set(cluster_role) == rule_set(rbac_file_role("controlplane-workloads-read"))
     (role,) = kinds["Role"]
     assert role["metadata"]["namespace"] == "360voice-prod"
-    assert rule_set(role) == rule_set(tested_role("controlplane-secrets-read"))
+    assert rule_set(role) == rule_set(rbac_file_role("controlplane-secrets-read"))
     (binding,) = kinds["RoleBinding"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cp-controlplane",
                                     "namespace": "observability"}]
@@ -123,7 +123,7 @@ def test_production_values_add_ingress_monitoring_and_restore_rights() -> None:
     (monitor,) = kinds["ServiceMonitor"]
     assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    restore = rule_set(tested_role("controlplane-secrets-restore"))
+    restore = rule_set(rbac_file_role("controlplane-secrets-restore"))
     assert {frozenset(rule_set(r)) for r in kinds["Role"]
             if r["metadata"]["name"].endswith("-restore")} == {frozenset(restore)}
     roles = {(r["metadata"]["namespace"], r["metadata"]["name"]): r["rules"][0]["verbs"]
