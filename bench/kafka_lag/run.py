@@ -110,7 +110,7 @@ def ours(bootstrap: str, runs: int, warmup: int
                                          timeout=60))
     try:
         times, cold, rows = _timed(probe, runs, warmup)
-        proc = getattr(probe.client, "proc", None)
+        proc = getattr(probe.client(), "proc", None)
         hwm = {"child_hwm": _hwm(proc.pid) if proc is not None else 0, "self_hwm": _hwm()}
         return times, cold, rows, hwm
     finally:
