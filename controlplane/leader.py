@@ -68,13 +68,17 @@ class Leadership:
         self.on_active()
 
     def _try_acquire(self) -> bool:
-        conn = self.store.engine.connect()
+        conn = None
         try:
+            # Inside the try: a standby asking while PostgreSQL is down or restarting must
+            # keep trying, not lose its leadership thread (it would never take over again).
+            conn = self.store.engine.connect()
             got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
                                     {"k": LOCK_KEY}).scalar())
             conn.commit()
         except Exception:
-            conn.close()
+            if conn is not None:
+                conn.close()
             log.warning("leadership: could not ask for the lock", exc_info=True)
             return False
         if not got:

@@ -105,3 +105,21 @@ def test_on_sqlite_the_only_instance_is_active_at_once(tmp_path: object) -> None
     finally:
         rt.stop(5)
     assert rt.role == "stopped"
+
+
+def test_a_standby_whose_retries_meet_a_stopped_postgres_takes_over_once_it_is_back(
+        own_pg_server: PgServer) -> None:
+    dsn = own_pg_server.createdb(f"leader_{uuid.uuid4().hex[:12]}")
+    a, b = Instance(dsn), Instance(dsn)
+    try:
+        a.rt.start()
+        b.rt.start()
+        assert (a.rt.role, b.rt.role) == ("active", "standby")
+        own_pg_server.stop("fast")  # b's retries (every 0.2 s) now fail to connect
+        assert a.lost.wait(10), "the active instance did not notice it lost its lock"
+        time.sleep(1.0)
+        own_pg_server.start()
+        wait_for("the standby to take over after the restart", lambda: b.rt.role == "active")
+    finally:
+        for i in (a, b):
+            i.stop()

@@ -39,7 +39,12 @@ TOOL_JVM = ["-Xmx256M", *KAFKA_JVM]
 BROKER_JVM = KAFKA_JVM
 
 
-def build(cluster: KafkaCluster, groups: int, partitions: int) -> None:
+def group_names(i: int, scale: int) -> list[str]:
+    """The groups reading topic i: one at scale 1 (the original layout), ``scale`` above."""
+    return [f"bench-g{i:03d}"] + [f"bench-g{i:03d}-{k}" for k in range(1, scale)]
+
+
+def build(cluster: KafkaCluster, groups: int, partitions: int, scale: int = 1) -> None:
     from confluent_kafka import Producer
     from confluent_kafka.admin import NewTopic
 
@@ -58,8 +63,9 @@ def build(cluster: KafkaCluster, groups: int, partitions: int) -> None:
         producer.poll(0)
     producer.flush(300)
     for i in range(groups):
-        cluster.commit(f"bench-g{i:03d}", {(f"bench.t{i:03d}", p): p % 4
-                                           for p in range(partitions)})
+        for k, group in enumerate(group_names(i, scale)):
+            cluster.commit(group, {(f"bench.t{i:03d}", p): (p + k) % 4
+                                   for p in range(partitions)})
 
 
 def join_members(bootstrap: str, first: int, last: int, partitions: int) -> list[Any]:
@@ -85,26 +91,38 @@ def join_members(bootstrap: str, first: int, last: int, partitions: int) -> list
 
 def measure(bootstrap: str, args: argparse.Namespace, live: int) -> dict[str, Any]:
     load = os.getloadavg()[0]
-    our_times, cold, our_rows = ours(bootstrap, args.runs, args.warmup)
+    our_times, cold, our_rows, hwm = ours(bootstrap, args.runs, args.warmup)
     tool_times, tool_rows = tool(bootstrap, args.tool_runs)
     s = {"live": live, "rows": len(our_rows), "same": our_rows == tool_rows,
          "ours_median": statistics.median(our_times), "ours_max": max(our_times),
          "ours_cold": cold, "tool_median": statistics.median(tool_times),
-         "tool_min": min(tool_times), "load": load}
+         "tool_min": min(tool_times), "load": load, **hwm}
     s["speedup"] = s["tool_median"] / s["ours_median"]
     print(s, flush=True)
     return s
 
 
-def ours(bootstrap: str, runs: int, warmup: int) -> tuple[list[float], float, dict[Any, Any]]:
+def ours(bootstrap: str, runs: int, warmup: int
+         ) -> tuple[list[float], float, dict[Any, Any], dict[str, int]]:
     from controlplane.probes.kafka_lag import KafkaLagConfig, KafkaLagProbe
 
     probe = KafkaLagProbe(KafkaLagConfig(id="bench", kind="kafka_lag", bootstrap=bootstrap,
                                          timeout=60))
     try:
-        return _timed(probe, runs, warmup)
+        times, cold, rows = _timed(probe, runs, warmup)
+        proc = getattr(probe.client(), "proc", None)
+        hwm = {"child_hwm": _hwm(proc.pid) if proc is not None else 0, "self_hwm": _hwm()}
+        return times, cold, rows, hwm
     finally:
         probe.close()
+
+
+def _hwm(pid: int | str = "self") -> int:
+    """Peak resident memory (VmHWM) of a process, in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def _timed(probe: Any, runs: int, warmup: int) -> tuple[list[float], float, dict[Any, Any]]:
@@ -155,8 +173,13 @@ def main() -> int:
                     help="skip the second measurement, with a member in every group")
     ap.add_argument("--settle", type=float, default=60, help="seconds idle after the build")
     ap.add_argument("--tool-runs", type=int, default=3)
+    ap.add_argument("--scale", type=int, default=1, help=(
+        "groups per topic: 10 gives 100,000 group-partitions on the same 10,000 partitions "
+        "(only the first group of each topic gets live members; one layout)"))
     ap.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     args = ap.parse_args()
+    if args.scale > 1:
+        args.all_live = False
     base = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
     cluster = KafkaCluster(base, 1, heap="1g", extra_properties={
         "offsets.topic.num.partitions": 50, "num.io.threads": 4, "num.network.threads": 3},
@@ -165,7 +188,7 @@ def main() -> int:
         cluster.setup()
         cluster.start()
         t0 = time.perf_counter()
-        build(cluster, args.groups, args.partitions)
+        build(cluster, args.groups, args.partitions, args.scale)
         print(f"built {args.groups} groups x {args.partitions} partitions in "
               f"{time.perf_counter() - t0:.1f}s")
         members = join_members(cluster.bootstrap, 0, args.live, args.partitions)
@@ -180,7 +203,9 @@ def main() -> int:
             member.close()
     finally:
         cluster.stop()
-    if args.write:
+    if args.write and args.scale > 1:
+        write_scaled(args, layouts[0])
+    elif args.write:
         write_results(args, layouts)
     return 0 if all(s["same"] for s in layouts) else 1
 
@@ -209,8 +234,10 @@ def _command(args: argparse.Namespace) -> str:
     flags = [f"--groups {args.groups}", f"--partitions {args.partitions}",
              f"--live {args.live}", f"--runs {args.runs}", f"--warmup {args.warmup}",
              f"--settle {args.settle:g}", f"--tool-runs {args.tool_runs}"]
-    if not args.all_live:
+    if not args.all_live and args.scale == 1:
         flags.append("--no-all-live")
+    if args.scale > 1:
+        flags.append(f"--scale {args.scale}")
     return "python -m bench.kafka_lag.run " + " ".join(flags) + " --write"
 
 
@@ -232,6 +259,32 @@ def _speedup(s: dict[str, Any], args: argparse.Namespace) -> str:
             f"{_verdict(s['speedup'], worst)}. Target <= 1 s per evaluation: "
             f"{'met' if s['ours_max'] <= 1 else 'NOT met'} (slowest run "
             f"{s['ours_max'] * 1000:.0f} ms). Load average at the start: {s['load']:.1f}.\n")
+
+
+def write_scaled(args: argparse.Namespace, s: dict[str, Any]) -> None:
+    """The --scale run: its own section, next to the original layout's."""
+    mb = 2**20
+    section = (
+        f"## kafka_lag at scale {args.scale}\n\nMachine: {machine()}, Apache Kafka "
+        f"{kafka_version()} (1 KRaft node, as in the kafka_lag section). Run "
+        f"{time.strftime('%Y-%m-%d %H:%M')} with `{_command(args)}`: {args.groups} topics x "
+        f"{args.partitions} partitions, {args.scale} groups committed on each topic "
+        f"({args.groups * args.scale} groups, {s['rows']:,} group-partitions), "
+        f"{args.live} groups with a live member. Load average at the start: "
+        f"{s['load']:.1f}.\n\n| measure | value | target |\n|---|---|---|\n"
+        f"| one evaluation, median of {args.runs} (warm client) | "
+        f"{s['ours_median'] * 1000:.0f} ms | <= 2 s |\n"
+        f"| slowest evaluation | {s['ours_max'] * 1000:.0f} ms | <= 2 s |\n"
+        f"| first evaluation (connection set-up) | {s['ours_cold'] * 1000:.0f} ms | - |\n"
+        f"| peak RSS of the check's client process (VmHWM) | {s['child_hwm'] / mb:.0f} MB | "
+        "<= 300 MB |\n"
+        f"| peak RSS of the calling process (VmHWM; also holds the build's producer and the "
+        f"live members) | {s['self_hwm'] / mb:.0f} MB | - |\n"
+        f"| `ConsumerGroupCommand --describe --all-groups`, median of {args.tool_runs} | "
+        f"{s['tool_median']:.2f} s | - |\n"
+        f"| rows compared with the tool's | {'identical, row by row' if s['same'] else 'DIFFERENT'}"
+        " | identical |\n")
+    replace_section(f"kafka_lag at scale {args.scale}", section)
 
 
 def write_results(args: argparse.Namespace, layouts: list[dict[str, Any]]) -> None:
