@@ -113,6 +113,10 @@ class KubeCluster:
     pki: ClusterPki | None = None
     procs: list[_Proc] = field(default_factory=list)
     workers: bool = False
+    die_with_parent: bool = False
+    """SIGKILL every process of the cluster when the process that started it dies (the demo:
+    a SIGKILLed demo leaves no orphans). Only for a cluster started from a thread that lives
+    as long as the process: the signal follows the starting thread."""
 
     @property
     def server(self) -> str:
@@ -298,10 +302,17 @@ class KubeCluster:
 
     # -- processes ----------------------------------------------------------------------
 
+    def _pdeath_prefix(self) -> list[str]:
+        # setpriv sets PR_SET_PDEATHSIG right before exec; a preexec_fn would run in a
+        # forked copy of a threaded process, where it can deadlock.
+        setpriv = shutil.which("setpriv") if self.die_with_parent else None
+        return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+
     def _spawn(self, name: str, args: list[str], cwd: str | None = None) -> _Proc:
         log_file = os.path.join(self.workdir, f"{name}.log")
         with open(log_file, "ab") as out:
-            popen = subprocess.Popen([os.path.join(self.bindir, name), *args],
+            popen = subprocess.Popen([*self._pdeath_prefix(), os.path.join(self.bindir, name),
+                                      *args],
                                      stdout=out, stderr=subprocess.STDOUT, cwd=cwd or self.workdir,
                                      start_new_session=True)
         proc = _Proc(name, popen, log_file)

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from controlplane.sandbox import localdata
+
 log = logging.getLogger(__name__)
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
@@ -48,7 +50,9 @@ def s3_unavailable() -> str | None:
 class LocalRabbitMq:
     """One RabbitMQ node for the demo; ``user``/``password`` may use the management API."""
 
-    def __init__(self, workdir: str, tls: tuple[Path, Path] | None = None) -> None:
+    def __init__(self, workdir: str, tls: tuple[Path, Path] | None = None,
+                 die_with_parent: bool = False) -> None:
+        self.die_with_parent = die_with_parent
         self.root = Path(workdir) / "rabbitmq"
         self.tls = tls  # (chain file, key file): AMQPS on amqps_port too
         self.amqps_port = _free_port() if tls else 0
@@ -90,7 +94,11 @@ class LocalRabbitMq:
         subprocess.run(["epmd", "-port", str(self.epmd_port), "-address", "127.0.0.1",
                         "-daemon"], env=self.env, check=True, timeout=10)
         with open(self.root / "server.out", "ab") as out:
-            self.proc = subprocess.Popen([str(RABBIT_BIN / "rabbitmq-server")], env=self.env,
+            # With die_with_parent the script execs the VM (RUNNING_UNDER_SYSTEMD: no proxy
+            # shell in between), so the parent-death signal reaches the broker itself.
+            prefix = localdata.die_with_parent() if self.die_with_parent else []
+            env = {**self.env, "RUNNING_UNDER_SYSTEMD": "1"} if prefix else self.env
+            self.proc = subprocess.Popen([*prefix, str(RABBIT_BIN / "rabbitmq-server")], env=env,
                                          stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -137,7 +145,8 @@ class LocalS3:
 
     bucket = "halovoiceaudiotranscripts"
 
-    def __init__(self, workdir: str) -> None:
+    def __init__(self, workdir: str, die_with_parent: bool = False) -> None:
+        self.die_with_parent = die_with_parent
         self.port = _free_port()
         self.log_file = Path(workdir) / "moto.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -151,7 +160,8 @@ class LocalS3:
 
         with open(self.log_file, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                [*(localdata.die_with_parent() if self.die_with_parent else []),
+                 sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while True:

@@ -154,7 +154,8 @@ class Demo:
         if why is not None:
             self.say(f"demo: {why}; the rabbitmq check is left out")
             return {}
-        self.rabbitmq = LocalRabbitMq(self.workdir)  # set first: stop() ends a failed start
+        # set first: stop() ends a failed start
+        self.rabbitmq = LocalRabbitMq(self.workdir, die_with_parent=True)
         self.rabbitmq.start()
         self._add_checks("demo-rabbitmq-check.yaml", "rabbitmq.yaml")
         return {"DEMO_RABBITMQ_PORT": str(self.rabbitmq.amqp_port),
@@ -166,7 +167,7 @@ class Demo:
         if why is not None:
             self.say(f"demo: {why}; the s3 check is left out")
             return {}
-        self.s3 = LocalS3(self.workdir)
+        self.s3 = LocalS3(self.workdir, die_with_parent=True)
         self.s3.start()
         self._add_checks("demo-s3-check.yaml", "s3.yaml")
         return {"DEMO_S3_URL": self.s3.url}
@@ -183,7 +184,7 @@ class Demo:
             self.say("demo: no Kubernetes test-bed binaries (run scripts/setup.d/"
                      "50-kubernetes.sh); the cluster checks are left out")
             return {}
-        self.kube = KubeCluster(os.path.join(self.workdir, "kube"))
+        self.kube = KubeCluster(os.path.join(self.workdir, "kube"), die_with_parent=True)
         try:
             self.kube.start()
             self.kube.start_workers()
