@@ -28,6 +28,8 @@ def test_the_fault_script_is_the_same_for_the_same_seed_and_names_every_fault() 
     assert make_script(8, SHORT).events != first.events
 
 
+# Four minutes of faults plus up to 150 s of drain: past the suite's default 300 s.
+@pytest.mark.timeout(600)
 def test_a_short_soak_loses_and_duplicates_nothing_with_one_root_and_issue_per_incident(
         tmp_path: Path) -> None:
     figures, _ = soak(seed=1, profile=SHORT, workdir=tmp_path, drain_s=150)
