@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import MetaData, text
 
 from controlplane.backups import catalog
 from controlplane.results import Status
@@ -124,12 +124,24 @@ def test_missing_manifest_blob_fails_verify_without_calling_the_backup_corrupt(
     assert _status(env, backup_id) == "complete"
 
 
+PRE_MIGRATION_TABLES = {"backup_locks", "backups", "check_state", "drills", "incidents",
+                        "notification_pauses", "results", "results_hourly", "silences",
+                        "incident_events", "notification_outbox"}
+"""The tables of the last release before migrations (tests/store/pre_alembic)."""
+
+
 def _drop_manifest_sha256(store_dsn: str) -> None:
     """Make the store look like one created before the column existed (by a release before
     migrations, so without their version table either)."""
     store = Store(store_dsn)
     try:
+        # Tables later revisions made did not exist then either (newest first: foreign keys).
+        later = MetaData()
+        later.reflect(store.engine)
         with store.engine.begin() as conn:
+            for table in reversed(later.sorted_tables):
+                if table.name not in PRE_MIGRATION_TABLES | {"alembic_version"}:
+                    table.drop(conn)
             conn.execute(text("ALTER TABLE backups DROP COLUMN manifest_sha256"))
             conn.execute(text("DROP TABLE alembic_version"))
     finally:
