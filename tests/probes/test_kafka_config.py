@@ -19,8 +19,10 @@ def test_platform_config_with_kafka_checks_validates() -> None:
 def test_kafka_checks_cover_both_listeners_topics_and_dlqs() -> None:
     cfg = load_config(str(ROOT / "controlplane.yaml"))
     kafka = {c.id: c for c in cfg.checks if c.kind.startswith("kafka_")}
+    # kafka-external-production is the kafka_tls check of the external listener (data tier).
     assert sorted(kafka) == ["kafka-canary-production", "kafka-cluster-external-production",
-                             "kafka-cluster-production", "kafka-lag-production"]
+                             "kafka-cluster-production", "kafka-external-production",
+                             "kafka-lag-production"]
     internal = kafka["kafka-cluster-production"]
     external = kafka["kafka-cluster-external-production"]
     assert isinstance(internal, KafkaClusterConfig) and isinstance(external, KafkaClusterConfig)
