@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from controlplane.cli import err
+from controlplane.cli import EXIT_ERROR, EXIT_OK, err
 
 
 class NotFound(ValueError):
@@ -76,22 +76,32 @@ def _http_error(exc: urllib.error.HTTPError, base: str | None) -> ValueError:
     return (NotFound if exc.code == 404 else ValueError)(message)
 
 
-def remove(args: argparse.Namespace, path: str, on_store: Callable[[], bool | None]) -> bool | None:
+def remove(args: argparse.Namespace, path: str, on_store: Callable[[], bool | None], *,
+           what: str, done: str, listing: str) -> int:
     """DELETE ``path`` on the running control plane, or call ``on_store`` without --url.
 
-    True when the object was removed, False when there was none, None after an error that
-    has been reported (``on_store`` returns None when it could not open the store).
+    ``on_store`` answers whether there was such an object (None: it could not open the
+    store and has said why). Prints ``"{what} {done}"`` and returns the exit code; an
+    unknown id names the command that lists the ids (``listing``).
     """
+    found: bool | None = True
     if not api_url(args):
-        return on_store()
-    try:
-        call(args, "DELETE", path)
-    except NotFound:
-        return False
-    except ValueError as exc:
-        err(str(exc))
-        return None
-    return True
+        found = on_store()
+    else:
+        try:
+            call(args, "DELETE", path)
+        except NotFound:
+            found = False
+        except ValueError as exc:
+            err(str(exc))
+            found = None
+    if found is None:
+        return EXIT_ERROR
+    if not found:
+        err(f"no {what}; `{listing}` shows the ids")
+        return EXIT_ERROR
+    print(f"{what} {done}")
+    return EXIT_OK
 
 
 def parse_time(text: str | None, flag: str) -> datetime | None:

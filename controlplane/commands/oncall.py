@@ -237,14 +237,9 @@ def cmd_override_list(args: argparse.Namespace) -> int:
 
 
 def cmd_override_remove(args: argparse.Namespace) -> int:
-    found = remove(args, f"/api/v1/oncall/overrides/{args.id}", lambda: _remove_on_store(args))
-    if found is None:
-        return EXIT_ERROR
-    if not found:
-        err(f"no override {args.id}; `controlplane oncall override list` shows the ids")
-        return EXIT_ERROR
-    print(f"override {args.id} removed")
-    return EXIT_OK
+    return remove(args, f"/api/v1/oncall/overrides/{args.id}", lambda: _remove_on_store(args),
+                  what=f"override {args.id}", done="removed",
+                  listing="controlplane oncall override list")
 
 
 def _remove_on_store(args: argparse.Namespace) -> bool | None:

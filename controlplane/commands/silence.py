@@ -175,14 +175,9 @@ def _print_list(data: list[dict[str, Any]], args: argparse.Namespace) -> int:
 
 
 def cmd_expire(args: argparse.Namespace) -> int:
-    found = remove(args, f"/api/v1/silences/{args.id}", lambda: _expire_on_store(args))
-    if found is None:
-        return EXIT_ERROR
-    if not found:
-        err(f"no silence {args.id}; `controlplane silence list --all` shows the ids")
-        return EXIT_ERROR
-    print(f"silence {args.id} expired")
-    return EXIT_OK
+    return remove(args, f"/api/v1/silences/{args.id}", lambda: _expire_on_store(args),
+                  what=f"silence {args.id}", done="expired",
+                  listing="controlplane silence list --all")
 
 
 def _expire_on_store(args: argparse.Namespace) -> bool | None:
