@@ -13,15 +13,16 @@ import argparse
 import getpass
 import json
 import os
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from controlplane.cli import EXIT_ERROR, EXIT_OK, err
 from controlplane.commands.core import load_or_report
 
-if TYPE_CHECKING:  # the store (SQLAlchemy) loads when a command needs it
+if TYPE_CHECKING:  # the store (SQLAlchemy) and urllib.request (http.client, email, ssl) load
+    # when a command needs them, not when the CLI's parser is built
+    import urllib.error
+
     from controlplane.store import Store
 
 
@@ -80,6 +81,9 @@ class _NotFound(ValueError):
 def _api(args: argparse.Namespace, method: str, path: str,
          body: dict[str, Any] | None = None) -> Any:
     """One call to the running control plane; ValueError says what went wrong and what to do."""
+    import urllib.error
+    import urllib.request
+
     base = _url(args)
     token = args.token or os.environ.get("CONTROLPLANE_ADMIN_TOKEN")
     headers = {"Accept": "application/json"}

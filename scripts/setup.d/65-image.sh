@@ -70,15 +70,15 @@ echo "$BASE" >"$DIR/base-image"
 
 # The wheelhouse: every dependency as a wheel built or fetched here (host Python 3.11, the
 # same ABI as the base's), plus setuptools for the project's own build; keyed by
-# pyproject.toml. The build stage reads it with PIP_NO_INDEX (tests/ship/test_image.py).
-WKEY=$(cat "$ROOT/pyproject.toml" | sha256sum | cut -c1-12)
+# dependency list of pyproject.toml. The build stage reads it with PIP_NO_INDEX (tests/ship/test_image.py).
+# The dependencies as pyproject.toml lists them (the project itself the image builds).
+python3 -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))
+            ["project"]["dependencies"]))' "$ROOT/pyproject.toml" >"$DIR/requirements.txt"
+WKEY=$(sha256sum <"$DIR/requirements.txt" | cut -c1-12)
 WHEELS="$DIR/wheels-$WKEY"
 if [ ! -f "$WHEELS/.complete" ]; then
-  echo "collecting the image's wheels in $WHEELS (once per pyproject.toml)"
+  echo "collecting the image's wheels in $WHEELS (once per dependency list)"
   rm -rf "$WHEELS"
-  # The dependencies as pyproject.toml lists them (the project itself the image builds).
-  python3 -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))
-              ["project"]["dependencies"]))' "$ROOT/pyproject.toml" >"$DIR/requirements.txt"
   python3 -m pip wheel --quiet --wheel-dir "$WHEELS" -r "$DIR/requirements.txt" \
     'setuptools>=68' wheel
   touch "$WHEELS/.complete"
