@@ -16,7 +16,7 @@ from tests.ship.tools import ROOT
 
 HEAVY = ["sqlalchemy", "alembic", "kubernetes", "azure", "jira", "slack_sdk", "twilio",
          "boto3", "botocore", "pika", "psycopg", "requests", "OpenSSL", "cryptography",
-         "apscheduler", "flask"]
+         "apscheduler", "flask", "confluent_kafka"]
 
 PROGRAM = """
 import json, sys
