@@ -13,7 +13,7 @@ DIR="$CACHE/image"
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 mkdir -p "$DIR"
 
-PKGS=(podman buildah runc debootstrap)
+PKGS=(podman buildah runc debootstrap debian-archive-keyring)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
