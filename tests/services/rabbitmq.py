@@ -26,9 +26,10 @@ PASSWORD = "s3cret-rabbit-pass"
 
 
 class RabbitServer(LocalRabbitMq):
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_conf: str = "") -> None:
         files = CertFactory(workdir / "certs").server(["localhost", "127.0.0.1"])
-        super().__init__(str(workdir), tls=(files.cert_file, files.key_file))
+        super().__init__(str(workdir), tls=(files.cert_file, files.key_file),
+                         extra_conf=extra_conf)
         self.workdir = workdir
         self.ca_file = files.ca_file
         self.user, self.password = USER, PASSWORD
@@ -62,8 +63,8 @@ class RabbitServer(LocalRabbitMq):
                 time.sleep(0.3)
 
 
-def start_rabbit() -> RabbitServer:
-    server = RabbitServer(Path(tempfile.mkdtemp(prefix="cp-rabbit-")))
+def start_rabbit(extra_conf: str = "") -> RabbitServer:
+    server = RabbitServer(Path(tempfile.mkdtemp(prefix="cp-rabbit-")), extra_conf)
     try:
         server.start()
         server.await_management()
@@ -78,6 +79,16 @@ def start_rabbit() -> RabbitServer:
 def rabbit() -> Iterator[RabbitServer]:
     """One broker for the session; tests use their own queues."""
     server = start_rabbit()
+    yield server
+    server.stop()
+    shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def rabbit_without_stats() -> Iterator[RabbitServer]:
+    """A broker with the management agent's metrics collector off (a Prometheus-only set-up):
+    /api/nodes lists the node without any memory or disk figures or alarm flags."""
+    server = start_rabbit("management_agent.disable_metrics_collector = true\n")
     yield server
     server.stop()
     shutil.rmtree(server.workdir, ignore_errors=True)
