@@ -16,6 +16,8 @@ from tests.services.common import free_port
 from tests.services.imap import INBOX_PASSWORD, ImapServer, MailSystem, dovecot_running
 from tests.services.smtp import PASSWORD, USER
 
+pytestmark = pytest.mark.imap
+
 
 def probe(mail: MailSystem, imap: ImapServer | None = None, **imap_fields: Any) -> Result:
     srv = imap or mail.imap
