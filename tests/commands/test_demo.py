@@ -45,16 +45,12 @@ def run_check(demo: DemoProcess, check_id: str) -> dict[str, object]:
 
 def test_demo_watches_all_four_environments_with_every_local_kind(demo: DemoProcess) -> None:
     rows = checks(demo.url)
-<<<<<<< HEAD
     # the vendors (two status pages and the OpenAI model list, on the contract fakes)
     kinds = {"idcard_sms", "config_drift", "http", "dns", "tls", "tcp", "vendor_status",
              "vendor_api"}
-=======
-    kinds = {"idcard_sms", "config_drift", "http", "dns", "tls", "tcp"}
     backups = postgres_bindir() is not None or not missing_binaries()
     if backups:
         kinds |= {"backup", "drill", "dr"}
->>>>>>> main
     if postgres_bindir() is not None:
         kinds.add("postgres")
     if kafka_unavailable() is None:
