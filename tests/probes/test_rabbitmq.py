@@ -40,6 +40,8 @@ def steps(result: Result) -> dict[str, Status]:
 def queue(rabbit: RabbitServer) -> Iterator[str]:
     name = f"q-{uuid.uuid4().hex[:8]}"
     rabbit.api("PUT", f"queues/%2F/{name}", json={"durable": False})
+    # a new queue is listed without counts until the stats collector's next round
+    wait_for(lambda: "messages" in rabbit.api("GET", f"queues/%2F/{name}").json())
     yield name
     rabbit.api("DELETE", f"queues/%2F/{name}")
 
