@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import imaplib
 import smtplib
+import socket
 import ssl
+import time
 from typing import Any
 
 import pytest
@@ -155,3 +157,18 @@ def test_receive_window_must_fit_in_the_timeout() -> None:
                                          r"the check's timeout \(10s\)"):
         SmtpCheckConfig(id="x", host="h", canary_from="a@b.test", canary_to="c@d.test",
                         imap={"host": "h", "user": "u", "password": "p"})
+
+
+def test_silent_imap_server_is_an_error_within_the_timeout(mail_system: MailSystem) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never greets
+        port = silent.getsockname()[1]
+        t0 = time.monotonic()
+        result = SmtpProbe(SmtpCheckConfig(
+            id="smtp-canary", host="localhost", port=mail_system.smtp.port, user=USER,
+            password=PASSWORD, tls_rules={"ca_file": mail_system.smtp.ca_file}, timeout=3,
+            canary_from="monitor@techhalo.test", canary_to=mail_system.imap.user,
+            imap={"host": "localhost", "port": port, "user": mail_system.imap.user,
+                  "password": mail_system.imap.password, "receive_within": 2})).execute()
+    assert time.monotonic() - t0 < 6
+    assert result.status == Status.ERROR
+    assert result.message == f"IMAP localhost:{port}: no answer within 3s"
