@@ -36,6 +36,8 @@ from controlplane.sandbox.kafka_broker import (
 )
 from controlplane.sandbox.localdata import Azurite, Postgres, azurite_binary, postgres_bindir
 from controlplane.sandbox.runner import Sandbox, default_state_dir
+from controlplane.sandbox.statuspage_fake import StatuspageFake
+from controlplane.sandbox.vendor_api_fake import VendorApiFake
 
 log = logging.getLogger(__name__)
 
@@ -230,10 +232,18 @@ class Demo:
         return path
 
     def _start_fakes(self) -> None:
-        """The Slack and Jira fakes the demo's notifiers post to; one failing stops the demo."""
+        """The Slack and Jira fakes the demo's notifiers post to, and the vendors' status
+        pages and APIs its vendor checks read; one failing stops the demo."""
         for name, start in (("slack_fake", slack_fake.start), ("jira_fake", jira_fake.start)):
             url, stop = start("127.0.0.1", 0)
             self.fakes[name] = (url, stop)
+        pages = StatuspageFake()
+        pages.add_page("openai", "OpenAI", ["API", "ChatGPT"])
+        pages.add_page("twilio", "Twilio", ["SMS", "Voice"])
+        self.fakes["statuspage_fake"] = (pages.start("127.0.0.1", 0), pages.stop)
+        apis = VendorApiFake()
+        self.fakes["vendor_api_fake"] = (apis.start(), apis.stop)
+        self._add_checks("demo-vendor-checks.yaml", "vendors.yaml")
 
     def _variables(self) -> dict[str, str]:
         sb = self.sandbox

@@ -45,7 +45,9 @@ def run_check(demo: DemoProcess, check_id: str) -> dict[str, object]:
 
 def test_demo_watches_all_four_environments_with_every_local_kind(demo: DemoProcess) -> None:
     rows = checks(demo.url)
-    kinds = {"idcard_sms", "config_drift", "http", "dns", "tls", "tcp"}
+    # the vendors (two status pages and the OpenAI model list, on the contract fakes)
+    kinds = {"idcard_sms", "config_drift", "http", "dns", "tls", "tcp", "vendor_status",
+             "vendor_api"}
     backups = postgres_bindir() is not None or not missing_binaries()
     if backups:
         kinds |= {"backup", "drill", "dr"}
@@ -63,7 +65,7 @@ def test_demo_watches_all_four_environments_with_every_local_kind(demo: DemoProc
     # the workload and release checks
     if not missing_binaries():
         kinds |= {"k8s_workload", "release_drift"}
-    assert len(rows) == 25 + (4 if backups else 0) + (3 if postgres_bindir() else 0) + (
+    assert len(rows) == 28 + (4 if backups else 0) + (3 if postgres_bindir() else 0) + (
         3 if kafka_unavailable() is None else 0) + (
         1 if rabbitmq_unavailable() is None else 0) + (1 if s3_unavailable() is None else 0) + (
         0 if missing_binaries() else 4)

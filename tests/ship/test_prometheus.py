@@ -22,6 +22,7 @@ import pytest
 import requests
 import yaml
 
+from controlplane.sandbox.datatier import rabbitmq_unavailable, s3_unavailable
 from controlplane.sandbox.kafka_broker import kafka_unavailable
 from controlplane.sandbox.localdata import postgres_bindir
 from tests.services.common import free_port, run_cli
@@ -118,6 +119,12 @@ def _wait_for_demo_metrics(url: str, timeout: float = 240) -> None:
     if postgres_bindir() is not None:
         want += ["controlplane_dr_rpo_seconds", "controlplane_dr_rto_seconds",
                  "controlplane_backup_size_bytes", 'kind="backup"']
+    # the data-services dashboard: the demo's vendors always, its data services when installed
+    ran = ["vendor-status-openai-demo", "vendor-api-openai-demo"]
+    ran += ["postgres-halotasks-demo"] if postgres_bindir() is not None else []
+    ran += ["rabbitmq-demo"] if rabbitmq_unavailable() is None else []
+    ran += ["s3-transcripts-demo"] if s3_unavailable() is None else []
+    want += [f'controlplane_check_up{{check="{check}"' for check in ran]
     if kafka_unavailable() is None:
         want += ["controlplane_kafka_consumergroup_lag{", "controlplane_kafka_consumergroup_status",
                  "controlplane_kafka_consumergroup_lag_seconds{",
@@ -201,7 +208,8 @@ def test_a_misspelled_metric_returns_no_series(prometheus: Prometheus) -> None:
 
 
 def test_dashboards_have_what_grafana_needs_to_import_them() -> None:
-    assert [p.name for p in DASHBOARDS] == ["checks.json", "controlplane.json", "dr.json",
+    assert [p.name for p in DASHBOARDS] == ["checks.json", "controlplane.json",
+                                            "data-services.json", "dr.json",
                                             "incidents.json", "kafka.json",
                                             "platform-overview.json"]
     uids = set()
