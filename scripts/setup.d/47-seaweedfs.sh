@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# setup: background
 # SeaweedFS (`weed` 4.53), the S3-compatible server the s3 checks are tested against
 # (tests/services/s3.py, docs/s3.md). Built from the Go module proxy: `go install` refuses
 # the module because its go.mod has a replace directive, so `./weed` is built inside a copy
