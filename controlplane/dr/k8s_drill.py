@@ -122,6 +122,11 @@ class SecretsDrill(StepDrill):
                               "value compared)")
 
     def _pick_and_load(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        identity = self.scfg.identity_file
+        if not identity:  # a config mistake is named first, backup or not
+            with self.rec.step("load"):
+                raise StepFailed(f"backups.components.{self.name}.identity_file is not set; "
+                                 "drills need the age private key to decrypt")
         with self.rec.step("pick") as st:
             with self.store.session() as s:
                 row = catalog.latest_complete(s, self.name)
@@ -132,12 +137,9 @@ class SecretsDrill(StepDrill):
                 s.get(DrillRow, self.drill_id).backup_id = row.id  # type: ignore[union-attr]
             st.message = self.backup_id
         with self.rec.step("load") as st:
-            if not self.scfg.identity_file:
-                raise StepFailed(f"backups.components.{self.name}.identity_file is not set; "
-                                 "drills need the age private key to decrypt")
             try:
                 manifest, items = k8s_secrets.load(self.store, self.blob, self.backup_id,
-                                                   self.scfg.identity_file, self.name)
+                                                   identity, self.name)
             except BackupRefused as exc:
                 raise StepFailed(str(exc)) from None
             st.message = f"{len(items)} secrets, every value's sha256 checked"
