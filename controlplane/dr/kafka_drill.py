@@ -18,7 +18,7 @@ from controlplane.backups.blob import BlobStore
 from controlplane.backups.catalog import DrillRow
 from controlplane.backups.config import BackupsConfig
 from controlplane.backups.crypto import CryptoError, load_identities
-from controlplane.backups.kafka_admin import KafkaMetadataError, isolated
+from controlplane.backups.kafka_admin import KafkaMetadataError, connection, isolated
 from controlplane.backups.kafka_metadata import KafkaMetadataJob, LoadedBackup, load, restore
 from controlplane.backups.kafka_metadata import summary as metadata_summary
 from controlplane.backups.restore import VerificationFailed
@@ -47,7 +47,8 @@ class KafkaRecoveryDrill(StepDrill):
         loaded = self.loaded = self._load()
         with self.rec.step("restore") as st:
             try:
-                report = restore(loaded, target, progress=self.progress)
+                report = restore(loaded, target, progress=self.progress,
+                                 security=self.cfg)
             except KafkaMetadataError as exc:
                 raise StepFailed(str(exc)) from None
             self.restore_s = report.seconds
@@ -91,8 +92,9 @@ class KafkaRecoveryDrill(StepDrill):
         # Leave the scratch cluster empty for the next drill.
         with self.rec.step("clean") as st:
             try:
-                isolated(kafka_admin.delete_restored, self.cfg.drill.bootstrap,
-                         self.loaded.doc, 30.0, timeout=90)
+                isolated(kafka_admin.delete_restored,
+                         connection(self.cfg.drill.bootstrap, self.cfg), self.loaded.doc,
+                         30.0, timeout=90)
                 st.message = "restored topics and groups deleted"
             except KafkaMetadataError as exc:
                 st.status = Status.DEGRADED
@@ -134,7 +136,8 @@ class BrokerDrill(StepDrill):
 
     def _health(self) -> dict[str, Any]:
         try:
-            return dict(isolated(kafka_admin.health, self.bootstrap, 10.0, timeout=30))
+            return dict(isolated(kafka_admin.health, connection(self.bootstrap, self.cfg),
+                                 10.0, timeout=30))
         except KafkaMetadataError as exc:
             raise StepFailed(str(exc)) from None
 
@@ -143,7 +146,8 @@ class BrokerDrill(StepDrill):
         last = "no answer yet"
         while time.monotonic() < deadline:
             try:
-                h = dict(isolated(kafka_admin.health, self.bootstrap, 10.0, timeout=30))
+                h = dict(isolated(kafka_admin.health, connection(self.bootstrap, self.cfg),
+                                  10.0, timeout=30))
             except KafkaMetadataError as exc:
                 last = str(exc)
             else:
