@@ -31,6 +31,7 @@ from controlplane.backups.k8s_secrets import (
 )
 from controlplane.backups.service import BackupOutcome
 from controlplane.backups.streams import ProgressFn
+from controlplane.dr import cleanup
 from controlplane.dr.drill import StepDrill
 from controlplane.k8s import restore
 from controlplane.k8s.client import Kube, KubeError
@@ -39,6 +40,9 @@ from controlplane.store import Store
 
 log = logging.getLogger(__name__)
 
+MANAGED_BY = "app.kubernetes.io/managed-by"
+DRILL_LABEL = "controlplane.360voice.io/drill"
+COMPONENT_LABEL = "controlplane.360voice.io/drill-component"
 RESTORE_ROLE = "controlplane-secrets-restore"
 """The ClusterRole (deploy/rbac) the drill binds to itself inside its scratch namespace."""
 GRANT_WAIT_S = 30.0
@@ -100,8 +104,10 @@ class SecretsDrill(StepDrill):
         manifest, items = self._pick_and_load()
         self.kube = kube = Kube(self.scfg.cluster, self.scfg.timeout)
         with self.rec.step("create-namespace") as st:
+            left = _guard(lambda: self._delete_leftovers(kube))
             _guard(lambda: self._create_namespace(kube))
-            st.message = self.scratch
+            st.message = self.scratch + (f" (deleted what killed drills left: "
+                                         f"{', '.join(left)})" if left else "")
         mapping = {ns: self.scratch for ns in manifest["namespaces"]}
         with self.rec.step("restore") as st:
             t = time.monotonic()
@@ -145,6 +151,28 @@ class SecretsDrill(StepDrill):
             st.message = f"{len(items)} secrets, every value's sha256 checked"
         return manifest, items
 
+    def _delete_leftovers(self, kube: Kube) -> list[str]:
+        """Scratch namespaces of this component's drills that died before deleting theirs
+        (kill -9): labelled by us, owned by no running drill (one running past its timeout
+        is marked failed first, as for postgres)."""
+        cleanup.fail_stale_drills(self.store, self.name, self.cfg.drill.timeout)
+        with self.store.session() as s:
+            running = {str(r.id) for r in catalog.drills(s, self.name)
+                       if r.status == catalog.RUNNING}
+        doc = kube.json("list earlier drill namespaces", kube.core().list_namespace,
+                        label_selector=f"{MANAGED_BY}=controlplane,{COMPONENT_LABEL}={self.name[:63]}")
+        left = []
+        for ns in doc.get("items") or []:
+            meta = ns["metadata"]
+            if meta.get("deletionTimestamp") or meta["labels"].get(DRILL_LABEL) in running:
+                continue
+            kube.call(f"delete namespace {meta['name']}", kube.core().delete_namespace,
+                      meta["name"])
+            log.warning("deleted a killed drill's namespace namespace=%s drill_id=%s",
+                        meta["name"], meta["labels"].get(DRILL_LABEL))
+            left.append(str(meta["name"]))
+        return left
+
     def _create_namespace(self, kube: Kube) -> None:
         """The scratch namespace, and the restore role bound to ourselves inside it (a new
         namespace has no RoleBinding; deploy/rbac lets us bind only that role, only there)."""
@@ -152,8 +180,9 @@ class SecretsDrill(StepDrill):
         kube.call(f"create namespace {self.scratch}", core.create_namespace,
                   {"apiVersion": "v1", "kind": "Namespace",
                    "metadata": {"name": self.scratch,
-                                "labels": {"app.kubernetes.io/managed-by": "controlplane",
-                                           "controlplane.360voice.io/drill": str(self.drill_id)}}})
+                                "labels": {MANAGED_BY: "controlplane",
+                                           DRILL_LABEL: str(self.drill_id),
+                                           COMPONENT_LABEL: self.name[:63]}}})
         self.created = True
         from kubernetes import client
 
