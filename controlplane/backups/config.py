@@ -173,7 +173,9 @@ class BackupComponentConfig(_Model, KafkaSecurity):
         if self.kind == "kafka-metadata" and not self.bootstrap:
             raise ValueError("you must specify bootstrap (host:port of the Kafka cluster) for "
                              "a kafka-metadata backup component")
-        given = sorted(set(KafkaSecurity.model_fields) & self.model_fields_set)
+        # Fields at their defaults are no settings: a dumped config (model_dump) has them all.
+        given = sorted(f for f, info in KafkaSecurity.model_fields.items()
+                       if getattr(self, f) != info.default)
         if self.kind != "kafka-metadata" and given:
             raise ValueError(f"{', '.join(given)}: Kafka TLS/SASL settings apply to "
                              "kafka-metadata components only; remove them")

@@ -17,7 +17,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
-from controlplane.kafka.client import KafkaSecurity, security_config
+from controlplane.kafka.client import ErrorTrap, KafkaSecurity, security_config
 from controlplane.probes.base import ProbeError
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,25 @@ def _child(conn: Connection, fn: Any, args: tuple[Any, ...]) -> None:
     try:
         conn.send(("ok", fn(*args)))
     except KafkaMetadataError as exc:
-        conn.send(("error", str(exc)))
+        conn.send(("error", _why(str(exc))))
     except Exception as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        conn.send(("error", _why(f"{type(exc).__name__}: {exc}")))
+
+
+class _Clients:
+    """This (child) process's admin clients and their last own error: a failed login or
+    TLS handshake answers a request only with "transport failure"; the client's error
+    (delivered by poll()) says why."""
+
+    trap = ErrorTrap()
+    admins: list[Any] = []
+
+
+def _why(message: str) -> str:
+    for admin in _Clients.admins:
+        admin.poll(0)
+    client = _Clients.trap.take()
+    return f"{message} (client: {client})" if client else message
 
 
 def isolated(fn: Any, *args: Any, timeout: float) -> Any:
@@ -95,8 +111,11 @@ def connection(bootstrap: str, security: KafkaSecurity | None) -> Cluster:
 def _admin(cluster: Cluster, timeout: float) -> Any:
     ms = max(1000, int(timeout * 1000))
     conf = {"bootstrap.servers": cluster} if isinstance(cluster, str) else dict(cluster)
-    return _ka().AdminClient({**conf, "log_level": 0, "socket.timeout.ms": ms,
-                              "socket.connection.setup.timeout.ms": ms})
+    admin = _ka().AdminClient({**conf, "log_level": 0, "socket.timeout.ms": ms,
+                               "socket.connection.setup.timeout.ms": ms,
+                               "error_cb": _Clients.trap})
+    _Clients.admins.append(admin)
+    return admin
 
 
 def is_secret(name: str, sensitive: bool) -> bool:

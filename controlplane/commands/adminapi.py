@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controlplane.cli import EXIT_ERROR, EXIT_OK, err
+
+if TYPE_CHECKING:  # urllib.request (http.client, email, ssl) loads when a command calls out,
+    # not when the CLI's parser is built
+    import urllib.error
 
 
 class NotFound(ValueError):
@@ -42,6 +44,9 @@ def api_url(args: argparse.Namespace) -> str | None:
 def call(args: argparse.Namespace, method: str, path: str,
          body: dict[str, Any] | None = None) -> Any:
     """One call to the running control plane; ValueError says what went wrong and what to do."""
+    import urllib.error
+    import urllib.request
+
     base = api_url(args)
     token = args.token or os.environ.get("CONTROLPLANE_ADMIN_TOKEN")
     headers = {"Accept": "application/json"}

@@ -6,15 +6,19 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import requests
 from pydantic import BaseModel, ConfigDict, Field
 
+from controlplane.lazyimport import lazy_module
 from controlplane.probes.base import ProbeError
 from controlplane.probes.findings import Deadline, Findings, connection_reason
 from controlplane.results import Status
 
 if TYPE_CHECKING:
+    import requests
+
     from controlplane.probes.rabbitmq import RabbitMqCheckConfig
+else:  # requests loads when a probe runs, not when a config validates
+    requests = lazy_module("requests")
 
 
 class QueueRule(BaseModel):

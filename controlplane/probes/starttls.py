@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import BinaryIO
-
-from OpenSSL import SSL
+from typing import TYPE_CHECKING, BinaryIO
 
 from controlplane.deadline import Deadline
+from controlplane.lazyimport import lazy_module
 from controlplane.probes.tlsconn import (
     Handshake,
     Unreachable,
@@ -25,6 +24,11 @@ from controlplane.probes.tlsconn import (
     connect,
     is_ip,
 )
+
+if TYPE_CHECKING:
+    from OpenSSL import SSL
+else:  # pyOpenSSL (and cryptography) load when a probe runs, not when a config validates
+    SSL = lazy_module("OpenSSL.SSL")
 
 
 def smtp_starttls_handshake(host: str, port: int, servername: str | None,

@@ -89,6 +89,10 @@ def test_a_wrong_password_fails_the_backup_without_showing_it(
     result = env.ops.run_backup(COMPONENT)
     assert result.status == Status.FAILING
     assert result.message.startswith(f"backup of {COMPONENT} failed at collect: ")
+    # The client's own error says why the request failed, not only "transport failure".
+    assert (f"(client: sasl_ssl://{kafka_sasl.external}/bootstrap: SASL authentication "
+            "error: Authentication failed during authentication due to invalid credentials "
+            "with SASL mechanism SCRAM-SHA-512") in result.message
     assert "not-the-password-42" not in result.message
     with env.store.session() as s:
         (row,) = catalog.backups(s, COMPONENT)
@@ -117,3 +121,7 @@ def test_tls_and_sasl_fields_belong_to_kafka_metadata_components_only() -> None:
             "tls": True}}})
     assert ("tls: Kafka TLS/SASL settings apply to kafka-metadata components only; "
             "remove them") in str(err.value)
+    # Written out with every default (a dumped config), a postgres component still loads.
+    BackupsConfig.model_validate({"components": {"db": {
+        "kind": "postgres", "dsn": "postgresql://u@h/db", "recipients": ["age1xyz"],
+        "tls": False, "verify_hostname": True, "sasl_mechanism": None}}})

@@ -126,3 +126,34 @@ def test_sigterm_past_the_grace_period_reruns_an_idempotent_step_on_the_next_sta
     assert [(s["step"], s["status"], s["attempt"]) for s in run["steps"]] == [
         ("prepare", "succeeded", 1), ("call", "succeeded", 2), ("finish", "succeeded", 1)]
     assert _calls(http_server) == 2
+
+
+def test_sigterm_to_runbook_run_in_the_cli_also_lets_the_step_finish(
+        make_site: MakeSite, http_server: ScriptedServer) -> None:
+    site = _site(make_site, http_server, grace="30s", delay=3.0, idempotent=False)
+    proc = subprocess.Popen([sys.executable, "-m", "controlplane", "runbook", "run", "rb",
+                             "--config", site.config_path, "--by", "erin"], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 60
+        while not any(s.path == "/call" for s in http_server.seen):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < end, "the step never called the server"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    (run,) = runs.history(site.runtime.store, "rb")
+    assert proc.returncode == 1, err
+    assert out.strip().splitlines()[-1] == (
+        f"run {run['id']} queued: paused: the control plane shut down; the next active "
+        "instance continues with the next step")
+    assert "letting the step in flight finish (up to 30s)" in err
+    assert site.steps(run["id"]) == [("prepare", "succeeded"), ("call", "succeeded")]
+    site.engine.start()
+    assert site.wait(run["id"])["status"] == "succeeded"
+    assert _calls(http_server) == 1

@@ -114,7 +114,7 @@ def _wait_for_demo_metrics(url: str, timeout: float = 240) -> None:
     result, and DR has been primed (first runs are spread over the first seconds)."""
     want = ["controlplane_tls_not_after_seconds", "controlplane_check_duration_seconds_bucket",
             "controlplane_scheduler_start_delay_seconds_bucket", "controlplane_incidents_open",
-            "controlplane_notifications_pending"]
+            "controlplane_notifications_pending", 'phase="tls"']
     if postgres_bindir() is not None:
         want += ["controlplane_dr_rpo_seconds", "controlplane_dr_rto_seconds",
                  "controlplane_backup_size_bytes", 'kind="backup"']
@@ -171,6 +171,19 @@ def test_every_alert_expression_parses_and_its_metrics_return_series(
             assert rows, (rule["alert"], selector)
             for label in re.findall(r"(\w+)\s*(?:=~|!=|!~|=)", labels):
                 assert any(label in row["metric"] for row in rows), (rule["alert"], label)
+
+
+def test_latency_by_phase_shows_every_phase_of_an_https_check(prometheus: Prometheus) -> None:
+    (expr,) = [e for f, title, e in panel_targets() if title == "Latency by phase (latest run)"]
+    rows = prometheus.query(expr)
+    by_check: dict[str, set[str]] = {}
+    for row in rows:
+        assert set(row["metric"]) == {"check", "phase"}
+        assert float(row["value"][1]) >= 0
+        by_check.setdefault(row["metric"]["check"], set()).add(row["metric"]["phase"])
+    full = {"dns", "connect", "tls", "first_byte", "transfer"}
+    assert any(p == full for p in by_check.values()), by_check
+    assert all(p <= full for p in by_check.values()), by_check
 
 
 def test_prometheus_loaded_every_alert_rule(prometheus: Prometheus) -> None:

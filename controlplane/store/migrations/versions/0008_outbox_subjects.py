@@ -45,15 +45,23 @@ _runs = sa.table("runbook_runs", sa.column("id", sa.Integer),
 
 def upgrade() -> None:
     bind = op.get_bind()
-    op.create_table(
-        "notification_subjects",
-        sa.Column("subject", sa.String(length=120), nullable=False),
-        sa.Column("refs", sa.JSON(), nullable=False),
-        sa.PrimaryKeyConstraint("subject"))
+    # Idempotent, as the earlier revisions: a store made by `create_all` of a newer build
+    # (before migrations, or a branch build) may have any of this already.
+    inspector = sa.inspect(bind)
+    if "notification_subjects" not in set(inspector.get_table_names()):
+        op.create_table(
+            "notification_subjects",
+            sa.Column("subject", sa.String(length=120), nullable=False),
+            sa.Column("refs", sa.JSON(), nullable=False),
+            sa.PrimaryKeyConstraint("subject"))
+    columns = {c["name"] for c in inspector.get_columns("notification_outbox")}
+    indexes = {i["name"] for i in inspector.get_indexes("notification_outbox")}
     with op.batch_alter_table("notification_outbox") as batch:
-        batch.add_column(sa.Column("subject", sa.String(length=120), nullable=True))
+        if "subject" not in columns:
+            batch.add_column(sa.Column("subject", sa.String(length=120), nullable=True))
         batch.alter_column("incident_id", existing_type=sa.Integer(), nullable=True)
-        batch.create_index("ix_notification_outbox_subject", ["subject"])
+        if "ix_notification_outbox_subject" not in indexes:
+            batch.create_index("ix_notification_outbox_subject", ["subject"])
     records = bind.execute(sa.select(_incidents.c.id, _incidents.c.dedup_key,
                                      _incidents.c.refs)
                            .where(_incidents.c.kind == "runbook")).all()
@@ -63,8 +71,9 @@ def upgrade() -> None:
                      .values(incident_id=None, subject=key))
         bind.execute(sa.delete(_events).where(_events.c.incident_id == inc_id))
         bind.execute(sa.delete(_incidents).where(_incidents.c.id == inc_id))
-    with op.batch_alter_table("runbook_runs") as batch:
-        batch.drop_column("audit_incident_id")
+    if "audit_incident_id" in {c["name"] for c in inspector.get_columns("runbook_runs")}:
+        with op.batch_alter_table("runbook_runs") as batch:
+            batch.drop_column("audit_incident_id")
 
 
 def downgrade() -> None:
