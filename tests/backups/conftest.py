@@ -85,9 +85,7 @@ class Env:
             "store": {"dsn": self.store_dsn},
             "check_files": [],
             "blob": _plain(self.blob_cfg.model_dump(mode="python")),
-            # Only what the test set: a dump of every default would write the Kafka TLS/SASL
-            # fields, which postgres components refuse.
-            "backups": _plain(self.backups.model_dump(mode="python", exclude_unset=True)),
+            "backups": _plain(self.backups.model_dump(mode="python")),
             "dr": {"defaults": False, "components": {"postgres": {
                 "rto": 3600, "rpo": 86400, "backup_component": "app"}}},
             **(extra or {}),
