@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -111,9 +112,20 @@ class DrillConfig(_Model):
     bootstrap: str | None = None
     """kafka-metadata only: an EMPTY Kafka cluster the recovery drill restores into."""
     namespace: str = "controlplane-drill"
-    """kubernetes-secrets only: the namespace the drill restores into (and empties after)."""
+    """kubernetes-secrets only: prefix of the scratch namespace each drill creates
+    (``NAMESPACE-<8 hex>``), restores into and deletes. deploy/rbac's admission policy allows
+    the default prefix only."""
 
     _cron = field_validator("schedule")(_valid_cron)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_prefix(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,52}[a-z0-9])?", value):
+            raise ValueError(f"{value!r} cannot start a namespace name: you must use at most "
+                             "54 lowercase letters, digits and '-', starting and ending with a "
+                             "letter or digit")
+        return value
     _dsn = field_validator("server_dsn")(_valid_dsn)
 
 

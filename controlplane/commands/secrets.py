@@ -135,7 +135,7 @@ def cmd_restore_secrets(args: argparse.Namespace) -> int:
     options = {"namespace_map": mapping, "only": list(args.only), "overwrite": args.overwrite,
                "create_namespace": args.create_namespace}
     done_so_far: list[Any] = []
-    component, server = "", ""
+    component, server, applying = "", "", False
     try:
         component = find_component(store, cfg, args.backup_id)
         _, items = load(store, open_blob_store(cfg.blob), args.backup_id, args.identity,
@@ -145,9 +145,10 @@ def cmd_restore_secrets(args: argparse.Namespace) -> int:
             server = kube.server
             actions = restore.plan(kube, items, mapping, args.overwrite, args.create_namespace)
             if not args.dry_run:
+                applying = True
                 actions = restore.apply(kube, actions, done_so_far)
     except (BackupRefused, KubeError) as exc:
-        if isinstance(exc, KubeError) and not args.dry_run and done_so_far:
+        if applying:  # recorded with what was written before the API failed
             restore_log.record(store, args.backup_id, component, started, server, options,
                                [a.to_json() for a in done_so_far], str(exc))
         store.close()

@@ -31,6 +31,7 @@ from controlplane.backups.k8s_secrets import (
 )
 from controlplane.backups.service import BackupOutcome
 from controlplane.backups.streams import ProgressFn
+from controlplane.dr import cleanup
 from controlplane.dr.drill import StepDrill
 from controlplane.k8s import restore
 from controlplane.k8s.client import Kube, KubeError
@@ -39,6 +40,9 @@ from controlplane.store import Store
 
 log = logging.getLogger(__name__)
 
+MANAGED_BY = "app.kubernetes.io/managed-by"
+DRILL_LABEL = "controlplane.360voice.io/drill"
+COMPONENT_LABEL = "controlplane.360voice.io/drill-component"
 RESTORE_ROLE = "controlplane-secrets-restore"
 """The ClusterRole (deploy/rbac) the drill binds to itself inside its scratch namespace."""
 GRANT_WAIT_S = 30.0
@@ -100,8 +104,10 @@ class SecretsDrill(StepDrill):
         manifest, items = self._pick_and_load()
         self.kube = kube = Kube(self.scfg.cluster, self.scfg.timeout)
         with self.rec.step("create-namespace") as st:
+            left = _guard(lambda: self._delete_leftovers(kube))
             _guard(lambda: self._create_namespace(kube))
-            st.message = self.scratch
+            st.message = self.scratch + (f" (deleted what killed drills left: "
+                                         f"{', '.join(left)})" if left else "")
         mapping = {ns: self.scratch for ns in manifest["namespaces"]}
         with self.rec.step("restore") as st:
             t = time.monotonic()
@@ -122,6 +128,11 @@ class SecretsDrill(StepDrill):
                               "value compared)")
 
     def _pick_and_load(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        identity = self.scfg.identity_file
+        if not identity:  # a config mistake is named first, backup or not
+            with self.rec.step("load"):
+                raise StepFailed(f"backups.components.{self.name}.identity_file is not set; "
+                                 "drills need the age private key to decrypt")
         with self.rec.step("pick") as st:
             with self.store.session() as s:
                 row = catalog.latest_complete(s, self.name)
@@ -132,16 +143,35 @@ class SecretsDrill(StepDrill):
                 s.get(DrillRow, self.drill_id).backup_id = row.id  # type: ignore[union-attr]
             st.message = self.backup_id
         with self.rec.step("load") as st:
-            if not self.scfg.identity_file:
-                raise StepFailed(f"backups.components.{self.name}.identity_file is not set; "
-                                 "drills need the age private key to decrypt")
             try:
                 manifest, items = k8s_secrets.load(self.store, self.blob, self.backup_id,
-                                                   self.scfg.identity_file, self.name)
+                                                   identity, self.name)
             except BackupRefused as exc:
                 raise StepFailed(str(exc)) from None
             st.message = f"{len(items)} secrets, every value's sha256 checked"
         return manifest, items
+
+    def _delete_leftovers(self, kube: Kube) -> list[str]:
+        """Scratch namespaces of this component's drills that died before deleting theirs
+        (kill -9): labelled by us, owned by no running drill (one running past its timeout
+        is marked failed first, as for postgres)."""
+        cleanup.fail_stale_drills(self.store, self.name, self.cfg.drill.timeout)
+        with self.store.session() as s:
+            running = {str(r.id) for r in catalog.drills(s, self.name)
+                       if r.status == catalog.RUNNING}
+        doc = kube.json("list earlier drill namespaces", kube.core().list_namespace,
+                        label_selector=f"{MANAGED_BY}=controlplane,{COMPONENT_LABEL}={self.name[:63]}")
+        left = []
+        for ns in doc.get("items") or []:
+            meta = ns["metadata"]
+            if meta.get("deletionTimestamp") or meta["labels"].get(DRILL_LABEL) in running:
+                continue
+            kube.call(f"delete namespace {meta['name']}", kube.core().delete_namespace,
+                      meta["name"])
+            log.warning("deleted a killed drill's namespace namespace=%s drill_id=%s",
+                        meta["name"], meta["labels"].get(DRILL_LABEL))
+            left.append(str(meta["name"]))
+        return left
 
     def _create_namespace(self, kube: Kube) -> None:
         """The scratch namespace, and the restore role bound to ourselves inside it (a new
@@ -150,8 +180,9 @@ class SecretsDrill(StepDrill):
         kube.call(f"create namespace {self.scratch}", core.create_namespace,
                   {"apiVersion": "v1", "kind": "Namespace",
                    "metadata": {"name": self.scratch,
-                                "labels": {"app.kubernetes.io/managed-by": "controlplane",
-                                           "controlplane.360voice.io/drill": str(self.drill_id)}}})
+                                "labels": {MANAGED_BY: "controlplane",
+                                           DRILL_LABEL: str(self.drill_id),
+                                           COMPONENT_LABEL: self.name[:63]}}})
         self.created = True
         from kubernetes import client
 

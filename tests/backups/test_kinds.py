@@ -95,3 +95,14 @@ def test_component_without_its_kind_source_is_refused(fields: dict[str, str],
 
     with pytest.raises(ValidationError, match=re.escape(message)):
         BackupComponentConfig.model_validate({**fields, "recipients": ["age1x"]})
+
+
+def test_drill_namespace_prefix_that_cannot_start_a_namespace_name_is_refused() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=re.escape(
+            "'Drills_NS' cannot start a namespace name: you must use at most 54 lowercase "
+            "letters, digits and '-', starting and ending with a letter or digit")):
+        BackupComponentConfig.model_validate({
+            "kind": "kubernetes-secrets", "recipients": ["age1x"], "namespaces": ["a"],
+            "cluster": {"in_cluster": True}, "drill": {"namespace": "Drills_NS"}})

@@ -187,7 +187,35 @@ def test_drill_without_the_drill_role_fails_at_create_namespace_and_leaves_nothi
 
     assert result.status == Status.FAILING
     assert result.message == ("drill of cluster-secrets failed at create-namespace: 403 "
-                              "Forbidden: the control plane may not create namespaces "
+                              "Forbidden: the control plane may not list namespaces "
                               "cluster-wide; grant it in deploy/rbac/controlplane-rbac.yaml")
     assert [s.name for s in result.steps] == ["pick", "load", "create-namespace"]
     assert bed.drill_namespaces() == before
+
+
+def test_drill_deletes_the_namespace_a_killed_drill_left_but_not_a_running_drills(
+        drills: KubeCluster, tmp_path: Path) -> None:
+    from controlplane.backups.catalog import DrillRow
+    from controlplane.results import utcnow
+
+    bed = Bed(drills, tmp_path)
+    with bed.store.session() as s:
+        alive = DrillRow(component="cluster-secrets", status=catalog.RUNNING,
+                         started_at=utcnow(), scratch_db="controlplane-drill-a11ve000")
+        s.add(alive)
+        s.flush()
+        alive_id = alive.id
+    labels = {"app.kubernetes.io/managed-by": "controlplane",
+              "controlplane.360voice.io/drill-component": "cluster-secrets"}
+    killed, running = (f"controlplane-drill-{secrets.token_hex(4)}" for _ in range(2))
+    for name, drill_id in ((killed, "999999"), (running, str(alive_id))):
+        bed.admin.core.create_namespace({"metadata": {"name": name, "labels": {
+            **labels, "controlplane.360voice.io/drill": drill_id}}})
+
+    result = bed.drill()
+
+    assert result.status == Status.OK, result.message
+    assert result.steps[2].message == (f"{result.details['namespace']} (deleted what killed "
+                                       f"drills left: {killed})")
+    wait_for(lambda: bed.namespace_gone(killed), 60, f"namespace {killed} to go")
+    assert bed.admin.core.read_namespace(running).metadata.deletion_timestamp is None

@@ -186,3 +186,21 @@ def test_kill_9_mid_restore_then_rerun_converges(kube_cluster: KubeCluster,
     assert rerun.returncode == 0, rerun.stderr
     assert (verbs.count("unchanged"), verbs.count("done")) == (half, 300 - half)
     assert len(s.admin.core.list_namespaced_secret(s.target).items) == 300
+
+
+def test_apply_stopped_by_the_api_is_recorded_as_failed_with_the_error(
+        kube_cluster: KubeCluster, tmp_path: Path) -> None:
+    s = Setup(kube_cluster, tmp_path, secrets=1)
+    missing = f"nowhere-{os.getpid()}"
+
+    out = run_cli("restore", "secrets", s.backup_id, "--namespace-map",
+                  f"{s.source}:{missing}", "--create-namespace", "--identity", str(s.key),
+                  "--kubeconfig", s.kubeconfig, "--config", str(s.config))
+    (r,) = json.loads(run_cli("restore", "history", "--json", "--config",
+                              str(s.config)).stdout)["restores"]
+
+    assert out.returncode == 2
+    assert out.stderr.startswith("controlplane: 403 Forbidden")
+    assert (r["status"], r["actions"], r["counts"]) == ("failed", [], {})
+    assert r["options"]["create_namespace"] is True
+    assert r["message"] == out.stderr.removeprefix("controlplane: ").rstrip("\n")
