@@ -115,6 +115,9 @@ class DrillConfig(_Model):
     """kubernetes-secrets only: prefix of the scratch namespace each drill creates
     (``NAMESPACE-<8 hex>``), restores into and deletes. deploy/rbac's admission policy allows
     the default prefix only."""
+    restore_role: str = "controlplane-secrets-restore"
+    """kubernetes-secrets only: the ClusterRole the drill binds to itself in its scratch
+    namespace (deploy/rbac's name; the Helm chart's is ``<release fullname>-secrets-restore``)."""
 
     _cron = field_validator("schedule")(_valid_cron)
 

@@ -63,6 +63,8 @@ class SecretsBackupConfig(BaseModel):
     identity_file: str | None = None
     drill_namespace: str = "controlplane-drill"
     """Drills restore into a fresh ``<drill_namespace>-<8 hex>`` namespace and delete it."""
+    drill_restore_role: str = "controlplane-secrets-restore"
+    """The ClusterRole a drill binds to itself inside its scratch namespace."""
     timeout: float = 600.0
     lock_stale_after: float = 600.0
     """A run's lock whose holder sent no heartbeat for this long is taken over."""

@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 MANAGED_BY = "app.kubernetes.io/managed-by"
 DRILL_LABEL = "controlplane.360voice.io/drill"
 COMPONENT_LABEL = "controlplane.360voice.io/drill-component"
-RESTORE_ROLE = "controlplane-secrets-restore"
-"""The ClusterRole (deploy/rbac) the drill binds to itself inside its scratch namespace."""
 GRANT_WAIT_S = 30.0
 
 
@@ -58,6 +56,7 @@ def secrets_config(name: str, backups: BackupsConfig) -> SecretsBackupConfig:
         include_service_account_tokens=comp.include_service_account_tokens,
         include_helm_releases=comp.include_helm_releases, recipients=comp.recipients,
         identity_file=comp.identity_file, drill_namespace=comp.drill.namespace,
+        drill_restore_role=comp.drill.restore_role,
         timeout=min(comp.timeout, 600.0),  # per Kubernetes API request
         lock_stale_after=backups.lock_stale_after)
 
@@ -191,12 +190,13 @@ class SecretsDrill(StepDrill):
                         {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
         user = who["status"]["userInfo"]["username"]
         rbac = client.RbacAuthorizationV1Api(kube.api)
-        kube.call(f"bind {RESTORE_ROLE} in namespace {self.scratch}",
+        role = self.scfg.drill_restore_role
+        kube.call(f"bind {role} in namespace {self.scratch}",
                   rbac.create_namespaced_role_binding, self.scratch, {
                       "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                      "metadata": {"name": RESTORE_ROLE, "namespace": self.scratch},
+                      "metadata": {"name": role, "namespace": self.scratch},
                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
-                                  "kind": "ClusterRole", "name": RESTORE_ROLE},
+                                  "kind": "ClusterRole", "name": role},
                       "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
                                     "name": user}]})
         self._wait_granted(kube)
@@ -216,8 +216,8 @@ class SecretsDrill(StepDrill):
             if doc.get("status", {}).get("allowed"):
                 return
             if time.monotonic() > deadline:
-                raise StepFailed(f"the RoleBinding of {RESTORE_ROLE} in {self.scratch} did not "
-                                 f"take effect within {GRANT_WAIT_S:g}s")
+                raise StepFailed(f"the RoleBinding of {self.scfg.drill_restore_role} in "
+                                 f"{self.scratch} did not take effect within {GRANT_WAIT_S:g}s")
             time.sleep(0.1)
 
     def clean_up(self, status: Status, step: str) -> None:

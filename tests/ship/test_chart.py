@@ -146,9 +146,54 @@ def test_rebuild_enabled_binds_the_rebuild_rules_cluster_wide() -> None:
                                     "namespace": "observability"}]
 
 
+def rbac_file_doc(kind: str, name: str) -> dict[str, Any]:
+    docs = [d for d in yaml.safe_load_all(RBAC_FILE.read_text()) if d]
+    return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def renamed(doc: Any, old: str, new: str) -> Any:
+    """``doc`` with every occurrence of ``old`` in its strings replaced by ``new``."""
+    return yaml.safe_load(yaml.safe_dump(doc).replace(old, new))
+
+
+def test_drills_enabled_grant_scratch_namespaces_held_to_their_prefix() -> None:
+    kinds = by_kind(render("production.yaml"))
+    roles = {r["metadata"]["name"]: r for r in kinds["ClusterRole"]}
+    restore = roles["cp-controlplane-drill-restore"]
+    assert restore["rules"] == rbac_file_role("controlplane-secrets-restore")["rules"]
+    # The same rules as deploy/rbac (which tests/k8s/test_drill_rbac.py runs against the
+    # API server), binding only the chart's own restore role.
+    namespaces = roles["cp-controlplane-drill-namespaces"]
+    assert namespaces["rules"] == renamed(
+        rbac_file_role("controlplane-drill-namespaces")["rules"],
+        "controlplane-secrets-restore", "cp-controlplane-drill-restore")
+    (binding,) = [b for b in kinds["ClusterRoleBinding"]
+                  if b["metadata"]["name"] == "cp-controlplane-drill-namespaces"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cp-controlplane",
+                                    "namespace": "observability"}]
+    (policy,) = kinds["ValidatingAdmissionPolicy"]
+    assert policy["spec"] == renamed(
+        rbac_file_doc("ValidatingAdmissionPolicy", "controlplane-drill-namespaces")["spec"],
+        "controlplane-secrets-restore", "cp-controlplane-drill-restore")
+    (policy_binding,) = kinds["ValidatingAdmissionPolicyBinding"]
+    assert policy_binding["spec"] == {"policyName": "cp-controlplane-drill-namespaces",
+                                      "validationActions": ["Deny"]}
+
+
+def test_drill_namespace_prefix_is_carried_into_the_policy() -> None:
+    kinds = by_kind(render("production.yaml", "--set", "rbac.drills.namespacePrefix=cp-drill"))
+    (policy,) = kinds["ValidatingAdmissionPolicy"]
+    text = " ".join(v["expression"] + " " + v["messageExpression"]
+                    for v in policy["spec"]["validations"])
+    assert text.count("startsWith('cp-drill-')") == 2
+    assert text.count("(cp-drill-*)") == 2
+    assert "'controlplane-drill-" not in text and "(controlplane-drill-*)" not in text
+
+
 @pytest.mark.parametrize(("flag", "message"), [
     ("rbac.rebuild.enabled=yes", "at '/rbac/rebuild/enabled': got string, want boolean"),
     ("rbac.operateNamespaces={Prod_NS}", "at '/rbac/operateNamespaces/0'"),
+    ("rbac.drills.namespacePrefix=Drill_", "at '/rbac/drills/namespacePrefix'"),
 ])
 def test_bad_runbook_rbac_values_fail_with_a_message_naming_them(flag: str,
                                                                   message: str) -> None:
