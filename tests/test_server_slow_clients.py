@@ -57,6 +57,27 @@ def trickle(port: int, head: bytes, drip: bytes, every: float = 0.25,
         sock.close()
 
 
+def read_response(sock: socket.socket) -> bytes:
+    """One whole HTTP response (headers and Content-Length bytes of body), in as many
+    reads as the server's writes take."""
+    data = b""
+    while b"\r\n\r\n" not in data or len(data) < _expected_length(data):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"connection closed after {data!r}")
+        data += chunk
+    return data
+
+
+def _expected_length(data: bytes) -> int:
+    head, _, _ = data.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            return len(head) + 4 + int(value)
+    return len(head) + 4
+
+
 def served_meanwhile(url: str, stop: threading.Event, codes: list[int]) -> None:
     with requests.Session() as s:
         while not stop.is_set():
@@ -104,7 +125,7 @@ def test_a_slow_but_timely_request_is_served(server: WebServer) -> None:
             sock.sendall(part)
             time.sleep(0.3)
         sock.settimeout(5)
-        answer = sock.recv(65536)
+        answer = read_response(sock)
     assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"got 4 bytes")
 
 
@@ -116,6 +137,6 @@ def test_deadlines_start_again_for_each_request_on_a_kept_alive_connection(
         sock.settimeout(5)
         for _ in range(4):
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            answer = sock.recv(65536)
+            answer = read_response(sock)
             assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"got 0 bytes")
             time.sleep(1.0)

@@ -122,7 +122,7 @@ def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes
         log.warning("py-spy not found (pip install py-spy, or set PY_SPY); no profile taken")
         return None
     return subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(int(seconds)),
-                             "--rate", "200", "--threads", *os.environ.get("PY_SPY_ARGS", "").split(), "--format", "raw", "--output",
+                             "--rate", "200", "--threads", "--format", "raw", "--output",
                              str(out), "--nonblocking"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
