@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 RETENTION_EVERY_S = 3600.0
 
 class Component(Protocol):
+    """A feature's running part. It may also have ``drain(deadline)``: called when a
+    graceful stop begins, so its own work in flight shares the grace period (ending at
+    ``deadline``, a time.monotonic()) with the scheduler's runs."""
+
     name: str
 
     def start(self) -> None: ...
@@ -111,6 +116,11 @@ class Runtime:
         self._stopped = True
         if self.leadership is not None:
             self.leadership.stop_trying()  # a standby must not take over while we stop
+        deadline = time.monotonic() + grace
+        for c in self._started:
+            drain = getattr(c, "drain", None)
+            if drain is not None:
+                drain(deadline)
         finished = self.scheduler.shutdown(grace)
         for c in reversed(self._started):
             try:

@@ -12,6 +12,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from controlplane import __version__
+
 # One line per command family; each module has register(subparsers).
 COMMAND_MODULES = [
     "controlplane.commands.core",
@@ -36,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="360Voice observability and DR control plane")
     parser.add_argument("--log-level", default="WARNING",
                         help="DEBUG, INFO, WARNING (default) or ERROR")
+    parser.add_argument("--version", action="version", version=f"controlplane {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

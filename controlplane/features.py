@@ -54,6 +54,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("runbooks", tables=("controlplane.runbooks.model",),
             component="controlplane.runbooks.component"),
     Feature("release_manifest", tables=("controlplane.manifest.store",)),
+    Feature("secret_restores", tables=("controlplane.k8s.restore_log",)),
 )
 
 

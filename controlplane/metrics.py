@@ -6,6 +6,8 @@ parallel instances never collide.
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -19,6 +21,10 @@ from controlplane.results import Result, Status
 
 P = "controlplane_"
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+PHASES = {"dns_s": "dns", "connect_s": "connect", "tls_s": "tls", "handshake_s": "tls",
+          "first_byte_s": "first_byte", "transfer_s": "transfer"}
+"""Result metrics that time one phase of a request -> the ``phase`` label they export as
+(``http`` reports every phase, ``tls`` its connect and handshake)."""
 
 
 class Metrics:
@@ -38,6 +44,10 @@ class Metrics:
                                   ["check", "kind", "env", "status"], registry=r)
         self.check_duration = Histogram(P + "check_duration_seconds", "Run duration",
                                         ["check", "kind"], buckets=DURATION_BUCKETS, registry=r)
+        self.check_phase = Gauge(P + "check_phase_seconds",
+                                 "Seconds the latest run spent in each phase of its request "
+                                 "(dns, connect, tls, first_byte, transfer)",
+                                 ["check", "kind", "env", "phase"], registry=r)
         self.check_runs = Counter(P + "check_runs", "Runs by outcome", ["check", "status"],
                                   registry=r)
         self.scheduler_start_delay = Histogram(
@@ -98,6 +108,22 @@ class Metrics:
                 1 if s == r.status else 0)
         self.check_duration.labels(r.check, r.kind).observe(r.duration_s)
         self.check_runs.labels(r.check, r.status.value).inc()
+        self._observe_phases(r)
+
+    def _observe_phases(self, r: Result) -> None:
+        """The latest run's phases; a phase it did not reach (a refused connection has no
+        TLS) is removed rather than left at an older run's value."""
+        seen: dict[str, float] = {}
+        for key, phase in PHASES.items():
+            value = r.metrics.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                seen[phase] = float(value)
+        for phase in set(PHASES.values()):
+            if phase in seen:
+                self.check_phase.labels(r.check, r.kind, r.env, phase).set(seen[phase])
+            else:
+                with contextlib.suppress(KeyError):  # never set for this check
+                    self.check_phase.remove(r.check, r.kind, r.env, phase)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

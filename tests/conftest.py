@@ -23,6 +23,7 @@ pytest_plugins: list[str] = [
     "tests.services.s3",
     "tests.services.clickhouse",
     "tests.services.smtp",
+    "tests.services.imap",
     "tests.services.kafka_sasl",
     "tests.services.kube",
 ]

@@ -78,3 +78,20 @@ def test_features_never_import_the_wiring_or_the_surfaces_at_run_time() -> None:
              for p in modules(f"{a}/**/*.py")]
     assert offending(areas, ("controlplane.app", "controlplane.web", "controlplane.commands",
                              "controlplane.cli", "controlplane.server")) == {}
+
+
+# What other features offer the runbooks' audit trail and measurement: their public api
+# modules and the channel contract, never their tables or services.
+PUBLIC_INTERFACES = ("controlplane.incidents.api", "controlplane.backups.api",
+                     "controlplane.notifiers.base")
+
+
+@pytest.mark.parametrize("module", ["audit.py", "measure.py"])
+def test_runbook_audit_and_measure_use_other_features_public_interfaces_only(
+        module: str) -> None:
+    imports = runtime_imports(PACKAGE / "runbooks" / module)
+    features = [m for m in imports if m.startswith(FEATURES)]
+    assert sorted(m for m in features if not m.startswith(PUBLIC_INTERFACES)
+                  and m != "controlplane.notifiers.build_notifiers"
+                  and m not in ("controlplane.incidents", "controlplane.backups",
+                                "controlplane.notifiers")) == []

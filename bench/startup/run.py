@@ -7,8 +7,8 @@ bench` to the moment a loopback HTTP server receives the first probe's request, 
 repository's real checks/*.yaml loaded too (every kind's config model is validated, as a
 deploy pipeline's smoke run validates the whole config); also the time to exit. Each
 figure is the median (and worst) of ``--runs`` runs after two untimed warm-up runs, so the
-page cache is warm as on a CI runner's second step. ``--root`` measures another checkout
-(e.g. an export of an older commit, for a before/after figure).
+page cache is warm and the bytecode written, as for an installed package. ``--root``
+measures another checkout (e.g. an export of an older commit, for a before/after figure).
 """
 
 from __future__ import annotations
@@ -87,6 +87,9 @@ def timed(cmd: list[str], env: dict[str, str],
 
 def measure(root: Path, runs: int) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(root)}
+    # Installed code has bytecode (pip, the image's compileall); with this variable set (as
+    # on these machines) every run would compile the sources again. The warm-ups write it.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     server = FirstProbe()
     with tempfile.TemporaryDirectory() as tmp:
         config = write_config(Path(tmp), root, server.url)

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from controlplane.durations import Duration
 from controlplane.k8s.client import ClusterConnection
+from controlplane.kafka.client import KafkaSecurity
 from controlplane.severity import Severity
 
 _NAME = r"^[a-z0-9][a-z0-9-]*$"
@@ -116,7 +117,11 @@ class DrillConfig(_Model):
     _dsn = field_validator("server_dsn")(_valid_dsn)
 
 
-class BackupComponentConfig(_Model):
+class BackupComponentConfig(_Model, KafkaSecurity):
+    """One backup component. A kafka-metadata one also takes the kafka_* checks' TLS and
+    SASL fields (``tls``, ``ca_file``, ``sasl_mechanism``, ...: KafkaSecurity), used for
+    its cluster and for its recovery drill's cluster."""
+
     kind: Literal["postgres", "kafka-metadata", "kubernetes-secrets"] = "postgres"
     """A member of the backup-kind registry (controlplane/backups/base.py)."""
     env: str = "production"
@@ -156,6 +161,12 @@ class BackupComponentConfig(_Model):
         if self.kind == "kafka-metadata" and not self.bootstrap:
             raise ValueError("you must specify bootstrap (host:port of the Kafka cluster) for "
                              "a kafka-metadata backup component")
+        # Fields at their defaults are no settings: a dumped config (model_dump) has them all.
+        given = sorted(f for f, info in KafkaSecurity.model_fields.items()
+                       if getattr(self, f) != info.default)
+        if self.kind != "kafka-metadata" and given:
+            raise ValueError(f"{', '.join(given)}: Kafka TLS/SASL settings apply to "
+                             "kafka-metadata components only; remove them")
         if self.kind == "kubernetes-secrets" and (self.cluster is None or not self.namespaces):
             raise ValueError("you must specify cluster (how to reach the Kubernetes API) and "
                              "namespaces (whose Secrets are saved) for a kubernetes-secrets "

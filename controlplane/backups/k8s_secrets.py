@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from controlplane.backups import catalog
 from controlplane.backups.blob import BlobError, BlobStore
-from controlplane.backups.catalog import COMPLETE, FAILED, BackupRow
+from controlplane.backups.catalog import COMPLETE, FAILED, BackupLock, BackupRow, LockHeld
 from controlplane.backups.crypto import (
     CryptoError,
     decrypt_stream,
@@ -34,7 +34,7 @@ from controlplane.backups.crypto import (
     load_identities,
     parse_recipients,
 )
-from controlplane.backups.service import backup_check_id, backup_id_for
+from controlplane.backups.service import backup_check_id, backup_id_for, heartbeat
 from controlplane.k8s.client import ClusterConnection, Kube, KubeError
 from controlplane.results import Result, Status, Step, StepFailed, StepRecorder, iso, utcnow
 from controlplane.store import Store
@@ -62,7 +62,10 @@ class SecretsBackupConfig(BaseModel):
     recipients: list[str] = Field(min_length=1)
     identity_file: str | None = None
     drill_namespace: str = "controlplane-drill"
+    """Drills restore into a fresh ``<drill_namespace>-<8 hex>`` namespace and delete it."""
     timeout: float = 600.0
+    lock_stale_after: float = 600.0
+    """A run's lock whose holder sent no heartbeat for this long is taken over."""
 
     @field_validator("recipients")
     @classmethod
@@ -155,7 +158,21 @@ class SecretsBackup:
             s.add(BackupRow(id=backup_id, component=self.component, env=self.cfg.env,
                             status=catalog.RUNNING, started_at=started, blob_name=blob_name,
                             manifest_name=manifest_name, host=catalog.holder_id()))
+        # The same per-component lock as the postgres job: a scheduled and a manual run
+        # of one component never overlap (the second is refused, nothing is cataloged twice).
+        lock = BackupLock(self.store, self.component, backup_id, self.cfg.lock_stale_after)
         try:
+            with self.rec.step("lock"):
+                try:
+                    lock.acquire()
+                except LockHeld as exc:
+                    raise StepFailed(str(exc)) from None
+        except StepFailed as exc:
+            return self._failed(backup_id, started, t0, "lock", str(exc))
+        stop_beat = heartbeat(lock)
+        try:
+            if lock.took_over:
+                self._remove_interrupted(lock.took_over)
             manifest, manifest_sha = self._steps(backup_id, blob_name, manifest_name, started)
         except StepFailed as exc:
             step = self.rec.steps[-1].name if self.rec.steps else "start"
@@ -166,6 +183,9 @@ class SecretsBackup:
             self._delete(blob_name)
             return self._failed(backup_id, started, t0, "crash",
                                 f"{type(exc).__name__}: {exc}")
+        finally:
+            stop_beat.set()
+            lock.release()
         duration = round(time.monotonic() - t0, 3)
         with self.store.session() as s:
             row = s.get(BackupRow, backup_id)
@@ -223,6 +243,14 @@ class SecretsBackup:
                 raise StepFailed(f"manifest upload failed: {exc}") from None
             st.message = manifest_name
         return manifest, hashlib.sha256(data).hexdigest()
+
+    def _remove_interrupted(self, backup_id: str) -> None:
+        """A dead run may have uploaded its blob before its manifest: remove what it left."""
+        with self.store.session() as s:
+            row = s.get(BackupRow, backup_id)
+            names = [n for n in (row.blob_name, row.manifest_name) if n] if row else []
+        for name in names:
+            self._delete(name)
 
     def _progress(self, phase: str, n: int) -> None:
         if self.progress is not None:
@@ -299,105 +327,3 @@ def load(store: Store, blob: BlobStore, backup_id: str, identity_file: str,
         raise BackupRefused(f"backup {backup_id}'s Secrets do not match the value hashes in its "
                             "manifest; refusing to restore")
     return manifest, items
-
-
-# -- drill -------------------------------------------------------------------------------------
-
-
-def drill(cfg: SecretsBackupConfig, store: Store, blob: BlobStore, identity_file: str,
-          on_demand: bool = True, component: str = COMPONENT) -> Result:
-    """Restore the newest backup into ``drill_namespace``, compare every value's hash with
-    the manifest, delete what it restored; the duration is the measured RTO."""
-    from controlplane.backups.catalog import PASSED, DrillRow
-    from controlplane.dr.drill import drill_check_id
-    from controlplane.k8s import restore
-
-    started, t0 = utcnow(), time.monotonic()
-    rec = StepRecorder()
-    with store.session() as s:
-        newest = catalog.latest_complete(s, component)
-        backup_id = newest.id if newest else ""
-        row = DrillRow(component=component, backup_id=backup_id, status=catalog.RUNNING,
-                       started_at=started, scratch_db=cfg.drill_namespace, on_demand=on_demand)
-        s.add(row)
-        s.flush()
-        drill_id = row.id
-    restore_s: float | None = None
-    try:
-        with rec.step("load") as st:
-            if not identity_file:
-                raise StepFailed(f"backups.components.{component}.identity_file is not set; "
-                                 "drills need the age private key to decrypt")
-            if not backup_id:
-                raise StepFailed(f"no complete {component} backup to drill; run "
-                                 f"`controlplane backup run {component}` first")
-            try:
-                manifest, items = load(store, blob, backup_id, identity_file, component)
-            except BackupRefused as exc:
-                raise StepFailed(str(exc)) from None
-            st.message = f"{len(items)} secrets from {backup_id}"
-        mapping = {ns: cfg.drill_namespace for ns in manifest["namespaces"]}
-        with Kube(cfg.cluster, cfg.timeout) as kube:
-            with rec.step("restore") as st:
-                t = time.monotonic()
-                actions = _guard(lambda: restore.apply(kube, restore.plan(
-                    kube, items, mapping, overwrite=True, rename=True)))
-                bad = [a.line() for a in actions if a.verb not in ("done", "unchanged")]
-                if bad:
-                    raise StepFailed("; ".join(bad))
-                restore_s = round(time.monotonic() - t, 3)
-                st.message = f"{len(actions)} secrets into {cfg.drill_namespace}"
-            with rec.step("compare") as st:
-                expected = {f"{e['namespace']}/{e['name']}": e["keys"]
-                            for e in manifest["secrets"]}
-                wrong = _guard(lambda: _compare(kube, actions, expected))
-                if wrong:
-                    raise StepFailed(f"values differ from the manifest: {', '.join(wrong)}")
-                st.message = f"{sum(len(k) for k in expected.values())} values match"
-            with rec.step("cleanup") as st:
-                _guard(lambda: [kube.call(f"delete secret {a.target}",
-                                          kube.core().delete_namespaced_secret, a.name,
-                                          a.namespace) for a in actions])
-                st.message = f"{len(actions)} secrets deleted"
-        status, message = Status.OK, (f"drill of {backup_id} passed: {len(items)} secrets "
-                                      f"restored and compared in {time.monotonic() - t0:.1f}s")
-    except StepFailed as exc:
-        status = Status.FAILING
-        message = f"drill of {component} failed at {rec.steps[-1].name}: {exc}"
-    duration = round(time.monotonic() - t0, 3)
-    with store.session() as s:
-        drow = s.get(DrillRow, drill_id)
-        assert drow is not None
-        drow.status = PASSED if status == Status.OK else FAILED
-        drow.finished_at, drow.duration_s, drow.restore_s = utcnow(), duration, restore_s
-        drow.message = message
-        drow.failed_step = "" if status == Status.OK else rec.steps[-1].name
-        drow.steps = [st.model_dump(mode="json") for st in rec.steps]
-        if status == Status.OK:
-            brow = s.get(BackupRow, backup_id)
-            if brow is not None:
-                brow.verified_at = utcnow()
-    return Result(check=drill_check_id(component), kind="drill", env=cfg.env, status=status,
-                  started_at=started, duration_s=duration, message=message,
-                  metrics={"duration_s": duration, "restore_s": restore_s},
-                  details={"backup_id": backup_id, "namespace": cfg.drill_namespace,
-                           "drill_id": drill_id},
-                  steps=[Step.model_validate(st.model_dump()) for st in rec.steps])
-
-
-def _guard(fn: Any) -> Any:
-    try:
-        return fn()
-    except KubeError as exc:
-        raise StepFailed(str(exc)) from None
-
-
-def _compare(kube: Kube, actions: list[Any], expected: dict[str, dict[str, str]]) -> list[str]:
-    wrong = []
-    for a in actions:
-        got = kube.json(f"get secret {a.target}", kube.core().read_namespaced_secret, a.name,
-                        a.namespace)
-        hashes = {k: value_hash(v) for k, v in sorted((got.get("data") or {}).items())}
-        if hashes != expected.get(a.source):
-            wrong.append(a.source)
-    return wrong

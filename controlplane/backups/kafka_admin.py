@@ -17,6 +17,9 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
+from controlplane.kafka.client import ErrorTrap, KafkaSecurity, security_config
+from controlplane.probes.base import ProbeError
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -32,9 +35,25 @@ def _child(conn: Connection, fn: Any, args: tuple[Any, ...]) -> None:
     try:
         conn.send(("ok", fn(*args)))
     except KafkaMetadataError as exc:
-        conn.send(("error", str(exc)))
+        conn.send(("error", _why(str(exc))))
     except Exception as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        conn.send(("error", _why(f"{type(exc).__name__}: {exc}")))
+
+
+class _Clients:
+    """This (child) process's admin clients and their last own error: a failed login or
+    TLS handshake answers a request only with "transport failure"; the client's error
+    (delivered by poll()) says why."""
+
+    trap = ErrorTrap()
+    admins: list[Any] = []
+
+
+def _why(message: str) -> str:
+    for admin in _Clients.admins:
+        admin.poll(0)
+    client = _Clients.trap.take()
+    return f"{message} (client: {client})" if client else message
 
 
 def isolated(fn: Any, *args: Any, timeout: float) -> Any:
@@ -72,10 +91,31 @@ def _ka() -> Any:
     return importlib.import_module("confluent_kafka.admin")
 
 
-def _admin(bootstrap: str, timeout: float) -> Any:
+Cluster = str | dict[str, Any]
+"""How to reach a cluster: a plaintext ``host:port[,...]`` bootstrap, or librdkafka settings
+from :func:`connection` (bootstrap plus TLS and SASL). Plain data: it crosses the pipe."""
+
+
+def connection(bootstrap: str, security: KafkaSecurity | None) -> Cluster:
+    """The settings of a cluster reached with the kafka_* checks' TLS/SASL fields
+    (``security``; None: plaintext). Built in the caller's process: the SASL password is
+    read from its environment, and never logged or put in an error."""
+    if security is None:
+        return bootstrap
+    try:
+        return {"bootstrap.servers": bootstrap, **security_config(security)}
+    except ProbeError as exc:
+        raise KafkaMetadataError(str(exc)) from None
+
+
+def _admin(cluster: Cluster, timeout: float) -> Any:
     ms = max(1000, int(timeout * 1000))
-    return _ka().AdminClient({"bootstrap.servers": bootstrap, "log_level": 0,
-                        "socket.timeout.ms": ms, "socket.connection.setup.timeout.ms": ms})
+    conf = {"bootstrap.servers": cluster} if isinstance(cluster, str) else dict(cluster)
+    admin = _ka().AdminClient({**conf, "log_level": 0, "socket.timeout.ms": ms,
+                               "socket.connection.setup.timeout.ms": ms,
+                               "error_cb": _Clients.trap})
+    _Clients.admins.append(admin)
+    return admin
 
 
 def is_secret(name: str, sensitive: bool) -> bool:
@@ -152,9 +192,9 @@ def _acls(admin: Any, timeout: float) -> list[dict[str, str]] | None:
              "permission": b.permission_type.name} for b in bindings]
 
 
-def collect(bootstrap: str, timeout: float) -> dict[str, Any]:
+def collect(cluster: Cluster, timeout: float) -> dict[str, Any]:
     """The cluster's metadata as plain data (what a backup serialises)."""
-    admin = _admin(bootstrap, timeout)
+    admin = _admin(cluster, timeout)
     md = admin.list_topics(timeout=timeout)
     topics: dict[str, Any] = {}
     for name, t in sorted(_user_topics(md).items()):
@@ -170,15 +210,15 @@ def collect(bootstrap: str, timeout: float) -> dict[str, Any]:
             "groups": _group_offsets(admin, timeout), "acls": _acls(admin, timeout)}
 
 
-def user_topics(bootstrap: str, timeout: float) -> list[str]:
-    return sorted(_user_topics(_admin(bootstrap, timeout).list_topics(timeout=timeout).topics))
+def user_topics(cluster: Cluster, timeout: float) -> list[str]:
+    return sorted(_user_topics(_admin(cluster, timeout).list_topics(timeout=timeout).topics))
 
 
-def apply(bootstrap: str, doc: dict[str, Any], timeout: float) -> dict[str, int]:
+def apply(cluster: Cluster, doc: dict[str, Any], timeout: float) -> dict[str, int]:
     """Create the backup's topics, commit its offsets and create its ACLs on an EMPTY
     cluster; refuses (writing nothing) when any of the backup's topics already exist."""
     ka = _ka()
-    admin = _admin(bootstrap, timeout)
+    admin = _admin(cluster, timeout)
     md = admin.list_topics(timeout=timeout)
     clash = sorted(set(doc["topics"]) & set(_user_topics(md)))
     if clash:
@@ -251,9 +291,9 @@ def _create_acls(admin: Any, acls: list[dict[str, str]] | None, timeout: float) 
     return len(bindings)
 
 
-def delete_restored(bootstrap: str, doc: dict[str, Any], timeout: float) -> None:
+def delete_restored(cluster: Cluster, doc: dict[str, Any], timeout: float) -> None:
     """Remove what :func:`apply` created (a drill leaves its scratch cluster empty)."""
-    admin = _admin(bootstrap, timeout)
+    admin = _admin(cluster, timeout)
     for group in doc["groups"]:
         try:
             admin.delete_consumer_groups([group], request_timeout=timeout)[group].result(timeout)
@@ -264,11 +304,11 @@ def delete_restored(bootstrap: str, doc: dict[str, Any], timeout: float) -> None
             fut.result(timeout)
 
 
-def health(bootstrap: str, timeout: float) -> dict[str, Any]:
+def health(cluster: Cluster, timeout: float) -> dict[str, Any]:
     """Under-replicated partitions and each group's total lag (None: offsets unreadable)."""
     from confluent_kafka import TopicPartition
     ka = _ka()
-    admin = _admin(bootstrap, timeout)
+    admin = _admin(cluster, timeout)
     md = admin.list_topics(timeout=timeout)
     urp = sum(1 for t in _user_topics(md).values() for p in t.partitions.values()
               if len(p.isrs) < len(p.replicas) or p.leader < 0)

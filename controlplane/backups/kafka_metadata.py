@@ -28,9 +28,10 @@ from controlplane.backups.crypto import (
     encrypt_stream,
     parse_recipients,
 )
-from controlplane.backups.kafka_admin import KafkaMetadataError, isolated
+from controlplane.backups.kafka_admin import KafkaMetadataError, connection, isolated
 from controlplane.backups.restore import VerificationFailed, check_manifest
 from controlplane.backups.service import MANIFEST_VERSION, BackupJob, _iso
+from controlplane.kafka.client import KafkaSecurity
 from controlplane.results import StepFailed, utcnow
 
 KIND = "kafka-metadata"
@@ -61,7 +62,8 @@ class KafkaMetadataJob(BackupJob):
         bootstrap = str(self.cfg.bootstrap)
         with self.rec.step("collect") as st:
             try:
-                doc = isolated(kafka_admin.collect, bootstrap, DEFAULT_TIMEOUT_S,
+                cluster = connection(bootstrap, self.cfg)  # its TLS and SASL settings
+                doc = isolated(kafka_admin.collect, cluster, DEFAULT_TIMEOUT_S,
                                timeout=min(self.cfg.timeout, 3 * DEFAULT_TIMEOUT_S))
             except KafkaMetadataError as exc:
                 raise StepFailed(str(exc)) from None
@@ -184,14 +186,18 @@ class RestoreReport:
 
 
 def restore(loaded: LoadedBackup, bootstrap: str, timeout: float = DEFAULT_TIMEOUT_S,
-            progress: Progress | None = None) -> RestoreReport:
-    """Apply a loaded (verified) backup to an empty cluster, then compare what is there."""
+            progress: Progress | None = None,
+            security: KafkaSecurity | None = None) -> RestoreReport:
+    """Apply a loaded (verified) backup to an empty cluster, then compare what is there.
+    ``security``: the TLS/SASL settings to reach it with (the component's); None:
+    plaintext."""
     t0 = time.monotonic()
-    created = isolated(kafka_admin.apply, bootstrap, loaded.doc, timeout,
+    cluster = connection(bootstrap, security)
+    created = isolated(kafka_admin.apply, cluster, loaded.doc, timeout,
                        timeout=timeout * 3)
     if progress is not None:
         progress("restore", int(created["topics"]))
-    got = isolated(kafka_admin.collect, bootstrap, timeout, timeout=timeout * 2)
+    got = isolated(kafka_admin.collect, cluster, timeout, timeout=timeout * 2)
     if progress is not None:
         progress("check", len(got["topics"]))
     return RestoreReport(created, compare(loaded.doc, got), round(time.monotonic() - t0, 3))

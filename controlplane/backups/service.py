@@ -113,7 +113,7 @@ class BackupJob:
             except (postgres.PgError, CryptoError) as exc:
                 raise StepFailed(str(exc)) from None
             st.message = f"{len(snap.tables)} tables in {snap.database}"
-        stop_beat = _heartbeat(lock)
+        stop_beat = heartbeat(lock)
         try:
             with self.rec.step("dump+upload") as st:
                 sizes = self._stream(dsn, snap, recipients)
@@ -280,7 +280,7 @@ def backup_check_id(component: str) -> str:
     return f"backup-{component}"
 
 
-def _heartbeat(lock: BackupLock, every: float = 10.0) -> threading.Event:
+def heartbeat(lock: BackupLock, every: float = 10.0) -> threading.Event:
     stop = threading.Event()
 
     def beat() -> None:

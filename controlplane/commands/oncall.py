@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from controlplane.cli import EXIT_ERROR, EXIT_OK, err
+from controlplane.commands.adminapi import admin_args, api_url, call, parse_time, remove
 from controlplane.commands.core import load_or_report
-from controlplane.commands.silence import _api, _config_arg, _NotFound, _time, _url
 
 if TYPE_CHECKING:  # the service and its store load when a command runs: --help stays quick
     from controlplane.oncall.service import OncallService
@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ov = osub.add_parser("override", help="add, list or remove overrides")
     vsub = ov.add_subparsers(dest="override_command", metavar="ACTION", required=True)
     add = vsub.add_parser("add", help="put someone on call for a while")
-    _config_arg(add)
+    admin_args(add)
     add.add_argument("--schedule", required=True, help="schedule id")
     add.add_argument("--person", required=True, help="who is on call instead")
     add.add_argument("--covers", help="whom they cover (only their shifts are taken over)")
@@ -56,14 +56,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.set_defaults(handler=cmd_override_add)
 
     ls = vsub.add_parser("list", help="overrides that have not ended")
-    _config_arg(ls)
+    admin_args(ls)
     ls.add_argument("--schedule", help="one schedule")
     ls.add_argument("--all", action="store_true", help="include ended and removed ones")
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(handler=cmd_override_list)
 
     rm = vsub.add_parser("remove", help="remove an override")
-    _config_arg(rm)
+    admin_args(rm)
     rm.add_argument("id", type=int, help="override id (see `controlplane oncall override list`)")
     rm.set_defaults(handler=cmd_override_remove)
 
@@ -95,7 +95,7 @@ def _local(ts: str, tz: str) -> str:
 
 def cmd_now(args: argparse.Namespace) -> int:
     try:
-        at = _time(args.at, "--at")
+        at = parse_time(args.at, "--at")
     except ValueError as exc:
         err(str(exc))
         return EXIT_ERROR
@@ -129,7 +129,7 @@ def cmd_now(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     try:
-        start = _time(args.start, "--from")
+        start = parse_time(args.start, "--from")
     except ValueError as exc:
         err(str(exc))
         return EXIT_ERROR
@@ -162,8 +162,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_override_add(args: argparse.Namespace) -> int:
     try:
-        start = _time(args.start, "--from") or datetime.now(UTC)
-        end = _time(args.until, "--until")
+        start = parse_time(args.start, "--from") or datetime.now(UTC)
+        end = parse_time(args.until, "--until")
         if (end is None) == (args.duration is None):
             raise ValueError("give the end as --until TIME or --duration D (one of them)")
         if end is None:
@@ -177,9 +177,9 @@ def cmd_override_add(args: argparse.Namespace) -> int:
                             "covers": args.covers, "from": start.isoformat(),
                             "to": end.isoformat(), "reason": args.reason,
                             "author": args.author or getpass.getuser()}
-    if _url(args):
+    if api_url(args):
         try:
-            data = _api(args, "POST", "/api/v1/oncall/overrides", spec)
+            data = call(args, "POST", "/api/v1/oncall/overrides", spec)
         except ValueError as exc:
             err(str(exc))
             return EXIT_ERROR
@@ -205,10 +205,10 @@ def cmd_override_add(args: argparse.Namespace) -> int:
 
 
 def cmd_override_list(args: argparse.Namespace) -> int:
-    if _url(args):
+    if api_url(args):
         query = "?all=1" if args.all else ""
         try:
-            data = [d for d in _api(args, "GET", "/api/v1/oncall/overrides" + query)["overrides"]
+            data = [d for d in call(args, "GET", "/api/v1/oncall/overrides" + query)["overrides"]
                     if args.schedule in (None, d["schedule"])]
         except ValueError as exc:
             err(str(exc))
@@ -237,25 +237,16 @@ def cmd_override_list(args: argparse.Namespace) -> int:
 
 
 def cmd_override_remove(args: argparse.Namespace) -> int:
-    if _url(args):
-        try:
-            _api(args, "DELETE", f"/api/v1/oncall/overrides/{args.id}")
-            found = True
-        except _NotFound:
-            found = False
-        except ValueError as exc:
-            err(str(exc))
-            return EXIT_ERROR
-    else:
-        svc = _service(args)
-        if svc is None:
-            return EXIT_ERROR
-        try:
-            found = svc.remove_override(args.id) is not None
-        finally:
-            svc.store.close()
-    if not found:
-        err(f"no override {args.id}; `controlplane oncall override list` shows the ids")
-        return EXIT_ERROR
-    print(f"override {args.id} removed")
-    return EXIT_OK
+    return remove(args, f"/api/v1/oncall/overrides/{args.id}", lambda: _remove_on_store(args),
+                  what=f"override {args.id}", done="removed",
+                  listing="controlplane oncall override list")
+
+
+def _remove_on_store(args: argparse.Namespace) -> bool | None:
+    svc = _service(args)
+    if svc is None:
+        return None
+    try:
+        return svc.remove_override(args.id) is not None
+    finally:
+        svc.store.close()

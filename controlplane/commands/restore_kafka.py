@@ -1,5 +1,7 @@
 """`restore kafka BACKUP_ID --bootstrap B [--dry-run]`: a kafka-metadata backup into an
-empty cluster. The backup is checked and decrypted whole before anything is written."""
+empty cluster, reached with the component's TLS/SASL settings (``tls``, ``ca_file``,
+``sasl_*``, as the kafka_* checks take them). The backup is checked and decrypted whole
+before anything is written."""
 
 from __future__ import annotations
 
@@ -44,7 +46,9 @@ def cmd_restore_kafka(args: argparse.Namespace) -> int:
             print(f"dry run: nothing was written to {args.bootstrap}")
             return EXIT_OK
         try:
-            report = restore(loaded, args.bootstrap)
+            # The target is reached with the component's TLS/SASL settings.
+            report = restore(loaded, args.bootstrap,
+                             security=ops.backups.components[backup.component])
         except KafkaMetadataError as exc:
             err(str(exc))
             return EXIT_FAILING

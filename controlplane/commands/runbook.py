@@ -9,11 +9,15 @@ nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
+import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from controlplane.cli import EXIT_ERROR, EXIT_FAILING, EXIT_OK, err
@@ -215,7 +219,8 @@ def _run(runtime: Any, rb: RunbookConfig, args: argparse.Namespace) -> int:
         if lead.active and engine.claim(run_id):
             watcher = _Watcher(runtime.store, run_id, args.follow)
             watcher.start()
-            engine.execute(run_id)
+            with _graceful_stop(engine, runtime.config.scheduler.grace_period):
+                engine.execute(run_id)
             watcher.stop()
         elif args.follow:
             print("another instance runs it; following", flush=True)
@@ -226,6 +231,28 @@ def _run(runtime: Any, rb: RunbookConfig, args: argparse.Namespace) -> int:
     finally:
         lead.release()
     return _summary(runtime.store, run_id)
+
+
+@contextlib.contextmanager
+def _graceful_stop(engine: Any, grace: float) -> Iterator[None]:
+    """SIGTERM (or Ctrl-C) while this process executes the run: the step in flight may
+    finish within the scheduler's grace period, as under `controlplane run`; then the run
+    waits, queued or interrupted, for the next start (docs/runbooks.md)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may take signals (tests call main() in threads)
+        return
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        print(f"signal {signum}: letting the step in flight finish (up to {grace:g}s)",
+              file=sys.stderr, flush=True)
+        engine.drain(time.monotonic() + grace)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 def _summary(store: Any, run_id: int) -> int:

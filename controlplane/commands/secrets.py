@@ -2,7 +2,8 @@
 
 Lines are ``create NS/NAME``, ``update NS/NAME (keys: a, b)``, ``unchanged NS/NAME``,
 ``skip NS/NAME (exists; use --overwrite)``; key names only, never a value. Without
-``--dry-run`` the same plan is applied and each line says what happened. Exit 0 when
+``--dry-run`` the same plan is applied, each line says what happened, and the run is
+recorded in the store (``restore history``). Exit 0 when
 everything planned was done (or nothing needed doing), 1 on conflicts or missing
 namespaces, 2 when the backup is refused or the API cannot be used.
 """
@@ -50,6 +51,14 @@ def register(sub: Sub) -> None:
     p.add_argument("--config", metavar="FILE",
                    help="main config file (default: $CONTROLPLANE_CONFIG or ./controlplane.yaml)")
     p.set_defaults(handler=cmd_restore_secrets)
+    h: argparse.ArgumentParser = rsub.add_parser(
+        "history", help="applied Secrets restores, newest first, with what each did per Secret")
+    h.add_argument("--backup", metavar="BACKUP_ID", help="only restores of this backup")
+    h.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    h.add_argument("--json", action="store_true", help="print JSON")
+    h.add_argument("--config", metavar="FILE",
+                   help="main config file (default: $CONTROLPLANE_CONFIG or ./controlplane.yaml)")
+    h.set_defaults(handler=cmd_restore_history)
 
 
 def _mapping(pairs: list[str]) -> dict[str, str]:
@@ -73,11 +82,41 @@ def _connection(args: argparse.Namespace) -> Any:
     return ClusterConnection(kubeconfig=path, context=args.context)
 
 
+def find_component(store: Any, cfg: Any, backup_id: str) -> str:
+    """The kubernetes-secrets component that cataloged ``backup_id`` (any name: the
+    configured components of that kind, or a catalog row whose manifest says so)."""
+    from controlplane.backups.catalog import BackupRow, backups
+    from controlplane.backups.k8s_secrets import BackupRefused
+    from controlplane.dr.k8s_drill import secrets_components
+
+    configured = secrets_components(cfg.backups)
+    with store.session() as s:
+        row = s.get(BackupRow, backup_id)
+        kind = str((row.manifest or {}).get("kind", "")) if row is not None else ""
+        component = row.component if row is not None else ""
+        if row is None:
+            cataloged = {r.component for r in backups(s, limit=5000)
+                         if (r.manifest or {}).get("kind") == "kubernetes-secrets"}
+    if row is not None and (component in configured or kind == "kubernetes-secrets"):
+        return component
+    if row is not None:
+        comp_kind = kind or (cfg.backups.components[component].kind
+                             if component in cfg.backups.components else "unknown")
+        raise BackupRefused(f"backup {backup_id} belongs to component {component} (kind "
+                            f"{comp_kind}), not to a kubernetes-secrets component")
+    names = sorted(set(configured) | cataloged)
+    listed = ", ".join(names) if names else "none configured or cataloged"
+    raise BackupRefused(f"no kubernetes-secrets backup {backup_id!r} in the catalog; "
+                        f"kubernetes-secrets components: {listed} (see `controlplane backup "
+                        "list NAME`)")
+
+
 def cmd_restore_secrets(args: argparse.Namespace) -> int:
     from controlplane.backups.blob import open_blob_store
     from controlplane.backups.k8s_secrets import BackupRefused, load
-    from controlplane.k8s import restore
+    from controlplane.k8s import restore, restore_log
     from controlplane.k8s.client import Kube, KubeError
+    from controlplane.results import utcnow
     from controlplane.store import Store
 
     try:
@@ -92,27 +131,70 @@ def cmd_restore_secrets(args: argparse.Namespace) -> int:
     if cfg is None:
         return EXIT_ERROR
     store = Store(cfg.store.dsn)
+    started = utcnow()
+    options = {"namespace_map": mapping, "only": list(args.only), "overwrite": args.overwrite,
+               "create_namespace": args.create_namespace}
+    done_so_far: list[Any] = []
+    component, server = "", ""
     try:
-        _, items = load(store, open_blob_store(cfg.blob), args.backup_id, args.identity)
+        component = find_component(store, cfg, args.backup_id)
+        _, items = load(store, open_blob_store(cfg.blob), args.backup_id, args.identity,
+                        component)
         items = restore.select(items, args.only)
         with Kube(_connection(args), 30) as kube:
+            server = kube.server
             actions = restore.plan(kube, items, mapping, args.overwrite, args.create_namespace)
             if not args.dry_run:
-                actions = restore.apply(kube, actions)
+                actions = restore.apply(kube, actions, done_so_far)
     except (BackupRefused, KubeError) as exc:
+        if isinstance(exc, KubeError) and not args.dry_run and done_so_far:
+            restore_log.record(store, args.backup_id, component, started, server, options,
+                               [a.to_json() for a in done_so_far], str(exc))
+        store.close()
         err(str(exc))
         return EXIT_ERROR
-    finally:
-        store.close()
+    restore_id = None
     if not args.dry_run:
-        done = sum(1 for a in actions if a.verb == "done")
-        log.info("secrets restore applied backup_id=%s done=%d total=%d", args.backup_id, done,
-                 len(actions))
+        restore_id = restore_log.record(store, args.backup_id, component, started, server,
+                                        options, [a.to_json() for a in actions])
+    store.close()
     if args.json:
-        print(json.dumps({"backup_id": args.backup_id, "dry_run": args.dry_run,
+        print(json.dumps({"backup_id": args.backup_id, "component": component,
+                          "dry_run": args.dry_run, "restore_id": restore_id,
                           "actions": [a.to_json() for a in actions]}, indent=2))
     else:
         for a in actions:
             print(a.line())
+        if restore_id is not None:
+            print(f"recorded as restore #{restore_id} (`controlplane restore history`)")
     bad = any(a.verb in ("conflict", "missing-namespace") for a in actions)
     return EXIT_FAILING if bad else EXIT_OK
+
+
+def cmd_restore_history(args: argparse.Namespace) -> int:
+    from controlplane.k8s import restore_log
+    from controlplane.store import Store
+
+    cfg = load_or_report(args.config)
+    if cfg is None:
+        return EXIT_ERROR
+    store = Store(cfg.store.dsn)
+    try:
+        rows = restore_log.history(store, args.backup, args.limit)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"restores": rows}, indent=2))
+        return EXIT_OK
+    if not rows:
+        print("no Secrets restore applied yet")
+    for r in rows:
+        print(restore_log.summary_line(r))
+        for a in r["actions"]:
+            print(f"  {a['line'] if a['action'] != 'done' else _done_line(a)}")
+    return EXIT_OK
+
+
+def _done_line(a: dict[str, Any]) -> str:
+    keys = f" (keys: {', '.join(a['keys'])})" if a.get("keys") else ""
+    return f"done {a['target']}{keys} from {a['source']}"

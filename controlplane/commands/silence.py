@@ -12,13 +12,11 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from controlplane.cli import EXIT_ERROR, EXIT_OK, err
+from controlplane.commands.adminapi import admin_args, api_url, call, parse_time, remove
 from controlplane.commands.core import load_or_report
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) loads when a command needs it
@@ -30,7 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ssub = p.add_subparsers(dest="silence_command", metavar="ACTION", required=True)
 
     add = ssub.add_parser("add", help="silence matching incidents for a while")
-    _config_arg(add)
+    admin_args(add)
     add.add_argument("--check", help="check id to match")
     add.add_argument("--env", help="environment to match")
     add.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
@@ -47,71 +45,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.set_defaults(handler=cmd_add)
 
     ls = ssub.add_parser("list", help="list active silences")
-    _config_arg(ls)
+    admin_args(ls)
     ls.add_argument("--all", action="store_true", help="include scheduled, ended and expired")
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(handler=cmd_list)
 
     ex = ssub.add_parser("expire", help="end a silence now")
-    _config_arg(ex)
+    admin_args(ex)
     ex.add_argument("id", type=int, help="silence id (see `controlplane silence list`)")
     ex.set_defaults(handler=cmd_expire)
-
-
-def _config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE",
-                   help="main config file (default: $CONTROLPLANE_CONFIG or ./controlplane.yaml)")
-    p.add_argument("--url", metavar="URL",
-                   help="a running control plane, e.g. http://127.0.0.1:8080 (default: "
-                        "$CONTROLPLANE_URL; without it the configured store is used)")
-    p.add_argument("--token", metavar="TOKEN",
-                   help="admin token for --url (default: $CONTROLPLANE_ADMIN_TOKEN)")
-
-
-def _url(args: argparse.Namespace) -> str | None:
-    url: str | None = args.url or os.environ.get("CONTROLPLANE_URL")
-    return url.rstrip("/") if url else None
-
-
-class _NotFound(ValueError):
-    pass
-
-
-def _api(args: argparse.Namespace, method: str, path: str,
-         body: dict[str, Any] | None = None) -> Any:
-    """One call to the running control plane; ValueError says what went wrong and what to do."""
-    base = _url(args)
-    token = args.token or os.environ.get("CONTROLPLANE_ADMIN_TOKEN")
-    headers = {"Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = None
-    if body is not None:
-        data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
-    req = urllib.request.Request(f"{base}{path}", data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        raise _http_error(exc, base) from None
-    except OSError as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ValueError(f"cannot reach {base}: {reason}; check --url or $CONTROLPLANE_URL") \
-            from None
-
-
-def _http_error(exc: urllib.error.HTTPError, base: str | None) -> ValueError:
-    if exc.code == 401:
-        return ValueError(f"{base} refused the admin token (HTTP 401); pass --token or set "
-                          "$CONTROLPLANE_ADMIN_TOKEN")
-    try:
-        body = json.loads(exc.read())
-    except ValueError:
-        body = {}
-    problems = body.get("problems") if isinstance(body, dict) else None
-    message = "; ".join(str(p).removeprefix("body: ") for p in problems) if problems else (
-        body.get("error") if isinstance(body, dict) else None) or f"HTTP {exc.code}"
-    return (_NotFound if exc.code == 404 else ValueError)(message)
 
 
 def _store(args: argparse.Namespace) -> Store | None:
@@ -123,17 +65,6 @@ def _store(args: argparse.Namespace) -> Store | None:
     return Store(cfg.store.dsn)
 
 
-def _time(text: str | None, flag: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        ts = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{flag}: {text!r} is not an ISO time; write 2026-11-26T23:00:00Z") \
-            from None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-
-
 def cmd_add(args: argparse.Namespace) -> int:
     from controlplane.durations import parse_duration
     from controlplane.incidents import silences
@@ -141,18 +72,18 @@ def cmd_add(args: argparse.Namespace) -> int:
     try:
         labels = dict(_label(x) for x in args.label)
         duration = parse_duration(args.duration) if args.duration else None
-        starts, until = _time(args.starts, "--starts"), _time(args.until, "--until")
+        starts, until = parse_time(args.starts, "--starts"), parse_time(args.until, "--until")
     except ValueError as exc:
         err(str(exc))
         return EXIT_ERROR
     author = args.author or getpass.getuser()
-    if _url(args):
+    if api_url(args):
         spec = {"matchers": {"check": args.check, "env": args.env, "labels": labels},
                 "comment": args.comment, "author": author, "cron": args.cron,
                 "duration": duration, "starts_at": starts.isoformat() if starts else None,
                 "ends_at": until.isoformat() if until else None}
         try:
-            data = _api(args, "POST", "/api/v1/silences", spec)
+            data = call(args, "POST", "/api/v1/silences", spec)
         except ValueError as exc:
             err(str(exc))
             return EXIT_ERROR
@@ -202,9 +133,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     from controlplane.incidents import silences
     from controlplane.incidents.model import SilenceRow
 
-    if _url(args):
+    if api_url(args):
         try:
-            data = _api(args, "GET", "/api/v1/silences" + ("?all=1" if args.all else ""))[
+            data = call(args, "GET", "/api/v1/silences" + ("?all=1" if args.all else ""))[
                 "silences"]
         except ValueError as exc:
             err(str(exc))
@@ -244,28 +175,19 @@ def _print_list(data: list[dict[str, Any]], args: argparse.Namespace) -> int:
 
 
 def cmd_expire(args: argparse.Namespace) -> int:
+    return remove(args, f"/api/v1/silences/{args.id}", lambda: _expire_on_store(args),
+                  what=f"silence {args.id}", done="expired",
+                  listing="controlplane silence list --all")
+
+
+def _expire_on_store(args: argparse.Namespace) -> bool | None:
     from controlplane.incidents import silences
 
-    if _url(args):
-        try:
-            _api(args, "DELETE", f"/api/v1/silences/{args.id}")
-            found = True
-        except _NotFound:
-            found = False
-        except ValueError as exc:
-            err(str(exc))
-            return EXIT_ERROR
-    else:
-        store = _store(args)
-        if store is None:
-            return EXIT_ERROR
-        try:
-            with store.session() as s:
-                found = silences.expire(s, args.id, datetime.now(UTC)) is not None
-        finally:
-            store.close()
-    if not found:
-        err(f"no silence {args.id}; `controlplane silence list --all` shows the ids")
-        return EXIT_ERROR
-    print(f"silence {args.id} expired")
-    return EXIT_OK
+    store = _store(args)
+    if store is None:
+        return None
+    try:
+        with store.session() as s:
+            return silences.expire(s, args.id, datetime.now(UTC)) is not None
+    finally:
+        store.close()

@@ -3,6 +3,10 @@
 Steps: pick -> verify (download, sha256, full age decryption; nothing written) ->
 create scratch database -> restore (stream into pg_restore) -> check (row counts equal the
 manifest, SQL assertions) -> drop. The scratch database is dropped whatever happens.
+
+:class:`StepDrill` is the step runner the drills of every backup kind share (row, failure,
+crash, clean-up, verified mark, Result); :class:`Drill` is the postgres drill on top of it,
+controlplane/dr/kafka_drill.py and controlplane/dr/k8s_drill.py the others.
 """
 
 from __future__ import annotations
@@ -96,7 +100,16 @@ class Watchdog:
             log.warning("drill watchdog could not stop %s", what, exc_info=True)
 
 
-class Drill:
+class StepDrill:
+    """The step runner every backup kind's drill shares.
+
+    A subclass writes :meth:`steps` (each one a ``with self.rec.step(NAME)`` block that
+    raises StepFailed to stop the drill) and, when it leaves something behind, :meth:`clean_up`
+    (run whatever happened, before the drill row is finished). This class records the drill
+    row, turns StepFailed and crashes into a failed drill naming the step, marks the backup
+    verified when the drill passes and builds the Result; its duration is the measured RTO.
+    """
+
     def __init__(self, name: str, backups: BackupsConfig, store: Store, blob: BlobStore,
                  progress: ProgressFn | None = None, on_demand: bool = False) -> None:
         if name not in backups.components:
@@ -109,55 +122,125 @@ class Drill:
         self.progress = progress
         self.started = utcnow()
         self.rec = StepRecorder()
-        stamp = f"{self.started:%Y%m%d%H%M%S}"
-        self.scratch = f"cp_drill_{name.replace('-', '_')}_{stamp}"
         self.backup_id = ""
         self.restore_s: float | None = None
-        self.watchdog = Watchdog(self.cfg.drill.timeout)
+        self.passed_detail = "restored and verified"
+        """What a passing drill did, after the backup id in its message."""
+        self.details: dict[str, Any] = {}
+        """Extra fields of the Result's details (the scratch place, counts)."""
         with store.session() as s:
             row = DrillRow(component=name, status=catalog.RUNNING, started_at=self.started,
-                           scratch_db=self.scratch, on_demand=on_demand)
+                           scratch_db=self.scratch_name(row_id=None), on_demand=on_demand)
             s.add(row)
             s.flush()
             self.drill_id = row.id
             # The id keeps two drills in one second apart.
-            self.scratch = row.scratch_db = f"{self.scratch}_{row.id}"
+            self.scratch = row.scratch_db = self.scratch_name(row_id=row.id)
+
+    def scratch_name(self, row_id: int | None) -> str:
+        """Where the drill restores to (recorded on its row): a scratch database here."""
+        stamp = f"cp_drill_{self.name.replace('-', '_')}_{self.started:%Y%m%d%H%M%S}"
+        return stamp if row_id is None else f"{stamp}_{row_id}"
+
+    def steps(self) -> None:
+        raise NotImplementedError
+
+    def clean_up(self, status: Status, step: str) -> None:
+        """After the steps, whatever happened (drop the scratch copy); record it as a step."""
+
+    def failure(self, error: str) -> str:
+        """The failed drill's error from its StepFailed (a subclass may name a deeper cause)."""
+        return error
+
+    def after_steps(self) -> None:
+        """Right after the steps, before clean_up (stop timers)."""
 
     def run(self) -> DrillOutcome:
         t0 = time.monotonic()
-        created = False
-        admin = cleanup.admin_dsn(self.cfg)
-        cleanup.fail_stale_drills(self.store, self.name, self.cfg.drill.timeout)
-        self.watchdog.start()
+        status, step, error = Status.OK, "", ""
         try:
-            manifest, identities = self._pick_and_verify()
-            cleanup.try_drop_leftover_scratch(self.store, self.name, admin)
-            with self.rec.step("create-scratch") as st:
-                self._deadline()
-                try:
-                    postgres.create_database(admin, self.scratch, self.cfg.drill.tablespace)
-                except postgres.PgError as exc:
-                    raise StepFailed(str(exc)) from None
-                created = True
-                st.message = self.scratch
-            target = postgres.with_dbname(admin, self.scratch)
-            self._restore(manifest, identities, target)
-            self._check(manifest, target)
+            self.steps()
         except StepFailed as exc:
-            last = self.rec.steps[-1]
-            # A step stopped by the watchdog reports the timeout, not the kill's side effect.
-            last.message = self._timeout_message() or last.message
-            return self._finish(Status.FAILING, last.name, self._timeout_message() or str(exc),
-                                t0, created, admin)
+            status = Status.FAILING
+            step = self.rec.steps[-1].name if self.rec.steps else "start"
+            error = self.failure(str(exc))
         except Exception as exc:
             capture(exc, drill_check_id(self.name), component=self.name, job="drill")
             log.exception("drill crashed check=%s component=%s", drill_check_id(self.name),
                           self.name)
-            return self._finish(Status.FAILING, "crash", f"{type(exc).__name__}: {exc}", t0,
-                                created, admin)
+            status, step, error = Status.FAILING, "crash", f"{type(exc).__name__}: {exc}"
         finally:
-            self.watchdog.cancel()
-        return self._finish(Status.OK, "", "", t0, created, admin)
+            self.after_steps()
+        self.clean_up(status, step)
+        return self._finish(status, step, error, t0)
+
+    def _finish(self, status: Status, step: str, error: str, t0: float) -> DrillOutcome:
+        duration = round(time.monotonic() - t0, 3)
+        finished = utcnow()
+        steps = [Step.model_validate(s.model_dump()) for s in self.rec.steps]
+        with self.store.session() as s:
+            row = s.get(DrillRow, self.drill_id)
+            assert row is not None
+            row.status = catalog.PASSED if status == Status.OK else catalog.FAILED
+            row.finished_at, row.duration_s, row.restore_s = finished, duration, self.restore_s
+            row.failed_step, row.message = step, error
+            row.steps = [st.model_dump(mode="json") for st in steps]
+            if status == Status.OK:
+                backup = s.get(BackupRow, self.backup_id)
+                if backup is not None:
+                    backup.verified_at = finished
+        if status == Status.OK:
+            message = (f"drill of {self.name} passed: {self.backup_id} {self.passed_detail} "
+                       f"in {duration:.1f}s")
+        else:
+            message = f"drill of {self.name} failed at {step}: {error}"
+        log.info("drill finished component=%s status=%s step=%s duration_s=%.1f", self.name,
+                 status.value, step, duration)
+        metrics: dict[str, float | None] = {"duration_s": duration, "restore_s": self.restore_s}
+        result = Result(check=drill_check_id(self.name), kind="drill", env=self.cfg.env,
+                        status=status, started_at=self.started, duration_s=duration,
+                        message=message, metrics=metrics, steps=steps,
+                        details={"drill_id": self.drill_id, "backup_id": self.backup_id,
+                                 "failed_step": step, **self.details})
+        return DrillOutcome(self.drill_id, result)
+
+
+class Drill(StepDrill):
+    """The postgres drill: a scratch database, pg_restore, row counts and assertions."""
+
+    def __init__(self, name: str, backups: BackupsConfig, store: Store, blob: BlobStore,
+                 progress: ProgressFn | None = None, on_demand: bool = False) -> None:
+        super().__init__(name, backups, store, blob, progress, on_demand)
+        self.watchdog = Watchdog(self.cfg.drill.timeout)
+        self.created = False
+        self.admin = ""
+
+    def steps(self) -> None:
+        self.admin = admin = cleanup.admin_dsn(self.cfg)
+        cleanup.fail_stale_drills(self.store, self.name, self.cfg.drill.timeout)
+        self.watchdog.start()
+        manifest, identities = self._pick_and_verify()
+        cleanup.try_drop_leftover_scratch(self.store, self.name, admin)
+        with self.rec.step("create-scratch") as st:
+            self._deadline()
+            try:
+                postgres.create_database(admin, self.scratch, self.cfg.drill.tablespace)
+            except postgres.PgError as exc:
+                raise StepFailed(str(exc)) from None
+            self.created = True
+            st.message = self.scratch
+        target = postgres.with_dbname(admin, self.scratch)
+        self._restore(manifest, identities, target)
+        self._check(manifest, target)
+
+    def failure(self, error: str) -> str:
+        # A step stopped by the watchdog reports the timeout, not the kill's side effect.
+        last = self.rec.steps[-1]
+        last.message = self._timeout_message() or last.message
+        return self._timeout_message() or error
+
+    def after_steps(self) -> None:
+        self.watchdog.cancel()
 
     def _deadline(self) -> None:
         """Between steps: a drill past its timeout goes no further."""
@@ -235,45 +318,17 @@ class Drill:
             st.message = (f"{len(want)} tables match the manifest, "
                           f"{len(self.cfg.drill.assertions)} assertions hold")
 
-    def _finish(self, status: Status, step: str, error: str, t0: float, created: bool,
-                admin: str) -> DrillOutcome:
-        if created:
-            with self.rec.step("drop-scratch") as st:
-                try:
-                    postgres.drop_database(admin, self.scratch)
-                    st.message = self.scratch
-                except Exception as exc:
-                    st.status = Status.DEGRADED
-                    st.message = f"could not drop {self.scratch}: {exc}; drop it by hand"
-                    log.warning("scratch drop failed db=%s", self.scratch)
-        duration = round(time.monotonic() - t0, 3)
-        finished = utcnow()
-        steps = [Step.model_validate(s.model_dump()) for s in self.rec.steps]
-        with self.store.session() as s:
-            row = s.get(DrillRow, self.drill_id)
-            assert row is not None
-            row.status = catalog.PASSED if status == Status.OK else catalog.FAILED
-            row.finished_at, row.duration_s, row.restore_s = finished, duration, self.restore_s
-            row.failed_step, row.message = step, error
-            row.steps = [st.model_dump(mode="json") for st in steps]
-            if status == Status.OK:
-                backup = s.get(BackupRow, self.backup_id)
-                if backup is not None:
-                    backup.verified_at = finished
-        if status == Status.OK:
-            message = (f"drill of {self.name} passed: {self.backup_id} restored and verified "
-                       f"in {duration:.1f}s")
-        else:
-            message = f"drill of {self.name} failed at {step}: {error}"
-        log.info("drill finished component=%s status=%s step=%s duration_s=%.1f", self.name,
-                 status.value, step, duration)
-        metrics: dict[str, float | None] = {"duration_s": duration, "restore_s": self.restore_s}
-        result = Result(check=drill_check_id(self.name), kind="drill", env=self.cfg.env,
-                        status=status, started_at=self.started, duration_s=duration,
-                        message=message, metrics=metrics, steps=steps,
-                        details={"drill_id": self.drill_id, "backup_id": self.backup_id,
-                                 "failed_step": step})
-        return DrillOutcome(self.drill_id, result)
+    def clean_up(self, status: Status, step: str) -> None:
+        if not self.created:
+            return
+        with self.rec.step("drop-scratch") as st:
+            try:
+                postgres.drop_database(self.admin, self.scratch)
+                st.message = self.scratch
+            except Exception as exc:
+                st.status = Status.DEGRADED
+                st.message = f"could not drop {self.scratch}: {exc}; drop it by hand"
+                log.warning("scratch drop failed db=%s", self.scratch)
 
 
 def _assertion(conn: Any, a: SqlAssertion) -> str:

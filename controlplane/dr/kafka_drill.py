@@ -18,14 +18,13 @@ from controlplane.backups.blob import BlobStore
 from controlplane.backups.catalog import DrillRow
 from controlplane.backups.config import BackupsConfig
 from controlplane.backups.crypto import CryptoError, load_identities
-from controlplane.backups.kafka_admin import KafkaMetadataError, isolated
+from controlplane.backups.kafka_admin import KafkaMetadataError, connection, isolated
 from controlplane.backups.kafka_metadata import KafkaMetadataJob, LoadedBackup, load, restore
 from controlplane.backups.kafka_metadata import summary as metadata_summary
 from controlplane.backups.restore import VerificationFailed
 from controlplane.backups.streams import ProgressFn
-from controlplane.dr.drill import Drill, DrillOutcome, drill_check_id
+from controlplane.dr.drill import StepDrill
 from controlplane.results import Status, StepFailed
-from controlplane.sentry import capture
 from controlplane.store import Store
 
 log = logging.getLogger(__name__)
@@ -34,40 +33,32 @@ BrokerAction = Callable[[], None]
 """Stops or starts one broker (how depends on where Kafka runs: a test, a pod, a VM)."""
 
 
-class KafkaRecoveryDrill(Drill):
+class KafkaRecoveryDrill(StepDrill):
     """pick -> verify (decrypt in memory) -> restore into drill.bootstrap -> check -> clean."""
 
-    def run(self) -> DrillOutcome:
-        t0 = time.monotonic()
+    loaded: LoadedBackup | None = None
+
+    def steps(self) -> None:
         target = self.cfg.drill.bootstrap
-        loaded: LoadedBackup | None = None
-        try:
-            if not target:
-                with self.rec.step("pick"):
-                    raise StepFailed(f"backups.components.{self.name}.drill.bootstrap is not "
-                                     "set; name an EMPTY Kafka cluster to restore into")
-            loaded = self._load()
-            with self.rec.step("restore") as st:
-                try:
-                    report = restore(loaded, target, progress=self.progress)
-                except KafkaMetadataError as exc:
-                    raise StepFailed(str(exc)) from None
-                self.restore_s = report.seconds
-                st.message = (f"{report.created['topics']} topics, {report.created['groups']} "
-                              f"groups restored into {target}")
-            with self.rec.step("check") as st:
-                if report.differences:
-                    raise StepFailed("restored metadata does not match the backup: "
-                                     + "; ".join(report.differences[:5]))
-                st.message = "topics, configs and committed offsets match the backup"
-        except StepFailed as exc:
-            return self._end(Status.FAILING, self.rec.steps[-1].name, str(exc), t0, loaded)
-        except Exception as exc:
-            capture(exc, drill_check_id(self.name), component=self.name, job="drill")
-            log.exception("kafka drill crashed component=%s", self.name)
-            return self._end(Status.FAILING, "crash", f"{type(exc).__name__}: {exc}", t0,
-                             loaded)
-        return self._end(Status.OK, "", "", t0, loaded)
+        if not target:
+            with self.rec.step("pick"):
+                raise StepFailed(f"backups.components.{self.name}.drill.bootstrap is not "
+                                 "set; name an EMPTY Kafka cluster to restore into")
+        loaded = self.loaded = self._load()
+        with self.rec.step("restore") as st:
+            try:
+                report = restore(loaded, target, progress=self.progress,
+                                 security=self.cfg)
+            except KafkaMetadataError as exc:
+                raise StepFailed(str(exc)) from None
+            self.restore_s = report.seconds
+            st.message = (f"{report.created['topics']} topics, {report.created['groups']} "
+                          f"groups restored into {target}")
+        with self.rec.step("check") as st:
+            if report.differences:
+                raise StepFailed("restored metadata does not match the backup: "
+                                 + "; ".join(report.differences[:5]))
+            st.message = "topics, configs and committed offsets match the backup"
 
     def _load(self) -> LoadedBackup:
         with self.rec.step("pick") as st:
@@ -95,22 +86,22 @@ class KafkaRecoveryDrill(Drill):
             st.message = f"sha256 ok, {metadata_summary(manifest)} decrypted"
         return loaded
 
-    def _end(self, status: Status, step: str, error: str, t0: float,
-             loaded: LoadedBackup | None) -> DrillOutcome:
-        if loaded is not None and self.cfg.drill.bootstrap and step not in ("pick", "verify"):
-            # Leave the scratch cluster empty for the next drill.
-            with self.rec.step("clean") as st:
-                try:
-                    isolated(kafka_admin.delete_restored, self.cfg.drill.bootstrap, loaded.doc,
-                             30.0, timeout=90)
-                    st.message = "restored topics and groups deleted"
-                except KafkaMetadataError as exc:
-                    st.status = Status.DEGRADED
-                    st.message = f"could not clean the scratch cluster: {exc}"
-        return self._finish(status, step, error, t0, False, "")
+    def clean_up(self, status: Status, step: str) -> None:
+        if self.loaded is None or not self.cfg.drill.bootstrap or step in ("pick", "verify"):
+            return
+        # Leave the scratch cluster empty for the next drill.
+        with self.rec.step("clean") as st:
+            try:
+                isolated(kafka_admin.delete_restored,
+                         connection(self.cfg.drill.bootstrap, self.cfg), self.loaded.doc,
+                         30.0, timeout=90)
+                st.message = "restored topics and groups deleted"
+            except KafkaMetadataError as exc:
+                st.status = Status.DEGRADED
+                st.message = f"could not clean the scratch cluster: {exc}"
 
 
-class BrokerDrill(Drill):
+class BrokerDrill(StepDrill):
     """Stop one broker, start it again, and time until the cluster is healthy: no
     under-replicated partitions and every group's lag back to its level before the stop
     (its offsets readable again). That time is the ``kafka`` component's measured RTO."""
@@ -123,35 +114,30 @@ class BrokerDrill(Drill):
         self.down_s = down_s
         self.bootstrap = str(self.cfg.bootstrap)
 
-    def run(self) -> DrillOutcome:
-        t0 = time.monotonic()
-        try:
-            with self.rec.step("baseline") as st:
-                before = self._health()
-                if before["under_replicated"]:
-                    raise StepFailed(f"{before['under_replicated']} partitions are already "
-                                     "under-replicated; the drill starts only on a healthy "
-                                     "cluster")
-                st.message = f"{len(before['lag'])} groups, lag {before['lag']}"
-            t_stop = time.monotonic()
-            with self.rec.step("stop-broker") as st:
-                self.stop()
-                time.sleep(self.down_s)
-                st.message = f"broker down for {self.down_s:g}s"
-            with self.rec.step("start-broker"):
-                self.start()
-            with self.rec.step("wait-healthy") as st:
-                after = self._wait_healthy(before["lag"])
-                st.message = f"under-replicated 0, lag {after['lag']}"
-            self.restore_s = round(time.monotonic() - t_stop, 3)
-        except StepFailed as exc:
-            return self._finish(Status.FAILING, self.rec.steps[-1].name, str(exc), t0, False,
-                                "")
-        return self._finish(Status.OK, "", "", t0, False, "")
+    def steps(self) -> None:
+        with self.rec.step("baseline") as st:
+            before = self._health()
+            if before["under_replicated"]:
+                raise StepFailed(f"{before['under_replicated']} partitions are already "
+                                 "under-replicated; the drill starts only on a healthy "
+                                 "cluster")
+            st.message = f"{len(before['lag'])} groups, lag {before['lag']}"
+        t_stop = time.monotonic()
+        with self.rec.step("stop-broker") as st:
+            self.stop()
+            time.sleep(self.down_s)
+            st.message = f"broker down for {self.down_s:g}s"
+        with self.rec.step("start-broker"):
+            self.start()
+        with self.rec.step("wait-healthy") as st:
+            after = self._wait_healthy(before["lag"])
+            st.message = f"under-replicated 0, lag {after['lag']}"
+        self.restore_s = round(time.monotonic() - t_stop, 3)
 
     def _health(self) -> dict[str, Any]:
         try:
-            return dict(isolated(kafka_admin.health, self.bootstrap, 10.0, timeout=30))
+            return dict(isolated(kafka_admin.health, connection(self.bootstrap, self.cfg),
+                                 10.0, timeout=30))
         except KafkaMetadataError as exc:
             raise StepFailed(str(exc)) from None
 
@@ -160,7 +146,8 @@ class BrokerDrill(Drill):
         last = "no answer yet"
         while time.monotonic() < deadline:
             try:
-                h = dict(isolated(kafka_admin.health, self.bootstrap, 10.0, timeout=30))
+                h = dict(isolated(kafka_admin.health, connection(self.bootstrap, self.cfg),
+                                  10.0, timeout=30))
             except KafkaMetadataError as exc:
                 last = str(exc)
             else:

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field
 
-from controlplane.backups import catalog
 from controlplane.durations import Duration
 from controlplane.probes.base import (
     CheckConfig,
@@ -73,6 +72,8 @@ class BackupProbe(Probe[BackupCheckConfig]):
     config_model: ClassVar[type[CheckConfig]] = BackupCheckConfig
 
     def check(self) -> Outcome:
+        from controlplane.backups import catalog  # SQLAlchemy: not needed to validate a config
+
         with _store(self).session() as s:
             rows = catalog.backups(s, self.config.component, limit=1)
             row = rows[0].to_dict() if rows else None
@@ -109,6 +110,8 @@ class DrillProbe(Probe[DrillCheckConfig]):
     config_model: ClassVar[type[CheckConfig]] = DrillCheckConfig
 
     def check(self) -> Outcome:
+        from controlplane.backups import catalog
+
         with _store(self).session() as s:
             rows = catalog.drills(s, self.config.component, limit=1)
             row = rows[0].to_dict() if rows else None

@@ -33,6 +33,12 @@ def escalation(cfg: ControlPlaneConfig) -> Escalation | None:
     return Escalator(cfg.oncall)
 
 
+def button_runbooks(cfg: ControlPlaneConfig) -> list[str]:
+    """Runbooks whose incidents offer a "Run runbook" button: not the ``auto: true`` ones,
+    which start by themselves when the incident opens."""
+    return [rb.id for rb in cfg.runbooks if not rb.auto]
+
+
 class IncidentsComponent:
     name = "incidents"
 
@@ -46,7 +52,8 @@ class IncidentsComponent:
         self.service = IncidentService(store, cfg.incidents, channels, metrics, clock,
                                        dashboard_url=cfg.web.public_url,
                                        wake=lambda: self.worker.wake() if self.worker else None,
-                                       escalation=escalation(cfg))
+                                       escalation=escalation(cfg),
+                                       button_runbooks=button_runbooks(cfg))
         self.worker = OutboxWorker(store, channels, cfg.incidents.outbox, metrics, clock,
                                    on_idle=self.service.tick,
                                    idle_every=cfg.incidents.tick_interval)

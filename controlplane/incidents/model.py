@@ -88,13 +88,18 @@ class IncidentEventRow(Base):
 
 
 class OutboxRow(Base):
-    """A notification to deliver; written in the same transaction as the change it reports."""
+    """A notification to deliver; written in the same transaction as the change it reports.
+
+    Its subject is an incident (``incident_id``) or something else worth a trail
+    (``subject``: ``KIND/ID`` such as ``runbook-run/7``), exactly one of them."""
 
     __tablename__ = "notification_outbox"
     __table_args__ = (Index("ix_outbox_state_channel", "state", "channel"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), index=True,
+                                                    nullable=True)
+    subject: Mapped[str | None] = mapped_column(String(120), index=True, nullable=True)
     channel: Mapped[str] = mapped_column(String(20))
     action: Mapped[str] = mapped_column(String(20))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -106,6 +111,16 @@ class OutboxRow(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_error: Mapped[str] = mapped_column(Text, default="")
     response: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class SubjectRow(Base):
+    """The channels' references (Slack thread, Jira issue) of an outbox subject that is not
+    an incident; an incident keeps them in ``incidents.refs``."""
+
+    __tablename__ = "notification_subjects"
+
+    subject: Mapped[str] = mapped_column(String(120), primary_key=True)
+    refs: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class OutboxPauseRow(Base):

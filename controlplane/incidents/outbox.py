@@ -2,7 +2,10 @@
 
 Per dedup key (check/env) and channel only the oldest pending entry is eligible, so
 updates go out in the order they were written, also across the incidents of a flapping
-check. Transient errors back off exponentially (or for Slack's ``Retry-After``, which
+check. An entry about another subject (``subject``: a runbook run's audit trail, see
+incidents/api.py) queues per subject, and its references live in
+``notification_subjects``. Transient errors back off exponentially (or for Slack's
+``Retry-After``, which
 also pauses the whole channel; the pause is stored in ``notification_pauses`` so a
 restart during it does not send early); permanent errors mark the entry
 ``failed`` with the reason on the incident timeline and count in
@@ -36,6 +39,7 @@ from controlplane.incidents.model import (
     IncidentRow,
     OutboxPauseRow,
     OutboxRow,
+    SubjectRow,
 )
 from controlplane.logs import redact
 from controlplane.metrics import Metrics
@@ -143,16 +147,19 @@ class OutboxWorker:
             return []
         now = self.clock()
         with self.store.session() as s:
-            rows = s.execute(select(OutboxRow.id, IncidentRow.dedup_key, OutboxRow.next_attempt_at)
-                             .join(IncidentRow, IncidentRow.id == OutboxRow.incident_id)
+            rows = s.execute(select(OutboxRow.id, IncidentRow.dedup_key, OutboxRow.subject,
+                                    OutboxRow.next_attempt_at)
+                             .outerjoin(IncidentRow, IncidentRow.id == OutboxRow.incident_id)
                              .where(OutboxRow.channel == channel, OutboxRow.state == PENDING)
                              .order_by(OutboxRow.id)).all()
         # One queue per dedup key, not per incident: after fail, recover, fail again during
         # an outage, the second incident's open must not overtake the first one's resolve
         # (Jira would see the ticket reused, then closed while the check is failing).
+        # Another subject (a runbook run) is its own queue.
         heads: dict[str, tuple[int, datetime]] = {}
-        for entry_id, key, due in rows:
-            heads.setdefault(key, (entry_id, due))
+        for entry_id, key, subject, due in rows:
+            heads.setdefault(f"incident:{key}" if key is not None else f"subject:{subject}",
+                             (entry_id, due))
         return sorted(e for e, due in heads.values() if due <= now)
 
     def _deliver(self, entry_id: int, notifier: Notifier[Any]) -> None:
@@ -160,12 +167,11 @@ class OutboxWorker:
             row = s.get(OutboxRow, entry_id)
             if row is None or row.state != PENDING:
                 return
-            inc = s.get(IncidentRow, row.incident_id)
-            assert inc is not None
             _crash_point("before_send", row.channel, row.action)
             n = Notification(row.id, row.incident_id, row.action, dict(row.payload),
                              row.idempotency_key, row.attempts, row.created_at,
-                             dict((inc.refs or {}).get(row.channel) or {}))
+                             dict(_refs(s, row).get(row.channel) or {}),
+                             subject=row.subject or f"incident/{row.incident_id}")
             # Record the attempt before sending: after a crash, attempts > 0 tells the
             # notifier to look for an earlier delivery before sending again.
             row.attempts += 1
@@ -187,16 +193,15 @@ class OutboxWorker:
         now = self.clock()
         with self.store.session() as s:
             row = s.get(OutboxRow, entry_id)
-            inc = s.get(IncidentRow, row.incident_id) if row else None
-            assert row is not None and inc is not None
+            assert row is not None
             row.state, row.sent_at, row.response, row.last_error = SENT, now, refs, ""
             if refs:  # opaque to us: the channel's own, handed back on its next delivery
-                mine = {**((inc.refs or {}).get(row.channel) or {}),
-                        **{k: v for k, v in refs.items() if v}}
-                inc.refs = {**(inc.refs or {}), row.channel: mine}  # a new dict: JSON column
+                held = _refs(s, row)
+                mine = {**(held.get(row.channel) or {}), **{k: v for k, v in refs.items() if v}}
+                _keep_refs(s, row, {**held, row.channel: mine})
             what = f"{row.channel} {row.action} delivered" + (
                 f" after {row.attempts} attempts" if row.attempts > 1 else "")
-            s.add(IncidentEventRow(incident_id=inc.id, at=now, kind="notified", message=what))
+            _event(s, row, now, "notified", what)
         log.info("notification sent entry=%s refs=%s", entry_id, refs)
 
     def _failed(self, entry_id: int, exc: TransportError) -> None:
@@ -209,15 +214,13 @@ class OutboxWorker:
                                         row.attempts >= self.cfg.max_attempts)
             if give_up:
                 row.state = FAILED
-                s.add(IncidentEventRow(incident_id=row.incident_id, at=now,
-                                       kind="notify_failed",
-                                       message=f"{row.channel} {row.action} failed for good: "
-                                               f"{exc.message}"))
+                _event(s, row, now, "notify_failed",
+                       f"{row.channel} {row.action} failed for good: {exc.message}")
                 if self.metrics is not None:
                     self.metrics.notifications_failed.labels(row.channel).inc()
                 log.error("notification failed permanently entry=%s channel=%s check=%s "
-                          "error=%s", entry_id, row.channel, row.payload.get("check"),
-                          exc.message)
+                          "subject=%s error=%s", entry_id, row.channel,
+                          row.payload.get("check"), row.subject or "", exc.message)
                 return
             delay = min(self.cfg.backoff_initial * 2 ** (row.attempts - 1), self.cfg.backoff_max)
             if exc.retry_after is not None:
@@ -225,9 +228,8 @@ class OutboxWorker:
                 _pause(s, row.channel, now + timedelta(seconds=delay), exc.message)
             row.next_attempt_at = now + timedelta(seconds=delay)
             if row.attempts == 1:
-                s.add(IncidentEventRow(incident_id=row.incident_id, at=now, kind="notify_retry",
-                                       message=f"{row.channel} {row.action} delayed: "
-                                               f"{exc.message}; retrying"))
+                _event(s, row, now, "notify_retry",
+                       f"{row.channel} {row.action} delayed: {exc.message}; retrying")
             log.warning("notification retry entry=%s channel=%s attempt=%d delay_s=%g error=%s",
                         entry_id, row.channel, row.attempts, delay, exc.message)
 
@@ -245,6 +247,37 @@ class OutboxWorker:
     def close(self) -> None:
         for n in self.notifiers.values():
             n.close()
+
+
+def _refs(s: Session, row: OutboxRow) -> dict[str, Any]:
+    """The references of the entry's subject: its incident's, or the subject row's."""
+    if row.incident_id is not None:
+        inc = s.get(IncidentRow, row.incident_id)
+        return dict(inc.refs or {}) if inc is not None else {}
+    held = s.get(SubjectRow, row.subject)
+    return dict(held.refs or {}) if held is not None else {}
+
+
+def _keep_refs(s: Session, row: OutboxRow, refs: dict[str, Any]) -> None:
+    # Always a new dict: a JSON column only sees reassignment.
+    if row.incident_id is not None:
+        inc = s.get(IncidentRow, row.incident_id)
+        assert inc is not None
+        inc.refs = refs
+        return
+    held = s.get(SubjectRow, row.subject)
+    if held is None:
+        s.add(SubjectRow(subject=row.subject, refs=refs))
+    else:
+        held.refs = refs
+
+
+def _event(s: Session, row: OutboxRow, now: datetime, kind: str, message: str) -> None:
+    """A line on the incident's timeline; other subjects show their entries themselves
+    (``incidents.api.deliveries``)."""
+    if row.incident_id is not None:
+        s.add(IncidentEventRow(incident_id=row.incident_id, at=now, kind=kind,
+                               message=message))
 
 
 def _pause(s: Session, channel: str, until: datetime, reason: str) -> None:

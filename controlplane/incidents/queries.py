@@ -69,7 +69,8 @@ def notifications(s: Session, incident_id: int | None = None,
         q = q.where(OutboxRow.incident_id == incident_id)
     if state is not None:
         q = q.where(OutboxRow.state == state)
-    return [{"id": r.id, "incident": r.incident_id, "channel": r.channel, "action": r.action,
+    return [{"id": r.id, "incident": r.incident_id, "subject": r.subject,
+             "channel": r.channel, "action": r.action,
              "state": r.state, "attempts": r.attempts, "created_at": iso(r.created_at),
              "next_attempt_at": iso(r.next_attempt_at), "sent_at": _t(r.sent_at),
              "last_error": r.last_error} for r in s.scalars(q.order_by(OutboxRow.id))]

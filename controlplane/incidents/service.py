@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -73,7 +73,8 @@ class IncidentService:
                  channels: dict[str, Notifier[Any]], metrics: Metrics | None = None,
                  clock: Clock = system_clock, dashboard_url: str = "",
                  wake: Callable[[], None] | None = None,
-                 escalation: Escalation | None = None) -> None:
+                 escalation: Escalation | None = None,
+                 button_runbooks: Collection[str] | None = None) -> None:
         self.store = store
         self.cfg = incidents
         self.channels = channels
@@ -84,6 +85,9 @@ class IncidentService:
         self._wake = wake or (lambda: None)
         self._lock = threading.RLock()
         self.escalation = escalation
+        # Runbooks a human starts from the incident ("Run runbook" button); None: every
+        # runbook id. An ``auto: true`` runbook starts itself, so it gets no button.
+        self.button_runbooks = None if button_runbooks is None else frozenset(button_runbooks)
 
     # -- pipeline hooks ---------------------------------------------------------------------
 
@@ -302,11 +306,18 @@ class IncidentService:
             "name": inc.name, "severity": inc.severity, "status": inc.status,
             "state": inc.state, "message": inc.message, "since": iso(inc.since),
             "labels": inc.labels or {}, "runbook": self.runbook_link(inc.runbook),
-            "runbook_id": inc.runbook if inc.runbook and "://" not in inc.runbook else None,
+            "runbook_id": self._button_runbook(inc.runbook),
             "dashboard": self.link(inc.id), "dedup_key": inc.dedup_key, "text": text,
             "acknowledged_by": inc.acknowledged_by,
             "duration_s": round((end - inc.since).total_seconds(), 3),
         }
+
+    def _button_runbook(self, runbook: str | None) -> str | None:
+        if not runbook or "://" in runbook:
+            return None
+        if self.button_runbooks is not None and runbook not in self.button_runbooks:
+            return None
+        return runbook
 
     def link(self, incident_id: int) -> str | None:
         return f"{self.dashboard_url}/incidents/{incident_id}" if self.dashboard_url else None

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+if TYPE_CHECKING:  # SQLAlchemy and APScheduler load when silences are used, not when a
+    # config without any validates (bench/startup)
+    from apscheduler.triggers.cron import CronTrigger
+    from sqlalchemy.orm import Session
 
-from controlplane.incidents.model import SilenceRow
+    from controlplane.incidents.model import SilenceRow
 
 MAX_SILENCE_S = 366 * 86400.0
 """Longest silence or window: a year. Longer is a check to disable, not to silence."""
@@ -63,6 +64,8 @@ def unknown_check(check: str | None, known: set[str] | None) -> str | None:
 
 
 def parse_cron(expr: str) -> CronTrigger:
+    from apscheduler.triggers.cron import CronTrigger
+
     try:
         return CronTrigger.from_crontab(expr, timezone=UTC)
     except ValueError as exc:
@@ -108,6 +111,9 @@ def window_at(row: SilenceRow, now: datetime) -> tuple[datetime, datetime] | Non
 
 
 def active(session: Session, now: datetime) -> list[SilenceRow]:
+    from sqlalchemy import select
+
+    from controlplane.incidents.model import SilenceRow
     rows = session.scalars(select(SilenceRow).where(SilenceRow.expired_at.is_(None))
                            .order_by(SilenceRow.id))
     return [r for r in rows if window_at(r, now) is not None]
@@ -138,6 +144,8 @@ def add(session: Session, *, check: str | None, env: str | None, labels: dict[st
         raise ValueError(problem)
     if cron is None and ends_at is None and duration is not None:
         ends_at = (starts_at or now) + timedelta(seconds=duration)
+    from controlplane.incidents.model import SilenceRow
+
     row = SilenceRow(check_id=check or None, env=env or None, labels=dict(labels),
                      starts_at=starts_at or (None if cron else now), ends_at=ends_at, cron=cron,
                      duration_s=duration, comment=comment, author=author, created_at=now,
@@ -148,6 +156,8 @@ def add(session: Session, *, check: str | None, env: str | None, labels: dict[st
 
 
 def expire(session: Session, silence_id: int, now: datetime) -> SilenceRow | None:
+    from controlplane.incidents.model import SilenceRow
+
     row = session.get(SilenceRow, silence_id)
     if row is None:
         return None
@@ -158,6 +168,10 @@ def expire(session: Session, silence_id: int, now: datetime) -> SilenceRow | Non
 
 def sync_static(session: Session, silences: list[Any], now: datetime) -> None:
     """Replace the config-defined silences with those of the current config."""
+    from sqlalchemy import delete
+
+    from controlplane.incidents.model import SilenceRow
+
     session.execute(delete(SilenceRow).where(SilenceRow.source == "config"))
     for s in silences:
         add(session, check=s.matchers.check, env=s.matchers.env, labels=s.matchers.labels,

@@ -130,11 +130,15 @@ def _exists(kube: Kube, what: str, fn: Any, *args: Any) -> bool:
         raise
 
 
-def apply(kube: Kube, actions: list[Action]) -> list[Action]:
-    """Write what the plan says; each action comes back as done, conflict or as it was."""
+def apply(kube: Kube, actions: list[Action], out: list[Action] | None = None) -> list[Action]:
+    """Write what the plan says; each action comes back as done, conflict or as it was.
+
+    ``out`` (when given) collects the actions as they finish, so a caller still knows what
+    was written when the API fails part-way (the KubeError propagates)."""
     core = kube.core()
     made: set[str] = set()
-    out = []
+    if out is None:
+        out = []
     for a in actions:
         if a.verb not in ("create", "update"):
             out.append(a)

@@ -175,6 +175,10 @@ class KubeCluster:
             # token controller this plugin waits for: pods here never mount a token anyway.
             "--disable-admission-plugins=ServiceAccount",
             "--enable-priority-and-fairness=false", "--profiling=false",
+            # MutatingAdmissionPolicy (beta in 1.34, off by default): tests use one to alter
+            # restored Secrets in flight, so a drill's hash comparison can be seen to fail.
+            "--feature-gates=MutatingAdmissionPolicy=true",
+            "--runtime-config=admissionregistration.k8s.io/v1beta1=true",
             f"--cert-dir={os.path.join(self.workdir, 'pki')}",
         ]
 

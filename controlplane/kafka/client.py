@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from controlplane.deadline import Deadline as Deadline
 from controlplane.probes.base import CheckConfig, ProbeError
@@ -32,10 +32,12 @@ PLATFORM_TOPICS = ["turn_resolution.v1", "call_trace.v1"]
 PLATFORM_DLQS = ["turn_resolution.v1.dlq", "call_trace.v1.dlq"]
 
 
-class KafkaCheckConfig(CheckConfig):
-    """How to reach a Kafka cluster (shared by kafka_lag, kafka_cluster, kafka_canary)."""
+class KafkaSecurity(BaseModel):
+    """TLS and SASL of a Kafka client: the kafka_* checks' fields, taken as they are by
+    kafka-metadata backup components (controlplane/backups/config.py)."""
 
-    bootstrap: str = Field(min_length=1, description="host:port[,host:port...]")
+    model_config = ConfigDict(extra="forbid")
+
     tls: bool = False
     ca_file: str | None = None
     cert_file: str | None = None
@@ -45,6 +47,18 @@ class KafkaCheckConfig(CheckConfig):
     sasl_username: str | None = None
     sasl_password_env: str | None = Field(
         default=None, description="name of the environment variable holding the password")
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaSecurity:
+        if self.sasl_mechanism and not (self.sasl_username and self.sasl_password_env):
+            raise ValueError("sasl_mechanism needs sasl_username and sasl_password_env")
+        return self
+
+
+class KafkaCheckConfig(CheckConfig, KafkaSecurity):
+    """How to reach a Kafka cluster (shared by kafka_lag, kafka_cluster, kafka_canary)."""
+
+    bootstrap: str = Field(min_length=1, description="host:port[,host:port...]")
     isolate_client: bool = Field(
         default=True, description="run the Kafka client in a child process, so a librdkafka "
                                   "abort cannot stop the control plane (see kafka/child.py)")
@@ -52,18 +66,17 @@ class KafkaCheckConfig(CheckConfig):
     @field_validator("bootstrap")
     @classmethod
     def _host_ports(cls, v: str) -> str:
-        for part in v.split(","):
-            host, _, port = part.strip().rpartition(":")
-            if not host or not port.isdigit():
-                raise ValueError(f"bootstrap entry {part.strip()!r} must be host:port, "
-                                 "e.g. kafka.kafka.svc:9092")
-        return v
+        return bootstrap_list(v)
 
-    @model_validator(mode="after")
-    def _sasl_complete(self) -> KafkaCheckConfig:
-        if self.sasl_mechanism and not (self.sasl_username and self.sasl_password_env):
-            raise ValueError("sasl_mechanism needs sasl_username and sasl_password_env")
-        return self
+
+def bootstrap_list(v: str) -> str:
+    """``host:port[,host:port...]``, or a ValueError saying what is wrong."""
+    for part in v.split(","):
+        host, _, port = part.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"bootstrap entry {part.strip()!r} must be host:port, "
+                             "e.g. kafka.kafka.svc:9092")
+    return v
 
 
 class KafkaUnavailable(Exception):
@@ -122,8 +135,15 @@ def client_config(cfg: KafkaCheckConfig, timeout: float,
     }
     if trap is not None:
         conf["error_cb"] = trap
+    conf.update(security_config(cfg))
+    return conf
+
+
+def security_config(cfg: KafkaSecurity) -> dict[str, Any]:
+    """librdkafka's TLS and SASL settings for ``cfg`` (the password read from its
+    environment variable now); the checks' clients and the metadata backups' share it."""
     protocol = ("SASL_" if cfg.sasl_mechanism else "") + ("SSL" if cfg.tls else "PLAINTEXT")
-    conf["security.protocol"] = protocol
+    conf: dict[str, Any] = {"security.protocol": protocol}
     if cfg.tls:
         if cfg.ca_file:
             conf["ssl.ca.location"] = cfg.ca_file

@@ -9,10 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
-
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
+from typing import TYPE_CHECKING, Any
 
 from controlplane.kafka.child import ChildClient
 from controlplane.kafka.client import (
@@ -31,7 +28,15 @@ from controlplane.kafka.offsets import (
     collect,
     select_groups,
 )
+from controlplane.lazyimport import lazy_module
 from controlplane.probes.base import ProbeError
+
+if TYPE_CHECKING:
+    import confluent_kafka as ck
+    import confluent_kafka.admin as ck_admin
+else:  # the Kafka client loads when a probe runs, not when a config validates
+    ck = lazy_module("confluent_kafka")
+    ck_admin = lazy_module("confluent_kafka.admin")
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +69,7 @@ class Fetched:
     """All topics of the cluster, read only when the check names topics."""
 
 
-def fetch(admin: AdminClient, sel: Selection, deadline: Deadline,
+def fetch(admin: ck_admin.AdminClient, sel: Selection, deadline: Deadline,
           trap: ErrorTrap | None = None) -> Fetched:
     """Groups, committed and log-end offsets; KafkaUnavailable if the cluster is not there."""
     # One-topic Metadata (any live broker answers): a down cluster fails here once.
@@ -81,7 +86,7 @@ def fetch(admin: AdminClient, sel: Selection, deadline: Deadline,
     return Fetched(snap, known)
 
 
-def _metadata(admin: AdminClient, deadline: Deadline, trap: ErrorTrap | None,
+def _metadata(admin: ck_admin.AdminClient, deadline: Deadline, trap: ErrorTrap | None,
               topic: str | None = None) -> Any:
     """A Metadata answer within a share of the run's time, or None.
 
@@ -93,9 +98,9 @@ def _metadata(admin: AdminClient, deadline: Deadline, trap: ErrorTrap | None,
     budget = request_deadline(min(deadline.left(), max(LIST_MIN_S, deadline.left() * LIST_SHARE)))
     try:
         return admin.list_topics(topic=topic, timeout=budget.left())
-    except KafkaException as exc:
+    except ck.KafkaException as exc:
         err = exc.args[0] if exc.args else None
-        if trap is not None and getattr(err, "code", lambda: None)() == KafkaError._TIMED_OUT:
+        if trap is not None and getattr(err, "code", lambda: None)() == ck.KafkaError._TIMED_OUT:
             admin.poll(0)  # delivers the errors the client saw meanwhile to the trap
             if trap.last is None:
                 log.info("metadata request unanswered with no broker error; going on "
@@ -111,8 +116,8 @@ class InProcessClient:
         self.cfg = cfg
         self.trap = ErrorTrap()
         try:
-            self.admin = AdminClient(client_config(cfg, cfg.timeout, self.trap))
-        except KafkaException as exc:
+            self.admin = ck_admin.AdminClient(client_config(cfg, cfg.timeout, self.trap))
+        except ck.KafkaException as exc:
             raise ProbeError(f"invalid Kafka client settings: {describe(exc)}") from exc
 
     def fetch(self, sel: Selection, timeout: float) -> Fetched:

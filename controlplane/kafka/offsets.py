@@ -22,15 +22,7 @@ import re
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
-
-from confluent_kafka import (
-    ConsumerGroupTopicPartitions,
-    KafkaError,
-    KafkaException,
-    TopicPartition,
-)
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+from typing import TYPE_CHECKING, Any
 
 from controlplane.kafka.client import (
     Deadline,
@@ -39,6 +31,14 @@ from controlplane.kafka.client import (
     request_deadline,
     wait,
 )
+from controlplane.lazyimport import lazy_module
+
+if TYPE_CHECKING:
+    import confluent_kafka as ck
+    import confluent_kafka.admin as ck_admin
+else:  # the Kafka client loads when a probe runs, not when a config validates
+    ck = lazy_module("confluent_kafka")
+    ck_admin = lazy_module("confluent_kafka.admin")
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class Listing:
     errors: list[str]
 
 
-def select_groups(admin: AdminClient, names: list[str], patterns: list[str],
+def select_groups(admin: ck_admin.AdminClient, names: list[str], patterns: list[str],
                   deadline: Deadline) -> Listing:
     """The groups to read: the named ones, then those matching a pattern (full match), or
     every group when neither is given; each with its listed state."""
@@ -97,7 +97,7 @@ def select_groups(admin: AdminClient, names: list[str], patterns: list[str],
     return Listing({g: listed.get(g) for g in dict.fromkeys([*names, *picked])}, errors)
 
 
-def _list_groups(admin: AdminClient, deadline: Deadline, needed: bool
+def _list_groups(admin: ck_admin.AdminClient, deadline: Deadline, needed: bool
                  ) -> tuple[dict[str, str | None], list[str]]:
     """Every listed group's state, and the brokers' listing errors.
 
@@ -125,7 +125,7 @@ def _error_text(err: Any) -> str:
     return f"{err.str()} ({err.name()})" if hasattr(err, "name") else str(err)
 
 
-def collect(admin: AdminClient, listed: dict[str, str | None], topic_ok: Any,
+def collect(admin: ck_admin.AdminClient, listed: dict[str, str | None], topic_ok: Any,
             deadline: Deadline, known_topics: set[str] | None = None) -> Snapshot:
     """Offsets of the ``listed`` groups (name: listed state) on the partitions whose topic
     passes ``topic_ok(topic)``."""
@@ -138,7 +138,7 @@ def collect(admin: AdminClient, listed: dict[str, str | None], topic_ok: Any,
             described.update(admin.describe_consumer_groups(
                 to_describe[i:i + GROUP_CHUNK], request_timeout=deadline.left()))
         fetches = {g: admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(g)], request_timeout=deadline.left())[g]
+            [ck.ConsumerGroupTopicPartitions(g)], request_timeout=deadline.left())[g]
             for g in groups}
         for g in groups:
             if g not in described:
@@ -158,7 +158,7 @@ def _fill_group(out: GroupOffsets, described: Future[Any] | None, fetched: Futur
         if described is not None:
             _fill_members(out, described.result(timeout=deadline.wait_s()), topic_ok)
         offsets = fetched.result(timeout=deadline.wait_s())
-    except KafkaException as exc:
+    except ck.KafkaException as exc:
         out.error = describe(exc)
         return
     except TimeoutError:
@@ -182,7 +182,7 @@ def _fill_members(out: GroupOffsets, desc: Any, topic_ok: Any) -> None:
                 out.committed.setdefault((tp.topic, tp.partition), None)
 
 
-def _end_offsets(admin: AdminClient, tps: list[TP], deadline: Deadline
+def _end_offsets(admin: ck_admin.AdminClient, tps: list[TP], deadline: Deadline
                  ) -> tuple[dict[TP, int], dict[TP, str]]:
     if not tps:
         return {}, {}
@@ -207,7 +207,7 @@ def _end_offsets(admin: AdminClient, tps: list[TP], deadline: Deadline
         raise failed[0]  # nothing was read: the cluster is not there
     for tp, info in answers.items():
         key = (tp.topic, tp.partition)
-        if isinstance(info, KafkaError):
+        if isinstance(info, ck.KafkaError):
             errors[key] = f"{info.str()} ({info.name()})"
         elif info.offset < 0:  # librdkafka's "unknown" (-1001) when the leader timed out
             errors[key] = NO_END
@@ -216,6 +216,7 @@ def _end_offsets(admin: AdminClient, tps: list[TP], deadline: Deadline
     return ends, errors
 
 
+@functools.cache
 def _fast_list_offsets() -> Any:
     """The C method behind AdminClient.list_offsets (see _list_latest), or None: it is
     internal, and a client version without it must still work."""
@@ -226,21 +227,18 @@ def _fast_list_offsets() -> Any:
     return getattr(_AdminClientImpl, "list_offsets", None)
 
 
-_FAST_LIST_OFFSETS = _fast_list_offsets()
-
-
-def _list_latest(admin: AdminClient, tps: list[TP], deadline: Deadline) -> Future[Any]:
+def _list_latest(admin: ck_admin.AdminClient, tps: list[TP], deadline: Deadline) -> Future[Any]:
     """One ListOffsets(latest) for all partitions, answered by ONE future holding the dict
     {TopicPartition: ListOffsetsResultInfo | KafkaError}.
 
-    AdminClient.list_offsets wraps the same C call but builds one Future per partition,
+    ck_admin.AdminClient.list_offsets wraps the same C call but builds one Future per partition,
     which costs more than the request itself at 10,000 partitions; we call the C method
     the wrapper calls. Should the wrapper's internals change, fall back to it.
     """
-    latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-    impl = _FAST_LIST_OFFSETS
+    latest = ck_admin.OffsetSpec.latest()  # type: ignore[attr-defined,no-untyped-call]
+    impl = _fast_list_offsets()  # looked up on first use: the Kafka client loads lazily
     if impl is not None:
-        request = [TopicPartition(t, p, latest._value) for t, p in tps]
+        request = [ck.TopicPartition(t, p, latest._value) for t, p in tps]
         fut: Future[Any] = Future()
         fut.set_running_or_notify_cancel()
         try:
@@ -248,7 +246,7 @@ def _list_latest(admin: AdminClient, tps: list[TP], deadline: Deadline) -> Futur
             return fut
         except TypeError:
             log.warning("fast list_offsets unavailable; using the per-partition wrapper")
-    per_tp = admin.list_offsets({TopicPartition(t, p): latest for t, p in tps},
+    per_tp = admin.list_offsets({ck.TopicPartition(t, p): latest for t, p in tps},
                                 request_timeout=deadline.left())
     return _gather(per_tp)
 
@@ -263,7 +261,7 @@ def _gather(per_tp: dict[Any, Future[Any]]) -> Future[Any]:
     def done(tp: Any, f: Future[Any]) -> None:
         nonlocal pending
         exc = f.exception()
-        value = exc.args[0] if isinstance(exc, KafkaException) else exc or f.result()
+        value = exc.args[0] if isinstance(exc, ck.KafkaException) else exc or f.result()
         with lock:
             answers[tp] = value
             pending -= 1

@@ -103,17 +103,20 @@ class Notification:
     ``payload`` is the incident snapshot the service wrote (see docs/channels.md), with
     ``payload["to"]`` the destinations :meth:`Notifier.route` chose when it was queued.
     ``refs`` are this channel's references for the incident, as earlier ``notify`` calls
-    returned them (empty before the first success).
+    returned them (empty before the first success). ``subject`` names what the entry is
+    about: ``incident/ID``, or another subject's ``KIND/ID`` (a runbook run's audit trail,
+    whose ``incident_id`` is None).
     """
 
     id: int
-    incident_id: int
+    incident_id: int | None
     action: str
     payload: dict[str, Any]
     idempotency_key: str
     attempts: int
     created_at: datetime
     refs: dict[str, str] = field(default_factory=dict)
+    subject: str = ""
 
     @property
     def to(self) -> list[str]:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from controlplane.lazyimport import lazy_module
 from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError
 from controlplane.probes.findings import (
     Deadline,
@@ -26,6 +26,11 @@ from controlplane.probes.findings import (
     judge_freshness,
 )
 from controlplane.results import Status
+
+if TYPE_CHECKING:
+    import requests
+else:  # requests loads when a probe runs, not when a config validates
+    requests = lazy_module("requests")
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,8 @@ import json
 import logging
 import time
 import uuid
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 from pydantic import Field, model_validator
 
 from controlplane.durations import Duration
@@ -35,8 +32,18 @@ from controlplane.kafka.client import (
     unreachable_message,
     wait,
 )
+from controlplane.lazyimport import lazy_module
 from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError
 from controlplane.results import Status, Step
+
+if TYPE_CHECKING:
+    import confluent_kafka as ck
+    import confluent_kafka.admin as ck_admin
+    import confluent_kafka.cimpl as ck_cimpl
+else:  # the Kafka client loads when a probe runs, not when a config validates
+    ck = lazy_module("confluent_kafka")
+    ck_admin = lazy_module("confluent_kafka.admin")
+    ck_cimpl = lazy_module("confluent_kafka.cimpl")
 
 log = logging.getLogger(__name__)
 
@@ -65,22 +72,22 @@ class KafkaCanaryProbe(Probe[KafkaCanaryConfig]):
 
     def __init__(self, config: KafkaCanaryConfig, context: Any = None) -> None:
         super().__init__(config, context)
-        self._clients: tuple[AdminClient, Producer, Consumer] | None = None
+        self._clients: tuple[ck_admin.AdminClient, ck.Producer, ck.Consumer] | None = None
         self.trap = ErrorTrap()
         self.child = (ProbeInChild(config, "sending a canary message through")
                       if config.isolate_client else None)
 
-    def clients(self) -> tuple[AdminClient, Producer, Consumer]:
+    def clients(self) -> tuple[ck_admin.AdminClient, ck.Producer, ck.Consumer]:
         if self._clients is None:
             base = client_config(self.config, self.config.timeout, self.trap)
             try:
-                admin = AdminClient(base)
-                producer = Producer({**base, "acks": "all", "linger.ms": 0,
+                admin = ck_admin.AdminClient(base)
+                producer = ck.Producer({**base, "acks": "all", "linger.ms": 0,
                                      "message.timeout.ms": int(self.config.timeout * 1000)})
-                consumer = Consumer({**base, "group.id": f"controlplane-canary-{self.config.id}",
+                consumer = ck.Consumer({**base, "group.id": f"controlplane-canary-{self.config.id}",
                                      "enable.auto.commit": False, "fetch.wait.max.ms": 50,
                                      "auto.offset.reset": "latest"})
-            except KafkaException as exc:
+            except ck.KafkaException as exc:
                 raise ProbeError(f"invalid Kafka client settings: {describe(exc)}") from exc
             self._clients = (admin, producer, consumer)
         return self._clients
@@ -122,7 +129,7 @@ class KafkaCanaryProbe(Probe[KafkaCanaryConfig]):
             admin.poll(0)
         return self._round_trip(producer, consumer, leaders, steps, deadline)
 
-    def _ensure_topic(self, admin: AdminClient, deadline: Deadline) -> dict[int, int]:
+    def _ensure_topic(self, admin: ck_admin.AdminClient, deadline: Deadline) -> dict[int, int]:
         """Partition -> leader broker id of the canary topic, created if allowed."""
         cfg = self.config
         md = _metadata(admin, deadline)
@@ -132,7 +139,7 @@ class KafkaCanaryProbe(Probe[KafkaCanaryConfig]):
                 raise KafkaProblem(f"canary topic {cfg.topic} does not exist; create it "
                                    "or set create_topic: true")
             brokers = len(md.brokers)
-            new = NewTopic(cfg.topic, cfg.partitions or brokers,
+            new = ck_cimpl.NewTopic(cfg.topic, cfg.partitions or brokers,
                            cfg.replication_factor or min(3, brokers))
             fut = admin.create_topics([new], request_timeout=deadline.left())[cfg.topic]
             try:
@@ -152,7 +159,7 @@ class KafkaCanaryProbe(Probe[KafkaCanaryConfig]):
                 raise KafkaUnavailable(f"canary topic {cfg.topic} not ready after creation")
         return {pid: p.leader for pid, p in sorted(topic.partitions.items())}
 
-    def _assign_at_end(self, consumer: Consumer, partitions: list[int],
+    def _assign_at_end(self, consumer: ck.Consumer, partitions: list[int],
                        deadline: Deadline) -> None:
         """Read from where each partition ends now, so only this run's messages count."""
         starts: dict[int, int] = {}
@@ -160,10 +167,10 @@ class KafkaCanaryProbe(Probe[KafkaCanaryConfig]):
             while True:
                 try:
                     _, high = consumer.get_watermark_offsets(
-                        TopicPartition(self.config.topic, pid), timeout=deadline.left(),
+                        ck.TopicPartition(self.config.topic, pid), timeout=deadline.left(),
                         cached=False)
                     break
-                except KafkaException as exc:
+                except ck.KafkaException as exc:
                     # Leadership moves (a new topic, a broker restart) show up as errors
                     # here while the client's metadata catches up: retry until the deadline.
                     if deadline.expired:
@@ -171,16 +178,16 @@ class KafkaCanaryProbe(Probe[KafkaCanaryConfig]):
                                                f": {describe(exc)}") from exc
                     time.sleep(0.2)
             starts[pid] = high
-        consumer.assign([TopicPartition(self.config.topic, p, o) for p, o in starts.items()])
+        consumer.assign([ck.TopicPartition(self.config.topic, p, o) for p, o in starts.items()])
 
-    def _round_trip(self, producer: Producer, consumer: Consumer, leaders: dict[int, int],
+    def _round_trip(self, producer: ck.Producer, consumer: ck.Consumer, leaders: dict[int, int],
                     steps: list[Step], deadline: Deadline) -> Outcome:
         cfg = self.config
         sent: dict[str, tuple[int, float]] = {}
         acked: dict[str, float] = {}
         failed: dict[str, str] = {}
 
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+        def on_delivery(err: ck.KafkaError | None, msg: ck.Message) -> None:
             key = (msg.key() or b"").decode()
             if err is not None:
                 failed[key] = err.str()
@@ -194,7 +201,7 @@ class KafkaCanaryProbe(Probe[KafkaCanaryConfig]):
             try:
                 producer.produce(cfg.topic, key=mid.encode(), value=body, partition=pid,
                                  on_delivery=on_delivery)
-            except (BufferError, KafkaException) as exc:
+            except (BufferError, ck.KafkaException) as exc:
                 failed[mid] = describe(exc)
         t0 = time.monotonic()
         # The SLA, unless the check's own timeout comes first (a slow prepare step).
@@ -252,8 +259,8 @@ class KafkaCanaryProbe(Probe[KafkaCanaryConfig]):
         return Outcome(status, message, metrics=metrics, details=details, steps=steps)
 
 
-def _metadata(admin: AdminClient, deadline: Deadline) -> Any:
+def _metadata(admin: ck_admin.AdminClient, deadline: Deadline) -> Any:
     try:
         return admin.list_topics(timeout=deadline.left())
-    except KafkaException as exc:
+    except ck.KafkaException as exc:
         raise KafkaUnavailable(f"reading metadata: {describe(exc)}") from exc

@@ -23,13 +23,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from confluent_kafka import KafkaException, TopicPartition
-from confluent_kafka.admin import (  # type: ignore[attr-defined]  # public, not in __all__
-    AdminClient,
-    ConfigResource,
-    OffsetSpec,
-    ResourceType,
-)
 from pydantic import BaseModel, ConfigDict, Field
 
 from controlplane.durations import parse_duration
@@ -48,8 +41,16 @@ from controlplane.kafka.client import (
     tls_values,
     unreachable_message,
 )
+from controlplane.lazyimport import lazy_module
 from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError
 from controlplane.results import Result, Status, Step
+
+if TYPE_CHECKING:
+    import confluent_kafka as ck
+    import confluent_kafka.admin as ck_admin
+else:  # the Kafka client loads when a probe runs, not when a config validates
+    ck = lazy_module("confluent_kafka")
+    ck_admin = lazy_module("confluent_kafka.admin")
 
 if TYPE_CHECKING:  # prometheus_client loads with the metrics, not with the config
     from controlplane.metrics import Metrics
@@ -98,23 +99,23 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
 
     def __init__(self, config: KafkaClusterConfig, context: Any = None) -> None:
         super().__init__(config, context)
-        self._admin: AdminClient | None = None
+        self._admin: ck_admin.AdminClient | None = None
         self.trap = ErrorTrap()
         self.seen_brokers: dict[int, str] = {}
         self.dlq_offsets: dict[str, int] = {}
         self.child = (ProbeInChild(config, "inspecting the cluster at")
                       if config.isolate_client else None)
 
-    def admin(self) -> AdminClient:
+    def admin(self) -> ck_admin.AdminClient:
         if self._admin is None:
             try:
-                self._admin = AdminClient(client_config(self.config, self.config.timeout,
+                self._admin = ck_admin.AdminClient(client_config(self.config, self.config.timeout,
                                                         self.trap))
-            except KafkaException as exc:
+            except ck.KafkaException as exc:
                 raise ProbeError(f"invalid Kafka client settings: {describe(exc)}") from exc
         return self._admin
 
-    def _client_error(self, admin: AdminClient) -> str | None:
+    def _client_error(self, admin: ck_admin.AdminClient) -> str | None:
         admin.poll(0)
         return self.trap.take()
 
@@ -152,7 +153,7 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
             # that just died; Metadata goes to any broker that answers.
             try:
                 md = admin.list_topics(timeout=deadline.left())
-            except KafkaException as exc:
+            except ck.KafkaException as exc:
                 raise KafkaUnavailable(f"reading metadata: {describe(exc)}") from exc
             findings += self._brokers(md)
             partitions = _partition_findings(md, findings)
@@ -205,7 +206,7 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
             out.append(Finding(Status.FAILING, "no_controller", "no active controller"))
         return out
 
-    def _policy(self, admin: AdminClient, md: Any, deadline: Deadline,
+    def _policy(self, admin: ck_admin.AdminClient, md: Any, deadline: Deadline,
                 findings: list[Finding]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         present = [p for p in self.config.topics if p.name in md.topics]
@@ -231,14 +232,14 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
                                         f"{p.min_insync_replicas}"))
         return out
 
-    def _dlq_growth(self, admin: AdminClient, md: Any, deadline: Deadline,
+    def _dlq_growth(self, admin: ck_admin.AdminClient, md: Any, deadline: Deadline,
                     findings: list[Finding]) -> dict[str, dict[str, Any]]:
         dlqs = [p.name for p in self.config.topics if p.dlq and p.name in md.topics]
-        tps = [TopicPartition(t, pid) for t in dlqs for pid in md.topics[t].partitions]
+        tps = [ck.TopicPartition(t, pid) for t in dlqs for pid in md.topics[t].partitions]
         totals: dict[str, int] = dict.fromkeys(dlqs, 0)
         unreadable: dict[str, str] = {}
         if tps:
-            latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+            latest = ck_admin.OffsetSpec.latest()  # type: ignore[attr-defined,no-untyped-call]
             futs = admin.list_offsets({tp: latest for tp in tps},
                                       request_timeout=deadline.left())
             for tp, fut in futs.items():
@@ -246,7 +247,7 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
                 # (that is when the offline finding matters most).
                 try:
                     offset = fut.result(timeout=deadline.wait_s()).offset
-                except (KafkaException, TimeoutError) as exc:
+                except (ck.KafkaException, TimeoutError) as exc:
                     unreadable.setdefault(tp.topic, f"{tp.topic}[{tp.partition}]: "
                                                     f"{describe(exc)}")
                     continue
@@ -312,12 +313,13 @@ class KafkaClusterProbe(Probe[KafkaClusterConfig]):
                                   timeout=parse_duration(args.timeout), **tls_values(args), **extra)
 
 
-def _min_insync(admin: AdminClient, topics: list[str], deadline: Deadline,
+def _min_insync(admin: ck_admin.AdminClient, topics: list[str], deadline: Deadline,
                 findings: list[Finding]) -> dict[str, int]:
     if not topics:
         return {}
-    futs = admin.describe_configs([ConfigResource(ResourceType.TOPIC, t) for t in topics],
-                                  request_timeout=deadline.left())
+    resources = [ck_admin.ConfigResource(  # type: ignore[attr-defined]
+        ck_admin.ResourceType.TOPIC, t) for t in topics]  # type: ignore[attr-defined]
+    futs = admin.describe_configs(resources, request_timeout=deadline.left())
     out: dict[str, int] = {}
     for res, fut in futs.items():
         try:
@@ -325,7 +327,7 @@ def _min_insync(admin: AdminClient, topics: list[str], deadline: Deadline,
         except TimeoutError as exc:
             raise KafkaUnavailable(f"reading the config of topic {res.name}: "
                                    f"{describe(exc)}") from exc
-        except KafkaException as exc:
+        except ck.KafkaException as exc:
             # Topic-level answer (deleted just now, or not yet known to that broker).
             findings.append(Finding(Status.DEGRADED, "topic_config",
                                     f"cannot read the config of topic {res.name}: "

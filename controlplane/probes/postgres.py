@@ -13,15 +13,20 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import psycopg
 from pydantic import Field, SecretStr, model_validator
 
 from controlplane.durations import Duration
+from controlplane.lazyimport import lazy_module
 from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError
 from controlplane.probes.findings import Deadline, Findings, FreshnessRule, judge_freshness
 from controlplane.results import Status
+
+if TYPE_CHECKING:
+    import psycopg
+else:  # psycopg loads when a probe runs, not when a config validates
+    psycopg = lazy_module("psycopg")
 
 log = logging.getLogger(__name__)
 

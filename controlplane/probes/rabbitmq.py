@@ -13,20 +13,24 @@ import socket
 import ssl
 import time
 import uuid
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
-import pika
-import pika.exceptions as pex
-from pika.adapters.utils.connection_workflow import (
-    AMQPConnectorException,
-    AMQPConnectorStackTimeout,
-)
 from pydantic import Field, SecretStr
 
+from controlplane.lazyimport import lazy_module
 from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError
 from controlplane.probes.findings import Deadline, Findings, TlsRules, judge_tls
 from controlplane.probes.rabbitmq_mgmt import Management, QueueRule, judge_management
 from controlplane.results import Status
+
+if TYPE_CHECKING:
+    import pika
+    import pika.adapters.utils.connection_workflow as pika_workflow
+    import pika.exceptions as pex
+else:  # pika loads when a probe runs, not when a config validates
+    pika = lazy_module("pika")
+    pika_workflow = lazy_module("pika.adapters.utils.connection_workflow")
+    pex = lazy_module("pika.exceptions")
 
 log = logging.getLogger(__name__)
 # pika logs every failed connect at ERROR with a traceback; the probe's result already says
@@ -122,9 +126,9 @@ class RabbitMqProbe(Probe[RabbitMqCheckConfig]):
                                "(access refused, or the vhost does not exist)") from None
         except socket.gaierror:
             raise _LoginFailed(f"cannot resolve {c.host}") from None
-        except AMQPConnectorStackTimeout:
+        except pika_workflow.AMQPConnectorStackTimeout:
             raise ProbeError(f"{c.target}: no AMQP answer within {c.timeout:g}s") from None
-        except (pex.AMQPConnectionError, AMQPConnectorException) as exc:
+        except (pex.AMQPConnectionError, pika_workflow.AMQPConnectorException) as exc:
             self._connect_failure(exc)
 
     def _connect_failure(self, exc: Exception) -> NoReturn:

@@ -6,15 +6,19 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import requests
 from pydantic import BaseModel, ConfigDict, Field
 
+from controlplane.lazyimport import lazy_module
 from controlplane.probes.base import ProbeError
 from controlplane.probes.findings import Deadline, Findings, connection_reason
 from controlplane.results import Status
 
 if TYPE_CHECKING:
+    import requests
+
     from controlplane.probes.rabbitmq import RabbitMqCheckConfig
+else:  # requests loads when a probe runs, not when a config validates
+    requests = lazy_module("requests")
 
 
 class QueueRule(BaseModel):
@@ -57,7 +61,7 @@ class Management:
                               f"{connection_reason(exc)}") from None
         if resp.status_code == 401:
             raise _MgmtFailed(f"management API {self.url}: authentication failed for user "
-                              f"{self.auth[0]!r}")
+                              f"{self.auth[0]!r}", refused=_reason(resp))
         if resp.status_code == 404:
             return None
         if resp.status_code != 200:
@@ -68,6 +72,19 @@ class Management:
 class _MgmtFailed(Exception):
     """The management API answered with a refusal or could not be reached: failing."""
 
+    def __init__(self, message: str, refused: str | None = None) -> None:
+        super().__init__(message)
+        self.refused = refused
+        """On a 401, the API's reason ("Login failed", "Not monitor user", …)."""
+
+
+def _reason(resp: requests.Response) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return ""
+    return str(body.get("reason") or "") if isinstance(body, dict) else ""
+
 
 def judge_management(mgmt: Management, c: RabbitMqCheckConfig, found: Findings,
                      metrics: dict[str, float | None], details: dict[str, Any],
@@ -76,7 +93,7 @@ def judge_management(mgmt: Management, c: RabbitMqCheckConfig, found: Findings,
     t0 = time.monotonic()
     try:
         overview = mgmt.get("overview", deadline)
-        nodes = mgmt.get("nodes", deadline) or []
+        nodes = _get_nodes(mgmt, deadline)
         queues = {rule.name: mgmt.get(f"queues/{mgmt.vhost}/{quote(rule.name, safe='')}",
                                       deadline) for rule in c.queues}
     except _MgmtFailed as exc:
@@ -85,7 +102,15 @@ def judge_management(mgmt: Management, c: RabbitMqCheckConfig, found: Findings,
     found.add("management", duration_s=time.monotonic() - t0,
               message=f"RabbitMQ {overview.get('rabbitmq_version', '?')}")
     details["rabbitmq_version"] = overview.get("rabbitmq_version")
-    alarm = _nodes(nodes, found, metrics, details)
+    if isinstance(nodes, str):
+        # the user may read queues but not nodes: alarms unknown, not absent
+        details["nodes"] = None
+        metrics["alarms"] = None
+        found.add("alarms", Status.DEGRADED, f"node stats unavailable: {nodes}; memory and "
+                  "disk alarms cannot be judged")
+        alarm = False
+    else:
+        alarm = _nodes(nodes, found, metrics, details)
     connections = int((overview.get("object_totals") or {}).get("connections", 0))
     metrics["connections"] = connections
     if c.max_connections is not None and connections > c.max_connections:
@@ -98,12 +123,28 @@ def judge_management(mgmt: Management, c: RabbitMqCheckConfig, found: Findings,
     return alarm
 
 
+def _get_nodes(mgmt: Management, deadline: Deadline) -> list[dict[str, Any]] | str:
+    """The nodes, or why this user may not read them (after /overview let it in)."""
+    try:
+        nodes: list[dict[str, Any]] = mgmt.get("nodes", deadline) or []
+    except _MgmtFailed as exc:
+        if exc.refused and exc.refused != "Login failed":
+            return (f"user {mgmt.auth[0]!r} may not read /api/nodes ({exc.refused}: it needs "
+                    "the monitoring or administrator tag)")
+        raise
+    return nodes
+
+
 def _nodes(nodes: list[dict[str, Any]], found: Findings, metrics: dict[str, float | None],
            details: dict[str, Any]) -> bool:
     alarms: list[str] = []
+    unknown: list[str] = []
     details["nodes"] = []
     for node in nodes:
         name = node.get("name", "?")
+        if node.get("running") is not False and \
+                ("mem_alarm" not in node or "disk_free_alarm" not in node):
+            unknown.append(name)
         mem_used, mem_limit = node.get("mem_used"), node.get("mem_limit")
         details["nodes"].append({"name": name, "running": node.get("running"),
                                  "mem_used": mem_used, "mem_limit": mem_limit,
@@ -120,11 +161,18 @@ def _nodes(nodes: list[dict[str, Any]], found: Findings, metrics: dict[str, floa
             alarms.append(f"disk alarm on node {name}: {_mib(node.get('disk_free'))} free, "
                           f"limit {_mib(node.get('disk_free_limit'))}; publishers are blocked")
     metrics["alarms"] = len(alarms)
-    if nodes:
+    metrics["nodes_without_stats"] = len(unknown)
+    if nodes and not unknown:
         metrics["mem_used_bytes"] = float(sum(n.get("mem_used") or 0 for n in nodes))
     for alarm in alarms:
         found.add("alarms", Status.FAILING, alarm)
-    if not alarms:
+    if unknown:
+        # a missing stat is not "no alarm": statistics off, or the node not reporting
+        found.add("alarms", Status.DEGRADED, f"node stats unavailable for {', '.join(unknown)}: "
+                  "the management API reports no memory/disk alarm state (statistics "
+                  "collection disabled on the broker, or the node is not reporting); alarms "
+                  "cannot be judged")
+    elif not alarms:
         found.add("alarms", message=f"{len(nodes)} node(s), no alarm")
     return bool(alarms)
 
@@ -135,6 +183,13 @@ def _queue(rule: QueueRule, q: dict[str, Any] | None, found: Findings,
     step = f"queue {rule.name}"
     if q is None:
         found.add(step, Status.FAILING, f"queue {rule.name!r} does not exist in the vhost")
+        return
+    if "messages" not in q or "consumers" not in q:
+        # a queue listed without figures is unknown, never "empty with no consumer"
+        details["queues"].append({"name": rule.name, "messages": None, "consumers": None})
+        found.add(step, Status.DEGRADED, f"queue {rule.name!r}: stats unavailable (the "
+                  "management API lists it without message or consumer counts); it cannot "
+                  "be judged")
         return
     messages = int(q.get("messages") or 0)
     ready = int(q.get("messages_ready") or 0)

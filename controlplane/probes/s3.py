@@ -12,24 +12,24 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-    SSLError,
-)
 from pydantic import Field, SecretStr
 
 from controlplane.durations import Duration
+from controlplane.lazyimport import lazy_module
 from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError
 from controlplane.probes.findings import Deadline, Findings
 from controlplane.results import Status
+
+if TYPE_CHECKING:
+    import boto3
+    import botocore.config as botocore_config
+    import botocore.exceptions as boto_exc
+else:  # the AWS SDK loads when a probe runs, not when a config validates
+    boto3 = lazy_module("boto3")
+    botocore_config = lazy_module("botocore.config")
+    boto_exc = lazy_module("botocore.exceptions")
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class S3Probe(Probe[S3CheckConfig]):
             self._posture(s3, found, details, deadline)
             if c.credential_max_age is not None:
                 self._credential_age(found, metrics, details, deadline)
-        except (ReadTimeoutError, ConnectTimeoutError):
+        except (boto_exc.ReadTimeoutError, boto_exc.ConnectTimeoutError):
             raise ProbeError(f"S3 {details['endpoint']}: no answer within "
                              f"{c.timeout:g}s") from None
         ok = f"bucket {c.bucket}: reachable in {(metrics.get('head_s') or 0) * 1000:.0f} ms"
@@ -91,8 +91,9 @@ class S3Probe(Probe[S3CheckConfig]):
     def _client(self, service: str, deadline: Deadline) -> Any:
         c = self.config
         left = deadline.budget()
-        cfg = Config(connect_timeout=left, read_timeout=left, retries={"total_max_attempts": 1},
-                     region_name=c.region, user_agent_extra="controlplane")
+        cfg = botocore_config.Config(connect_timeout=left, read_timeout=left,
+                                     retries={"total_max_attempts": 1},
+                                     region_name=c.region, user_agent_extra="controlplane")
         return boto3.session.Session().client(
             service, endpoint_url=c.endpoint_url if service == "s3" or c.endpoint_url else None,
             aws_access_key_id=c.access_key_id,
@@ -105,16 +106,17 @@ class S3Probe(Probe[S3CheckConfig]):
         t0 = time.monotonic()
         try:
             s3.head_bucket(Bucket=c.bucket)
-        except ClientError as exc:
+        except boto_exc.ClientError as exc:
             code = _code(exc)
             if code == "403":
                 code = self._error_code(s3, deadline) or code
             found.add("head bucket", Status.FAILING, self._refusal(code),
                       time.monotonic() - t0)
             return False
-        except (ReadTimeoutError, ConnectTimeoutError):
+        except (boto_exc.ReadTimeoutError, boto_exc.ConnectTimeoutError):
             raise
-        except (SSLError, EndpointConnectionError, BotoCoreError) as exc:
+        except (boto_exc.SSLError, boto_exc.EndpointConnectionError,
+                boto_exc.BotoCoreError) as exc:
             found.add("head bucket", Status.FAILING, self._unreachable(exc),
                       time.monotonic() - t0)
             return False
@@ -127,7 +129,7 @@ class S3Probe(Probe[S3CheckConfig]):
         deadline.budget()
         try:
             s3.list_objects_v2(Bucket=self.config.bucket, MaxKeys=1)
-        except ClientError as exc:
+        except boto_exc.ClientError as exc:
             return _code(exc)
         return None
 
@@ -149,7 +151,7 @@ class S3Probe(Probe[S3CheckConfig]):
         # EndpointConnectionError keeps the socket error it wraps in kwargs["error"]
         text = f"{exc} {getattr(exc, 'kwargs', {}).get('error', '')}"
         endpoint = c.endpoint_url or f"s3.{c.region}.amazonaws.com"
-        if isinstance(exc, SSLError) or "CERTIFICATE_VERIFY_FAILED" in text:
+        if isinstance(exc, boto_exc.SSLError) or "CERTIFICATE_VERIFY_FAILED" in text:
             return f"S3 {endpoint}: TLS certificate not trusted (certificate verify failed)"
         if any(marker in text for marker in _DNS):
             return f"S3 {endpoint}: cannot resolve the host"
@@ -172,7 +174,7 @@ class S3Probe(Probe[S3CheckConfig]):
             stage = "delete"
             deadline.budget()
             s3.delete_object(Bucket=c.bucket, Key=key)
-        except ClientError as exc:
+        except boto_exc.ClientError as exc:
             found.add("canary", Status.FAILING, f"canary {stage} of {key} refused "
                       f"({_code(exc)})", time.monotonic() - t0)
             return
@@ -189,7 +191,7 @@ class S3Probe(Probe[S3CheckConfig]):
         deadline.budget()
         try:
             versioning = s3.get_bucket_versioning(Bucket=c.bucket).get("Status", "Disabled")
-        except ClientError as exc:
+        except boto_exc.ClientError as exc:
             versioning = f"unreadable ({_code(exc)})"
         details["versioning"] = versioning
         if c.expect_versioning:
@@ -203,7 +205,7 @@ class S3Probe(Probe[S3CheckConfig]):
             rules = s3.get_bucket_lifecycle_configuration(Bucket=c.bucket).get("Rules", [])
             lifecycle: str = f"{sum(r.get('Status') == 'Enabled' for r in rules)} enabled rule(s)"
             enabled = any(r.get("Status") == "Enabled" for r in rules)
-        except ClientError as exc:
+        except boto_exc.ClientError as exc:
             code = _code(exc)
             lifecycle = "none" if code == "NoSuchLifecycleConfiguration" else \
                 f"unreadable ({code})"
@@ -223,7 +225,7 @@ class S3Probe(Probe[S3CheckConfig]):
         try:
             user = iam.get_access_key_last_used(AccessKeyId=c.access_key_id)["UserName"]
             keys = iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
-        except ClientError as exc:
+        except boto_exc.ClientError as exc:
             # an unreadable IAM API is no fault of the bucket: say so, judge nothing
             details["credential_age"] = f"unreadable ({_code(exc)})"
             found.add("credential age", message=f"IAM not readable with this key "
@@ -245,5 +247,5 @@ class S3Probe(Probe[S3CheckConfig]):
             found.add("credential age", message=f"{days:.1f} days old")
 
 
-def _code(exc: ClientError) -> str:
+def _code(exc: boto_exc.ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", "unknown"))

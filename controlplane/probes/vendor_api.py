@@ -14,15 +14,21 @@ results (OpenAI's and Stripe's quote the key, masked or not); only their codes a
 from __future__ import annotations
 
 import logging
+import re
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import requests
 from pydantic import Field, SecretStr, model_validator
 
+from controlplane.lazyimport import lazy_module
 from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError
 from controlplane.probes.findings import Findings, connection_reason
 from controlplane.results import Status
+
+if TYPE_CHECKING:
+    import requests
+else:  # requests loads when a probe runs, not when a config validates
+    requests = lazy_module("requests")
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +103,12 @@ class VendorApiProbe(Probe[VendorApiConfig]):
                                 allow_redirects=False, **kw)
         except requests.Timeout:
             raise ProbeError(f"{c.vendor} API: no answer within {c.timeout:g}s") from None
+        except requests.exceptions.SSLError as exc:
+            # an endpoint we cannot trust is a finding (interception, a wrong host, a private
+            # CA not configured), never a call to make anyway with the key in it
+            raise _Refusal(f"{c.vendor} API {c.base}: TLS certificate not trusted "
+                           f"({_verify_reason(exc)}); set ca_file if it uses a private CA") \
+                from None
         except requests.RequestException as exc:
             raise ProbeError(f"{c.vendor} API {c.base}: {connection_reason(exc)}") from None
         if resp.status_code in (401, 403):
@@ -163,6 +175,12 @@ def _refused(vendor: str, resp: requests.Response, why: str) -> ProbeError:
 
 class _Refusal(ProbeError):
     pass
+
+
+def _verify_reason(exc: requests.exceptions.SSLError) -> str:
+    """OpenSSL's verify message from the nested error ("self-signed certificate", …)."""
+    match = re.search(r"certificate verify failed: (.+?)\.? \(_ssl\.c", str(exc))
+    return match.group(1) if match else connection_reason(exc)
 
 
 def _code(resp: requests.Response) -> str:

@@ -8,14 +8,19 @@ status page that cannot be read says nothing about the vendor: that is ``error``
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import requests
 from pydantic import Field
 
+from controlplane.lazyimport import lazy_module
 from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError
 from controlplane.probes.findings import Findings, connection_reason
 from controlplane.results import Status
+
+if TYPE_CHECKING:
+    import requests
+else:  # requests loads when a probe runs, not when a config validates
+    requests = lazy_module("requests")
 
 log = logging.getLogger(__name__)
 

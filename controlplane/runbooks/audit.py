@@ -1,17 +1,17 @@
 """The auditors' trail of every run, delivered through the incidents' durable outbox.
 
-The outbox delivers notifications of *incidents* (ordered per incident, retried, made
-idempotent by each notifier). A run therefore writes its notifications in the same
-transaction as the change it reports (the claim that starts it, the row that ends it):
+A run writes its notifications in the same transaction as the change it reports (the
+claim that starts it, the row that ends it), through the incidents feature's public
+interface (controlplane/incidents/api.py), so they are ordered, retried and sent at most
+once more after a crash exactly like an incident's:
 
 - a run started **from an incident** adds ``update`` entries to that incident: a comment
   on its Jira issue and a reply in its Slack thread, at the start and at the end (with the
   whole trail);
-- any other run gets an **audit record**: an incidents row of kind ``runbook`` (state
-  ``resolved`` from the start, so it never pages, reminds or counts as open) whose
-  ``open`` creates the Jira issue and posts the Slack start message, whose ``update``
-  comments the trail on the issue, and whose ``resolve`` posts the end and closes the
-  issue.
+- any other run is its own outbox subject ``runbook-run/ID`` (no incident row: it never
+  shows on /incidents nor counts as one): ``open`` creates its Jira issue and posts the
+  Slack start message, ``update`` comments the trail on the issue, and ``resolve`` posts
+  the end and closes the issue.
 
 The trail says who started the run, its parameters, every step with its outcome and
 duration, the approvals, and the result.
@@ -20,15 +20,14 @@ duration, the approvals, and the result.
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane.incidents.model import PENDING, RESOLVED, IncidentRow, OutboxRow
+from controlplane.incidents import api as incidents
+from controlplane.logs import redact
 from controlplane.notifiers.base import Incident, duration_text
-from controlplane.notifiers.jira import dedup_label
 from controlplane.results import iso, utcnow
 from controlplane.runbooks.model import DecisionRow, RunRow, StepRow
 
@@ -40,7 +39,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AUDIT_KIND = "runbook"
+SUBJECT_KIND = "runbook-run"
 AUDIT_CHANNELS = ("slack", "jira")
+
+
+def subject(run_id: int) -> str:
+    """The outbox subject of a run's own trail (also its Jira issue's dedup key)."""
+    return incidents.subject_key(SUBJECT_KIND, run_id)
 
 
 class Audit:
@@ -61,21 +66,20 @@ class Audit:
         """In the claim's transaction: the run starts (or resumes after a crash)."""
         if not self.channels:
             return
-        resumed = run.audit_incident_id is not None or bool(run.message)
+        key = subject(run.id)
+        opened = run.incident_id is None and incidents.queued(s, key)
         text = (f":arrow_forward: Runbook {run.runbook_id} run #{run.id} "
-                f"{'resumed' if resumed else 'started'} by {run.started_by} "
+                f"{'resumed' if opened or run.message else 'started'} by {run.started_by} "
                 f"({run.trigger}); parameters {_params(run.params)}; {self.link(run.id)}")
         if run.incident_id is not None:
-            self._entries(s, run.incident_id, "update", text, self._incident_payload(s, run))
+            self._to_incident(s, run, text)
             return
-        if run.audit_incident_id is None:
-            inc = self._record(s, run, text)
-            run.audit_incident_id = inc.id
-            self._entries(s, inc.id, "open", text, self._payload(inc, run, text))
-        else:
-            rec = s.get(IncidentRow, run.audit_incident_id)
-            assert rec is not None
-            self._entries(s, rec.id, "update", text, self._payload(rec, run, text))
+        action = "update" if opened else "open"
+        for channel in self.channels:
+            body = {**self._payload(run, "running", text), "text": text}
+            if action == "open":
+                body["to"] = self.notifiers[channel].route(_view(run))
+            incidents.queue(s, channel, action, body, subject=key)
 
     def on_finish(self, s: Session, run: RunRow) -> None:
         """In the transaction that records the run's end."""
@@ -83,78 +87,50 @@ class Audit:
             return
         trail = self.trail(s, run)
         if run.incident_id is not None:
-            self._entries(s, run.incident_id, "update", trail, self._incident_payload(s, run))
+            self._to_incident(s, run, trail)
             return
-        inc = s.get(IncidentRow, run.audit_incident_id) if run.audit_incident_id else None
-        if inc is None:  # started before any channel was configured
+        key = subject(run.id)
+        if not incidents.queued(s, key):  # started before any channel was configured
             return
-        inc.status = run.status[:10]
-        inc.message = _result(run)
-        inc.resolved_at = run.finished_at
-        self._entries(s, inc.id, "update", trail, self._payload(inc, run, trail),
-                      only="jira")
-        self._entries(s, inc.id, "resolve", inc.message, self._payload(inc, run, None))
-
-    # -- rows --------------------------------------------------------------------------
-
-    def _record(self, s: Session, run: RunRow, text: str) -> IncidentRow:
-        now = utcnow()
-        inc = IncidentRow(
-            dedup_key=f"runbook-run/{run.id}", check_id=f"runbook {run.runbook_id} #{run.id}",
-            env="", kind=AUDIT_KIND, name=f"Runbook {run.runbook_id} run #{run.id}",
-            severity="major", labels={"runbook": run.runbook_id, "run": str(run.id)},
-            runbook=run.runbook_id, state=RESOLVED, status="running", message=text,
-            opened_at=now, since=now, notified=True, last_notified_message="",
-            acknowledged_by=None)
-        s.add(inc)
-        s.flush()
-        return inc
-
-    def _entries(self, s: Session, incident_id: int, action: str, text: str,
-                 payload: dict[str, Any], only: str | None = None) -> None:
-        now = utcnow()
-        view = _view(s, incident_id)
+        result = _result(run)
+        if "jira" in self.channels:
+            incidents.queue(s, "jira", "update",
+                            {**self._payload(run, run.status, result), "text": trail},
+                            subject=key)
         for channel in self.channels:
-            if only and channel != only:
-                continue
-            if view.kind != AUDIT_KIND and not self._reached(s, incident_id, channel, view):
-                continue
-            body = {**payload, "text": text}
-            if action == "open":
-                body["to"] = self.notifiers[channel].route(_view(s, incident_id))
-            s.add(OutboxRow(incident_id=incident_id, channel=channel, action=action,
-                            payload=body, idempotency_key=uuid.uuid4().hex, state=PENDING,
-                            attempts=0, created_at=now, next_attempt_at=now, last_error="",
-                            response={}))
+            incidents.queue(s, channel, "resolve", self._payload(run, run.status, result),
+                            subject=key)
 
-    def _reached(self, s: Session, incident_id: int, channel: str, view: Incident) -> bool:
-        """Whether an incident's own notifications go to ``channel`` (its Jira issue or Slack
-        thread exists to comment on): the channel wants its updates and it was announced."""
-        inc = s.get(IncidentRow, incident_id)
-        return bool(inc is not None and inc.notified and
-                    self.notifiers[channel].wants(view, "update"))
+    # -- entries -----------------------------------------------------------------------
 
-    def _payload(self, inc: IncidentRow, run: RunRow, text: str | None) -> dict[str, Any]:
+    def _to_incident(self, s: Session, run: RunRow, text: str) -> None:
+        """Comment in the incident's own thread and issue, where it was announced."""
+        assert run.incident_id is not None
+        inc = incidents.incident(s, run.incident_id)
+        if inc is None or not inc.notified:
+            return
+        payload = {"incident": inc.id, "check": inc.check, "env": inc.env, "kind": inc.kind,
+                   "severity": inc.severity, "status": inc.status, "state": inc.state,
+                   "message": inc.message, "dedup_key": inc.dedup_key, "text": text}
+        for channel in self.channels:
+            if self.notifiers[channel].wants(inc.view(), "update"):
+                incidents.queue(s, channel, "update", dict(payload), incident_id=inc.id)
+
+    def _payload(self, run: RunRow, status: str, message: str) -> dict[str, Any]:
         end = run.finished_at or utcnow()
         start = run.started_at or run.created_at
+        final = run.finished_at is not None
         return {
-            "incident": inc.id, "check": inc.check_id, "env": "", "kind": AUDIT_KIND,
-            "name": inc.name, "severity": inc.severity, "status": inc.status,
-            "state": inc.state, "message": inc.message, "since": iso(start),
-            "labels": dict(inc.labels or {}), "runbook": self.runbook_link(run.runbook_id),
-            "dashboard": self.link(run.id), "dedup_key": inc.dedup_key,
-            "dedup_label": dedup_label(inc.dedup_key), "text": text,
+            "incident": None, "subject": subject(run.id), "check": _name(run), "env": "",
+            "kind": AUDIT_KIND, "name": f"Runbook {run.runbook_id} run #{run.id}",
+            "severity": "major", "status": status[:10],
+            "state": "resolved" if final else "running", "message": message,
+            "since": iso(start), "labels": _labels(run),
+            "runbook": self.runbook_link(run.runbook_id), "dashboard": self.link(run.id),
+            "dedup_key": subject(run.id), "text": None,
             # Nothing to acknowledge: the Slack message gets no Acknowledge button.
             "acknowledged_by": run.started_by,
             "duration_s": round((end - start).total_seconds(), 3)}
-
-    def _incident_payload(self, s: Session, run: RunRow) -> dict[str, Any]:
-        inc = s.get(IncidentRow, run.incident_id)
-        assert inc is not None
-        return {"incident": inc.id, "check": inc.check_id, "env": inc.env, "kind": inc.kind,
-                "severity": inc.severity, "status": inc.status, "state": inc.state,
-                "message": inc.message, "dedup_key": inc.dedup_key,
-                "dedup_label": dedup_label(inc.dedup_key), "text": None}
 
     def link(self, run_id: int) -> str:
         return f"{self.public_url}/runbooks/runs/{run_id}"
@@ -187,17 +163,21 @@ class Audit:
         return "\n".join(lines)
 
 
-def _view(s: Session, incident_id: int) -> Incident:
-    inc = s.get(IncidentRow, incident_id)
-    assert inc is not None
-    return Incident(id=inc.id, check=inc.check_id, env=inc.env, kind=inc.kind,
-                    severity=inc.severity, state=inc.state, status=inc.status,
-                    labels=dict(inc.labels or {}))
+def _name(run: RunRow) -> str:
+    return f"runbook {run.runbook_id} #{run.id}"
+
+
+def _labels(run: RunRow) -> dict[str, str]:
+    return {"runbook": run.runbook_id, "run": str(run.id)}
+
+
+def _view(run: RunRow) -> Incident:
+    """What the channels' routing rules see of a run (Slack routes by labels)."""
+    return Incident(id=run.id, check=_name(run), env="", kind=AUDIT_KIND, severity="major",
+                    state="open", status="running", labels=_labels(run))
 
 
 def _params(params: dict[str, Any]) -> str:
-    from controlplane.logs import redact
-
     return redact(", ".join(f"{k}={v}" for k, v in params.items()) or "none")
 
 

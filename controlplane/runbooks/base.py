@@ -134,3 +134,43 @@ class Action(ABC, Generic[ArgsT]):
     @abstractmethod
     def run(self, ctx: StepContext) -> ActionResult:
         """Do it; raise ActionFailed when it did not work."""
+
+
+class TargetedAction(Action[ArgsT]):
+    """The plan/run scaffolding of actions on a configured thing (a backup component, a
+    Kafka check): :meth:`validate` resolves it and raises :class:`ActionFailed` when it is
+    unusable; the dry-run then says ``would fail: <why>`` instead of :meth:`describe`'s
+    lines (which may raise too), and :meth:`run` validates before :meth:`execute`."""
+
+    def validate(self) -> None:
+        """Raise ActionFailed when the target cannot be used (default: nothing to check)."""
+
+    @abstractmethod
+    def describe(self) -> list[str]:
+        """The dry-run's lines once the target is valid; may raise ActionFailed."""
+
+    @abstractmethod
+    def execute(self, ctx: StepContext) -> ActionResult:
+        """The work, after validate() passed."""
+
+    def plan(self) -> list[str]:
+        try:
+            self.validate()
+            return self.describe()
+        except ActionFailed as exc:
+            return [f"would fail: {exc.message}"]
+
+    def run(self, ctx: StepContext) -> ActionResult:
+        self.validate()
+        return self.execute(ctx)
+
+
+def job_result(result: Any, failed: str, **extra: Any) -> ActionResult:
+    """A job's check-style result (a backup, a drill) as the step's outcome: its status,
+    message, metrics and details (plus ``extra``) as outputs; anything but ok fails the
+    step with ``<failed>: <message>``."""
+    outputs = {"status": result.status.value, "message": result.message,
+               "metrics": dict(result.metrics), "details": dict(result.details), **extra}
+    if result.status.value != "ok":
+        raise ActionFailed(f"{failed}: {result.message}", outputs)
+    return ActionResult(result.message, outputs)

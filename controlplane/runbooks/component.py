@@ -84,6 +84,11 @@ class RunbooksComponent:
         log.info("incident started runbook runbook=%s incident=%s run=%s", rb.id, incident_id,
                  run.run_id)
 
+    def drain(self, deadline: float) -> None:
+        """The shutdown grace period began (controlplane/app.py): steps in flight may
+        finish within it, no new step starts."""
+        self.engine.drain(deadline)
+
     def stop(self) -> None:
         self.engine.stop()
 

@@ -6,6 +6,10 @@ CLI). A run being executed carries a heartbeat; when a process dies (kill -9, po
 its heartbeat stops, and the engine recovers the run: a step that was running resumes if
 it is idempotent, otherwise it is marked ``interrupted`` and the run waits for a human
 (approve: the step is done, reject: it failed, or cancel).
+
+A graceful stop (SIGTERM) is different: :meth:`Engine.drain` at the start of the shutdown
+grace period stops new steps and lets the steps in flight finish within it (see
+controlplane/runbooks/executor.py); :meth:`Engine.stop` then waits for them.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 from sqlalchemy import select
@@ -22,7 +27,7 @@ from sqlalchemy.orm import Session
 from controlplane.results import utcnow
 from controlplane.runbooks.base import Services
 from controlplane.runbooks.config import RunbookConfig
-from controlplane.runbooks.executor import RunExecutor, stale_before
+from controlplane.runbooks.executor import SHUTDOWN_JOIN_S, RunExecutor, Shutdown, stale_before
 from controlplane.runbooks.model import (
     EXECUTING,
     FAILED,
@@ -62,6 +67,7 @@ class Engine:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._loop_thread: threading.Thread | None = None
+        self.shutdown = Shutdown()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -72,13 +78,31 @@ class Engine:
         log.info("runbook engine started runbooks=%d instance=%s", len(self.runbooks),
                  self.instance)
 
+    def drain(self, deadline: float) -> None:
+        """A graceful stop begins: pick up no more runs, start no new step, let the steps
+        in flight finish until ``deadline`` (time.monotonic()), then interrupt them."""
+        log.info("runbook engine draining running=%s grace_s=%.1f", self.running(),
+                 max(0.0, deadline - time.monotonic()))
+        self.shutdown.begin(deadline)
+        self._stop.set()
+        self._wake.set()
+
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop picking up runs; runs in flight keep their state in the store and are
-        recovered by the next active instance (their heartbeat stops)."""
+        """Stop picking up runs. After :meth:`drain`, wait for the runs in flight to pause
+        or be interrupted; without it (tests), they keep their state in the store and are
+        recovered by the next active instance once their heartbeat stops."""
         self._stop.set()
         self._wake.set()
         if self._loop_thread is not None:
             self._loop_thread.join(timeout)
+        if self.shutdown.requested.is_set():
+            until = self.shutdown.deadline + SHUTDOWN_JOIN_S + 1.0
+            for run_id in self.running():
+                self.join(run_id, max(0.0, until - time.monotonic()))
+            left = self.running()
+            if left:
+                log.warning("runbook runs still in flight after the grace period runs=%s",
+                            left)
 
     def wake(self) -> None:
         self._wake.set()
@@ -186,13 +210,13 @@ class Engine:
         self._notify("started", run_id)
         try:
             status = RunExecutor(self.store, rb, run_id, self.services, cancel,
-                                 self.finish_hooks).execute()
+                                 self.finish_hooks, self.shutdown).execute()
         finally:
             beat_stop.set()
             beat.join()
             with self._lock:
                 self._threads.pop(run_id, None)
-        if status != INTERRUPTED:
+        if status not in (INTERRUPTED, QUEUED):
             self._notify("finished", run_id)
         self._wake.set()  # a queued run of the same runbook may start now
         return status

@@ -6,15 +6,24 @@ and applies a human's decision to a step left ``interrupted`` (a non-idempotent 
 runs twice). Steps run in a worker thread so a hung action cannot hold the run past its
 timeout; a step past its deadline is told to stop (``ctx.cancelled``) and recorded as
 timed out.
+
+A graceful stop (SIGTERM, see :class:`Shutdown`) is not a crash: no new step starts, the
+step in flight may finish within the shutdown grace period (the run is then queued again
+and the next active instance continues with the next step), and a step that cannot
+finish in time (or waits for an approval) is recorded ``interrupted`` with the reason
+"shutdown": an idempotent one runs again on the next start, a non-idempotent one waits
+for a human, exactly as after a kill -9.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -34,6 +43,7 @@ from controlplane.runbooks.model import (
     DONE_STEP,
     FAILED,
     INTERRUPTED,
+    QUEUED,
     RUNNING,
     SKIPPED,
     SUCCEEDED,
@@ -54,6 +64,26 @@ GRACE_S = 1.0
 """Past its deadline an action gets this long to stop by itself (and say why)."""
 
 
+SHUTDOWN_JOIN_S = 2.0
+"""After the grace period, how long a stopped step's thread gets to return."""
+
+
+@dataclass
+class Shutdown:
+    """A graceful stop of the process: set once, with the end of its grace period."""
+
+    requested: threading.Event = field(default_factory=threading.Event)
+    deadline: float = math.inf
+    """time.monotonic() at which steps still running are interrupted."""
+
+    def begin(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.requested.set()
+
+    def over(self) -> bool:
+        return self.requested.is_set() and time.monotonic() >= self.deadline
+
+
 class Stop(Exception):
     """End the run now with this status (cancelled, timed out, interrupted)."""
 
@@ -66,9 +96,12 @@ class Stop(Exception):
 class RunExecutor:
     def __init__(self, store: Store, rb: RunbookConfig, run_id: int, services: Services,
                  cancelled: threading.Event,
-                 finish_hooks: list[Callable[[Session, RunRow], None]] | None = None) -> None:
+                 finish_hooks: list[Callable[[Session, RunRow], None]] | None = None,
+                 shutdown: Shutdown | None = None) -> None:
         self.store, self.rb, self.run_id, self.services = store, rb, run_id, services
         self.cancelled = cancelled
+        self.shutdown = shutdown or Shutdown()
+        self._waiting = False  # the step in flight waits for a human decision
         self.finish_hooks = finish_hooks or []
         with store.session() as s:
             row = s.get(RunRow, run_id)
@@ -96,10 +129,12 @@ class RunExecutor:
         except Exception as exc:  # a bug here must still end the run visibly
             log.exception("runbook run crashed run=%s runbook=%s", self.run_id, self.rb.id)
             status, message = FAILED, f"engine error: {type(exc).__name__}: {exc}"
-        if status != INTERRUPTED:
-            with self.store.session() as s:
-                row = s.get(RunRow, self.run_id)
-                assert row is not None
+        with self.store.session() as s:
+            row = s.get(RunRow, self.run_id)
+            assert row is not None
+            if status in (INTERRUPTED, QUEUED):  # not over: a human, or the next start
+                row.status, row.message, row.owner = status, message, ""
+            else:
                 finish(s, row, status, message)
                 for hook in self.finish_hooks:
                     hook(s, row)
@@ -132,9 +167,9 @@ class RunExecutor:
         if prev is not None and prev.status in (*DONE_STEP, FAILED, TIMED_OUT):
             self._remember(step.id, prev.status, prev.message, prev.outputs)
             return prev.status, prev.message
-        if prev is not None and prev.status == INTERRUPTED:
+        if prev is not None and prev.status == INTERRUPTED and not prev.idempotent:
             return self._decided(step, prev)
-        self._check_stop()
+        self._check_stop()  # an idempotent step a shutdown interrupted runs again
         return self._execute_step(step, rollback_of, prev)
 
     def _check_stop(self) -> None:
@@ -143,6 +178,9 @@ class RunExecutor:
         if time.monotonic() >= self.run_deadline:
             raise Stop(TIMED_OUT, f"the run took longer than its timeout "
                                   f"({self.rb.timeout:g}s)")
+        if self.shutdown.requested.is_set():
+            raise Stop(QUEUED, "paused: the control plane shut down; the next active "
+                               "instance continues with the next step")
 
     def _cancelled_by(self) -> str:
         with self.store.session() as s:
@@ -159,7 +197,7 @@ class RunExecutor:
     def _decided(self, step: StepConfig, row: StepRow) -> tuple[str, str]:
         decision = self._take_decision(step.id)
         if decision is None:
-            raise Stop(INTERRUPTED, row.message)
+            raise Stop(INTERRUPTED, _waiting_for_human(step.id))
         if decision.approved:
             status, message = SUCCEEDED, f"confirmed done by {decision.by} after the " \
                                          "interruption; not run again"
@@ -205,6 +243,11 @@ class RunExecutor:
         self._remember(step.id, status, message, outputs)
         if status == CANCELLED:
             raise Stop(CANCELLED, f"cancelled by {self._cancelled_by()} during step {step.id}")
+        if status == INTERRUPTED:  # by a shutdown
+            if self._idempotent(step):
+                raise Stop(QUEUED, f"paused: the control plane shut down during step "
+                                   f"{step.id}, which runs again on the next start")
+            raise Stop(INTERRUPTED, _waiting_for_human(step.id))
         if status == TIMED_OUT and time.monotonic() >= self.run_deadline:
             raise Stop(TIMED_OUT, f"the run took longer than its timeout "
                                   f"({self.rb.timeout:g}s), in step {step.id}")
@@ -274,6 +317,13 @@ class RunExecutor:
                 stop.set()  # the action ignored its deadline: stop waiting for it
                 worker.join(2.0)
                 return TIMED_OUT, f"timed out after {timeout:g}s", {}
+            if worker.is_alive() and (self.shutdown.over() or (
+                    self._waiting and self.shutdown.requested.is_set())):
+                # Past the grace period, or waiting for a human (nothing to finish): what
+                # the action returns now is not its outcome.
+                stop.set()
+                worker.join(SHUTDOWN_JOIN_S)
+                return INTERRUPTED, self._shutdown_message(step), {}
         if "failed" in box:
             exc = box["failed"]
             if time.monotonic() >= ctx.deadline:
@@ -282,9 +332,22 @@ class RunExecutor:
         result: ActionResult = box["result"]
         return SUCCEEDED, result.message, result.outputs
 
+    def _idempotent(self, step: StepConfig) -> bool:
+        return step.idempotent or _resumable(step.action)
+
+    def _shutdown_message(self, step: StepConfig) -> str:
+        why = ("interrupted (shutdown): the control plane shut down while this step was "
+               + ("waiting for approval" if self._waiting else
+                  "running and it did not finish within the shutdown grace period"))
+        if self._idempotent(step):
+            return f"{why}; it is idempotent and runs again on the next start"
+        return (f"{why}; it is not idempotent, so it will not run again. Check what it did, "
+                "then approve (it completed) or reject (it failed), or cancel the run")
+
     def _await_decision(self, step_id: str, row_id: int, timeout: float,
                         stop: threading.Event) -> Decision | None:
         self._set_waiting(row_id, True)
+        self._waiting = True
         try:
             end = time.monotonic() + timeout
             while not stop.is_set():
@@ -296,6 +359,7 @@ class RunExecutor:
                 stop.wait(min(POLL_S, max(0.0, end - time.monotonic())))
             return None
         finally:
+            self._waiting = False
             self._set_waiting(row_id, False)
 
     def _set_waiting(self, row_id: int, waiting: bool) -> None:
@@ -325,6 +389,10 @@ class _Progress:
             row = s.get(StepRow, self.row_id)
             if row is not None:
                 row.progress = {**_jsonable(fields), "at": iso(utcnow())}
+
+
+def _waiting_for_human(step_id: str) -> str:
+    return f"step {step_id} interrupted; waiting for a human decision"
 
 
 def _resumable(action: str) -> bool:

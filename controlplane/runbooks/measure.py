@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane.backups import catalog
-from controlplane.backups.catalog import DrillRow
+from controlplane.backups import api as backups
 from controlplane.runbooks.model import FAILED, SUCCEEDED, TIMED_OUT, RunRow, StepRow
 
 if TYPE_CHECKING:
@@ -47,11 +46,12 @@ class Measure:
         backup_id = next((str(st.outputs["backup_id"]) for st in steps
                           if isinstance(st.outputs, dict) and st.outputs.get("backup_id")), "")
         duration = run.duration_s()
-        s.add(DrillRow(
+        assert run.started_at is not None and run.finished_at is not None  # a finished run
+        backups.record_drill(s, backups.DrillRecord(
             component=drill_component(self.config, rb.measures), backup_id=backup_id,
-            status=catalog.PASSED if run.status == SUCCEEDED else catalog.FAILED,
-            started_at=run.started_at, finished_at=run.finished_at, duration_s=duration,
-            failed_step=failed[:40], message=f"runbook {rb.id} run #{run.id}: {run.message}",
+            passed=run.status == SUCCEEDED, started_at=run.started_at,
+            finished_at=run.finished_at, duration_s=duration, failed_step=failed,
+            message=f"runbook {rb.id} run #{run.id}: {run.message}",
             steps=[{"name": st.step_id, "status": st.status, "duration_s": st.duration_s,
                     "message": st.message} for st in steps],
             on_demand=run.trigger != "schedule"))

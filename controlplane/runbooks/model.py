@@ -46,8 +46,6 @@ class RunRow(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     cancelled_by: Mapped[str] = mapped_column(String(200), default="")
-    audit_incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    """The incidents row carrying this run's audit trail (runs not started by one)."""
 
     def to_dict(self) -> dict[str, Any]:
         from controlplane.results import iso
@@ -58,8 +56,7 @@ class RunRow(Base):
                 "started_at": iso(self.started_at) if self.started_at else None,
                 "finished_at": iso(self.finished_at) if self.finished_at else None,
                 "duration_s": self.duration_s(), "message": self.message,
-                "cancel_requested": self.cancel_requested,
-                "audit_incident_id": self.audit_incident_id}
+                "cancel_requested": self.cancel_requested}
 
     def duration_s(self) -> float | None:
         if self.started_at is None or self.finished_at is None:

@@ -150,7 +150,8 @@ def get(store: Store, run_id: int) -> dict[str, Any]:
         if row is None:
             raise NotFound(f"no runbook run {run_id}")
         out = row.to_dict()
-        out["jira_key"] = _jira_key(s, row.audit_incident_id or row.incident_id)
+        out["jira_key"] = _jira_key(s, row)
+        out["audit"] = _deliveries(s, row)
         out["steps"] = [st.to_dict() for st in s.scalars(
             select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.seq))]
         out["decisions"] = [d.to_dict() for d in s.scalars(
@@ -182,12 +183,20 @@ def stale_runs(store: Store, older_than: datetime) -> list[int]:
             (RunRow.heartbeat_at.is_(None)) | (RunRow.heartbeat_at < older_than))))
 
 
-def _jira_key(s: Session, incident_id: int | None) -> str | None:
+def _jira_key(s: Session, row: RunRow) -> str | None:
     """The Jira issue holding the run's trail (its own, or its incident's)."""
-    if incident_id is None:
-        return None
-    from controlplane.incidents.model import IncidentRow
+    from controlplane.incidents import api as incidents
+    from controlplane.runbooks.audit import subject
 
-    inc = s.get(IncidentRow, incident_id)
-    key = ((inc.refs or {}).get("jira") or {}).get("key") if inc is not None else None
+    refs = (incidents.refs(s, incident_id=row.incident_id) if row.incident_id is not None
+            else incidents.refs(s, subject=subject(row.id)))
+    key = (refs.get("jira") or {}).get("key")
     return str(key) if key else None
+
+
+def _deliveries(s: Session, row: RunRow) -> list[dict[str, Any]]:
+    """How the run's own trail went out (a run from an incident: see the incident)."""
+    from controlplane.incidents import api as incidents
+    from controlplane.runbooks.audit import subject
+
+    return [] if row.incident_id is not None else incidents.deliveries(s, subject(row.id))

@@ -51,8 +51,9 @@ class LocalRabbitMq:
     """One RabbitMQ node for the demo; ``user``/``password`` may use the management API."""
 
     def __init__(self, workdir: str, tls: tuple[Path, Path] | None = None,
-                 die_with_parent: bool = False) -> None:
+                 die_with_parent: bool = False, extra_conf: str = "") -> None:
         self.die_with_parent = die_with_parent
+        self.extra_conf = extra_conf  # rabbitmq.conf lines added to the node's own
         self.root = Path(workdir) / "rabbitmq"
         self.tls = tls  # (chain file, key file): AMQPS on amqps_port too
         self.amqps_port = _free_port() if tls else 0
@@ -77,7 +78,7 @@ class LocalRabbitMq:
             f"loopback_users = none\ndefault_user = {self.user}\n"
             f"default_pass = {self.password}\ndefault_user_tags.administrator = true\n"
             "disk_free_limit.absolute = 1MB\n"
-            "collect_statistics_interval = 1000\n" + self._tls_conf())
+            "collect_statistics_interval = 1000\n" + self._tls_conf() + self.extra_conf)
         dist_args = "-kernel inet_dist_use_interface {127,0,0,1}"
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),

@@ -36,6 +36,8 @@ from controlplane.sandbox.kafka_broker import (
 )
 from controlplane.sandbox.localdata import Azurite, Postgres, azurite_binary, postgres_bindir
 from controlplane.sandbox.runner import Sandbox, default_state_dir
+from controlplane.sandbox.statuspage_fake import StatuspageFake
+from controlplane.sandbox.vendor_api_fake import VendorApiFake
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,8 @@ class Demo:
         os.environ.update(self._start_rabbitmq())
         os.environ.update(self._start_s3())
         os.environ.update(self._start_kube())
+        if self.postgres is not None or self.kube is not None:
+            os.environ.update(self._backup_target())
         self.config_file = self._config_file()
         return load_config(self.config_file)
 
@@ -115,7 +119,11 @@ class Demo:
                "DEMO_PG_PORT": str(self.postgres.port),
                "DEMO_PG_PASSWORD": self.postgres.password}
         self._add_checks("demo-postgres-check.yaml", "postgres.yaml")
-        env.update(self._age_key())
+        return env
+
+    def _backup_target(self) -> dict[str, str]:
+        """An age key, and Azurite (if installed) or a local folder as the blob store."""
+        env = self._age_key()
         azurite = azurite_binary()
         if azurite is not None:
             self.azurite = Azurite(self.workdir, azurite).start()
@@ -207,10 +215,15 @@ class Demo:
         return {"DEMO_AGE_RECIPIENT": str(identity.to_public()), "DEMO_AGE_IDENTITY": path}
 
     def _config_file(self) -> str:
-        """demo.yaml, the notifiers (the Slack and Jira fakes), and backups when PostgreSQL runs."""
+        """demo.yaml, the notifiers (the Slack and Jira fakes), and backups of PostgreSQL and
+        of the cluster's Secrets when they run."""
         parts = ["demo.yaml", "demo-notifiers.yaml"]
-        if self.postgres is not None:
+        if self.postgres is not None or self.kube is not None:
             parts.append("demo-backups.yaml")
+        if self.postgres is not None:
+            parts.append("demo-backups-postgres.yaml")
+        if self.kube is not None:
+            parts.append("demo-backups-kube.yaml")
         path = os.path.join(self.workdir, "demo.yaml")
         with open(path, "w", encoding="utf-8") as out:
             for name in parts:
@@ -219,10 +232,18 @@ class Demo:
         return path
 
     def _start_fakes(self) -> None:
-        """The Slack and Jira fakes the demo's notifiers post to; one failing stops the demo."""
+        """The Slack and Jira fakes the demo's notifiers post to, and the vendors' status
+        pages and APIs its vendor checks read; one failing stops the demo."""
         for name, start in (("slack_fake", slack_fake.start), ("jira_fake", jira_fake.start)):
             url, stop = start("127.0.0.1", 0)
             self.fakes[name] = (url, stop)
+        pages = StatuspageFake()
+        pages.add_page("openai", "OpenAI", ["API", "ChatGPT"])
+        pages.add_page("twilio", "Twilio", ["SMS", "Voice"])
+        self.fakes["statuspage_fake"] = (pages.start("127.0.0.1", 0), pages.stop)
+        apis = VendorApiFake()
+        self.fakes["vendor_api_fake"] = (apis.start(), apis.stop)
+        self._add_checks("demo-vendor-checks.yaml", "vendors.yaml")
 
     def _variables(self) -> dict[str, str]:
         sb = self.sandbox
@@ -267,26 +288,29 @@ class Demo:
                  "`controlplane sandbox fault set NAME`")
 
     def prime_dr(self) -> None:
-        """First backup and drill right away (as the CLI would), so /dr has measures at once.
+        """First backup and drill of each component right away (as the CLI would), so /dr
+        has measures at once. Runs in the background; the schedule takes over afterwards."""
+        if self.postgres is not None:
+            threading.Thread(target=self._prime_dr, args=("postgres", "first backup and "
+                             "restore drill done; see the DR dashboard"),
+                             name="demo-dr-postgres", daemon=True).start()
+        if self.kube is not None:
+            threading.Thread(target=self._prime_dr, args=("kubernetes-secrets", "first Secrets "
+                             "backup and drill done (kubernetes-secrets); see the DR dashboard"),
+                             name="demo-dr-secrets", daemon=True).start()
 
-        Runs in the background; the schedule takes over afterwards.
-        """
-        if self.postgres is None:
-            return
-        threading.Thread(target=self._prime_dr, name="demo-dr", daemon=True).start()
-
-    def _prime_dr(self) -> None:
+    def _prime_dr(self, component: str, done: str) -> None:
         for action in ("backup", "drill"):
             if self._stop.is_set():
                 return
             proc = subprocess.run(
-                [sys.executable, "-m", "controlplane", action, "run", "postgres", "--config",
+                [sys.executable, "-m", "controlplane", action, "run", component, "--config",
                  self.config_file, "--quiet"], capture_output=True, text=True, timeout=600)
             if proc.returncode != 0:
-                self.say(f"demo: first {action} failed (exit {proc.returncode}): "
-                         f"{proc.stderr.strip()[-300:]}")
+                self.say(f"demo: first {action} of {component} failed (exit "
+                         f"{proc.returncode}): {proc.stderr.strip()[-300:]}")
                 return
-        self.say("demo: first backup and restore drill done; see the DR dashboard")
+        self.say(f"demo: {done}")
 
     def guide(self, url: str) -> list[str]:
         return [
@@ -301,6 +325,9 @@ class Demo:
             *([f"demo: DR dashboard    {url}/dr   (postgres on 127.0.0.1:{self.postgres.port} "
                f"backed up every 2 min to {self.blob_where}, restore drill every 4 min)"]
               if self.postgres else []),
+            *([f"demo: Secrets backup  360voice-prod of the test-bed cluster every 2 min to "
+               f"{self.blob_where}; drill every 4 min into a scratch namespace "
+               "controlplane-drill-<id> (see /dr)"] if self.kube else []),
             *([f"demo: Kafka           {self.kafka.bootstrap}   (one KRaft broker; "
                "kafka-cluster-production stays degraded: single broker, no replication)"]
               if self.kafka else []),

@@ -15,6 +15,7 @@ answers that path with the vendor's error for ``status`` (429, 500, 503) until c
 from __future__ import annotations
 
 import base64
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,8 +48,9 @@ class VendorApiFake:
     def url(self) -> str:
         return self.server.url
 
-    def start(self) -> str:
-        return self.server.start()
+    def start(self, ssl_context: ssl.SSLContext | None = None) -> str:
+        """Serve on a free loopback port; HTTPS with ``ssl_context`` (tests of trust)."""
+        return self.server.start(ssl_context=ssl_context)
 
     def stop(self) -> None:
         self.server.stop()

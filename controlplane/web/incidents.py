@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, jsonify, render_template, request
 
 from controlplane.incidents import queries
-from controlplane.incidents.component import escalation
+from controlplane.incidents.component import button_runbooks, escalation
 from controlplane.incidents.model import IncidentRow
 from controlplane.incidents.service import IncidentService
 from controlplane.notifiers import build_notifiers
@@ -28,7 +28,8 @@ def incident_service() -> IncidentService:
     # touches no network.
     return IncidentService(rt.store, rt.config.incidents, build_notifiers(rt.config.notifiers),
                            rt.metrics, dashboard_url=rt.config.web.public_url,
-                           escalation=escalation(rt.config))
+                           escalation=escalation(rt.config),
+                           button_runbooks=button_runbooks(rt.config))
 
 
 @bp.get("/api/v1/incidents")

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# setup: background
 # The Kubernetes test bed (tests/services/kube.py): kube-apiserver, kube-controller-manager,
 # kube-scheduler and kubectl (restore by hand) built from k8s.io/kubernetes through the Go
 # module proxy, kine (SQLite) as their storage and kwok for fake nodes, plus kwok's stage

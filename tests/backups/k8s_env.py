@@ -1,5 +1,6 @@
 """A kubernetes-secrets backup environment on the test-bed cluster and Azurite: a source
-namespace the product may read, a drill namespace it may restore into."""
+namespace the product may read, and deploy/rbac's drill role (scratch namespaces
+controlplane-drill-*, held to that prefix by its admission policy)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from controlplane.store import Store
 from tests.backups.conftest import AgeKey
 from tests.k8s.objects import Admin, secret
 from tests.services.azurite import Azurite
-from tests.services.kube import grant, new_namespace, product_connection
+from tests.services.kube import enable_drills, grant, new_namespace, product_connection
 
 COMPONENT = "kubernetes-secrets"
 
@@ -35,7 +36,6 @@ class SecretsEnv:
     blob_cfg: BlobConfig
     tmp: Path
     source: str
-    drill: str
 
     def config_file(self) -> str:
         """The same setup as a config file for the CLI (the platform's DR defaults on)."""
@@ -54,9 +54,8 @@ class SecretsEnv:
 def make_secrets_env(tmp: Path, key: AgeKey, azurite: Azurite, cluster: KubeCluster,
                      stores: list[Store] | None = None, **extra: Any) -> SecretsEnv:
     source = new_namespace(cluster, "prod")
-    drill = new_namespace(cluster, "drill")
     grant(cluster, source, "controlplane-secrets-read")
-    grant(cluster, drill, "controlplane-secrets-restore")
+    enable_drills(cluster)
     Admin(cluster).apply(source,
                          secret("voice360-env", {"DATABASE_URL": "postgresql://a:pw-7@db/a",
                                                  "TWILIO_TOKEN": "tw-42"}),
@@ -67,7 +66,7 @@ def make_secrets_env(tmp: Path, key: AgeKey, azurite: Azurite, cluster: KubeClus
         "cluster": {"api_server": conn.api_server, "token_file": conn.token_file,
                     "ca_file": conn.ca_file},
         "namespaces": [source], "recipients": [key.recipient], "identity_file": key.path,
-        "drill": {"namespace": drill}, **extra}
+        **extra}
     blob_cfg = BlobConfig(backend="azure", connection_string=azurite.connection_string,
                           container=f"s{uuid.uuid4().hex[:12]}")
     backups = BackupsConfig.model_validate({"components": {COMPONENT: component}})
@@ -77,4 +76,4 @@ def make_secrets_env(tmp: Path, key: AgeKey, azurite: Azurite, cluster: KubeClus
         stores.append(store)
     blob = open_blob_store(blob_cfg)
     ops = BackupOps(backups, DrConfig(), store, blob, Pipeline(store, Metrics()))
-    return SecretsEnv(ops, store, blob, store_dsn, component, blob_cfg, tmp, source, drill)
+    return SecretsEnv(ops, store, blob, store_dsn, component, blob_cfg, tmp, source)

@@ -77,13 +77,15 @@ class KafkaEnv:
 def make_kafka_env(tmp: Path, key: AgeKey, azurite: Azurite, source: KafkaCluster,
                    target: str | None = None, stores: list[Store] | None = None,
                    retention: dict[str, Any] | None = None,
-                   drill_timeout: float = 300) -> KafkaEnv:
+                   drill_timeout: float = 300,
+                   component: dict[str, Any] | None = None) -> KafkaEnv:
+    """``component``: more (or other) fields of the component (TLS/SASL settings)."""
     blob_cfg = BlobConfig(backend="azure", connection_string=azurite.connection_string,
                           container=f"k{uuid.uuid4().hex[:12]}")
     backups = BackupsConfig.model_validate({"components": {COMPONENT: {
         "kind": "kafka-metadata", "bootstrap": source.bootstrap, "recipients": [key.recipient],
         "identity_file": key.path, "drill": {"bootstrap": target, "timeout": drill_timeout},
-        "retention": retention or {}}}})
+        "retention": retention or {}, **(component or {})}}})
     store_dsn = f"sqlite:///{tmp / 'cp.db'}"
     store = Store(store_dsn)
     if stores is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from tests.services.common import free_port, run_cli
 from tests.services.httpserver import ScriptedServer
+from tests.ship.tools import ROOT
 
 RESULT_KEYS = {"check", "kind", "env", "status", "started_at", "duration_s", "message",
                "metrics", "details", "steps"}
@@ -166,3 +168,10 @@ def _closed_port(config: Path) -> int:
     text = (config.parent / "checks" / "local.yaml").read_text()
     tail = text.split("id: tcp-closed", 1)[1]
     return int(tail.split("target: 127.0.0.1:", 1)[1].split()[0])
+
+
+def test_version_prints_the_projects_version() -> None:
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    proc = run_cli("--version")
+    assert proc.returncode == 0
+    assert proc.stdout == f"controlplane {version}\n"

@@ -45,23 +45,30 @@ def run_check(demo: DemoProcess, check_id: str) -> dict[str, object]:
 
 def test_demo_watches_all_four_environments_with_every_local_kind(demo: DemoProcess) -> None:
     rows = checks(demo.url)
-    kinds = {"idcard_sms", "config_drift", "http", "dns", "tls", "tcp"}
+    # the vendors (two status pages and the OpenAI model list, on the contract fakes)
+    kinds = {"idcard_sms", "config_drift", "http", "dns", "tls", "tcp", "vendor_status",
+             "vendor_api"}
+    backups = postgres_bindir() is not None or not missing_binaries()
+    if backups:
+        kinds |= {"backup", "drill", "dr"}
     if postgres_bindir() is not None:
-        kinds |= {"backup", "drill", "dr", "postgres"}
+        kinds.add("postgres")
     if kafka_unavailable() is None:
         kinds |= {"kafka_cluster", "kafka_lag", "kafka_canary"}
     if rabbitmq_unavailable() is None:
         kinds.add("rabbitmq")
     if s3_unavailable() is None:
         kinds.add("s3")
-    # with PostgreSQL: the backups feature's built-in backup, drill and four dr checks
-    # (postgres, kafka, kubernetes-secrets, cluster-rebuild) and the postgres check
+    # with backups (PostgreSQL or the cluster): the backups feature's four dr checks
+    # (postgres, kafka, kubernetes-secrets, cluster-rebuild); per component backed up a
+    # built-in backup and drill check; with PostgreSQL the postgres check; with the cluster
+    # the workload and release checks
     if not missing_binaries():
         kinds |= {"k8s_workload", "release_drift"}
-    assert len(rows) == 25 + (7 if postgres_bindir() else 0) + (
+    assert len(rows) == 28 + (4 if backups else 0) + (3 if postgres_bindir() else 0) + (
         3 if kafka_unavailable() is None else 0) + (
         1 if rabbitmq_unavailable() is None else 0) + (1 if s3_unavailable() is None else 0) + (
-        0 if missing_binaries() else 2)
+        0 if missing_binaries() else 4)
     assert {r["env"] for r in rows} == {"production", "release", "staging", "dev", ""}
     assert {r["kind"] for r in rows} == kinds
 
@@ -353,6 +360,37 @@ def test_demo_backs_up_and_drills_its_database_at_once(demo: DemoProcess) -> Non
         assert run_check(demo, check_id)["status"] == "ok"
     line = demo.wait_line("demo: DR dashboard")
     assert ("to Azurite on 127.0.0.1:" in line) == (azurite_binary() is not None)
+
+
+def test_demo_backs_up_and_drills_the_clusters_secrets_so_dr_shows_measures(
+        demo: DemoProcess) -> None:
+    if missing_binaries():
+        pytest.fail(f"Kubernetes test-bed binaries missing: {SETUP_HINT}")
+    demo.wait_line("demo: first Secrets backup and drill done (kubernetes-secrets); see the DR "
+                   "dashboard", timeout=180)
+    dr = requests.get(f"{demo.url}/api/v1/dr", timeout=10).json()
+    comp = next(c for c in dr["components"] if c["component"] == "kubernetes-secrets")
+    page = requests.get(f"{demo.url}/dr", timeout=10).text
+    row = re.search(r'<tr id="dr-kubernetes-secrets">(.*?)</tr>', page, re.S)
+
+    assert [b["status"] for b in comp["backups"]][:1] == ["complete"]
+    drill = comp["drills"][0]
+    assert (drill["status"], drill["failed_step"]) == ("passed", "")
+    created = next(st for st in drill["steps"] if st["name"] == "create-namespace")
+    assert re.fullmatch(r"controlplane-drill-[0-9a-f]{8}", created["message"])
+    assert comp["rto_s"] == drill["duration_s"] and comp["rto_s"] > 0
+    assert comp["rpo_s"] is not None and comp["rpo_s"] > 0
+    assert comp["status"] != "unknown"
+    assert row is not None
+    cells = re.findall(r"<td>(.*?)</td>", row[1], re.S)
+    assert re.fullmatch(r"\d+s", cells[2]), cells  # measured RTO
+    assert re.fullmatch(r"\d+(s|m)", cells[4].split("<")[0]), cells  # current RPO
+    assert "Unknown" not in row[1]
+    for check_id in ("backup-kubernetes-secrets", "drill-kubernetes-secrets"):
+        assert run_check(demo, check_id)["status"] == "ok"
+    line = demo.wait_line("demo: Secrets backup")
+    assert line.endswith("drill every 4 min into a scratch namespace controlplane-drill-<id> "
+                         "(see /dr)")
 
 
 @pytest.mark.skipif(postgres_bindir() is None, reason="needs Debian postgresql (setup.d)")

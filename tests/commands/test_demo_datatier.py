@@ -24,3 +24,18 @@ def test_demo_data_services_are_ok_and_shown_under_data_services(demo: DemoProce
     section = html.split('id="env-data-services"', 1)[1].split("</section>", 1)[0]
     for check_id, installed in expected.items():
         assert (f'data-check="{check_id}"' in section) == installed, check_id
+
+
+def test_demo_vendors_are_ok_and_shown_under_vendors(demo: DemoProcess) -> None:
+    vendors = ["vendor-status-openai-demo", "vendor-status-twilio-demo",
+               "vendor-api-openai-demo"]
+    ids = {str(r["id"]) for r in checks(demo.url)}
+    assert set(vendors) <= ids
+    for check_id in vendors:
+        result = run_check(demo, check_id)
+        assert result["status"] == "ok", (check_id, result["message"])
+    assert run_check(demo, "vendor-api-openai-demo")["message"].startswith(
+        "openai: 4 models listed (")
+    html = requests.get(f"{demo.url}/", timeout=30).text
+    section = html.split('id="env-vendors"', 1)[1].split("</section>", 1)[0]
+    assert all(f'data-check="{check_id}"' in section for check_id in vendors)

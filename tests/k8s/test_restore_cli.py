@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,7 +26,8 @@ pytestmark = pytest.mark.kube
 
 
 class Setup:
-    def __init__(self, cluster: KubeCluster, tmp: Path, secrets: int = 2) -> None:
+    def __init__(self, cluster: KubeCluster, tmp: Path, secrets: int = 2,
+                 component: str = "kubernetes-secrets") -> None:
         self.cluster, self.tmp = cluster, tmp
         self.admin = Admin(cluster)
         self.source = new_namespace(cluster, "prod")
@@ -37,14 +39,22 @@ class Setup:
         self.key.write_text(f"{ident}\n")
         os.chmod(self.key, 0o600)
         self.config = tmp / "controlplane.yaml"
+        conn = product_connection(cluster)
         self.config.write_text(
             "environments:\n  production:\n    hosts: {voice360: 360voice.techhalo.ai}\n"
             f"store:\n  dsn: sqlite:///{tmp}/cp.db\n"
-            f"blob:\n  backend: local\n  path: {tmp}/blobs\ncheck_files: []\n")
-        cfg = SecretsBackupConfig(cluster=product_connection(cluster), namespaces=[self.source],
+            f"blob:\n  backend: local\n  path: {tmp}/blobs\ncheck_files: []\n"
+            + ("" if component == "kubernetes-secrets" else
+               f"backups:\n  components:\n    {component}:\n      kind: kubernetes-secrets\n"
+               f"      cluster: {{api_server: '{conn.api_server}', token_file: "
+               f"'{conn.token_file}', ca_file: '{conn.ca_file}'}}\n"
+               f"      namespaces: [{self.source}]\n"
+               f"      recipients: ['{ident.to_public()}']\n"))
+        cfg = SecretsBackupConfig(cluster=conn, namespaces=[self.source],
                                   recipients=[str(ident.to_public())])
         store = Store(f"sqlite:///{tmp}/cp.db")
-        result = SecretsBackup(cfg, store, LocalBlobStore(f"{tmp}/blobs")).run()
+        result = SecretsBackup(cfg, store, LocalBlobStore(f"{tmp}/blobs"),
+                               component=component).run()
         assert result.status == Status.OK, result.message
         self.backup_id = str(result.details["backup_id"])
         self.target = new_namespace(cluster, "restore")
@@ -95,8 +105,66 @@ def test_unknown_backup_is_refused(kube_cluster: KubeCluster, tmp_path: Path) ->
     out = run_cli(*s.args("--dry-run"))
     assert out.returncode == 2
     assert out.stderr == ("controlplane: no kubernetes-secrets backup "
-                          "'kubernetes-secrets-production-19700101T000000000Z' in the catalog "
-                          "(`controlplane backup list kubernetes-secrets`)\n")
+                          "'kubernetes-secrets-production-19700101T000000000Z' in the catalog; "
+                          "kubernetes-secrets components: kubernetes-secrets (see `controlplane "
+                          "backup list NAME`)\n")
+
+
+def test_backup_of_a_differently_named_component_is_found_and_unknown_ids_list_components(
+        kube_cluster: KubeCluster, tmp_path: Path) -> None:
+    s = Setup(kube_cluster, tmp_path, secrets=1, component="cluster-secrets")
+    assert s.backup_id.startswith("cluster-secrets-production-")
+
+    found = run_cli(*s.args("--dry-run", "--json"))
+    s.backup_id = "cluster-secrets-production-19700101T000000000Z"
+    unknown = run_cli(*s.args("--dry-run"))
+
+    assert found.returncode == 0, found.stderr
+    doc = json.loads(found.stdout)
+    assert (doc["component"], [a["line"] for a in doc["actions"]]) == (
+        "cluster-secrets", [f"create {s.target}/app-000-env"])
+    assert unknown.returncode == 2
+    assert unknown.stderr == ("controlplane: no kubernetes-secrets backup "
+                              "'cluster-secrets-production-19700101T000000000Z' in the catalog; "
+                              "kubernetes-secrets components: cluster-secrets (see "
+                              "`controlplane backup list NAME`)\n")
+
+
+def test_apply_is_recorded_per_secret_and_a_dry_run_records_nothing(
+        kube_cluster: KubeCluster, tmp_path: Path) -> None:
+    s = Setup(kube_cluster, tmp_path, secrets=3)
+    s.admin.apply(s.target, secret("app-001-env", {"A": "changed", "B": "b"}),
+                  secret("app-002-env", {"A": "a2", "B": "b"}))
+    history = ["restore", "history", "--config", str(s.config)]
+
+    dry = run_cli(*s.args("--dry-run", "--overwrite"))
+    after_dry = run_cli(*history, "--json")
+    applied = run_cli(*s.args("--overwrite"))
+    listed = run_cli(*history)
+    doc = json.loads(run_cli(*history, "--json", "--backup", s.backup_id).stdout)
+
+    assert dry.returncode == 0 and json.loads(after_dry.stdout) == {"restores": []}
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.splitlines()[-1] == ("recorded as restore #1 (`controlplane restore "
+                                               "history`)")
+    (r,) = doc["restores"]
+    assert (r["id"], r["backup_id"], r["component"], r["status"]) == (
+        1, s.backup_id, "kubernetes-secrets", "applied")
+    assert r["options"] == {"namespace_map": {s.source: s.target}, "only": [],
+                            "overwrite": True, "create_namespace": False}
+    assert [(a["target"], a["action"], a["keys"]) for a in r["actions"]] == [
+        (f"{s.target}/app-000-env", "done", []), (f"{s.target}/app-001-env", "done", ["A"]),
+        (f"{s.target}/app-002-env", "unchanged", [])]
+    assert r["counts"] == {"done": 2, "unchanged": 1}
+    assert r["cluster"] == kube_cluster.server
+    lines = listed.stdout.splitlines()
+    assert re.fullmatch(rf"#1 \S+ applied: {s.backup_id} \(kubernetes-secrets\) into "
+                        rf"{re.escape(kube_cluster.server)} by \S+@\S+: 2 done, 1 unchanged",
+                        lines[0]), lines[0]
+    assert lines[1:] == [f"  done {s.target}/app-000-env from {s.source}/app-000-env",
+                         f"  done {s.target}/app-001-env (keys: A) from {s.source}/app-001-env",
+                         f"  unchanged {s.target}/app-002-env"]
+    assert "changed" not in json.dumps(doc).replace("unchanged", "")  # no values
 
 
 def test_kill_9_mid_restore_then_rerun_converges(kube_cluster: KubeCluster,

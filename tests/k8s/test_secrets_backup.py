@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -243,38 +245,52 @@ def test_restore_by_hand_with_age_and_kubectl_apply(bed: Bed, tmp_path: Path) ->
     assert {k: base64.b64decode(v).decode() for k, v in got.data.items()} == VALUES
 
 
-def test_drill_restores_compares_cleans_up_and_records_its_duration(
-        bed: Bed, kube_cluster: KubeCluster) -> None:
+class GatedBlobStore(LocalBlobStore):
+    """A local folder whose first upload waits until the test opens the gate: the backup
+    holding it is mid-run, for as long as the test needs."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.reached, self.gate = threading.Event(), threading.Event()
+
+    def put_bytes(self, name: str, data: bytes) -> None:
+        self.reached.set()
+        assert self.gate.wait(60), "the test never opened the gate"
+        super().put_bytes(name, data)
+
+
+def test_second_concurrent_run_of_a_component_is_refused_and_nothing_is_cataloged_twice(
+        bed: Bed, tmp_path: Path) -> None:
     from controlplane.backups import catalog
-    from controlplane.backups.k8s_secrets import drill
 
-    drill_ns = new_namespace(kube_cluster, "drill")
-    grant(kube_cluster, drill_ns, "controlplane-secrets-restore")
-    backup_id = bed.backup()
+    gated = GatedBlobStore(str(tmp_path / "blobs"))
+    first: list[Any] = []
+    runner = threading.Thread(target=lambda: first.append(
+        SecretsBackup(bed.cfg(), bed.store, gated, component="cluster-secrets").run()))
+    runner.start()
+    try:
+        assert gated.reached.wait(60), "the first run never reached its upload"
+        second = SecretsBackup(bed.cfg(), bed.store, gated, component="cluster-secrets").run()
+    finally:
+        gated.gate.set()
+        runner.join(60)
 
-    result = drill(bed.cfg(drill_namespace=drill_ns), bed.store, bed.blob, bed.key)
-
-    assert result.status == Status.OK, result.message
-    assert [st.name for st in result.steps] == ["load", "restore", "compare", "cleanup"]
-    assert result.steps[2].message == "3 values match"
-    assert bed.admin.core.list_namespaced_secret(drill_ns).items == []
+    assert second.status == Status.FAILING
+    assert [s.name for s in second.steps] == ["lock"]
+    (ok,) = first
+    assert ok.status == Status.OK, ok.message
+    held = re.fullmatch(
+        r"backup of cluster-secrets failed at lock: backup (cluster-secrets-production-\d{8}T"
+        r"\d{9}Z) of cluster-secrets is already running \(holder [^ ]+, started "
+        r"[0-9TZ:.-]+\); this run was refused", second.message)
+    assert held is not None and held[1] == ok.details["backup_id"]
     with bed.store.session() as s:
-        (row,) = catalog.drills(s, "kubernetes-secrets")
-        assert (row.status, row.backup_id) == ("passed", backup_id)
-        assert row.duration_s is not None and row.duration_s > 0
-        assert catalog.latest_complete(s, "kubernetes-secrets", verified=True) is not None
-
-
-def test_drill_without_restore_rights_fails_at_restore_and_measures_nothing(
-        bed: Bed, kube_cluster: KubeCluster) -> None:
-    from controlplane.backups.k8s_secrets import drill
-
-    drill_ns = new_namespace(kube_cluster, "drill")
-    bed.backup()
-
-    result = drill(bed.cfg(drill_namespace=drill_ns), bed.store, bed.blob, bed.key)
-
-    assert result.status == Status.FAILING
-    assert result.message == (f"drill of kubernetes-secrets failed at restore: 403 Forbidden: "
-                              f"the control plane may not list secrets in namespace {drill_ns}; "
-                              "grant it in deploy/rbac/controlplane-rbac.yaml")
+        rows = {r.id: (r.status, r.failed_step) for r in catalog.backups(s, "cluster-secrets")}
+        assert s.get(catalog.BackupLockRow, "cluster-secrets") is None  # released
+    assert rows == {ok.details["backup_id"]: ("complete", ""),
+                    second.details["backup_id"]: ("failed", "lock")}
+    assert sorted(p.name for p in (tmp_path / "blobs").rglob("*") if p.is_file()) == [
+        f"{ok.details['backup_id']}.json.age", f"{ok.details['backup_id']}.manifest.json"]
+    # Once the first is done, the next run takes the lock.
+    assert SecretsBackup(bed.cfg(), bed.store, gated,
+                         component="cluster-secrets").run().status == Status.OK

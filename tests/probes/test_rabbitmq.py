@@ -40,6 +40,8 @@ def steps(result: Result) -> dict[str, Status]:
 def queue(rabbit: RabbitServer) -> Iterator[str]:
     name = f"q-{uuid.uuid4().hex[:8]}"
     rabbit.api("PUT", f"queues/%2F/{name}", json={"durable": False})
+    # a new queue is listed without counts until the stats collector's next round
+    wait_for(lambda: "messages" in rabbit.api("GET", f"queues/%2F/{name}").json())
     yield name
     rabbit.api("DELETE", f"queues/%2F/{name}")
 
@@ -154,6 +156,28 @@ def test_memory_alarm_fails_and_skips_the_canary(rabbit: RabbitServer) -> None:
     assert result.metrics["alarms"] == 1
 
 
+def test_user_without_the_monitoring_tag_is_degraded_not_ok(rabbit: RabbitServer,
+                                                            queue: str) -> None:
+    # the management tag reads queues but not /api/nodes: the alarms are unknown, not absent
+    rabbit.ctl("add_user", "mgmtonly", "mgmt-pass-1")
+    rabbit.ctl("set_user_tags", "mgmtonly", "management")
+    rabbit.ctl("set_permissions", "-p", "/", "mgmtonly", ".*", ".*", ".*")
+    try:
+        result = probe(rabbit, user="mgmtonly", password="mgmt-pass-1",
+                       queues=[{"name": queue, "min_consumers": 0}])
+    finally:
+        rabbit.ctl("delete_user", "mgmtonly")
+    assert result.status == Status.DEGRADED
+    assert result.message == ("node stats unavailable: user 'mgmtonly' may not read /api/nodes "
+                              "(Not monitor user: it needs the monitoring or administrator tag); "
+                              "memory and disk alarms cannot be judged")
+    assert steps(result)["alarms"] == Status.DEGRADED
+    assert steps(result)[f"queue {queue}"] == Status.OK  # the rest is still judged
+    assert result.metrics["alarms"] is None
+    assert result.details["nodes"] is None
+    assert "mgmt-pass-1" not in result.model_dump_json()
+
+
 def test_wrong_password_fails_without_showing_it(rabbit: RabbitServer) -> None:
     result = probe(rabbit, password="hunter2-wrong")
     assert result.status == Status.FAILING
@@ -226,3 +250,22 @@ def test_silent_tls_listener_is_an_error_within_the_timeout(rabbit: RabbitServer
         result = probe(rabbit, host="127.0.0.1", port=port, timeout=2)
     assert result.status == Status.ERROR
     assert result.message == f"127.0.0.1:{port}: no TLS handshake within 2s"
+
+
+def test_node_without_stats_is_degraded_not_ok(rabbit_without_stats: RabbitServer) -> None:
+    # management_agent.disable_metrics_collector: the node is listed with no mem_alarm at all
+    [node] = rabbit_without_stats.api("GET", "nodes").json()
+    assert "mem_alarm" not in node and node["running"] is True
+    result = probe(rabbit_without_stats, queues=[{"name": "call_events"}])
+    assert result.status == Status.DEGRADED
+    assert result.message == (f"node stats unavailable for {rabbit_without_stats.node}: the "
+                              "management API reports no memory/disk alarm state (statistics "
+                              "collection disabled on the broker, or the node is not "
+                              "reporting); alarms cannot be judged (and 1 more problem)")
+    assert result.details["problems"][1] == (
+        "queue 'call_events': stats unavailable (the management API lists it without message "
+        "or consumer counts); it cannot be judged")
+    assert steps(result)["alarms"] == Status.DEGRADED
+    assert result.metrics["alarms"] == 0
+    assert result.metrics["nodes_without_stats"] == 1
+    assert "mem_used_bytes" not in result.metrics

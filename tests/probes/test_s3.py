@@ -1,4 +1,5 @@
-"""The s3 probe through boto3 against moto's server mode over HTTPS with IAM enforced."""
+"""The s3 probe through boto3, over HTTPS, against moto's server mode (IAM enforced) and
+SeaweedFS: every test that needs no IAM API runs against both (``any_s3_server``)."""
 
 from __future__ import annotations
 
@@ -29,25 +30,30 @@ def steps(result: Result) -> dict[str, Status]:
     return {s.name: s.status for s in result.steps}
 
 
-def test_bucket_with_versioning_lifecycle_and_canary_is_ok(s3_server: S3Server) -> None:
-    result = probe(s3_server, canary=True, credential_max_age="90d")
+def test_bucket_with_versioning_lifecycle_and_canary_is_ok(any_s3_server: S3Server) -> None:
+    result = probe(any_s3_server, canary=True)
     assert result.status == Status.OK, result.message
     assert result.message.startswith(f"bucket {BUCKET}: reachable in ")
     assert " ms, canary round trip " in result.message
     assert steps(result) == {"head bucket": Status.OK, "canary": Status.OK,
-                             "versioning": Status.OK, "lifecycle": Status.OK,
-                             "credential age": Status.OK}
+                             "versioning": Status.OK, "lifecycle": Status.OK}
     assert result.details["versioning"] == "Enabled"
     assert result.details["lifecycle"] == "1 enabled rule(s)"
-    age = result.metrics["credential_age_s"]
-    assert age is not None and 0 <= age < 600
     # the canary cleaned up after itself (a delete marker hides the versioned object)
-    listing = s3_server.client().list_objects_v2(Bucket=BUCKET)
+    listing = any_s3_server.client().list_objects_v2(Bucket=BUCKET)
     assert [o["Key"] for o in listing.get("Contents", [])] == []
 
 
-def test_bucket_without_versioning_or_lifecycle_is_degraded(s3_server: S3Server) -> None:
-    result = probe(s3_server, bucket=PLAIN_BUCKET)
+def test_fresh_access_key_is_ok(s3_server: S3Server) -> None:
+    result = probe(s3_server, credential_max_age="90d")
+    assert result.status == Status.OK, result.message
+    assert steps(result)["credential age"] == Status.OK
+    age = result.metrics["credential_age_s"]
+    assert age is not None and 0 <= age < 600
+
+
+def test_bucket_without_versioning_or_lifecycle_is_degraded(any_s3_server: S3Server) -> None:
+    result = probe(any_s3_server, bucket=PLAIN_BUCKET)
     assert result.status == Status.DEGRADED
     assert result.message == (f"bucket {PLAIN_BUCKET}: versioning is Disabled, expected Enabled"
                               " (and 1 more problem)")
@@ -55,8 +61,8 @@ def test_bucket_without_versioning_or_lifecycle_is_degraded(s3_server: S3Server)
                                              " (lifecycle: none)")
 
 
-def test_posture_rules_can_be_turned_off(s3_server: S3Server) -> None:
-    result = probe(s3_server, bucket=PLAIN_BUCKET, expect_versioning=False,
+def test_posture_rules_can_be_turned_off(any_s3_server: S3Server) -> None:
+    result = probe(any_s3_server, bucket=PLAIN_BUCKET, expect_versioning=False,
                    expect_lifecycle=False)
     assert result.status == Status.OK
     assert result.details["versioning"] == "Disabled"
@@ -78,15 +84,15 @@ def test_unreadable_iam_leaves_the_age_unjudged(s3_server: S3Server) -> None:
     assert result.details["credential_age"] == "unreadable (AccessDenied)"
 
 
-def test_missing_bucket_fails(s3_server: S3Server) -> None:
-    result = probe(s3_server, bucket="no-such-bucket")
+def test_missing_bucket_fails(any_s3_server: S3Server) -> None:
+    result = probe(any_s3_server, bucket="no-such-bucket")
     assert result.status == Status.FAILING
     assert result.message == "bucket no-such-bucket does not exist"
 
 
-def test_wrong_secret_fails_without_showing_it(s3_server: S3Server) -> None:
-    keys = s3_server.keys["monitor"]
-    result = probe(s3_server, secret_access_key="hunter2-wrong-secret")
+def test_wrong_secret_fails_without_showing_it(any_s3_server: S3Server) -> None:
+    keys = any_s3_server.keys["monitor"]
+    result = probe(any_s3_server, secret_access_key="hunter2-wrong-secret")
     assert result.status == Status.FAILING
     assert result.message == (f"bucket {BUCKET}: credentials rejected (SignatureDoesNotMatch): "
                               "the access key AKIA*** is unknown or its secret is wrong")
@@ -94,29 +100,29 @@ def test_wrong_secret_fails_without_showing_it(s3_server: S3Server) -> None:
     assert keys.secret_access_key not in result.model_dump_json()
 
 
-def test_unknown_access_key_fails(s3_server: S3Server) -> None:
-    result = probe(s3_server, access_key_id="AKIANOSUCHKEY0000000")
+def test_unknown_access_key_fails(any_s3_server: S3Server) -> None:
+    result = probe(any_s3_server, access_key_id="AKIANOSUCHKEY0000000")
     assert result.status == Status.FAILING
     assert result.message.startswith(f"bucket {BUCKET}: credentials rejected "
                                      "(InvalidAccessKeyId)")
 
 
-def test_denied_canary_put_fails_for_a_read_only_key(s3_server: S3Server) -> None:
-    result = probe(s3_server, user="reader", canary=True)
+def test_denied_canary_put_fails_for_a_read_only_key(any_s3_server: S3Server) -> None:
+    result = probe(any_s3_server, user="reader", canary=True)
     assert result.status == Status.FAILING
     assert result.message.startswith("canary put of controlplane-canary/")
     assert result.message.endswith(" refused (AccessDenied)")
     assert steps(result)["head bucket"] == Status.OK
 
 
-def test_read_only_key_without_canary_is_ok(s3_server: S3Server) -> None:
-    assert probe(s3_server, user="reader").status == Status.OK
+def test_read_only_key_without_canary_is_ok(any_s3_server: S3Server) -> None:
+    assert probe(any_s3_server, user="reader").status == Status.OK
 
 
-def test_untrusted_certificate_fails(s3_server: S3Server, certs: CertFactory) -> None:
-    result = probe(s3_server, ca_file=str(certs.self_signed().ca_file))
+def test_untrusted_certificate_fails(any_s3_server: S3Server, certs: CertFactory) -> None:
+    result = probe(any_s3_server, ca_file=str(certs.self_signed().ca_file))
     assert result.status == Status.FAILING
-    assert result.message == (f"S3 {s3_server.url}: TLS certificate not trusted "
+    assert result.message == (f"S3 {any_s3_server.url}: TLS certificate not trusted "
                               "(certificate verify failed)")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from controlplane.probes.vendor_api import VendorApiConfig, VendorApiProbe
 from controlplane.results import Result, Status
 from controlplane.sandbox.vendor_api_fake import VendorApiFake
+from tests.services.certs import CertFactory, ServerFiles
 from tests.services.common import free_port
 
 
@@ -136,3 +138,55 @@ def test_empty_credentials_are_an_error_naming_them() -> None:
 def test_vendor_specific_fields_are_checked() -> None:
     with pytest.raises(ValueError, match="expect_models is for vendor openai only"):
         VendorApiConfig(id="a", vendor="stripe", expect_models=["gpt-4o"])
+
+
+def https_fake(files: ServerFiles) -> VendorApiFake:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(files.cert_file), str(files.key_file))
+    fake = VendorApiFake()
+    fake.start(ssl_context=ctx)
+    return fake
+
+
+def test_self_signed_endpoint_fails_without_sending_the_key(certs: CertFactory) -> None:
+    fake = https_fake(certs.self_signed(["127.0.0.1", "localhost"]))
+    try:
+        result = probe(fake, "openai", api_base=fake.url)
+    finally:
+        fake.stop()
+    assert result.status == Status.FAILING
+    assert result.message == (f"openai API {fake.url}: TLS certificate not trusted (self-signed "
+                              "certificate); set ca_file if it uses a private CA")
+    assert fake.calls == []  # the handshake failed: no request, no key sent
+
+
+def test_private_ca_endpoint_passes_once_its_ca_is_configured(certs: CertFactory) -> None:
+    files = certs.server(["127.0.0.1", "localhost"])
+    fake = https_fake(files)
+    try:
+        untrusted = probe(fake, "twilio", api_base=fake.url)
+        trusted = probe(fake, "twilio", api_base=fake.url, ca_file=str(files.ca_file))
+    finally:
+        fake.stop()
+    assert untrusted.status == Status.FAILING
+    assert untrusted.message == (f"twilio API {fake.url}: TLS certificate not trusted (unable "
+                                 "to get local issuer certificate); set ca_file if it uses a "
+                                 "private CA")
+    assert trusted.status == Status.OK, trusted.message
+    assert trusted.message.startswith(f"twilio: account {fake.accounts.twilio_sid} active (")
+    assert fake.calls == [f"GET /2010-04-01/Accounts/{fake.accounts.twilio_sid}.json"]
+
+
+def test_certificate_for_another_host_fails_even_from_a_trusted_ca(certs: CertFactory) -> None:
+    files = certs.server(["api.other.test"])
+    fake = https_fake(files)
+    try:
+        base = fake.url.replace("https://127.0.0.1", "https://localhost")
+        result = probe(fake, "stripe", api_base=base, ca_file=str(files.ca_file))
+    finally:
+        fake.stop()
+    assert result.status == Status.FAILING
+    assert result.message == (f"stripe API {base}: TLS certificate not trusted (Hostname "
+                              "mismatch, certificate is not valid for 'localhost'); set ca_file "
+                              "if it uses a private CA")
+    assert fake.calls == []

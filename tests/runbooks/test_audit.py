@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.incidents.model import IncidentRow
+from sqlalchemy import func, select, update
+
+from controlplane.incidents.model import IncidentRow, OutboxRow
+from controlplane.results import utcnow
 from controlplane.runbooks import runs
 from controlplane.sandbox.jira_fake import JiraFake
 from controlplane.sandbox.slack_fake import SlackFake
+from controlplane.web import create_app
 from tests.runbooks.conftest import MakeSite, Site, runbook, step
 
 
@@ -25,6 +29,18 @@ def _deliver(site: Site) -> None:
     for _ in range(10):
         if not worker.run_once():
             return
+
+
+def _due_now(site: Site) -> None:
+    """Skip the outbox's backoff: retries are due at once."""
+    with site.runtime.store.session() as s:
+        s.execute(update(OutboxRow).where(OutboxRow.state == "pending")
+                  .values(next_attempt_at=utcnow()))
+
+
+def _incident_count(site: Site) -> int:
+    with site.runtime.store.session() as s:
+        return int(s.scalar(select(func.count()).select_from(IncidentRow)) or 0)
 
 
 def _site(make_site: MakeSite, slack: SlackFake, jira: JiraFake) -> Site:
@@ -71,10 +87,25 @@ def test_a_run_opens_a_jira_issue_with_its_trail_and_posts_start_and_end(
                                                              "after ")
     assert replies[0].text.endswith(": succeeded after " + replies[0].text.split(
         ": succeeded after ")[1])
-    with site.runtime.store.session() as s:
-        rec = s.get(IncidentRow, run["audit_incident_id"])
-        assert rec is not None and (rec.kind, rec.state, rec.status) == (
-            "runbook", "resolved", "succeeded")
+    assert [(d["channel"], d["action"], d["state"]) for d in site.run(run_id)["audit"]] == [
+        ("slack", "open", "sent"), ("jira", "open", "sent"), ("jira", "update", "sent"),
+        ("slack", "resolve", "sent"), ("jira", "resolve", "sent")]
+
+
+def test_a_run_started_by_hand_creates_no_incident(make_site: MakeSite, slack_fake: SlackFake,
+                                                   jira_fake: JiraFake) -> None:
+    site = _site(make_site, slack_fake, jira_fake)
+    client = create_app(site.runtime).test_client()
+    run_id = site.start("rb", by="alice")
+    site.wait(run_id, ("waiting_approval",))
+    runs.decide(site.runtime.store, run_id, True, "bob", "api", "ok")
+    site.wait(run_id)
+    _deliver(site)
+    assert len(jira_fake.issues) == 1 and len(slack_fake.messages("C0ONCALL")) == 2
+    assert _incident_count(site) == 0
+    assert client.get("/api/v1/incidents").get_json() == {"incidents": []}
+    page = client.get("/incidents").get_data(as_text=True)
+    assert f"run #{run_id}" not in page and "runbook rb" not in page
 
 
 def test_the_trail_survives_a_jira_outage(make_site: MakeSite, slack_fake: SlackFake,
@@ -87,20 +118,25 @@ def test_the_trail_survives_a_jira_outage(make_site: MakeSite, slack_fake: Slack
     assert site.wait(run_id)["status"] == "failed"
     _deliver(site)
     assert jira_fake.issues == {}
+    jira_open = next(d for d in site.run(run_id)["audit"] if d["channel"] == "jira")
+    assert (jira_open["state"], jira_open["attempts"]) == ("pending", 1)
+    assert jira_open["last_error"].startswith("jira ")
     jira_fake.heal()
-    worker = site.runtime.component("incidents").worker  # type: ignore[union-attr]
-    with site.runtime.store.session() as s:  # the backoff is due now
-        from sqlalchemy import update
-
-        from controlplane.incidents.model import OutboxRow
-        from controlplane.results import utcnow
-
-        s.execute(update(OutboxRow).values(next_attempt_at=utcnow()))
-    for _ in range(5):
-        worker.run_once()
-    (issue,) = jira_fake.issues.values()
-    assert "Rejected (ask) by carol via cli" in issue.comments[0]["body"]
+    # The issue is created but the answer is lost: the retry must find it, not make another.
+    jira_fake.drop_response("/rest/api/2/issue", count=1)
+    for _ in range(4):
+        _due_now(site)
+        _deliver(site)
+    (issue,) = jira_fake.issues.values()  # exactly one, though the create was retried
+    assert jira_fake.count("POST", "/rest/api/2/issue", 201) - jira_fake.count(
+        "POST", "/comment", 201) == 1  # one create: the retry found the issue by its label
+    trail, end = (c["body"] for c in issue.comments)  # each once
+    assert "Rejected (ask) by carol via cli" in trail
+    assert end.startswith("Resolved after ") and end.endswith(": rejected by carol: no")
     assert issue.status == "Done"
+    assert {d["state"] for d in site.run(run_id)["audit"]} == {"sent"}
+    assert site.run(run_id)["jira_key"] == issue.key
+    assert _incident_count(site) == 0
 
 
 def test_a_run_from_an_incident_comments_on_its_issue_and_thread(
@@ -131,3 +167,5 @@ def test_a_run_from_an_incident_comments_on_its_issue_and_thread(
     replies = [m.text for m in slack_fake.messages("C0ONCALL", thread_ts=root.ts)]
     assert len(replies) == 2 and "started by incident" in replies[0]
     assert replies[1].startswith(f"Runbook fix-it run #{run['id']}: succeeded")
+    assert _incident_count(site) == 1  # the check's own incident only
+    assert site.run(run["id"])["jira_key"] == issue.key

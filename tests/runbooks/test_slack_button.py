@@ -75,3 +75,26 @@ def test_only_admins_and_only_signed_values_start_a_run(make_site: MakeSite,
         "This button is not one the control plane sent; nothing was started")
     assert _press(client, value, "U0ADMIN", secret="wrong").status_code == 401
     assert runs.history(site.runtime.store) == []
+
+
+def test_an_auto_runbook_gets_no_run_runbook_button(make_site: MakeSite,
+                                                    slack_fake: SlackFake) -> None:
+    site = make_site([runbook("restart-api", [step("tell", "note", args={"text": "ok"})],
+                              auto=True)],
+                     extra={"notifiers": {"slack": {
+                         "token": slack_fake.token, "base_url": slack_fake.api_url,
+                         "channel": "C0ONCALL", "signing_secret": SECRET,
+                         "admins": ["U0ADMIN"]}}},
+                     checks=[{"id": "api-up", "kind": "tcp", "target": "127.0.0.1:9",
+                              "failure_threshold": 1, "runbook": "restart-api",
+                              "timeout": "1s"}])
+    check = site.config.check("api-up")
+    site.runtime.pipeline.process(probe_class("tcp")(check).execute(), check)
+    worker = site.runtime.component("incidents").worker  # type: ignore[union-attr]
+    worker.run_once()
+    (root,) = slack_fake.messages("C0ONCALL", roots_only=True)
+    (actions,) = [b for b in root.blocks if b.get("type") == "actions"]
+    assert [e["action_id"] for e in actions["elements"]] == ["acknowledge"]
+    assert "Runbook" in json.dumps(root.blocks)  # the link to the runbook stays
+    (run,) = runs.history(site.runtime.store)  # it started by itself instead
+    assert (run["runbook"], run["trigger"]) == ("restart-api", "incident")

@@ -34,6 +34,66 @@ def cluster_roles() -> dict[str, dict[str, Any]]:
     return {d["metadata"]["name"]: d for d in rbac_documents() if d["kind"] == "ClusterRole"}
 
 
+def drill_policy_documents() -> list[dict[str, Any]]:
+    """The ValidatingAdmissionPolicy (and its binding) that holds drills to their prefix."""
+    return [d for d in rbac_documents()
+            if d["kind"] in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")]
+
+
+DRILL_ROLE = "controlplane-drill-namespaces"
+
+
+def enable_drills(cluster: KubeCluster, user: str = PRODUCT_USER) -> None:
+    """The repo's drill role bound cluster-wide to ``user`` and the repo's admission policy
+    in force (idempotent), as deploy/rbac ships them; returns once the policy refuses a
+    namespace outside the drill prefix."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    api = cluster.api_client()
+    rbac: Any = client.RbacAuthorizationV1Api(api)
+    reg: Any = client.AdmissionregistrationV1Api(api)
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": f"{DRILL_ROLE}-{user}"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                           "name": DRILL_ROLE},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                             "name": user}]}
+    calls = [(rbac.create_cluster_role_binding, binding)] + [
+        (reg.create_validating_admission_policy if d["kind"] == "ValidatingAdmissionPolicy"
+         else reg.create_validating_admission_policy_binding, d)
+        for d in drill_policy_documents()]
+    for create, doc in calls:
+        try:
+            create(doc)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    _wait_policy(cluster, user)
+
+
+def _wait_policy(cluster: KubeCluster, user: str) -> None:
+    """Both the binding (RBAC informer) and the policy (admission informer) arrive late."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    mine: Any = client.CoreV1Api(cluster.api_client(user))
+    admin: Any = client.CoreV1Api(cluster.api_client())
+    deadline = time.monotonic() + 60
+    while True:
+        name = f"not-a-drill-{secrets.token_hex(3)}"
+        try:
+            mine.create_namespace({"metadata": {"name": name}})
+        except ApiException as exc:
+            if exc.status == 403 and "ValidatingAdmissionPolicy" in str(exc.body):
+                return
+        else:
+            admin.delete_namespace(name)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the drill policy never held {user} to its prefix")
+        time.sleep(0.2)
+
+
 def start_cluster(workdir: str) -> KubeCluster:
     missing = missing_binaries()
     if missing:

@@ -5,11 +5,15 @@ context manager, for a certificate with other names.
 
 The handler keeps every accepted mail and can be told to answer a 4xx (an outage) or a
 5xx (a rejection) to recipients, or to accept a mail and drop the connection before the
-final reply (the mail IS stored; the client cannot know).
+final reply (the mail IS stored; the client cannot know). With ``relay_lmtp`` set it hands
+every accepted mail on to that LMTP server (Dovecot, tests/services/imap.py), as a relay's
+delivery agent does, unless told to ``hold`` mail (accepted, never delivered).
 """
 
 from __future__ import annotations
 
+import asyncio
+import smtplib
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +40,8 @@ class Mailbox:
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     rcpt_answer: str | None = None  # e.g. "451 4.3.0 try later", "550 5.1.1 no such user"
     drop_after_data: int = 0  # accept this many mails, then close without the 250
+    relay_lmtp: tuple[str, int] | None = None  # deliver accepted mail to this LMTP server
+    hold: bool = False  # accept mail but never deliver it (a stuck relay queue)
 
     def message_ids(self) -> list[str]:
         return [str(m["Message-ID"]) for m in self.mails]
@@ -56,10 +62,19 @@ class _Handler:
         self.box.mails.append(message_from_bytes(envelope.original_content or b"",
                                                  policy=policy.default))
         self.box.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        if self.box.relay_lmtp and not self.box.hold:
+            await asyncio.get_running_loop().run_in_executor(
+                None, _deliver, self.box.relay_lmtp, envelope.mail_from,
+                list(envelope.rcpt_tos), envelope.original_content or b"")
         if self.box.drop_after_data > 0:
             self.box.drop_after_data -= 1
             server.transport.close()  # stored, then the answer is lost
         return "250 Message accepted for delivery"
+
+
+def _deliver(lmtp: tuple[str, int], mail_from: str, rcpt_tos: list[str], data: bytes) -> None:
+    with smtplib.LMTP(*lmtp, timeout=10) as client:
+        client.sendmail(mail_from, rcpt_tos, data)
 
 
 def _authenticate(server: Any, session: Any, envelope: Any, mechanism: str,

@@ -112,6 +112,50 @@ def test_default_values_give_two_replicas_a_pdb_and_least_privilege_rbac() -> No
     (binding,) = kinds["RoleBinding"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cp-controlplane",
                                     "namespace": "observability"}]
+    # Runbooks get no rights to scale, restart or rebuild unless the values ask for them.
+    assert [r["metadata"]["name"] for r in kinds["ClusterRole"]] == ["cp-controlplane-read"]
+    assert [b["metadata"]["name"] for b in kinds["ClusterRoleBinding"]] == [
+        "cp-controlplane-read"]
+
+
+def test_operate_namespaces_bind_the_runbooks_operate_rules_there_only() -> None:
+    kinds = by_kind(render("production.yaml"))
+    (operate,) = [r for r in kinds["ClusterRole"]
+                  if r["metadata"]["name"] == "cp-controlplane-runbooks-operate"]
+    assert rule_set(operate) == rule_set(rbac_file_role("controlplane-runbooks-operate"))
+    bindings = {b["metadata"]["namespace"]: b for b in kinds["RoleBinding"]
+                if b["roleRef"]["name"] == "cp-controlplane-runbooks-operate"}
+    assert sorted(bindings) == ["360voice-prod", "360voice-staging"]
+    for b in bindings.values():
+        assert b["roleRef"]["kind"] == "ClusterRole"  # a RoleBinding: that namespace only
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": "cp-controlplane",
+                                  "namespace": "observability"}]
+    assert "cp-controlplane-rebuild" not in {r["metadata"]["name"] for r in kinds["ClusterRole"]}
+
+
+def test_rebuild_enabled_binds_the_rebuild_rules_cluster_wide() -> None:
+    kinds = by_kind(render("custom.yaml"))
+    roles = {r["metadata"]["name"]: r for r in kinds["ClusterRole"]}
+    assert sorted(roles) == ["cp-read", "cp-rebuild"]
+    assert rule_set(roles["cp-rebuild"]) == rule_set(rbac_file_role("controlplane-rebuild"))
+    (binding,) = [b for b in kinds["ClusterRoleBinding"]
+                  if b["metadata"]["name"] == "cp-rebuild"]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
+                                  "kind": "ClusterRole", "name": "cp-rebuild"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cp",
+                                    "namespace": "observability"}]
+
+
+@pytest.mark.parametrize(("flag", "message"), [
+    ("rbac.rebuild.enabled=yes", "at '/rbac/rebuild/enabled': got string, want boolean"),
+    ("rbac.operateNamespaces={Prod_NS}", "at '/rbac/operateNamespaces/0'"),
+])
+def test_bad_runbook_rbac_values_fail_with_a_message_naming_them(flag: str,
+                                                                  message: str) -> None:
+    proc = helm("template", "cp", str(CHART), "--set-string" if "yes" in flag else "--set",
+                flag)
+    assert proc.returncode == 1
+    assert message in proc.stderr, proc.stderr
 
 
 def test_production_values_add_ingress_monitoring_and_restore_rights() -> None:
@@ -174,6 +218,16 @@ def test_config_map_holds_a_config_that_validates(tmp_path: Path) -> None:
         assert (tmp_path / "checks" / name).read_text() == (ROOT / "checks" / name).read_text()
     runbooks = sorted(p.name for p in (ROOT / "runbooks").glob("*.yaml"))
     assert runbooks and sorted(p.name for p in (tmp_path / "runbooks").glob("*.yaml")) == runbooks
+    # The manifests runbooks apply (paths relative to the main config), e.g. cluster-rebuild's
+    # deploy/platform/deployments.yaml, are there as in the repository.
+    applied = {f for p in (ROOT / "runbooks").glob("*.yaml")
+               for step in yaml.safe_load(p.read_text()).get("steps", [])
+               if step.get("action") == "k8s.apply" for f in step["args"].get("files", [])}
+    assert "deploy/platform/deployments.yaml" in applied
+    platform = sorted(p.name for p in (ROOT / "deploy" / "platform").glob("*.yaml"))
+    assert sorted(p.name for p in (tmp_path / "deploy" / "platform").glob("*.yaml")) == platform
+    for f in applied:
+        assert (tmp_path / f).read_text() == (ROOT / f).read_text()
     proc = run_cli("validate", "--config", str(tmp_path / "controlplane.yaml"),
                    env={"CONTROLPLANE_STORE_DSN": "postgresql://cp@db/cp",
                         "CONTROLPLANE_ADMIN_TOKEN": "t"})

@@ -1,6 +1,6 @@
-"""The Dockerfile's promises, read from the file (no image builder runs here: see
-docs/deploy.md): multi-stage, no compiler in the final stage, non-root numeric user,
-`controlplane run` by default, and a build context without tests or local state."""
+"""The Dockerfile's promises, read from the file (tests/ship/test_image.py builds and runs
+it): multi-stage, no compiler in the final stage, non-root numeric user, `controlplane run`
+by default, and a build context without tests or local state."""
 
 from __future__ import annotations
 
@@ -41,4 +41,11 @@ def test_the_build_context_leaves_out_tests_and_local_state() -> None:
     assert ignore[1] == "*"  # everything out, then only what the image needs back in
     allowed = {line[1:] for line in ignore if line.startswith("!")}
     assert allowed == {"pyproject.toml", "README.md", "controlplane/", "controlplane.yaml",
-                       "checks/", "runbooks/"}
+                       "checks/", "runbooks/", "deploy/platform/"}
+
+
+def test_offline_build_arguments_default_to_a_release_build() -> None:
+    build = DOCKERFILE.split("\nFROM ${PYTHON_IMAGE}\n")[0]
+    assert "ARG BUILD_PACKAGES=build-essential" in build
+    assert re.findall(r"^ARG (PIP_\w+)$", build, re.M) == ["PIP_NO_INDEX", "PIP_FIND_LINKS"]
+    assert "COPY deploy/platform /etc/controlplane/deploy/platform" in final_stage()

@@ -22,6 +22,7 @@ import pytest
 import requests
 import yaml
 
+from controlplane.sandbox.datatier import rabbitmq_unavailable, s3_unavailable
 from controlplane.sandbox.kafka_broker import kafka_unavailable
 from controlplane.sandbox.localdata import postgres_bindir
 from tests.services.common import free_port, run_cli
@@ -114,10 +115,16 @@ def _wait_for_demo_metrics(url: str, timeout: float = 240) -> None:
     result, and DR has been primed (first runs are spread over the first seconds)."""
     want = ["controlplane_tls_not_after_seconds", "controlplane_check_duration_seconds_bucket",
             "controlplane_scheduler_start_delay_seconds_bucket", "controlplane_incidents_open",
-            "controlplane_notifications_pending"]
+            "controlplane_notifications_pending", 'phase="tls"']
     if postgres_bindir() is not None:
         want += ["controlplane_dr_rpo_seconds", "controlplane_dr_rto_seconds",
                  "controlplane_backup_size_bytes", 'kind="backup"']
+    # the data-services dashboard: the demo's vendors always, its data services when installed
+    ran = ["vendor-status-openai-demo", "vendor-api-openai-demo"]
+    ran += ["postgres-halotasks-demo"] if postgres_bindir() is not None else []
+    ran += ["rabbitmq-demo"] if rabbitmq_unavailable() is None else []
+    ran += ["s3-transcripts-demo"] if s3_unavailable() is None else []
+    want += [f'controlplane_check_up{{check="{check}"' for check in ran]
     if kafka_unavailable() is None:
         want += ["controlplane_kafka_consumergroup_lag{", "controlplane_kafka_consumergroup_status",
                  "controlplane_kafka_consumergroup_lag_seconds{",
@@ -173,6 +180,19 @@ def test_every_alert_expression_parses_and_its_metrics_return_series(
                 assert any(label in row["metric"] for row in rows), (rule["alert"], label)
 
 
+def test_latency_by_phase_shows_every_phase_of_an_https_check(prometheus: Prometheus) -> None:
+    (expr,) = [e for f, title, e in panel_targets() if title == "Latency by phase (latest run)"]
+    rows = prometheus.query(expr)
+    by_check: dict[str, set[str]] = {}
+    for row in rows:
+        assert set(row["metric"]) == {"check", "phase"}
+        assert float(row["value"][1]) >= 0
+        by_check.setdefault(row["metric"]["check"], set()).add(row["metric"]["phase"])
+    full = {"dns", "connect", "tls", "first_byte", "transfer"}
+    assert any(p == full for p in by_check.values()), by_check
+    assert all(p <= full for p in by_check.values()), by_check
+
+
 def test_prometheus_loaded_every_alert_rule(prometheus: Prometheus) -> None:
     groups = prometheus.api("rules")["groups"]
     loaded = {r["name"] for g in groups for r in g["rules"]}
@@ -188,7 +208,8 @@ def test_a_misspelled_metric_returns_no_series(prometheus: Prometheus) -> None:
 
 
 def test_dashboards_have_what_grafana_needs_to_import_them() -> None:
-    assert [p.name for p in DASHBOARDS] == ["checks.json", "controlplane.json", "dr.json",
+    assert [p.name for p in DASHBOARDS] == ["checks.json", "controlplane.json",
+                                            "data-services.json", "dr.json",
                                             "incidents.json", "kafka.json",
                                             "platform-overview.json"]
     uids = set()

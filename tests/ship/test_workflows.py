@@ -47,6 +47,9 @@ def test_ci_runs_the_readme_test_command_with_the_cache() -> None:
     assert any(r.startswith("scripts/test") for r in runs)
     cache = next(s for s in steps if s.get("uses", "").startswith("actions/cache@"))
     assert cache["with"]["path"].endswith("/.cache/controlplane")
+    # podman builds and runs the image inside the job's container (tests/ship/test_image.py)
+    assert ci["jobs"]["test"]["container"] == {"image": "python:3.11-bookworm",
+                                               "options": "--privileged"}
 
 
 def test_release_scans_before_it_pushes_and_logs_in_with_oidc() -> None:

@@ -8,12 +8,13 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from controlplane.runbooks.base import (
-    Action,
     ActionArgs,
     ActionFailed,
     ActionResult,
     Services,
     StepContext,
+    TargetedAction,
+    job_result,
 )
 
 
@@ -87,38 +88,32 @@ def progress_fn(ctx: StepContext) -> Any:
     return report
 
 
-def _result_outputs(result: Any) -> dict[str, Any]:
-    return {"status": result.status.value, "message": result.message,
-            "metrics": dict(result.metrics), "details": dict(result.details)}
+class ComponentAction(TargetedAction[ComponentArgs]):
+    """An action on one backup component, which must be configured."""
+
+    def validate(self) -> None:
+        component(self.services, self.args.component)
 
 
-class BackupRun(Action[ComponentArgs]):
+class BackupRun(ComponentAction):
     name = "backup.run"
     args_model = ComponentArgs
     summary = "take an encrypted backup of a component now"
     default_timeout = 6 * 3600.0
     example_args: ClassVar[dict[str, object]] = {"component": "postgres-example"}
 
-    def plan(self) -> list[str]:
-        try:
-            comp = component(self.services, self.args.component)
-        except ActionFailed as exc:
-            return [f"would fail: {exc.message}"]
+    def describe(self) -> list[str]:
+        comp = component(self.services, self.args.component)
         return [f"back up {self.args.component} ({comp.kind}, env {comp.env}): dump, "
                 f"age-encrypt to {len(comp.recipients)} recipient(s), upload to blob, "
                 "write the manifest and the catalog row"]
 
-    def run(self, ctx: StepContext) -> ActionResult:
-        component(self.services, self.args.component)
+    def execute(self, ctx: StepContext) -> ActionResult:
         result = self.services.backup_ops().run_backup(self.args.component, progress_fn(ctx))
-        out = _result_outputs(result)
-        out["backup_id"] = result.details.get("backup_id")
-        if result.status.value != "ok":
-            raise ActionFailed(f"backup failed: {result.message}", out)
-        return ActionResult(result.message, out)
+        return job_result(result, "backup failed", backup_id=result.details.get("backup_id"))
 
 
-class BackupVerify(Action[VerifyArgs]):
+class BackupVerify(TargetedAction[VerifyArgs]):
     name = "backup.verify"
     args_model = VerifyArgs
     summary = "download a backup, check its sha256 and decrypt it fully (nothing written)"
@@ -126,11 +121,8 @@ class BackupVerify(Action[VerifyArgs]):
     default_timeout = 3600.0
     example_args: ClassVar[dict[str, object]] = {"component": "postgres-example"}
 
-    def plan(self) -> list[str]:
-        try:
-            b = pick_backup(self.services, self.args.component, self.args.backup_id)
-        except ActionFailed as exc:
-            return [f"would fail: {exc.message}"]
+    def describe(self) -> list[str]:
+        b = pick_backup(self.services, self.args.component, self.args.backup_id)
         tables = b.manifest.get("row_counts", {})
         return [f"verify backup {b.backup_id} ({b.size_bytes} bytes, {len(tables)} tables): "
                 "manifest sha256 against the catalog, blob sha256 and size against the "
@@ -143,7 +135,7 @@ class BackupVerify(Action[VerifyArgs]):
             return {}
         return {"backup_id": b.backup_id, "row_counts": dict(b.manifest.get("row_counts", {}))}
 
-    def run(self, ctx: StepContext) -> ActionResult:
+    def execute(self, ctx: StepContext) -> ActionResult:
         from controlplane.backups.restore import VerificationFailed, check_manifest, verify
 
         b = pick_backup(self.services, self.args.component, self.args.backup_id)
@@ -162,27 +154,20 @@ class BackupVerify(Action[VerifyArgs]):
              "row_counts": dict(b.manifest.get("row_counts", {}))})
 
 
-class DrillRun(Action[ComponentArgs]):
+class DrillRun(ComponentAction):
     name = "drill.run"
     args_model = ComponentArgs
     summary = "restore drill: newest backup into a scratch database, checked and dropped"
     default_timeout = 6 * 3600.0
     example_args: ClassVar[dict[str, object]] = {"component": "postgres-example"}
 
-    def plan(self) -> list[str]:
-        try:
-            b = pick_backup(self.services, self.args.component, "latest")
-        except ActionFailed as exc:
-            return [f"would fail: {exc.message}"]
+    def describe(self) -> list[str]:
+        b = pick_backup(self.services, self.args.component, "latest")
         return [f"drill {self.args.component}: verify {b.backup_id}, restore it into a "
                 "scratch database, compare row counts with the manifest, run the SQL "
                 "assertions, drop the scratch database; the duration is the measured RTO"]
 
-    def run(self, ctx: StepContext) -> ActionResult:
-        component(self.services, self.args.component)
+    def execute(self, ctx: StepContext) -> ActionResult:
         result = self.services.backup_ops().run_drill(self.args.component, progress_fn(ctx),
                                                       on_demand=True)
-        out = _result_outputs(result)
-        if result.status.value != "ok":
-            raise ActionFailed(f"drill failed: {result.message}", out)
-        return ActionResult(result.message, out)
+        return job_result(result, "drill failed")

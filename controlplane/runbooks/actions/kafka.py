@@ -12,12 +12,12 @@ from controlplane.durations import Duration
 from controlplane.results import Result
 from controlplane.runbooks.actions.checks import CheckRunner, run_checks
 from controlplane.runbooks.base import (
-    Action,
     ActionArgs,
     ActionFailed,
     ActionResult,
     Services,
     StepContext,
+    TargetedAction,
 )
 
 
@@ -62,7 +62,7 @@ def _cluster_outputs(result: Result) -> dict[str, Any]:
             "offline_partitions": m.get("offline_partitions")}
 
 
-class KafkaDescribe(Action[DescribeArgs]):
+class KafkaDescribe(TargetedAction[DescribeArgs]):
     name = "kafka.describe"
     args_model = DescribeArgs
     summary = "read a Kafka cluster's brokers, topics and partition health"
@@ -70,18 +70,16 @@ class KafkaDescribe(Action[DescribeArgs]):
     default_timeout = 120.0
     example_args: ClassVar[dict[str, object]] = {"cluster_check": "kafka-example"}
 
-    def plan(self) -> list[str]:
-        try:
-            _kind(self.services, self.args.cluster_check, "kafka_cluster")
-        except ActionFailed as exc:
-            return [f"would fail: {exc.message}"]
+    def validate(self) -> None:
+        _kind(self.services, self.args.cluster_check, "kafka_cluster")
+
+    def describe(self) -> list[str]:
         bootstrap = getattr(self.services.config.check(self.args.cluster_check), "bootstrap", "")
         return [f"read metadata of the cluster at {bootstrap} (check "
                 f"{self.args.cluster_check}): brokers, topics, under-replicated and offline "
                 "partitions; changes nothing"]
 
-    def run(self, ctx: StepContext) -> ActionResult:
-        _kind(self.services, self.args.cluster_check, "kafka_cluster")
+    def execute(self, ctx: StepContext) -> ActionResult:
         (result,) = run_checks(self.services, [self.args.cluster_check])
         if result.metrics.get("topics") is None:
             raise ActionFailed(f"cannot read the cluster: {result.message}",
@@ -89,7 +87,7 @@ class KafkaDescribe(Action[DescribeArgs]):
         return ActionResult(result.message, _cluster_outputs(result))
 
 
-class KafkaWaitHealthy(Action[HealthyArgs]):
+class KafkaWaitHealthy(TargetedAction[HealthyArgs]):
     name = "kafka.wait_healthy"
     args_model = HealthyArgs
     summary = "wait until under-replicated partitions are 0 and every lag check is ok"
@@ -97,14 +95,15 @@ class KafkaWaitHealthy(Action[HealthyArgs]):
     default_timeout = 1800.0
     example_args: ClassVar[dict[str, object]] = {"cluster_check": "kafka-example"}
 
-    def plan(self) -> list[str]:
+    def describe(self) -> list[str]:
+        # The checks are validated when it runs only: its dry-run is the plan as written.
         a = self.args
         lags = ", ".join(a.lag_checks) or "none"
         return [f"every {a.interval:g}s run {a.cluster_check} and the lag checks ({lags}) "
                 f"until under-replicated partitions are 0 and every lag check is ok; fail "
                 f"after {a.deadline:g}s"]
 
-    def run(self, ctx: StepContext) -> ActionResult:
+    def execute(self, ctx: StepContext) -> ActionResult:
         a = self.args
         _kind(self.services, a.cluster_check, "kafka_cluster")
         for lag in a.lag_checks:

@@ -18,7 +18,13 @@ from controlplane.runbooks.actions.backups import (
     pick_backup,
     progress_fn,
 )
-from controlplane.runbooks.base import Action, ActionArgs, ActionFailed, ActionResult, StepContext
+from controlplane.runbooks.base import (
+    ActionArgs,
+    ActionFailed,
+    ActionResult,
+    StepContext,
+    TargetedAction,
+)
 
 
 class RestoreArgs(ActionArgs):
@@ -28,7 +34,7 @@ class RestoreArgs(ActionArgs):
                           description="the new database to create and restore into")
 
 
-class RestorePostgres(Action[RestoreArgs]):
+class RestorePostgres(TargetedAction[RestoreArgs]):
     name = "restore.postgres"
     args_model = RestoreArgs
     summary = "restore a backup into a new database and compare row counts with the manifest"
@@ -41,14 +47,11 @@ class RestorePostgres(Action[RestoreArgs]):
 
         return admin_dsn(component(self.services, self.args.component))
 
-    def plan(self) -> list[str]:
+    def describe(self) -> list[str]:
         from controlplane.backups import postgres
 
-        try:
-            b = pick_backup(self.services, self.args.component, self.args.backup_id)
-            server = self._server()
-        except ActionFailed as exc:
-            return [f"would fail: {exc.message}"]
+        b = pick_backup(self.services, self.args.component, self.args.backup_id)
+        server = self._server()
         counts: dict[str, int] = b.manifest.get("row_counts", {})
         lines = [f"restore backup {b.backup_id} ({b.size_bytes} bytes) into the new "
                  f"database {self.args.database}"]
@@ -64,7 +67,7 @@ class RestorePostgres(Action[RestoreArgs]):
         lines.append(f"then compare the {len(counts)} tables' row counts with the manifest")
         return lines
 
-    def run(self, ctx: StepContext) -> ActionResult:
+    def execute(self, ctx: StepContext) -> ActionResult:
         from controlplane.backups import postgres
         from controlplane.backups.restore import RestoreFailed, restore
 

@@ -1,0 +1,31 @@
+"""``lazy_module``: a stand-in for ``import NAME`` that imports NAME on first use.
+
+Validating a config imports every probe kind's module (for its config model); the client
+libraries those kinds talk through (boto3, pika, psycopg, requests) are only needed when a
+probe runs. Deferring them keeps `controlplane smoke` and `validate` quick to start
+(bench/startup). Use it as::
+
+    if TYPE_CHECKING:
+        import psycopg
+    else:
+        psycopg = lazy_module("psycopg")
+
+so type checking sees the real module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import types
+from typing import Any
+
+
+class _LazyModule(types.ModuleType):
+    def __getattr__(self, attr: str) -> Any:
+        # sys.modules answers every access after the first import
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
+def lazy_module(name: str) -> types.ModuleType:
+    """A module object that imports ``name`` when one of its attributes is first read."""
+    return _LazyModule(name)
