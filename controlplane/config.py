@@ -121,6 +121,10 @@ class WebConfig(_Model):
     port: int = Field(default=8080, ge=0, le=65535)
     admin_token: SecretStr | None = None
     public_url: str = ""
+    header_timeout: Duration = Field(default=20.0, gt=0, le=600, description=(
+        "total time a request's line and headers may take; a slower sender is cut off"))
+    body_timeout: Duration = Field(default=60.0, gt=0, le=3600, description=(
+        "total time a request's body may take once its headers are in"))
 
 
 class SchedulerConfig(_Model):

@@ -23,7 +23,7 @@ from controlplane.probes.base import CheckConfig
 from controlplane.readiness import WriteHealth
 from controlplane.results import Result
 from controlplane.store import Store
-from controlplane.store.results import CheckStateRow, add_results
+from controlplane.store.results import add_results, load_state, save_state
 
 log = logging.getLogger(__name__)
 
@@ -103,20 +103,18 @@ class Pipeline:
         # the scheduler never runs one check twice at once, so contention is low.
         with self._lock, self.store.session() as s:
             add_results(s, [result])
-            row = s.get(CheckStateRow, check.id)
-            if row is None:
-                row = CheckStateRow(check_id=check.id, state=State.UNKNOWN.value, ok_streak=0,
-                                    degraded_streak=0, bad_streak=0, fail_streak=0)
-                s.add(row)
-            counters = Counters(State(row.state), row.ok_streak, row.degraded_streak,
-                                row.bad_streak, row.fail_streak, row.since)
+            conn = s.connection()
+            row = load_state(conn, check.id)
+            counters = Counters() if row is None else Counters(
+                State(row.state), row.ok_streak, row.degraded_streak, row.bad_streak,
+                row.fail_streak, row.since)
             transition = evaluate(counters, check, result)
-            row.state = counters.state.value
-            row.ok_streak, row.degraded_streak = counters.ok_streak, counters.degraded_streak
-            row.bad_streak, row.fail_streak = counters.bad_streak, counters.fail_streak
-            row.since = counters.since
-            row.last_status, row.last_message = result.status.value, result.message
-            row.last_run_at = result.started_at
+            save_state(conn, check.id, {
+                "state": counters.state.value, "ok_streak": counters.ok_streak,
+                "degraded_streak": counters.degraded_streak, "bad_streak": counters.bad_streak,
+                "fail_streak": counters.fail_streak, "since": counters.since,
+                "last_status": result.status.value, "last_message": result.message,
+                "last_run_at": result.started_at}, exists=row is not None)
             return transition
 
     def _export(self, result: Result) -> None:

@@ -15,11 +15,14 @@ log = logging.getLogger(__name__)
 
 
 def setup_telemetry(cfg: TelemetryConfig) -> trace.Tracer:
+    if not cfg.otlp_endpoint:
+        # nothing would export the spans: don't build one per check run (SDK spans cost
+        # ids, attributes and a lock each)
+        return trace.NoOpTracer()
     provider = TracerProvider(resource=Resource.create({"service.name": cfg.service_name}))
-    if cfg.otlp_endpoint:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(
-            endpoint=cfg.otlp_endpoint.rstrip("/") + "/v1/traces")))
-        log.info("tracing enabled exporter=otlp endpoint=%s", cfg.otlp_endpoint)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(
+        endpoint=cfg.otlp_endpoint.rstrip("/") + "/v1/traces")))
+    log.info("tracing enabled exporter=otlp endpoint=%s", cfg.otlp_endpoint)
     return provider.get_tracer("controlplane")

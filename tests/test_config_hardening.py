@@ -57,6 +57,15 @@ def test_a_backup_component_in_an_unknown_environment_is_refused(tmp_path: Path)
         "production"]
 
 
+def test_web_request_deadlines_default_and_must_be_positive(tmp_path: Path) -> None:
+    path = tmp_path / "controlplane.yaml"
+    path.write_text(BASE + "web: {body_timeout: 2m}\n")
+    web = load_config(str(path)).web
+    assert (web.header_timeout, web.body_timeout) == (20.0, 120.0)
+    assert _problems(tmp_path, BASE + "web: {header_timeout: 0s}\n") == [
+        "F:3: web.header_timeout: Input should be greater than 0"]
+
+
 def test_a_config_silence_on_an_unknown_check_is_refused(tmp_path: Path) -> None:
     text = BASE + "checks:\n" + TCP % "" + (
         "silences:\n  - matchers: {check: tcp-b}\n    comment: c\n    duration: 1h\n")

@@ -168,3 +168,60 @@ def test_a_dead_outbox_worker_fails_readiness(tmp_path: Path) -> None:
             "an outbox worker thread has died; notifications are not sent"]
     finally:
         runtime.stop(0)
+
+
+@pytest.fixture
+def ext4_disk(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A small ext4 file system on a loop device, mounted errors=remount-ro (as production
+    volumes are): (mount point, its name under /sys/fs/ext4)."""
+    image, mnt = tmp_path / "disk.img", tmp_path / "ext4"
+    mnt.mkdir()
+    with open(image, "wb") as fh:
+        fh.truncate(16 * 1024 * 1024)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop,errors=remount-ro", str(image), str(mnt)], check=True)
+    device = subprocess.run(["findmnt", "-n", "-o", "SOURCE", str(mnt)], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    yield mnt, os.path.basename(device)
+    subprocess.run(["umount", "-l", str(mnt)], check=True)  # -o loop: the device goes too
+
+
+def test_a_file_system_turning_read_only_under_the_running_process_fails_readiness(
+        ext4_disk: tuple[Path, str], tmp_path: Path) -> None:
+    # The real fault, not a permission trick: ext4 meets an error and remounts itself
+    # read-only (errors=remount-ro) while SQLite holds the database open; the kernel's own
+    # test hook raises that error. A plain `mount -o remount,ro` is refused (EBUSY) while a
+    # file is open for writing, which is why this goes through ext4's error path.
+    mnt, name = ext4_disk
+    path = tmp_path / "controlplane.yaml"
+    path.write_text(CONFIG % {"db": mnt / "cp.db"})
+    rt = build_runtime(load_config(str(path)))
+    rt.start()
+    try:
+        client = create_app(rt).test_client()
+        _write(rt)
+        assert _ready(client)[0] == 200
+        Path(f"/sys/fs/ext4/{name}/trigger_fs_error").write_text("test: disk failing\n")
+        assert " ro," in _mount_options(mnt) or "emergency_ro" in _mount_options(mnt)
+        _write(rt)
+        status, body = _ready(client)
+        assert status == 503
+        assert body["store"] is True  # reads still answer
+        assert body["store_writes"] is False
+        assert body["problems"] == ["the newest store write failed: disk I/O error"]
+        # three attempts, each counted; the result itself counted as not stored
+        assert _metric(client, "controlplane_store_errors_total ") == 3.0
+        assert _metric(client, 'controlplane_results_unstored_total{check="tls-prod"}') == 1.0
+        _write(rt)  # every further result is counted too, never dropped silently
+        assert _metric(client, 'controlplane_results_unstored_total{check="tls-prod"}') == 2.0
+        assert _ready(client)[0] == 503
+    finally:
+        rt.stop(0)
+
+
+def _mount_options(mnt: Path) -> str:
+    for line in Path("/proc/mounts").read_text().splitlines():
+        fields = line.split()
+        if fields[1] == str(mnt):
+            return f" {fields[3]},"
+    raise AssertionError(f"{mnt} is not mounted")

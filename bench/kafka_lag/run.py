@@ -45,7 +45,7 @@ def group_names(i: int, scale: int) -> list[str]:
 
 
 def build(cluster: KafkaCluster, groups: int, partitions: int, scale: int = 1) -> None:
-    from confluent_kafka import Producer
+    from confluent_kafka import KafkaException, Producer
     from confluent_kafka.admin import NewTopic
 
     admin = cluster.admin()
@@ -62,10 +62,21 @@ def build(cluster: KafkaCluster, groups: int, partitions: int, scale: int = 1) -
                 producer.produce(f"bench.t{i:03d}", b"x", partition=p)
         producer.poll(0)
     producer.flush(300)
+    ready = time.monotonic() + 1200
     for i in range(groups):
         for k, group in enumerate(group_names(i, scale)):
-            cluster.commit(group, {(f"bench.t{i:03d}", p): (p + k) % 4
-                                   for p in range(partitions)})
+            offsets = {(f"bench.t{i:03d}", p): (p + k) % 4 for p in range(partitions)}
+            while True:
+                try:
+                    cluster.commit(group, offsets)
+                    break
+                except KafkaException:
+                    # On 2 shared cores a broker that has just created 10,000 partitions
+                    # took longer than the helper's 120 s to create __consumer_offsets.
+                    if time.monotonic() > ready:
+                        raise
+        if i % 20 == 19:
+            print(f"committed the groups of {i + 1} of {groups} topics", flush=True)
 
 
 def join_members(bootstrap: str, first: int, last: int, partitions: int) -> list[Any]:

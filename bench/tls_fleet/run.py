@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -114,8 +115,20 @@ def our_results(db: Path, since: datetime | None = None) -> list[tuple[Any, ...]
             (since.strftime("%Y-%m-%d %H:%M:%S.%f"),) if since else ()))
 
 
+def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling ``pid`` for ``seconds`` (collapsed stacks, --idle off), if installed."""
+    spy = shutil.which("py-spy") or os.environ.get("PY_SPY")
+    if not spy:
+        log.warning("py-spy not found (pip install py-spy, or set PY_SPY); no profile taken")
+        return None
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(int(seconds)),
+                             "--rate", "200", "--threads", "--format", "raw", "--output",
+                             str(out), "--nonblocking"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
 def run(n: int, interval: int, warmup: float, window: float,
-        work: Path) -> dict[str, Any]:
+        work: Path, profile: Path | None = None) -> dict[str, Any]:
     endpoints, ca_file = make_fleet(work / "certs", n)
     fleet = start_servers(endpoints, work)
     module = {"prober": "tcp", "timeout": "10s",
@@ -138,11 +151,17 @@ def run(n: int, interval: int, warmup: float, window: float,
         t0, since = time.monotonic(), datetime.now(UTC)
         cpu0 = cpu_seconds(ours.pid), cpu_seconds(exporter._proc.pid)
         ours0, peer0 = len(our_results(work / "cp.db")), peer.done
+        spy = start_profile(ours.pid, window, profile) if profile else None
         time.sleep(window)
         cpu1 = cpu_seconds(ours.pid), cpu_seconds(exporter._proc.pid)
         ours1, peer1 = len(our_results(work / "cp.db")), peer.done
         t1 = time.monotonic()
         load_end = Path("/proc/loadavg").read_text().split()[:3]
+        if spy is not None:  # it has written the profile by now; it may linger on exit
+            try:
+                spy.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                spy.terminate()
     finally:
         peer.stop.set()
         driver.join(timeout=60)
@@ -236,10 +255,13 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=30.0)
     ap.add_argument("--window", type=float, default=120.0)
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--profile", type=Path, help="write py-spy's collapsed stacks of "
+                    "`controlplane run` over the window here (slows it while sampling)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
     with tempfile.TemporaryDirectory(prefix="cp-tls-fleet-") as tmp:
-        r = run(args.endpoints, args.interval, args.warmup, args.window, Path(tmp))
+        r = run(args.endpoints, args.interval, args.warmup, args.window, Path(tmp),
+                args.profile)
     text = report(r, args)
     print(text)
     if args.write:

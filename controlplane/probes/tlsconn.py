@@ -12,11 +12,13 @@ server presented, only the leaf.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import os
 import select
 import socket
 import ssl
+import stat
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -112,42 +114,62 @@ def connect(host: str, port: int, deadline: Deadline) -> tuple[socket.socket, fl
 
 def handshake(host: str, port: int, servername: str | None, deadline: Deadline) -> Handshake:
     """Connect and complete a TLS handshake without judging the certificate."""
+    sock, connect_s = connect(host, port, deadline)
+    return handshake_on(sock, host, port, servername, deadline, connect_s)
+
+
+def handshake_on(sock: socket.socket, host: str, port: int, servername: str | None,
+                 deadline: Deadline, connect_s: float) -> Handshake:
+    """Complete a TLS handshake on the connected ``sock`` (closed on return): after a
+    direct connect, or after a plain-text preamble such as SMTP's STARTTLS."""
     from OpenSSL import SSL
 
-    sock, connect_s = connect(host, port, deadline)
-    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
-    # Accept every version and cipher so an old server is described, then judged by
-    # min_version, instead of failing with an opaque "no protocols available".
-    ctx.set_min_proto_version(SSL.TLS1_VERSION)
-    ctx.set_cipher_list(b"DEFAULT:@SECLEVEL=0")
-    ctx.set_verify(SSL.VERIFY_NONE)
-    conn = SSL.Connection(ctx, sock)
+    conn = SSL.Connection(_client_context(), sock)
     if servername and not is_ip(servername):  # RFC 6066: SNI carries names only
         conn.set_tlsext_host_name(ascii_name(servername).encode("ascii"))
     conn.set_connect_state()
     sock.setblocking(False)
     t0 = time.monotonic()
     try:
-        _drive_handshake(conn, sock, deadline)
+        drive_handshake(conn, sock, deadline)
         chain = conn.get_peer_cert_chain(as_cryptography=True) or []
         result = Handshake(connect_s=connect_s, handshake_s=time.monotonic() - t0,
                            version=conn.get_protocol_version_name(),
                            cipher=conn.get_cipher_name() or "", chain=list(chain))
     except SSL.Error as exc:
-        raise Unreachable(f"TLS handshake with {host}:{port} failed: {_ssl_reason(exc)}") from None
+        raise Unreachable(f"TLS handshake with {host}:{port} failed: {ssl_reason(exc)}") from None
     except TimeoutError:
         raise  # the caller knows the configured timeout and says so
     except OSError as exc:
         raise Unreachable(f"TLS handshake with {host}:{port} failed: "
                           f"{exc.strerror or exc}") from None
     finally:
-        _close(conn, sock)
+        close_tls(conn, sock)
     if not result.chain:
         raise Unreachable(f"TLS handshake with {host}:{port}: the server sent no certificate")
     return result
 
 
-def _drive_handshake(conn: SSL.Connection, sock: socket.socket, deadline: Deadline) -> None:
+@functools.cache
+def _client_context() -> SSL.Context:
+    """The one client context every probe handshake uses. Building it (SSL_CTX_new) costs
+    about as much CPU as the handshake itself; it holds no per-target state (SNI is set on
+    each connection, nothing is verified during the handshake), and OpenSSL lets
+    connections on many threads share a configured context."""
+    from OpenSSL import SSL
+
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    # Accept every version and cipher so an old server is described, then judged by
+    # min_version, instead of failing with an opaque "no protocols available".
+    ctx.set_min_proto_version(SSL.TLS1_VERSION)
+    ctx.set_cipher_list(b"DEFAULT:@SECLEVEL=0")
+    ctx.set_verify(SSL.VERIFY_NONE)
+    # no session cache: each run is a full handshake, as a first-time client's would be
+    ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+    return ctx
+
+
+def drive_handshake(conn: SSL.Connection, sock: socket.socket, deadline: Deadline) -> None:
     from OpenSSL import SSL
 
     while True:
@@ -169,7 +191,7 @@ def _left(deadline: Deadline) -> float:
     return left
 
 
-def _close(conn: SSL.Connection, sock: socket.socket) -> None:
+def close_tls(conn: SSL.Connection, sock: socket.socket) -> None:
     from OpenSSL import SSL
 
     # the server may already be gone; closing the socket is all that matters
@@ -178,7 +200,7 @@ def _close(conn: SSL.Connection, sock: socket.socket) -> None:
     sock.close()
 
 
-def _ssl_reason(exc: SSL.Error) -> str:
+def ssl_reason(exc: SSL.Error) -> str:
     from OpenSSL import SSL
 
     if isinstance(exc, SSL.SysCallError):
@@ -192,23 +214,43 @@ def _ssl_reason(exc: SSL.Error) -> str:
 # -- judging the presented chain ------------------------------------------------------------
 
 def load_trust(ca_file: str | None) -> crypto.X509Store:
-    """The trust store; ProbeError (status error) when it cannot be read."""
-    from OpenSSL import crypto
+    """The trust store; ProbeError (status error) when it cannot be read.
 
-    store = crypto.X509Store()
+    Loaded once per file version and shared: parsing a bundle (the system's holds ~150
+    CAs) on every run cost more CPU than the handshake. A changed file (new mtime or size)
+    is read again on the next run; OpenSSL stores are safe to verify against from many
+    threads."""
     if ca_file:
-        if not os.path.isfile(ca_file):
-            raise ProbeError(f"ca_file {ca_file} does not exist; give a PEM bundle of trusted CAs")
         try:
-            store.load_locations(ca_file)
-        except crypto.Error:
-            raise ProbeError(f"ca_file {ca_file} holds no readable PEM certificate") from None
-        return store
+            st = os.stat(ca_file)
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            raise ProbeError(f"ca_file {ca_file} does not exist; give a PEM bundle of trusted CAs")
+        return _trust_store(ca_file, None, st.st_mtime_ns, st.st_size)
     # The OpenSSL linked into pyOpenSSL's wheel may look elsewhere; use the system's paths.
     paths = ssl.get_default_verify_paths()
     if not (paths.cafile or paths.capath):
         raise ProbeError("no system CA bundle found; install ca-certificates or set ca_file")
-    store.load_locations(paths.cafile, paths.capath)
+    try:  # an updated system bundle is read again too
+        st = os.stat(paths.cafile) if paths.cafile else None
+    except OSError:
+        st = None
+    return _trust_store(paths.cafile, paths.capath, st.st_mtime_ns if st else 0,
+                        st.st_size if st else 0)
+
+
+@functools.lru_cache(maxsize=64)
+def _trust_store(cafile: str | None, capath: str | None, _mtime_ns: int,
+                 _size: int) -> crypto.X509Store:
+    from OpenSSL import crypto
+
+    store = crypto.X509Store()
+    try:
+        store.load_locations(cafile, capath)
+    except crypto.Error:
+        where = f"ca_file {cafile}" if cafile else f"the system CA directory {capath}"
+        raise ProbeError(f"{where} holds no readable PEM certificate") from None
     return store
 
 

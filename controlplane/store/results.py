@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import functools
+from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import DateTime, Float, Index, Integer, String, Text, delete, func, select
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    Row,
+    String,
+    Table,
+    Text,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.sql.expression import Executable
 
 from controlplane.results import Result, Status, Step
 from controlplane.store.db import Base
@@ -30,10 +50,7 @@ class ResultRow(Base):
 
     @classmethod
     def from_result(cls, r: Result) -> ResultRow:
-        data = r.to_json_dict()
-        return cls(check_id=r.check, kind=r.kind, env=r.env, status=r.status.value,
-                   started_at=r.started_at, duration_s=r.duration_s, message=r.message,
-                   metrics=data["metrics"], details=data["details"], steps=data["steps"])
+        return cls(**_row_values(r))
 
     def to_result(self) -> Result:
         started = self.started_at
@@ -84,22 +101,78 @@ def _hour(ts: datetime) -> datetime:
 
 
 def add_results(session: Session, results: list[Result]) -> None:
-    """Insert raw rows and fold them into the hourly aggregates."""
-    session.add_all([ResultRow.from_result(r) for r in results])
+    """Insert raw rows and fold them into the hourly aggregates.
+
+    Plain SQL statements rather than the ORM's unit of work: this runs for every probe run,
+    and loading, diffing and flushing ORM objects cost more CPU than a TLS handshake. The
+    hourly row is one upsert, so no read precedes the write."""
+    if not results:
+        return
+    conn = session.connection()
+    conn.execute(insert(RESULTS), [_row_values(r) for r in results])
     buckets: dict[tuple[str, datetime], list[Result]] = {}
     for r in results:
         buckets.setdefault((r.check, _hour(r.started_at)), []).append(r)
     for (check_id, hour), group in buckets.items():
-        agg = session.get(HourlyAggregate, (check_id, hour))
-        if agg is None:
-            agg = HourlyAggregate(check_id=check_id, hour=hour, runs=0, ok=0, degraded=0,
-                                  failing=0, error=0, duration_sum=0.0, duration_max=0.0)
-            session.add(agg)
-        for r in group:
-            agg.runs += 1
-            setattr(agg, r.status.value, getattr(agg, r.status.value) + 1)
-            agg.duration_sum += r.duration_s
-            agg.duration_max = max(agg.duration_max, r.duration_s)
+        counts = Counter(r.status.value for r in group)
+        _upsert_hourly(conn, {
+            "check_id": check_id, "hour": hour, "runs": len(group),
+            **{s.value: counts[s.value] for s in Status},
+            "duration_sum": sum(r.duration_s for r in group),
+            "duration_max": max(r.duration_s for r in group)})
+
+
+RESULTS = cast(Table, ResultRow.__table__)
+HOURLY = cast(Table, HourlyAggregate.__table__)
+STATE = cast(Table, CheckStateRow.__table__)
+
+
+def _row_values(r: Result) -> dict[str, Any]:
+    data = r.to_json_dict()
+    return {"check_id": r.check, "kind": r.kind, "env": r.env, "status": r.status.value,
+            "started_at": r.started_at, "duration_s": r.duration_s, "message": r.message,
+            "metrics": data["metrics"], "details": data["details"], "steps": data["steps"]}
+
+
+def _upsert_hourly(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(_hourly_upsert(conn.dialect.name), values)
+
+
+# Statements built once and executed with parameters: building one per run (with its values
+# inline) made SQLAlchemy compute a cache key over every value, as costly as the write.
+
+@functools.cache
+def _hourly_upsert(dialect: str) -> Executable:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    if dialect not in ("postgresql", "sqlite"):
+        raise NotImplementedError(f"store dialect {dialect} has no upsert here")
+    # the two dialects' Insert share on_conflict_do_update's signature
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(HOURLY)
+    new, col = stmt.excluded, HOURLY.c
+    return stmt.on_conflict_do_update(
+        index_elements=[col.check_id, col.hour],
+        set_={**{name: col[name] + new[name] for name in ("runs", *(s.value for s in Status),
+                                                           "duration_sum")},
+              "duration_max": case((new.duration_max > col.duration_max, new.duration_max),
+                                   else_=col.duration_max)})
+
+
+_LOAD_STATE = select(STATE).where(STATE.c.check_id == bindparam("key"))
+_UPDATE_STATE = update(STATE).where(STATE.c.check_id == bindparam("key"))
+_INSERT_STATE = insert(STATE)
+
+
+def load_state(conn: Connection, check_id: str) -> Row[Any] | None:
+    """The stored state row of a check (state, streaks, since), None before its first run."""
+    return conn.execute(_LOAD_STATE, {"key": check_id}).first()
+
+
+def save_state(conn: Connection, check_id: str, values: dict[str, Any], exists: bool) -> None:
+    if exists:
+        conn.execute(_UPDATE_STATE, {"key": check_id, **values})
+    else:
+        conn.execute(_INSERT_STATE, {"check_id": check_id, **values})
 
 
 def history(session: Session, check_id: str, since: datetime | None = None,

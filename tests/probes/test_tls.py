@@ -328,6 +328,20 @@ def test_ca_file_without_certificates_is_an_error(tmp_path: Path) -> None:
     assert result.message == f"ca_file {bad} holds no readable PEM certificate"
 
 
+def test_a_rewritten_ca_file_is_read_again_on_the_next_run(
+        certs: CertFactory, tls_server: StartServer, tmp_path: Path) -> None:
+    # trust stores are cached per file version: a new bundle must not be missed
+    files, other = certs.server(), certs.self_signed()
+    srv = tls_server(files.cert_file, files.key_file)
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(other.ca_file.read_bytes())
+    config = TlsCheckConfig(id="tls-test", target=srv.target, servername=NAME,
+                            ca_file=str(bundle))
+    assert TlsProbe(config).execute().status == Status.FAILING
+    bundle.write_bytes(files.ca_file.read_bytes() + b"\n")  # another size, another mtime
+    assert TlsProbe(config).execute().status == Status.OK
+
+
 def test_export_metrics_sets_the_earliest_not_after(
         certs: CertFactory, tls_server: StartServer) -> None:
     files = certs.server(intermediate_not_after=days(30))
