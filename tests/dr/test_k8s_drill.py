@@ -219,3 +219,27 @@ def test_drill_deletes_the_namespace_a_killed_drill_left_but_not_a_running_drill
                                        f"drills left: {killed})")
     wait_for(lambda: bed.namespace_gone(killed), 60, f"namespace {killed} to go")
     assert bed.admin.core.read_namespace(running).metadata.deletion_timestamp is None
+
+
+def test_drill_binds_the_restore_role_its_config_names(drills: KubeCluster,
+                                                        tmp_path: Path) -> None:
+    """The chart names its restore role after the release: the drill binds the configured
+    one, and a role the product may not bind is refused and the namespace still goes."""
+    from kubernetes import client
+
+    rbac = client.RbacAuthorizationV1Api(drills.api_client())
+    role = f"cp-{secrets.token_hex(3)}-drill-restore"
+    rbac.create_cluster_role({"metadata": {"name": role}, "rules": [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "create"]}]})
+    bed = Bed(drills, tmp_path)
+    bed.backups.components[bed.name].drill.restore_role = role
+
+    result = bed.drill()
+
+    assert result.status == Status.FAILING
+    assert [s.name for s in result.steps][-2:] == ["create-namespace", "delete-namespace"]
+    message = result.steps[-2].message
+    assert message.startswith(f"403 Forbidden while trying to bind {role} in namespace "), \
+        message
+    ns = str(result.details["namespace"])
+    wait_for(lambda: bed.namespace_gone(ns), 60, f"namespace {ns} to go")
