@@ -137,6 +137,20 @@ class StepDrill:
             # The id keeps two drills in one second apart.
             self.scratch = row.scratch_db = self.scratch_name(row_id=row.id)
 
+    def pick_latest(self) -> BackupRow:
+        """The "pick" step: the newest complete backup, recorded on the drill row."""
+        with self.rec.step("pick") as st:
+            with self.store.session() as s:
+                row = catalog.latest_complete(s, self.name)
+                if row is None:
+                    raise StepFailed(f"no complete backup of {self.name} to drill; run "
+                                     f"`controlplane backup run {self.name}` first")
+                self.backup_id = row.id
+                s.get(DrillRow, self.drill_id).backup_id = row.id  # type: ignore[union-attr]
+                s.expunge(row)
+            st.message = self.backup_id
+        return row
+
     def scratch_name(self, row_id: int | None) -> str:
         """Where the drill restores to (recorded on its row): a scratch database here."""
         stamp = f"cp_drill_{self.name.replace('-', '_')}_{self.started:%Y%m%d%H%M%S}"
@@ -255,16 +269,9 @@ class Drill(StepDrill):
                 f"(backups.components.{self.name}.drill.timeout){stopped}")
 
     def _pick_and_verify(self) -> tuple[dict[str, Any], list[Any]]:
-        with self.rec.step("pick") as st:
-            with self.store.session() as s:
-                row = catalog.latest_complete(s, self.name)
-                if row is None:
-                    raise StepFailed(f"no complete backup of {self.name} to drill; run "
-                                     f"`controlplane backup run {self.name}` first")
-                self.backup_id, manifest = row.id, dict(row.manifest)
-                manifest_name, manifest_sha256 = row.manifest_name, row.manifest_sha256
-                s.get(DrillRow, self.drill_id).backup_id = row.id  # type: ignore[union-attr]
-            st.message = self.backup_id
+        row = self.pick_latest()
+        manifest = dict(row.manifest)
+        manifest_name, manifest_sha256 = row.manifest_name, row.manifest_sha256
         with self.rec.step("verify") as st:
             if not self.cfg.identity_file:
                 raise StepFailed(f"backups.components.{self.name}.identity_file is not set; "

@@ -21,7 +21,7 @@ from typing import Any
 from controlplane.backups import catalog, k8s_secrets
 from controlplane.backups.base import BackupJobLike, BackupKind, DrillLike
 from controlplane.backups.blob import BlobStore
-from controlplane.backups.catalog import BackupRow, DrillRow
+from controlplane.backups.catalog import BackupRow
 from controlplane.backups.config import BackupComponentConfig, BackupsConfig
 from controlplane.backups.k8s_secrets import (
     BackupRefused,
@@ -132,15 +132,7 @@ class SecretsDrill(StepDrill):
             with self.rec.step("load"):
                 raise StepFailed(f"backups.components.{self.name}.identity_file is not set; "
                                  "drills need the age private key to decrypt")
-        with self.rec.step("pick") as st:
-            with self.store.session() as s:
-                row = catalog.latest_complete(s, self.name)
-                if row is None:
-                    raise StepFailed(f"no complete {self.name} backup to drill; run "
-                                     f"`controlplane backup run {self.name}` first")
-                self.backup_id = row.id
-                s.get(DrillRow, self.drill_id).backup_id = row.id  # type: ignore[union-attr]
-            st.message = self.backup_id
+        self.pick_latest()
         with self.rec.step("load") as st:
             try:
                 manifest, items = k8s_secrets.load(self.store, self.blob, self.backup_id,

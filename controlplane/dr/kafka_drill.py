@@ -15,7 +15,6 @@ from typing import Any
 from controlplane.backups import catalog, kafka_admin
 from controlplane.backups.base import BackupJobLike, BackupKind, DrillLike
 from controlplane.backups.blob import BlobStore
-from controlplane.backups.catalog import DrillRow
 from controlplane.backups.config import BackupsConfig
 from controlplane.backups.crypto import CryptoError, load_identities
 from controlplane.backups.kafka_admin import KafkaMetadataError, connection, isolated
@@ -61,16 +60,8 @@ class KafkaRecoveryDrill(StepDrill):
             st.message = "topics, configs and committed offsets match the backup"
 
     def _load(self) -> LoadedBackup:
-        with self.rec.step("pick") as st:
-            with self.store.session() as s:
-                row = catalog.latest_complete(s, self.name)
-                if row is None:
-                    raise StepFailed(f"no complete backup of {self.name} to drill; run "
-                                     f"`controlplane backup run {self.name}` first")
-                self.backup_id, manifest = row.id, dict(row.manifest)
-                name, sha = row.manifest_name, row.manifest_sha256
-                s.get(DrillRow, self.drill_id).backup_id = row.id  # type: ignore[union-attr]
-            st.message = self.backup_id
+        row = self.pick_latest()
+        manifest, name, sha = dict(row.manifest), row.manifest_name, row.manifest_sha256
         with self.rec.step("verify") as st:
             if not self.cfg.identity_file:
                 raise StepFailed(f"backups.components.{self.name}.identity_file is not set; "
