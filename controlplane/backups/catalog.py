@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from controlplane.results import utcnow
+from controlplane.results import StepFailed, StepRecorder, utcnow
 from controlplane.store import Store
 from controlplane.store.db import Base
 
@@ -141,6 +141,14 @@ class BackupLock:
         self.holder = f"{holder_id()}:{backup_id}"
         self.took_over: str | None = None
         """Id of the dead holder's backup when acquire() took its lock over."""
+
+    def acquire_step(self, rec: StepRecorder) -> None:
+        """The "lock" step of a backup run: StepFailed when another run holds the lock."""
+        with rec.step("lock"):
+            try:
+                self.acquire()
+            except LockHeld as exc:
+                raise StepFailed(str(exc)) from None
 
     def acquire(self) -> None:
         now = utcnow()

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from controlplane.backups import catalog
 from controlplane.backups.blob import BlobError, BlobStore
-from controlplane.backups.catalog import COMPLETE, FAILED, BackupLock, BackupRow, LockHeld
+from controlplane.backups.catalog import COMPLETE, FAILED, BackupLock, BackupRow
 from controlplane.backups.crypto import (
     CryptoError,
     decrypt_stream,
@@ -164,11 +164,7 @@ class SecretsBackup:
         # of one component never overlap (the second is refused, nothing is cataloged twice).
         lock = BackupLock(self.store, self.component, backup_id, self.cfg.lock_stale_after)
         try:
-            with self.rec.step("lock"):
-                try:
-                    lock.acquire()
-                except LockHeld as exc:
-                    raise StepFailed(str(exc)) from None
+            lock.acquire_step(self.rec)
         except StepFailed as exc:
             return self._failed(backup_id, started, t0, "lock", str(exc))
         stop_beat = heartbeat(lock)

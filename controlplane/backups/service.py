@@ -17,7 +17,7 @@ from datetime import datetime
 
 from controlplane.backups import catalog, postgres
 from controlplane.backups.blob import BlobError, BlobStore, BlobWriter
-from controlplane.backups.catalog import COMPLETE, FAILED, BackupLock, BackupRow, LockHeld
+from controlplane.backups.catalog import COMPLETE, FAILED, BackupLock, BackupRow
 from controlplane.backups.config import BackupComponentConfig, BackupsConfig
 from controlplane.backups.crypto import CryptoError, encrypt_stream, parse_recipients
 from controlplane.backups.streams import CountingReader, HashingBlobWriter, ProgressFn
@@ -73,11 +73,7 @@ class BackupJob:
         self._insert_row()
         lock = BackupLock(self.store, self.name, self.backup_id, self.stale_after)
         try:
-            with self.rec.step("lock"):
-                try:
-                    lock.acquire()
-                except LockHeld as exc:
-                    raise StepFailed(str(exc)) from None
+            lock.acquire_step(self.rec)
         except StepFailed as exc:
             return self._finish_failed("lock", str(exc), t0)
         try:
