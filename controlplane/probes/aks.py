@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError
+from controlplane.probes.findings import known_finding_ids
 from controlplane.results import Status, worst
 
 FINDINGS = {
@@ -40,14 +41,6 @@ FINDINGS = {
 }
 
 
-def _known(values: list[str]) -> list[str]:
-    unknown = [v for v in values if v not in FINDINGS]
-    if unknown:
-        raise ValueError(f"unknown finding id(s) {', '.join(unknown)}; valid: "
-                         f"{', '.join(FINDINGS)}")
-    return values
-
-
 class AksConfig(CheckConfig):
     kind: Literal["aks"] = "aks"
     subscription_id: str
@@ -61,7 +54,8 @@ class AksConfig(CheckConfig):
     failing_findings: list[str] = Field(default_factory=list)
     ignore_findings: list[str] = Field(default_factory=list)
 
-    _ids = field_validator("failing_findings", "ignore_findings")(_known)
+    _ids = field_validator("failing_findings", "ignore_findings")(
+        known_finding_ids(FINDINGS))
 
     @model_validator(mode="after")
     def _token(self) -> AksConfig:

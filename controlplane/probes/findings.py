@@ -7,7 +7,7 @@ worst finding leads the message while all of them stay in ``details.problems``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,17 @@ if TYPE_CHECKING:
     from controlplane.probes.tlsconn import Handshake
 
 Handshaker = Callable[[str, int, "str | None", "Deadline"], "Handshake"]
+
+
+def known_finding_ids(valid: Collection[str]) -> Callable[[list[str]], list[str]]:
+    """A validator for ``failing_findings``/``ignore_findings``: every id must be in ``valid``."""
+    def check(values: list[str]) -> list[str]:
+        unknown = [v for v in values if v not in valid]
+        if unknown:
+            raise ValueError(f"unknown finding id(s) {', '.join(unknown)}; valid: "
+                             f"{', '.join(valid)}")
+        return values
+    return check
 
 
 class Findings:

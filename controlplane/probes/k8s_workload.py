@@ -33,15 +33,8 @@ from controlplane.k8s.workloads import (
     split_image,
 )
 from controlplane.probes.base import CheckConfig, Outcome, Probe, ProbeError
+from controlplane.probes.findings import known_finding_ids
 from controlplane.results import Status, worst
-
-
-def _known_ids(values: list[str]) -> list[str]:
-    unknown = [v for v in values if v not in FINDING_IDS]
-    if unknown:
-        raise ValueError(f"unknown finding id(s) {', '.join(unknown)}; valid: "
-                         f"{', '.join(FINDING_IDS)}")
-    return values
 
 
 class K8sWorkloadConfig(CheckConfig):
@@ -57,7 +50,8 @@ class K8sWorkloadConfig(CheckConfig):
     failing_findings: list[str] = Field(default_factory=list)
     ignore_findings: list[str] = Field(default_factory=list)
 
-    _ids = field_validator("failing_findings", "ignore_findings")(_known_ids)
+    _ids = field_validator("failing_findings", "ignore_findings")(
+        known_finding_ids(FINDING_IDS))
 
     @model_validator(mode="after")
     def _scope(self) -> K8sWorkloadConfig:
