@@ -143,7 +143,8 @@ def build_runtime(config: ControlPlaneConfig, metrics: Metrics | None = None) ->
     context = ProbeContext(environments=dict(config.environments),
                            services=Services(store=store, dr=config.dr))
     scheduler = CheckScheduler(config.checks, pipeline.process, context,
-                               config.scheduler.max_concurrency, config.scheduler.jitter)
+                               config.scheduler.max_concurrency, config.scheduler.jitter,
+                               tick_s=config.scheduler.tick)
     scheduler.on_start_delay = metrics.scheduler_start_delay.observe
     runtime = Runtime(config, store, metrics, pipeline, context, scheduler)
     runtime.sqlite_file = sqlite_identity(store)

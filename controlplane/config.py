@@ -131,6 +131,10 @@ class SchedulerConfig(_Model):
     max_concurrency: int = Field(default=64, ge=1)
     jitter: float = Field(default=0.1, ge=0, le=1)
     grace_period: Duration = 30.0
+    tick: Duration = Field(default=0.5, ge=0, le=10, description=(
+        "runs due within one tick start together (at most a tenth of a check's interval "
+        "apart): fewer wake-ups and warm caches cost less CPU per run; 0 starts each run "
+        "at its own moment"))
 
 
 class TelemetryConfig(_Model):

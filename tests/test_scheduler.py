@@ -16,6 +16,7 @@ import pytest
 
 from controlplane.probes.base import CheckConfig, Outcome, ProbeContext
 from controlplane.results import Result, Status
+from controlplane.checkloop import Schedule
 from controlplane.scheduler import CheckRunner, CheckScheduler
 from tests import fakeprobes
 from tests.fakeprobes import ScriptedConfig
@@ -222,14 +223,13 @@ def test_each_check_runs_on_its_own_interval_with_jitter_in_proportion() -> None
                        sink, ProbeContext(), max_concurrency=4, jitter=0.1, spread_s=0)
     s.start()
     try:
-        triggers = {job.id: job.trigger for job in s._scheduler.get_jobs()}
-        jobs = {job.id: job for job in s._scheduler.get_jobs()}
+        schedules = s.schedules()
+        jobs = s.jobs()
     finally:
         s.shutdown(5)
-    assert set(triggers) == {"fast", "slow"}  # a disabled check is not scheduled
-    assert (triggers["fast"].interval_length, triggers["fast"].jitter) == (10, 1.0)
-    assert (triggers["slow"].interval_length, triggers["slow"].jitter) == (300, 30.0)
-    assert all(job.max_instances == 1 and job.coalesce for job in jobs.values())
+    # a disabled check is not scheduled
+    assert schedules == [Schedule("fast", 10, 1.0), Schedule("slow", 300, 30.0)]
+    assert jobs == [("fast", "interval[0:00:10]"), ("slow", "interval[0:05:00]")]
 
 
 def test_hung_probe_is_recorded_as_error_and_other_checks_go_on() -> None:

@@ -73,7 +73,7 @@ class TcpProbe(Probe[TcpCheckConfig]):
                  Step(name="handshake", status=Status.OK,
                       duration_s=metrics["handshake_s"] or 0.0,
                       message=f"{hs.version} {hs.cipher}")]
-        problem = verify_chain(hs.chain, store) or usage_problem(hs.chain[0]) or (
+        problem = verify_chain(hs, store) or usage_problem(hs.chain[0]) or (
             hostname_problem(hs.chain[0], name) if c.verify_hostname else None)
         if problem:
             steps.append(Step(name="verify", status=Status.FAILING, message=problem))

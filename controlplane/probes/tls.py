@@ -147,7 +147,7 @@ def judge(c: TlsCheckConfig, hs: Handshake, store: crypto.X509Store) -> Outcome:
     steps = [Step(name="handshake", status=Status.OK, duration_s=round(hs.handshake_s, 6),
                   message=f"{hs.version} {hs.cipher}")]
     checks: list[tuple[str, Status, str | None]] = [
-        ("verify chain", Status.FAILING, verify_chain(hs.chain, store) or usage_problem(leaf)),
+        ("verify chain", Status.FAILING, verify_chain(hs, store) or usage_problem(leaf)),
         ("hostname", Status.FAILING,
          hostname_problem(leaf, c.expected_name) if c.verify_hostname else None),
         ("min version", Status.FAILING, _version_problem(hs.version, c.min_version)),

@@ -95,6 +95,9 @@ class Handshake:
     version: str
     cipher: str
     chain: list[x509.Certificate]
+    presented: list[crypto.X509]
+    """The same chain as OpenSSL holds it, for :func:`verify_chain` (converting one form
+    into the other per run cost a DER round trip per certificate)."""
 
 
 def connect(host: str, port: int, deadline: Deadline) -> tuple[socket.socket, float]:
@@ -132,10 +135,12 @@ def handshake_on(sock: socket.socket, host: str, port: int, servername: str | No
     t0 = time.monotonic()
     try:
         drive_handshake(conn, sock, deadline)
-        chain = conn.get_peer_cert_chain(as_cryptography=True) or []
+        presented = conn.get_peer_cert_chain() or []
         result = Handshake(connect_s=connect_s, handshake_s=time.monotonic() - t0,
                            version=conn.get_protocol_version_name(),
-                           cipher=conn.get_cipher_name() or "", chain=list(chain))
+                           cipher=conn.get_cipher_name() or "",
+                           chain=[c.to_cryptography() for c in presented],
+                           presented=list(presented))
     except SSL.Error as exc:
         raise Unreachable(f"TLS handshake with {host}:{port} failed: {ssl_reason(exc)}") from None
     except TimeoutError:
@@ -254,11 +259,11 @@ def _trust_store(cafile: str | None, capath: str | None, _mtime_ns: int,
     return store
 
 
-def verify_chain(chain: list[x509.Certificate], store: crypto.X509Store) -> str | None:
+def verify_chain(hs: Handshake, store: crypto.X509Store) -> str | None:
     """None if the presented chain leads to a trusted root, else OpenSSL's reason."""
     from OpenSSL import crypto
 
-    leaf, *rest = (crypto.X509.from_cryptography(c) for c in chain)
+    leaf, *rest = hs.presented
     try:
         crypto.X509StoreContext(store, leaf, rest).verify_certificate()
     except crypto.X509StoreContextError as exc:
