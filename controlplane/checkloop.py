@@ -6,7 +6,8 @@ Why not APScheduler for check runs (it still runs the features' cron jobs, see
 spends its CPU on. APScheduler woke up for every single run, handed it to a pool thread,
 which started one more thread for the probe; and runs spread evenly over time each met cold
 CPU caches. Here the runs due within one tick (0.5 s by default, at most a tenth of the
-check's interval) start together, and a worker runs the probe on its own thread. The TLS
+check's interval, and short enough that about :data:`BURST` runs fall due in one) start
+together, and a worker runs the probe on its own thread. The TLS
 fleet benchmark in ``bench/RESULTS.md`` has the figures.
 
 A hung probe keeps its worker; the watchdog (the dispatcher thread, at least every
@@ -31,6 +32,10 @@ log = logging.getLogger(__name__)
 
 WATCH_S = 0.25
 """How often the dispatcher looks for hung runs while it has nothing to start."""
+
+BURST = 8
+"""Runs per tick the grid aims at: the CPU saved by starting runs together levels off at a
+few runs, while a long burst only makes its last runs start late."""
 
 GROW_AFTER_S = 0.05
 """A run that waited this long for a slot widens the active limit (see :class:`CheckLoop`)."""
@@ -78,11 +83,14 @@ class CheckLoop:
         self._schedules = {s.check_id: s for s in schedules}
         self._run, self._in_time, self._watchdog = run, in_time, watchdog
         self._capacity, self._tick_s, self._spread_s = workers, tick_s, spread_s
+        rate = sum(1 / s.interval_s for s in schedules)  # runs per second, all checks
+        self._burst_s = BURST / rate if rate else tick_s
         self._heap: list[_Due] = []
         self._seq = 0
         self._queue: queue.SimpleQueue[tuple[str, float] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._queued: set[str] = set()  # dispatched, not yet picked up by a worker
+        self._held: set[str] = set()  # picked up, the worker waits for a slot
         self._total = self._idle = 0
         self._running: dict[str, int] = {}  # check id -> the worker running it
         self._floor = min(workers, 2 * (os.cpu_count() or 1))
@@ -119,8 +127,9 @@ class CheckLoop:
             self._queue.put(None)
 
     def grid_s(self, check_id: str) -> float:
-        """The grid a check's runs start on: the tick, at most a tenth of its interval."""
-        return min(self._tick_s, self._schedules[check_id].interval_s / 10)
+        """The grid a check's runs start on: the tick, at most a tenth of its interval and
+        at most the time in which all checks together fall due :data:`BURST` times."""
+        return min(self._tick_s, self._schedules[check_id].interval_s / 10, self._burst_s)
 
     def _push(self, s: Schedule, base: float) -> None:
         grid = self.grid_s(s.check_id)
@@ -171,7 +180,7 @@ class CheckLoop:
         with self._lock:
             # Never two runs of one check at once: one waiting for a worker or one in
             # flight (within its time) takes this run's place, as APScheduler's coalesce did.
-            if check_id in self._queued or self._in_time(check_id):
+            if check_id in self._queued or check_id in self._held or self._in_time(check_id):
                 log.debug("check run coalesced check=%s: the previous one is in flight",
                           check_id)
                 return
@@ -219,11 +228,13 @@ class CheckLoop:
         """Wait for an active slot; False if the loop stopped meanwhile (run dropped)."""
         with self._lock:
             self._queued.discard(check_id)
+            self._held.add(check_id)
             self._idle -= 1
             self._waiting[me] = time.monotonic()
             while self._active >= self._limit and not self._stop.is_set():
                 self._slot_free.wait()
             del self._waiting[me]
+            self._held.discard(check_id)
             if self._stop.is_set():
                 self._total -= 1
                 return False

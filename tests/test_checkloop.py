@@ -61,6 +61,12 @@ def test_the_grid_is_at_most_a_tenth_of_a_checks_interval() -> None:
     assert (loop.grid_s("fast"), loop.grid_s("slow")) == (0.1, 0.5)
 
 
+def test_the_grid_narrows_so_that_about_eight_runs_fall_due_in_one_tick() -> None:
+    # 500 checks every 10 s: 50 runs a second, so 8 of them every 0.16 s
+    loop = _loop(Starts(), [Schedule(f"c{i}", 10.0, 1.0) for i in range(500)], 0.5)
+    assert loop.grid_s("c0") == pytest.approx(0.16)
+
+
 def test_each_check_keeps_its_rate_with_jitter() -> None:
     starts = Starts()
     loop = _loop(starts, [Schedule("c", 0.5, 0.05)], tick_s=0.05)

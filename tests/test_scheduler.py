@@ -368,3 +368,25 @@ def test_a_feature_job_past_the_grace_period_is_abandoned_and_logged(
         release.set()
     assert "job abandoned at shutdown job=run-drill-app: still running when the grace " \
            "period ended" in caplog.text
+
+
+def test_shutting_down_as_a_one_shot_job_fires_raises_nothing_in_its_thread() -> None:
+    # APScheduler marked itself stopped before taking its job-store lock, so a one-shot job
+    # it was removing at that moment raised JobLookupError in its own thread.
+    from datetime import UTC, datetime
+
+    from apscheduler.triggers.date import DateTrigger
+
+    errors: list[BaseException | None] = []
+    before = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    try:
+        for i in range(60):
+            sched = _job_scheduler()
+            sched.add_job(f"once-{i}", lambda: None, DateTrigger(datetime.now(UTC)))
+            sched.start()
+            time.sleep(0.001 * (i % 5))
+            sched.shutdown(grace_period=1)
+    finally:
+        threading.excepthook = before
+    assert errors == []
