@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -76,7 +77,7 @@ def test_each_check_keeps_its_rate_with_jitter() -> None:
     finally:
         loop.stop()
     dues = [due for _, due, _ in runs]
-    gaps = [b - a for a, b in zip(dues, dues[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(dues)]
     # jitter moves each run, not the ones after it: 6 gaps of 0.5 s +- jitter and grid
     assert all(0.4 <= gap <= 0.61 for gap in gaps), gaps
     assert abs((dues[6] - dues[0]) - 3.0) <= 0.11

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from controlplane.checkloop import Schedule
 from controlplane.probes.base import CheckConfig, Outcome, ProbeContext
 from controlplane.results import Result, Status
-from controlplane.checkloop import Schedule
 from controlplane.scheduler import CheckRunner, CheckScheduler
 from tests import fakeprobes
 from tests.fakeprobes import ScriptedConfig
