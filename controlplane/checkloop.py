@@ -160,9 +160,13 @@ class CheckLoop:
             if late and self._limit < self._capacity:
                 self._limit = min(self._capacity, self._limit + late)
                 self._slot_free.notify(late)
-            elif not self._waiting and self._limit > self._floor:
+            elif not self._waiting and self._limit > self._floor_now():
                 self._limit -= 1
             return bool(self._waiting)
+
+    def _floor_now(self) -> int:
+        """The floor plus one slot per hung run still holding one (lock held)."""
+        return self._floor + len(self._replaced)
 
     def _dispatch_due(self, now: float) -> None:
         while self._heap and self._heap[0].at <= now:
@@ -213,6 +217,9 @@ class CheckLoop:
         while True:
             item = self._queue.get()
             if item is None:
+                with self._lock:
+                    self._total -= 1
+                    self._idle -= 1
                 return
             check_id, at = item
             if not self._take_slot(check_id, me):
@@ -239,7 +246,9 @@ class CheckLoop:
                 self._total -= 1
                 return False
             self._active += 1
-            self._running[check_id] = me
+            # A run of a hung check (it records that it was skipped) must not take the hung
+            # worker's place here: the watchdog finds that worker by check id.
+            self._running.setdefault(check_id, me)
             return True
 
     def _give_slot(self, check_id: str, me: int) -> bool:
@@ -253,7 +262,7 @@ class CheckLoop:
             if me in self._replaced:
                 self._replaced.discard(me)
                 self._capacity -= 1
-                self._limit = max(self._floor, self._limit - 1)
+                self._limit = max(self._floor_now(), self._limit - 1)
                 self._total -= 1
                 return False
             self._idle += 1

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from controlplane.checkloop import CheckLoop, Schedule
+from controlplane.checkloop import WATCH_S, CheckLoop, Schedule
 from controlplane.probes import probe_class
 from controlplane.probes.base import CheckConfig, Probe, ProbeContext
 from controlplane.results import Result, Status, utcnow
@@ -303,7 +303,9 @@ class CheckScheduler:
         return self.runners[check_id].in_time()
 
     def _watch(self) -> list[str]:
-        """Record each check run newly past its time (the loop replaces their workers)."""
+        """Record each check run newly past its time (the loop replaces their workers).
+        A run recorded as hung no longer counts as in flight: shutdown does not wait for it,
+        as it did not when a pool thread stopped waiting for the probe's own thread."""
         with self._idle:
             flying = {name for what, name in self._flights.values() if what == "check"}
         hung = []
@@ -313,6 +315,12 @@ class CheckScheduler:
             if result is not None:
                 hung.append(check_id)
                 self._record(result, runner)
+        if hung:
+            with self._idle:
+                for token, (what, name) in list(self._flights.items()):
+                    if what == "check" and name in hung:
+                        del self._flights[token]
+                self._idle.notify_all()
         return hung
 
     def _run_job(self, check_id: str, due_at: float) -> None:
@@ -356,9 +364,16 @@ class CheckScheduler:
             self._loop.stop()
         self._stop_jobs()
         deadline = time.monotonic() + grace_period
+        while True:
+            # The loop's watchdog has stopped: a run that hangs in the grace period is
+            # still recorded as timed out, and then not waited for.
+            self._watch()
+            with self._idle:
+                left = deadline - time.monotonic()
+                if not self._flights or left <= 0:
+                    break
+                self._idle.wait(timeout=min(WATCH_S, left))
         with self._idle:
-            while self._flights and time.monotonic() < deadline:
-                self._idle.wait(timeout=max(0.0, deadline - time.monotonic()))
             finished = not self._flights
             if not finished:
                 self._abandon_flights()

@@ -180,3 +180,67 @@ def test_slow_runs_due_together_widen_the_pool_within_a_fraction_of_a_second() -
     active = _burst(run_s=1.0)
     assert active.peak == 12  # all of them at once, not in rounds of the floor
     assert max(active.delays) < 0.5
+
+
+def _hung_scheduler(sink: Sink, *more: ScriptedConfig, workers: int = 1) -> CheckScheduler:
+    hang = ScriptedConfig(id="hang", kind="scripted", interval=0.2, timeout=0.2, hang=True)
+    return CheckScheduler([hang, *more], sink, ProbeContext(), max_concurrency=workers,
+                          jitter=0, spread_s=0, tick_s=0.02)
+
+
+def _wait_for_hang_report(sink: Sink) -> None:
+    with sink.cond:
+        assert sink.cond.wait_for(lambda: any(r.check == "hang" for r in sink.results), 30)
+
+
+def test_other_checks_start_on_time_while_a_hung_run_holds_a_slot() -> None:
+    sink, delays = Sink(), list[float]()
+    s = _hung_scheduler(sink, ScriptedConfig(id="fine", kind="scripted", interval=0.2))
+    s.on_start_delay = delays.append
+    s.start()
+    try:
+        _wait_for_hang_report(sink)
+        delays.clear()
+        fine = sum(r.check == "fine" for r in sink.results)
+        with sink.cond:
+            assert sink.cond.wait_for(
+                lambda: sum(r.check == "fine" for r in sink.results) >= fine + 10, 30)
+    finally:
+        fakeprobes.RELEASE.set()
+        s.shutdown(5)
+    # the hung run's slot is given back: no run waits for the limit to widen (50 ms+)
+    assert sorted(delays)[len(delays) // 2] < 0.04, delays
+
+
+def test_a_run_hanging_at_shutdown_is_recorded_as_timed_out_and_not_waited_for() -> None:
+    sink = Sink()
+    s = _hung_scheduler(sink, workers=2)
+    s.start()
+    runner = s.runners["hang"]
+    deadline = time.monotonic() + 10
+    while not runner.in_time() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    try:
+        finished = s.shutdown(grace_period=10)
+    finally:
+        fakeprobes.RELEASE.set()
+    assert finished is True
+    assert time.monotonic() - t0 < 5  # at its timeout plus the 1 s margin, not after 10 s
+    assert [(r.check, r.message) for r in sink.results] == [
+        ("hang", "timed out after 0.2s (probe did not return)")]
+
+
+def test_a_run_recorded_as_hung_does_not_hold_the_shutdown(
+        caplog: pytest.LogCaptureFixture) -> None:
+    sink = Sink()
+    s = _hung_scheduler(sink)
+    s.start()
+    try:
+        _wait_for_hang_report(sink)
+        t0 = time.monotonic()
+        assert s.shutdown(grace_period=10) is True
+        assert time.monotonic() - t0 < 2
+    finally:
+        fakeprobes.RELEASE.set()
+    assert "abandoned" not in caplog.text
