@@ -69,9 +69,10 @@ class CheckLoop:
     How many runs are active at once adapts between a floor (twice the CPUs) and
     ``workers``: a run that waits more than :data:`GROW_AFTER_S` for a slot widens the
     limit, and the limit narrows again, one slot per wake-up, while nothing waits. Quick
-    probes (a TLS handshake on a near target) then share a few threads instead of 25
-    threads handing the GIL around at every C call, which cost up to half the CPU per run;
-    slow ones (a server taking seconds to answer) still get the full pool within 50 ms.
+    probes (a TLS handshake on a near target) then share a few threads instead of dozens
+    handing the GIL around at every C call, which cost about a fifth of the CPU per run
+    (bench/RESULTS.md, tls_fleet); slow ones (a server taking seconds to answer) still get
+    the full pool within 50 ms.
     """
 
     def __init__(self, schedules: list[Schedule], run: RunFn, in_time: Callable[[str], bool],
@@ -195,7 +196,7 @@ class CheckLoop:
                 self._idle += 1
         self._queue.put((check_id, at))
         if spawn:
-            threading.Thread(target=self._work, name="check-worker", daemon=True).start()
+            self._spawn()
 
     def _replace_hung(self, hung: list[str]) -> None:
         """Each newly hung run holds its worker: start one in its place now (runs may be
@@ -210,7 +211,11 @@ class CheckLoop:
             self._total += len(held)
             self._idle += len(held)
         for _ in held:
-            threading.Thread(target=self._work, name="check-worker", daemon=True).start()
+            self._spawn()
+
+    def _spawn(self) -> None:
+        """One more worker (counted by the caller, under the lock)."""
+        threading.Thread(target=self._work, name="check-worker", daemon=True).start()
 
     def _work(self) -> None:
         me = threading.get_ident()
