@@ -22,8 +22,14 @@ from typing import Any
 
 class _LazyModule(types.ModuleType):
     def __getattr__(self, attr: str) -> Any:
-        # sys.modules answers every access after the first import
-        return getattr(importlib.import_module(self.__name__), attr)
+        # The real module is kept once imported: import_module costs microseconds a call,
+        # and a lag run reads tens of thousands of attributes (ck.TopicPartition, ...).
+        # Attributes are looked up on it each time, so a patched attribute is seen.
+        real = self.__dict__.get("_lazy_real")
+        if real is None:
+            real = importlib.import_module(self.__name__)
+            self.__dict__["_lazy_real"] = real
+        return getattr(real, attr)
 
 
 def lazy_module(name: str) -> types.ModuleType:

@@ -131,59 +131,140 @@ def collect(admin: ck_admin.AdminClient, listed: dict[str, str | None], topic_ok
     passes ``topic_ok(topic)``."""
     groups = list(listed)
     result = {g: GroupOffsets(g) for g in groups}
+    keys = _Keys(topic_ok)
     if groups:
         to_describe = [g for g in groups if listed[g] != EMPTY]
         described: dict[str, Future[Any]] = {}
         for i in range(0, len(to_describe), GROUP_CHUNK):
             described.update(admin.describe_consumer_groups(
                 to_describe[i:i + GROUP_CHUNK], request_timeout=deadline.left()))
-        fetches = {g: admin.list_consumer_group_offsets(
-            [ck.ConsumerGroupTopicPartitions(g)], request_timeout=deadline.left())[g]
-            for g in groups}
+        fetches = {g: _committed_of(admin, g, deadline) for g in groups}
         for g in groups:
             if g not in described:
                 result[g].state = EMPTY
-            _fill_group(result[g], described.get(g), fetches[g], topic_ok, deadline)
+            _fill_group(result[g], described.get(g), fetches[g], keys, deadline)
     wanted = sorted({tp for go in result.values() for tp in go.committed})
     missing: list[str] = []
     if known_topics is not None:
         missing = sorted({t for t, _ in wanted if t not in known_topics})
-    ends, errors = _end_offsets(admin, wanted, deadline)
+    ends, errors = _end_offsets(admin, wanted, deadline, keys.tps)
     return Snapshot(result, ends, errors, missing)
 
 
+_UNSEEN = object()
+
+
+class _Keys:
+    """``topic_ok`` asked once per topic, and ONE (topic, partition) tuple per partition.
+
+    At 100,000 group-partitions on 10,000 partitions the client hands out a new string
+    for every row; sharing one key per partition makes the snapshot a tenth of the
+    objects to pickle (pickle writes an object seen before as a reference), to rebuild in
+    the check's process and to hash there (a dict finds an identical key first).
+    """
+
+    def __init__(self, topic_ok: Any) -> None:
+        self.topic_ok = topic_ok
+        self.topics: dict[str, str | None] = {}
+        """Topic as the client gave it: the shared string, or None when not watched."""
+        self.tps: dict[TP, TP] = {}
+
+    def topic(self, name: str) -> str | None:
+        known = self.topics.get(name, _UNSEEN)
+        if known is _UNSEEN:
+            known = self.topics[name] = name if self.topic_ok(name) else None
+        return known  # type: ignore[return-value]
+
+    def tp(self, topic: str, partition: int) -> TP:
+        key = (topic, partition)
+        return self.tps.setdefault(key, key)
+
+
+def _committed_of(admin: ck_admin.AdminClient, group: str, deadline: Deadline
+                  ) -> Future[Any]:
+    """One OffsetFetch for ``group``: a future of its ConsumerGroupTopicPartitions, or of
+    the KafkaError that stands for it.
+
+    The wrapper AdminClient.list_consumer_group_offsets builds two Futures and a callback
+    per group (2,000 groups a run at scale); the C method it calls takes one, so we call
+    that, as _list_latest does for ListOffsets, and fall back to the wrapper.
+    """
+    request = [ck.ConsumerGroupTopicPartitions(group)]
+    impl = _fast_admin("list_consumer_group_offsets")
+    if impl is not None:
+        fut: Future[Any] = Future()
+        fut.set_running_or_notify_cancel()
+        try:
+            impl(admin, request, fut, request_timeout=deadline.left())
+            return fut  # its result: [ConsumerGroupTopicPartitions | KafkaError]
+        except TypeError:
+            log.warning("fast list_consumer_group_offsets unavailable; using the wrapper")
+    return _first(admin.list_consumer_group_offsets(
+        request, request_timeout=deadline.left())[group])
+
+
+def _first(per_group: Future[Any]) -> Future[Any]:
+    """The wrapper's per-group future, answering as the C method's does (a list)."""
+    out: Future[Any] = Future()
+    out.set_running_or_notify_cancel()
+
+    def done(f: Future[Any]) -> None:
+        exc = f.exception()
+        if isinstance(exc, ck.KafkaException) and exc.args:
+            out.set_result([exc.args[0]])
+        elif exc is not None:
+            out.set_exception(exc)
+        else:
+            out.set_result([f.result()])
+
+    per_group.add_done_callback(done)
+    return out
+
+
 def _fill_group(out: GroupOffsets, described: Future[Any] | None, fetched: Future[Any],
-                topic_ok: Any, deadline: Deadline) -> None:
+                keys: _Keys, deadline: Deadline) -> None:
     try:
         if described is not None:
-            _fill_members(out, described.result(timeout=deadline.wait_s()), topic_ok)
-        offsets = fetched.result(timeout=deadline.wait_s())
+            _fill_members(out, described.result(timeout=deadline.wait_s()), keys)
+        (offsets,) = fetched.result(timeout=deadline.wait_s())
+        if isinstance(offsets, ck.KafkaError):
+            raise ck.KafkaException(offsets)
     except ck.KafkaException as exc:
         out.error = describe(exc)
         return
     except TimeoutError:
         out.error = "no answer within the check's timeout"
         return
+    # 100,000 rows a run: the lookups of _Keys inlined.
+    committed, topics, tps = out.committed, keys.topics, keys.tps
     for tp in offsets.topic_partitions:
         if tp.error is not None:
             out.error = f"{tp.topic}[{tp.partition}]: {tp.error.str()}"
             continue
-        if topic_ok(tp.topic):
+        topic = topics.get(tp.topic, _UNSEEN)
+        if topic is _UNSEEN:
+            topic = keys.topic(tp.topic)
+        if isinstance(topic, str):
+            key = (topic, tp.partition)
+            key = tps.setdefault(key, key)
             # Negative means "no commit" (OFFSET_INVALID), shown by Kafka's tool as "-".
-            out.committed[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else None
+            offset = tp.offset
+            committed[key] = offset if offset >= 0 else None
 
 
-def _fill_members(out: GroupOffsets, desc: Any, topic_ok: Any) -> None:
+def _fill_members(out: GroupOffsets, desc: Any, keys: _Keys) -> None:
     out.state = desc.state.name
     out.members = len(desc.members)
     for member in desc.members:
         for tp in member.assignment.topic_partitions:
-            if topic_ok(tp.topic):
-                out.committed.setdefault((tp.topic, tp.partition), None)
+            topic = keys.topic(tp.topic)
+            if topic is not None:
+                out.committed.setdefault(keys.tp(topic, tp.partition), None)
 
 
-def _end_offsets(admin: ck_admin.AdminClient, tps: list[TP], deadline: Deadline
-                 ) -> tuple[dict[TP, int], dict[TP, str]]:
+def _end_offsets(admin: ck_admin.AdminClient, tps: list[TP], deadline: Deadline,
+                 shared: dict[TP, TP]) -> tuple[dict[TP, int], dict[TP, str]]:
+    """Log-end offsets of ``tps``, keyed by the ``shared`` key objects (see _Keys)."""
     if not tps:
         return {}, {}
     # Chunks, all in flight at once: librdkafka's handling of one ListOffsets grows faster
@@ -205,9 +286,11 @@ def _end_offsets(admin: ck_admin.AdminClient, tps: list[TP], deadline: Deadline
             errors.update(dict.fromkeys(asked, str(exc)))
     if len(failed) == len(chunks):
         raise failed[0]  # nothing was read: the cluster is not there
+    kafka_error = ck.KafkaError
     for tp, info in answers.items():
         key = (tp.topic, tp.partition)
-        if isinstance(info, ck.KafkaError):
+        key = shared.get(key, key)
+        if isinstance(info, kafka_error):
             errors[key] = f"{info.str()} ({info.name()})"
         elif info.offset < 0:  # librdkafka's "unknown" (-1001) when the leader timed out
             errors[key] = NO_END
@@ -217,14 +300,14 @@ def _end_offsets(admin: ck_admin.AdminClient, tps: list[TP], deadline: Deadline
 
 
 @functools.cache
-def _fast_list_offsets() -> Any:
-    """The C method behind AdminClient.list_offsets (see _list_latest), or None: it is
+def _fast_admin(method: str) -> Any:
+    """The C method behind an AdminClient method (see _list_latest), or None: it is
     internal, and a client version without it must still work."""
     try:
         from confluent_kafka.cimpl import _AdminClientImpl
     except ImportError:
         return None
-    return getattr(_AdminClientImpl, "list_offsets", None)
+    return getattr(_AdminClientImpl, method, None)
 
 
 def _list_latest(admin: ck_admin.AdminClient, tps: list[TP], deadline: Deadline) -> Future[Any]:
@@ -236,9 +319,10 @@ def _list_latest(admin: ck_admin.AdminClient, tps: list[TP], deadline: Deadline)
     the wrapper calls. Should the wrapper's internals change, fall back to it.
     """
     latest = ck_admin.OffsetSpec.latest()  # type: ignore[attr-defined,no-untyped-call]
-    impl = _fast_list_offsets()  # looked up on first use: the Kafka client loads lazily
+    impl = _fast_admin("list_offsets")  # looked up on first use: the client loads lazily
     if impl is not None:
-        request = [ck.TopicPartition(t, p, latest._value) for t, p in tps]
+        tp_class, spec = ck.TopicPartition, latest._value
+        request = [tp_class(t, p, spec) for t, p in tps]
         fut: Future[Any] = Future()
         fut.set_running_or_notify_cancel()
         try:

@@ -76,21 +76,39 @@ class PartitionWindow:
         self.add_values(sample.committed, sample.end_offset - sample.committed)
 
     def add_values(self, committed: int, lag: int) -> None:
+        self.step(committed, lag, False, 0)
+
+    @property
+    def full(self) -> bool:
+        return self.count >= self.size
+
+    def step(self, committed: int, lag: int, has_members: bool, allowed_lag: int
+             ) -> GroupStatus:
+        """Add a sample and evaluate the window: one call per row (100,000 rows a run at
+        scale), so the rules of :meth:`evaluate` are written out here again;
+        tests/kafka/test_status.py holds the two to the same answers."""
+        size = self.size
         if self.count:
             if committed < self.last_committed:
                 self.since_rewind = 0
             elif self.since_rewind is not None:
                 self.since_rewind += 1
-            self.same_run = self.same_run + 1 if committed == self.last_committed else 1
-            self.growth_run = self.growth_run + 1 if lag > self.last_lag else 1
+            same = self.same_run = self.same_run + 1 if committed == self.last_committed else 1
+            growth = self.growth_run = self.growth_run + 1 if lag > self.last_lag else 1
         else:
-            self.same_run = self.growth_run = 1
-        self.count += 1
+            same = growth = self.same_run = self.growth_run = 1
+        count = self.count = self.count + 1
         self.last_committed, self.last_lag = committed, lag
-
-    @property
-    def full(self) -> bool:
-        return self.count >= self.size
+        rewound = self.since_rewind
+        if rewound is not None and rewound <= size - 2:
+            return GroupStatus.REWIND
+        if count < 2 or count < size:
+            return GroupStatus.OK
+        if lag > allowed_lag and same >= size:
+            return GroupStatus.STALL if has_members else GroupStatus.STOP
+        if growth >= size:
+            return GroupStatus.WARN
+        return GroupStatus.OK
 
     def evaluate(self, has_members: bool, allowed_lag: int = 0) -> GroupStatus:
         # A step back is in the window while its lower sample is not the window's oldest.
@@ -105,30 +123,52 @@ class PartitionWindow:
         return GroupStatus.OK
 
 
+TP = tuple[str, int]
+
+
 @dataclass
 class StatusWindows:
-    """The sliding windows of every (group, topic, partition) the check watches."""
+    """The sliding windows of every (group, topic, partition) the check watches, by group
+    and then by (topic, partition): a run walks group by group, so it looks up each
+    group once and its partitions by the snapshot's own keys (no key built per row)."""
 
     size: int = 10
-    windows: dict[tuple[str, str, int], PartitionWindow] = field(default_factory=dict)
+    groups: dict[str, dict[TP, PartitionWindow]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return sum(len(g) for g in self.groups.values())
 
     def add(self, group: str, topic: str, partition: int, sample: Sample) -> None:
         self.add_values(group, topic, partition, sample.committed, sample.end_offset)
 
     def add_values(self, group: str, topic: str, partition: int, committed: int,
                    end_offset: int) -> PartitionWindow:
-        key = (group, topic, partition)
-        w = self.windows.get(key)
-        if w is None:
-            w = self.windows[key] = PartitionWindow(self.size)
+        w = self.window(self.of_group(group), (topic, partition))
         w.add_values(committed, end_offset - committed)
+        return w
+
+    def of_group(self, group: str) -> dict[TP, PartitionWindow]:
+        """The group's windows, created empty for a new group."""
+        mine = self.groups.get(group)
+        if mine is None:
+            mine = self.groups[group] = {}
+        return mine
+
+    def window(self, mine: dict[TP, PartitionWindow], tp: TP) -> PartitionWindow:
+        w = mine.get(tp)
+        if w is None:
+            w = mine[tp] = PartitionWindow(self.size)
         return w
 
     def evaluate(self, group: str, topic: str, partition: int, has_members: bool,
                  allowed_lag: int = 0) -> GroupStatus:
-        w = self.windows.get((group, topic, partition))
+        w = self.groups.get(group, {}).get((topic, partition))
         return GroupStatus.OK if w is None else w.evaluate(has_members, allowed_lag)
 
-    def forget_except(self, keep: set[tuple[str, str, int]]) -> None:
-        for key in set(self.windows) - keep:
-            del self.windows[key]
+    def forget_except(self, keep: dict[str, set[TP]]) -> None:
+        """Keep only the windows of ``keep`` (group: its partitions)."""
+        for group in set(self.groups) - set(keep):
+            del self.groups[group]
+        for group, mine in self.groups.items():
+            for tp in set(mine) - keep[group]:
+                del mine[tp]

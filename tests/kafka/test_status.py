@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from controlplane.kafka.status import GroupStatus, PartitionWindow, Sample, StatusWindows
 
 
@@ -62,3 +65,23 @@ def test_windows_are_per_group_partition_and_unknown_ones_are_ok() -> None:
     assert ws.evaluate("g", "t", 0, True) is GroupStatus.REWIND
     assert ws.evaluate("h", "t", 0, True) is GroupStatus.OK
     assert max(GroupStatus.WARN, GroupStatus.STOP) is GroupStatus.STOP
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), min_size=1, max_size=25),
+       st.integers(2, 5), st.booleans(), st.integers(0, 3))
+def test_a_step_answers_as_adding_then_evaluating(samples: list[tuple[int, int]], size: int,
+                                                  has_members: bool, allowed: int) -> None:
+    stepped, added = PartitionWindow(size), PartitionWindow(size)
+    for committed, lag in samples:
+        added.add(Sample(0.0, committed, committed + lag))
+        assert stepped.step(committed, lag, has_members, allowed) is added.evaluate(
+            has_members, allowed)
+
+
+def test_a_window_steps_through_every_status() -> None:
+    w = PartitionWindow(3)
+    seen = [w.step(c, lag, False, 0) for c, lag in
+            [(0, 1), (1, 2), (2, 3), (2, 3), (2, 3), (1, 3)]]
+    assert seen == [GroupStatus.OK, GroupStatus.OK, GroupStatus.WARN, GroupStatus.OK,
+                    GroupStatus.STOP, GroupStatus.REWIND]
