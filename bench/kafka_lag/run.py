@@ -144,10 +144,15 @@ def _timed(probe: Any, runs: int, warmup: int) -> tuple[list[float], float, dict
     for _ in range(warmup):  # a check runs every few seconds against a warm broker
         probe.execute()
     times = []
-    for _ in range(runs):
+    for i in range(runs):
         t0 = time.perf_counter()
         result = probe.execute()
         times.append(time.perf_counter() - t0)
+        # The split shows whether a slow run was slow reading (client process and broker)
+        # or evaluating (this process).
+        reading = result.steps[0].duration_s if result.steps else float("nan")
+        print(f"run {i + 1}: {times[-1] * 1000:.0f} ms, reading offsets "
+              f"{reading * 1000:.0f} ms ({result.status.value})", flush=True)
     rows = {(r["group"], r["topic"], r["partition"]): (r["committed"], r["end_offset"], r["lag"])
             for r in result.details["partitions"]}
     return times, cold, rows
