@@ -166,6 +166,17 @@ def test_a_group_unreadable_for_one_run_keeps_its_window() -> None:
     assert after.message == "group g STOP on t[0]"
 
 
+def test_windows_of_departed_groups_and_partitions_are_forgotten() -> None:
+    p = lag_probe(window=3)
+    run(p, snapshot(*RUNS[0]), 1000.0)
+    assert {g: sorted(ws) for g, ws in p.windows.groups.items()} == {
+        "g": [("t", 0), ("t", 1)], "h": [("t", 1), ("u", 0)]}  # t[2]: never committed
+    run(p, snapshot({"g": {("t", 0): 5}}, {("t", 0): 10}), 1010.0)
+    assert {g: sorted(ws) for g, ws in p.windows.groups.items()} == {"g": [("t", 0)]}
+    assert sorted(p.tables.tables) == [("t", 0)]
+    assert len(p.windows) == 1
+
+
 def test_groups_the_listing_missed_are_exported_as_error_not_dropped() -> None:
     p = lag_probe(group_patterns=["g|h"])
     both = snapshot({"g": {("t", 0): 1}, "h": {("u", 0): 0}}, {("t", 0): 3, ("u", 0): 0})
